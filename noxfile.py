@@ -1,0 +1,90 @@
+"""The test matrix. ``nox`` with no arguments runs every CPU session.
+
+* ``tests-<backend>``: the whole test suite with ``XPNN_BACKENDS=<backend>``;
+* ``cupy``: the suite on CuPy; skips with the reason where there is no CUDA device;
+* ``agree``: identical seeded training runs on every usable backend against NumPy;
+* ``lint``: ruff;
+* ``gpu`` (not default): suite and agreement with CuPy and CUDA PyTorch on an NVIDIA GPU;
+* ``bench`` (not default): the speed tables of ``benchmarks/``.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import nox
+
+nox.options.sessions = ["tests", "cupy", "agree", "lint"]
+nox.options.error_on_missing_interpreters = False
+
+# The CPU build of PyTorch: an unpinned "torch" pulls a multi-GB CUDA build.
+TORCH_CPU = "torch==2.13.0"
+BACKEND_PACKAGES = {
+    "numpy": [],
+    "array_api_strict": [],  # installed with the test extra
+    "torch": [TORCH_CPU],
+    "jax": ["jax"],
+}
+
+
+def _no_cuda_device() -> str | None:
+    """Why CuPy cannot run here, or None when an NVIDIA GPU is visible."""
+    if shutil.which("nvidia-smi") is None:
+        return "no CUDA device: nvidia-smi is not on this machine"
+    return None
+
+
+@nox.session
+@nox.parametrize("backend", list(BACKEND_PACKAGES))
+def tests(session: nox.Session, backend: str) -> None:
+    """The whole suite on one CPU backend; every model test must run, not skip."""
+    session.install("-e", ".[test,plot]", *BACKEND_PACKAGES[backend])
+    session.run("pytest", *session.posargs, env={"XPNN_BACKENDS": backend})
+
+
+@nox.session
+def cupy(session: nox.Session) -> None:
+    """The suite on CuPy (CUDA 12 wheels); skipped with the reason where no GPU exists."""
+    reason = _no_cuda_device()
+    if reason:
+        session.skip(f"cupy: {reason}")
+    if session.venv_backend != "none":
+        session.install("-e", ".[test,cuda12]")
+    session.run("pytest", *session.posargs, env={"XPNN_BACKENDS": "cupy"})
+
+
+@nox.session
+def agree(session: nox.Session) -> None:
+    """Seeded training runs on numpy, array_api_strict, torch and jax against NumPy."""
+    session.install("-e", ".[strict]", TORCH_CPU, "jax")
+    session.run("xpnn", "agree", *session.posargs)
+
+
+@nox.session(default=False)
+def gpu(session: nox.Session) -> None:
+    """On an NVIDIA GPU: the suite on CuPy and on CUDA PyTorch, then ``xpnn agree``.
+    Run it in an environment that already holds CuPy and CUDA PyTorch with
+    ``nox -s gpu --no-venv`` (or let it install the cuda12 extra)."""
+    reason = _no_cuda_device()
+    if reason:
+        session.skip(f"gpu: {reason}")
+    if session.venv_backend != "none":
+        session.install("-e", ".[test,cuda12,torch,jax]")
+    session.run("pytest", *session.posargs, env={"XPNN_BACKENDS": "cupy"})
+    session.run("pytest", *session.posargs, env={"XPNN_BACKENDS": "torch", "XPNN_DEVICE": "cuda"})
+    session.run("xpnn", "agree", "--gpu")
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff: lint and formatting."""
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(default=False)
+def bench(session: nox.Session) -> None:
+    """The benchmark tables (speed is measured here, never asserted in tests)."""
+    session.install("-e", ".", TORCH_CPU, "jax", "array-api-strict")
+    session.run("python", "benchmarks/rnn_binary_addition.py", *session.posargs)

@@ -1,0 +1,48 @@
+"""The backend fixture: every model test runs once per backend named in XPNN_BACKENDS.
+
+``XPNN_BACKENDS`` is a comma list of backend names or ``all`` (the default). A backend
+that cannot run here is skipped with the reason, never dropped silently.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+import xpnn
+from xpnn.backend import BACKENDS, backend_info, default_device
+
+
+def _selected() -> list[str]:
+    raw = os.environ.get("XPNN_BACKENDS", "all").strip()
+    if raw in ("", "all"):
+        return list(BACKENDS)
+    names = [n.strip() for n in raw.split(",") if n.strip()]
+    unknown = [n for n in names if n not in BACKENDS]
+    if unknown:
+        raise pytest.UsageError(f"XPNN_BACKENDS names unknown backends: {unknown}")
+    return names
+
+
+@pytest.fixture(params=_selected())
+def backend(request: pytest.FixtureRequest) -> str:
+    """A usable backend name; skips with the reason when the backend cannot run here."""
+    info = backend_info(request.param)
+    if not info.usable:
+        pytest.skip(f"{request.param}: {info.reason}")
+    return request.param
+
+
+@pytest.fixture
+def xp_device(backend: str):
+    """``(xp, device)`` of the backend under test."""
+    xp = xpnn.get_namespace(backend)
+    return xp, default_device(xp)
+
+
+@pytest.fixture
+def device() -> str | None:
+    """The device every test model is built on: ``XPNN_DEVICE`` (e.g. ``cuda`` for the
+    torch GPU run), or None for the backend's default."""
+    return os.environ.get("XPNN_DEVICE") or None

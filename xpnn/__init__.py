@@ -1,0 +1,35 @@
+"""xpnn: the networks of a deep-learning course, written once against the array API standard."""
+
+from xpnn import datasets
+from xpnn.backend import available_backends, get_namespace, to_numpy
+from xpnn.errors import (
+    BackendUnavailable,
+    CheckpointError,
+    TrainingDiverged,
+    XpnnError,
+    XpnnTypeError,
+    XpnnValueError,
+)
+from xpnn.gradcheck import gradient_check
+from xpnn.mlp import MLP
+from xpnn.optim import SGD
+from xpnn.rnn import RNN
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "MLP",
+    "RNN",
+    "SGD",
+    "BackendUnavailable",
+    "CheckpointError",
+    "TrainingDiverged",
+    "XpnnError",
+    "XpnnTypeError",
+    "XpnnValueError",
+    "available_backends",
+    "datasets",
+    "get_namespace",
+    "gradient_check",
+    "to_numpy",
+]

@@ -1,0 +1,240 @@
+"""Backends: the only module that knows the names of array libraries.
+
+It resolves a backend name (``"numpy"``, ``"array_api_strict"``, ``"torch"``, ``"jax"``,
+``"cupy"``) to its array API namespace, reports which backends can run here and why the
+others cannot, resolves device and dtype names, and moves arrays to the host.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import array_api_compat
+import numpy as np
+
+from xpnn.errors import BackendUnavailable, XpnnTypeError, XpnnValueError
+
+Array = Any
+ArrayNamespace = ModuleType
+
+BACKENDS: tuple[str, ...] = ("numpy", "array_api_strict", "torch", "jax", "cupy")
+
+_MODULES = {
+    "numpy": "numpy",
+    "array_api_strict": "array_api_strict",
+    "torch": "torch",
+    "jax": "jax",
+    "cupy": "cupy",
+}
+_INSTALL_HINTS = {
+    "numpy": "pip install numpy",
+    "array_api_strict": 'pip install "xpnn[strict]"',
+    "torch": 'pip install "xpnn[torch]" (or the CPU build: pip install torch --index-url '
+    "https://download.pytorch.org/whl/cpu)",
+    "jax": 'pip install "xpnn[jax]"',
+    "cupy": 'pip install "xpnn[cuda12]" or "xpnn[cuda13]", on a machine with an NVIDIA GPU',
+}
+_NAMESPACES: dict[str, ArrayNamespace] = {}
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    """What ``xpnn backends`` prints for one backend."""
+
+    name: str
+    version: str | None
+    usable: bool
+    reason: str
+    default_device: str | None
+
+
+def _check_name(name: str) -> None:
+    if name not in BACKENDS:
+        msg = f"unknown backend {name!r}; expected one of {', '.join(BACKENDS)}"
+        raise XpnnValueError(msg)
+
+
+def _load_namespace(name: str) -> ArrayNamespace:
+    """Import the backend and return its namespace, or raise BackendUnavailable."""
+    try:
+        module = importlib.import_module(_MODULES[name])
+    except ImportError as exc:
+        msg = f"{name} is not installed ({exc}); install it with: {_INSTALL_HINTS[name]}"
+        raise BackendUnavailable(msg) from None
+    if name == "numpy":
+        return importlib.import_module("array_api_compat.numpy")
+    if name == "array_api_strict":
+        return module
+    if name == "torch":
+        return importlib.import_module("array_api_compat.torch")
+    if name == "jax":
+        module.config.update("jax_enable_x64", True)
+        return importlib.import_module("jax.numpy")
+    # cupy: importable without a GPU, but it cannot allocate there.
+    try:
+        count = module.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # CUDARuntimeError, or no driver library at all
+        msg = f"cupy: no CUDA device ({type(exc).__name__}: {exc})"
+        raise BackendUnavailable(msg) from None
+    if count < 1:
+        raise BackendUnavailable("cupy: no CUDA device (the CUDA runtime reports 0 devices)")
+    return importlib.import_module("array_api_compat.cupy")
+
+
+def get_namespace(name: str) -> ArrayNamespace:
+    """Return the array API namespace of backend ``name``.
+
+    Raises
+    ------
+    BackendUnavailable
+        The backend is not installed or cannot run here; the message says why and what
+        to install.
+    """
+    _check_name(name)
+    if name not in _NAMESPACES:
+        _NAMESPACES[name] = _load_namespace(name)
+    return _NAMESPACES[name]
+
+
+def backend_info(name: str) -> BackendInfo:
+    """Version, usability (with the reason when not usable) and default device of ``name``."""
+    _check_name(name)
+    try:
+        xp = get_namespace(name)
+    except BackendUnavailable as exc:
+        return BackendInfo(name, None, False, str(exc), None)
+    version = getattr(importlib.import_module(_MODULES[name]), "__version__", "?")
+    device = default_device(xp)
+    return BackendInfo(name, version, True, "", device_name(device))
+
+
+def available_backends() -> list[str]:
+    """Names of the backends usable here, in the order of ``BACKENDS``."""
+    return [name for name in BACKENDS if backend_info(name).usable]
+
+
+def backend_name(xp: ArrayNamespace) -> str:
+    """The backend name of a namespace returned by ``array_namespace``."""
+    for name, namespace in _NAMESPACES.items():
+        if namespace is xp:
+            return name
+    module = xp.__name__
+    for name in BACKENDS:
+        if name in module:
+            return name
+    return module
+
+
+def namespace_of(*arrays: Array) -> ArrayNamespace:
+    """The common namespace of ``arrays``; a clear error for non-arrays or mixed backends."""
+    try:
+        return array_api_compat.array_namespace(*arrays)
+    except TypeError as exc:
+        kinds = ", ".join(sorted({type(a).__module__ + "." + type(a).__name__ for a in arrays}))
+        msg = f"expected arrays of one array API backend, got {kinds} ({exc})"
+        raise XpnnTypeError(msg) from None
+
+
+def default_device(xp: ArrayNamespace) -> Any:
+    """The device a backend puts new arrays on."""
+    return xp.__array_namespace_info__().default_device() or device_of(xp.empty(0))
+
+
+def device_of(x: Array) -> Any:
+    """The device an array lives on."""
+    return array_api_compat.device(x)
+
+
+def device_name(device: Any) -> str:
+    """A short printable name: ``cpu``, ``cuda:0``, ``device1``, ``TFRT_CPU_0``."""
+    if type(device).__module__.startswith("array_api_strict"):
+        return repr(device).split("'")[1]
+    if type(device).__module__.startswith("cupy"):
+        return f"cuda:{device.id}"
+    return str(device)
+
+
+def resolve_device(xp: ArrayNamespace, device: Any) -> Any:
+    """Turn ``device`` (None, a name like ``"cpu"``/``"cuda:0"``/``"device1"``, or a device
+    object of the backend) into a device object of ``xp``.
+
+    Raises
+    ------
+    XpnnValueError
+        The backend has no such device; the message lists the ones it has.
+    """
+    if device is None:
+        return default_device(xp)
+    name = backend_name(xp)
+    if not isinstance(device, str):
+        return device
+    if name == "torch":
+        import torch
+
+        try:
+            return torch.device(device)
+        except RuntimeError:
+            pass
+    known = [d for d in xp.__array_namespace_info__().devices() if d is not None]
+    for candidate in known:
+        aliases = {device_name(candidate), str(candidate)}
+        platform = getattr(candidate, "platform", None)  # JAX: "cpu", "gpu"
+        if platform is not None:
+            aliases |= {platform, f"{platform}:{candidate.id}"}
+        if device in aliases:
+            return candidate
+    names = ", ".join(device_name(d) for d in known)
+    msg = f"backend {name} has no device {device!r}; its devices are: {names}"
+    raise XpnnValueError(msg)
+
+
+def resolve_dtype(xp: ArrayNamespace, dtype: Any, device: Any) -> Any:
+    """Turn ``dtype`` (``"float32"``, ``"float64"`` or a dtype of ``xp``) into a real
+    floating dtype of ``xp`` that ``device`` supports.
+
+    Raises
+    ------
+    XpnnTypeError
+        ``dtype`` is not a real floating dtype, or the device does not support it.
+    """
+    floating = xp.__array_namespace_info__().dtypes(device=device, kind="real floating")
+    if isinstance(dtype, str):
+        key = dtype
+    else:
+        key = next((k for k, v in floating.items() if v == dtype), str(dtype))
+    if key in floating:
+        return floating[key]
+    if key in ("float32", "float64"):
+        msg = (
+            f"device {device_name(device)!r} of backend {backend_name(xp)} does not support "
+            f"{key}; its floating dtypes are: {', '.join(floating)}"
+        )
+        raise XpnnTypeError(msg)
+    msg = f"dtype must be a real floating dtype (float32 or float64), got {key!r}"
+    raise XpnnTypeError(msg)
+
+
+def to_numpy(x: Array) -> np.ndarray:
+    """Copy an array of any backend to a ``numpy.ndarray`` on the host."""
+    if isinstance(x, np.ndarray):
+        return x
+    if isinstance(x, (int, float)):
+        return np.asarray(x)
+    module = type(x).__module__
+    if module.startswith("torch"):
+        return x.detach().cpu().numpy()
+    if module.startswith("cupy"):
+        return x.get()
+    if module.startswith("array_api_strict"):
+        import array_api_strict
+
+        return np.asarray(array_api_compat.to_device(x, array_api_strict.Device("CPU_DEVICE")))
+    return np.asarray(x)
+
+
+def host_rng(seed: int | None) -> np.random.Generator:
+    """The host random generator every initialiser and data stream draws from."""
+    return np.random.default_rng(seed)

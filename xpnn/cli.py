@@ -1,0 +1,259 @@
+"""The ``xpnn`` command: ``xpnn backends``, ``xpnn train {backprop,regression,
+binary-addition,sine}``.
+
+Every failure the user can cause ends in one line on stderr and a non-zero exit status
+(2 for a bad command line, 1 for anything else), never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+import numpy as np
+
+from xpnn import notebooks
+from xpnn.backend import BACKENDS, backend_info
+from xpnn.errors import TrainingDiverged, XpnnError
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line, without the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not np.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive and finite, got {text}")
+    return value
+
+
+def _finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not np.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be finite, got {text}")
+    return value
+
+
+def _writable_path(text: str) -> Path:
+    path = Path(text)
+    if path.is_dir() or not path.parent.is_dir():
+        raise argparse.ArgumentTypeError(f"cannot write a file at {text!r}")
+    return path
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", default="numpy", choices=BACKENDS, help="array backend")
+    p.add_argument("--device", default=None, help="device name, e.g. cpu, cuda:0")
+    p.add_argument("--dtype", default="float64", choices=("float32", "float64"))
+    p.add_argument("--seed", type=int, default=0, help="seed of weights and data")
+
+
+def _add_training(p: argparse.ArgumentParser, *, iters: int, lr: float, log_every: int) -> None:
+    _add_common(p)
+    p.add_argument("--iters", type=_positive_int, default=iters, help=f"default {iters}")
+    p.add_argument("--lr", type=_positive_float, default=lr, help=f"learning rate ({lr})")
+    p.add_argument("--batch-size", type=_positive_int, default=1)
+    p.add_argument("--log-every", type=_positive_int, default=log_every)
+    p.add_argument(
+        "--plot",
+        type=_writable_path,
+        default=None,
+        metavar="FILE",
+        help="write a PNG figure (needs the plot extra)",
+    )
+    p.add_argument("--json", action="store_true", help="print a JSON summary only")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of the ``xpnn`` command."""
+    parser = _Parser(prog="xpnn", description="The course's networks on any array backend.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub.add_parser("backends", help="which backends run here, or why not")
+    train = sub.add_parser("train", help="run one of the course's notebooks")
+    runs = train.add_subparsers(dest="run", required=True, parser_class=_Parser)
+
+    p = runs.add_parser("backprop", help="seed 001: one backpropagation step, printed")
+    _add_common(p)
+
+    p = runs.add_parser("regression", help="notebook 1_3: SGD on 3*x0 + 2*x1")
+    _add_training(p, iters=1000, lr=0.07, log_every=100)
+    p.add_argument("--hidden-size", type=_positive_int, default=10)
+    p.add_argument("--activation", default="relu", choices=("relu", "sigmoid", "tanh"))
+    p.add_argument("--low", type=_finite_float, default=0.0, help="inputs uniform in [low, high)")
+    p.add_argument("--high", type=_finite_float, default=1.0)
+
+    p = runs.add_parser("binary-addition", help="notebook 3_1: an RNN learns binary addition")
+    _add_training(p, iters=10_000, lr=0.1, log_every=100)
+    p.add_argument("--hidden-size", type=_positive_int, default=16)
+    p.add_argument("--activation", default="sigmoid", choices=("sigmoid", "tanh", "relu"))
+    p.add_argument("--init", default="std", choices=("std", "xavier", "he"))
+    p.add_argument("--weight-init-std", type=_positive_float, default=1.0)
+    p.add_argument("--bits", type=int, default=8, help="bits per number (2 to 13)")
+    p.add_argument("--truncate", type=_positive_int, default=None, help="truncated BPTT block")
+    p.add_argument("--clip", type=_positive_float, default=None, help="global gradient norm cap")
+
+    p = runs.add_parser("sine", help="notebook 3_3: a many-to-one RNN on a sine wave")
+    _add_training(p, iters=500, lr=0.1, log_every=100)
+    p.add_argument("--hidden-size", type=_positive_int, default=5)
+    p.add_argument("--maxlen", type=_positive_int, default=2, help="window length")
+    p.add_argument("--weight-init-std", type=_positive_float, default=0.01)
+    return parser
+
+
+def _backends() -> None:
+    rows = [("backend", "version", "default device", "usable here")]
+    for name in BACKENDS:
+        info = backend_info(name)
+        rows.append(
+            (
+                name,
+                info.version or "-",
+                info.default_device or "-",
+                "yes" if info.usable else f"no: {info.reason}",
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        print("  ".join([*cells, row[3]]))
+
+
+def _common(args: argparse.Namespace) -> dict[str, Any]:
+    return {"backend": args.backend, "device": args.device, "dtype": args.dtype, "seed": args.seed}
+
+
+def _training(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        **_common(args),
+        "iters": args.iters,
+        "lr": args.lr,
+        "batch_size": args.batch_size,
+        "log_every": args.log_every,
+        "echo": None if (args.quiet or args.json) else print,
+    }
+
+
+def _summary(args: argparse.Namespace, result: notebooks.RunResult) -> None:
+    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    metrics = {k: v for k, v in result.metrics.items() if k not in ("generated", "test_pred")}
+    print(
+        json.dumps(
+            {
+                "config": config,
+                "losses": [[i, v] for i, v in result.train.history],
+                **metrics,
+                "seconds": round(result.seconds, 4),
+                "train_seconds": round(result.train.seconds, 4),
+            }
+        )
+    )
+
+
+def _train(args: argparse.Namespace) -> None:
+    from xpnn import plotting
+
+    if args.run == "backprop":
+        notebooks.backprop_step(backend=args.backend, device=args.device, dtype=args.dtype)
+        return
+    if args.run == "regression":
+        result = notebooks.regression(
+            hidden_size=args.hidden_size,
+            activation=args.activation,
+            low=args.low,
+            high=args.high,
+            **_training(args),
+        )
+    elif args.run == "binary-addition":
+        result = notebooks.binary_addition(
+            hidden_size=args.hidden_size,
+            activation=args.activation,
+            init=args.init,
+            weight_init_std=args.weight_init_std,
+            bits=args.bits,
+            truncate=args.truncate,
+            clip=args.clip,
+            **_training(args),
+        )
+    else:
+        result = notebooks.sine(
+            hidden_size=args.hidden_size,
+            maxlen=args.maxlen,
+            weight_init_std=args.weight_init_std,
+            **_training(args),
+        )
+    if args.plot is not None:
+        if args.run == "sine":
+            _plot_sine(args, result, plotting)
+        else:
+            plotting.loss_curve(result.train.history, args.plot, title=f"xpnn train {args.run}")
+        if not (args.quiet or args.json):
+            print(f"wrote {args.plot}")
+    if args.json:
+        _summary(args, result)
+
+
+def _plot_sine(args: argparse.Namespace, result: notebooks.RunResult, plotting: Any) -> None:
+    from xpnn.datasets import sine_windows
+
+    data = sine_windows(args.maxlen)
+    step = data.t[1] - data.t[0]
+    n_test = data.ds_test.shape[0]
+    t_test = data.t[-n_test:]
+    generated = result.metrics["generated"]
+    t_gen = data.t[-1] + step * np.arange(1, len(generated) + 1)
+    plotting.sine_figure(
+        data.t, data.f, t_test, result.metrics["test_pred"], t_gen, generated, args.plot
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; return the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "backends":
+            _backends()
+        else:
+            _train(args)
+    except TrainingDiverged as exc:
+        print(f"xpnn: {exc}", file=sys.stderr)
+        return 1
+    except XpnnError as exc:
+        print(f"xpnn: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("xpnn: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # output piped into a program that stopped reading (head)
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - stays open until exit
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,191 @@
+"""The course's data, as host NumPy arrays, deterministic by seed.
+
+* ``linear``: notebook 1_3's regression target ``3 * x0 + 2 * x1``.
+* ``binary_addition``: notebook 3_1's 8-bit addition, bits least significant first.
+* ``sine_windows``: notebook 3_3's windows of ``sin`` predicting the next value.
+
+Training draws batches from a *stream*: ``stream.batches(start, stop)`` returns the
+samples of iterations ``start .. stop - 1`` joined along the batch axis. Iteration ``i``
+always gets the same samples, however the range is cut, so a resumed run sees the data
+an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from xpnn.errors import XpnnValueError
+
+CHUNK = 128  # iterations drawn from one generator; part of the seed -> data contract
+MAX_BITS = 62  # a + b must fit in int64
+MAX_ALL_PAIRS_BITS = 13  # all_binary_additions: 4**(bits - 1) pairs, 16.7 million at 13
+
+
+def _check_count(n: Any, name: str) -> int:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        msg = f"{name} must be an integer of at least 1, got {n!r}"
+        raise XpnnValueError(msg)
+    return int(n)
+
+
+def check_bits(bits: Any, upper: int = MAX_BITS) -> int:
+    """``bits`` must be an integer from 2 to ``upper``."""
+    if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or not 2 <= bits <= upper:
+        msg = f"bits must be an integer from 2 to {upper}, got {bits!r}"
+        raise XpnnValueError(msg)
+    return int(bits)
+
+
+def linear(
+    n: int, seed: Any = 0, low: float = 0.0, high: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """``x`` ``(n, 2)`` uniform in ``[low, high)`` and ``d = 3 * x0 + 2 * x1`` ``(n, 1)``."""
+    n = _check_count(n, "n")
+    if not (math.isfinite(low) and math.isfinite(high) and low < high):
+        msg = f"need finite low < high, got low={low!r}, high={high!r}"
+        raise XpnnValueError(msg)
+    x = np.random.default_rng(seed).uniform(low, high, size=(n, 2))
+    return x, 3.0 * x[:, :1] + 2.0 * x[:, 1:]
+
+
+def to_bits(values: np.ndarray, bits: int) -> np.ndarray:
+    """Integers ``(n,)`` to bits ``(bits, n)``, least significant first, as float64."""
+    shifts = np.arange(bits, dtype=np.int64)[:, None]
+    return ((np.asarray(values, dtype=np.int64)[None, :] >> shifts) & 1).astype(np.float64)
+
+
+def decode_bits(bits: Any) -> np.ndarray:
+    """Bits ``(T, ...)``, least significant first (rounded at 0.5), to integers ``(...)``."""
+    b = np.asarray(bits) >= 0.5
+    weights = (np.int64(1) << np.arange(b.shape[0], dtype=np.int64)).reshape(
+        (-1,) + (1,) * (b.ndim - 1)
+    )
+    return np.sum(b * weights, axis=0)
+
+
+def _addition_sequences(a: np.ndarray, b: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    xs = np.stack([to_bits(a, bits), to_bits(b, bits)], axis=-1)
+    return xs, to_bits(a + b, bits)[:, :, None]
+
+
+def binary_addition(n: int, bits: int = 8, seed: Any = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` random additions ``a + b`` with ``a, b`` uniform in ``[0, 2**(bits-1))``.
+
+    Returns ``xs`` ``(bits, n, 2)`` (the bits of ``a`` and ``b``) and ``ds`` ``(bits, n, 1)``
+    (the bits of ``a + b``), least significant bit first, as float64.
+    """
+    n, bits = _check_count(n, "n"), check_bits(bits)
+    operands = np.random.default_rng(seed).integers(0, 2 ** (bits - 1), size=(2, n))
+    return _addition_sequences(operands[0], operands[1], bits)
+
+
+def all_binary_additions(bits: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """Every operand pair below ``2**(bits-1)``: ``4**(bits-1)`` sequences (16384 for 8
+    bits), shaped as in ``binary_addition``; pair ``(a, b)`` is column ``a * 2**(bits-1) + b``."""
+    bits = check_bits(bits, MAX_ALL_PAIRS_BITS)
+    half = 2 ** (bits - 1)
+    a, b = np.divmod(np.arange(half * half, dtype=np.int64), half)
+    return _addition_sequences(a, b, bits)
+
+
+@dataclass(frozen=True)
+class SineData:
+    """Notebook 3_3's data. ``xs_*`` ``(maxlen, N, 1)`` windows, ``ds_*`` ``(N, 1)`` the
+    value after each window; the test windows are the last ``n_test`` in time. ``t`` and
+    ``f`` ``(n_points,)`` are the whole wave."""
+
+    xs_train: np.ndarray
+    ds_train: np.ndarray
+    xs_test: np.ndarray
+    ds_test: np.ndarray
+    t: np.ndarray
+    f: np.ndarray
+
+
+def sine_windows(maxlen: int = 2, n_points: int = 500, n_test: int = 100) -> SineData:
+    """Windows of ``sin(t)``, ``t = linspace(0, 10*pi, n_points)``: each window of
+    ``maxlen`` values predicts the next one (``n_points - maxlen`` windows)."""
+    maxlen, n_points = _check_count(maxlen, "maxlen"), _check_count(n_points, "n_points")
+    n_windows = n_points - maxlen
+    if not 1 <= n_test < n_windows:
+        msg = f"n_test must be from 1 to {n_windows - 1} for {n_windows} windows, got {n_test!r}"
+        raise XpnnValueError(msg)
+    t = np.linspace(0.0, 10.0 * np.pi, n_points)
+    f = np.sin(t)
+    idx = np.arange(n_windows)[None, :] + np.arange(maxlen)[:, None]
+    xs, ds = f[idx][:, :, None], f[maxlen:][:, None]
+    cut = n_windows - n_test
+    return SineData(xs[:, :cut], ds[:cut], xs[:, cut:], ds[cut:], t, f)
+
+
+def sine_continuation(t_last: float, step: float, n: int) -> np.ndarray:
+    """``sin`` at the ``n`` points after ``t_last``, spaced ``step`` apart: the truth a
+    generated continuation is compared with."""
+    return np.sin(t_last + step * np.arange(1, _check_count(n, "n") + 1))
+
+
+class SampleStream:
+    """Batches drawn with replacement from fixed host arrays ``x``, ``d`` whose batch
+    axis is ``batch_axis`` (0 for ``(N, F)`` rows, 1 for time-major ``(T, N, F)``)."""
+
+    def __init__(
+        self,
+        x: np.ndarray,
+        d: np.ndarray,
+        batch_size: int,
+        seed: Any = 0,
+        batch_axis: int = 0,
+        target_axis: int | None = None,
+    ) -> None:
+        self.x, self.d = np.asarray(x), np.asarray(d)
+        self.batch_size = _check_count(batch_size, "batch_size")
+        self.seed, self.batch_axis = seed, batch_axis
+        self.target_axis = batch_axis if target_axis is None else target_axis
+        if self.x.shape[batch_axis] != self.d.shape[self.target_axis]:
+            msg = (
+                f"x has {self.x.shape[batch_axis]} samples but d has "
+                f"{self.d.shape[self.target_axis]}"
+            )
+            raise XpnnValueError(msg)
+
+    def _chunk(self, k: int) -> np.ndarray:
+        rng = np.random.default_rng([*np.atleast_1d(self.seed), k])
+        return rng.integers(0, self.x.shape[self.batch_axis], size=CHUNK * self.batch_size)
+
+    def batches(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """The samples of iterations ``start .. stop - 1``, joined along the batch axis."""
+        idx = _span(self._chunk, start, stop, self.batch_size)
+        return np.take(self.x, idx, axis=self.batch_axis), np.take(
+            self.d, idx, axis=self.target_axis
+        )
+
+
+class BinaryAdditionStream:
+    """Fresh random additions for every iteration: ``(bits, B, 2)`` and ``(bits, B, 1)``."""
+
+    batch_axis = 1
+
+    def __init__(self, batch_size: int, bits: int = 8, seed: Any = 0) -> None:
+        self.batch_size = _check_count(batch_size, "batch_size")
+        self.bits, self.seed = check_bits(bits), seed
+
+    def _chunk(self, k: int) -> np.ndarray:
+        rng = np.random.default_rng([*np.atleast_1d(self.seed), k])
+        return rng.integers(0, 2 ** (self.bits - 1), size=(2, CHUNK * self.batch_size))
+
+    def batches(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """The sequences of iterations ``start .. stop - 1``, joined along axis 1."""
+        a, b = _span(self._chunk, start, stop, self.batch_size)
+        return _addition_sequences(a, b, self.bits)
+
+
+def _span(chunk: Any, start: int, stop: int, batch_size: int) -> np.ndarray:
+    """Draws for iterations ``start .. stop - 1`` from per-chunk generators (last axis)."""
+    first, last = start // CHUNK, (stop - 1) // CHUNK
+    draws = np.concatenate([chunk(k) for k in range(first, last + 1)], axis=-1)
+    offset = first * CHUNK
+    return draws[..., (start - offset) * batch_size : (stop - offset) * batch_size]

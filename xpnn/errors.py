@@ -1,0 +1,48 @@
+"""The xpnn error hierarchy: every error xpnn raises on purpose is an ``XpnnError``.
+
+Each class also derives from the built-in exception a Python user would expect, so
+``except ValueError`` keeps working. Messages name the argument, what was expected and
+what arrived.
+"""
+
+from __future__ import annotations
+
+
+class XpnnError(Exception):
+    """Base class of every error xpnn raises on purpose."""
+
+
+class XpnnValueError(XpnnError, ValueError):
+    """A value is wrong: a shape, a size, a name, a non-finite number."""
+
+
+class XpnnTypeError(XpnnError, TypeError):
+    """An array is of the wrong kind: another backend, another device, a non-floating dtype."""
+
+
+class BackendUnavailable(XpnnValueError):
+    """The backend cannot run here; the message says why and what to install."""
+
+
+class TrainingDiverged(XpnnError, FloatingPointError):
+    """Training met a non-finite loss; ``params`` holds the last finite parameters.
+
+    Attributes
+    ----------
+    iteration : int
+        The iteration at which the non-finite loss was seen.
+    params : dict
+        The parameters at the last check that found a finite loss.
+    history : list of (int, float)
+        The ``(iteration, loss)`` pairs logged before the divergence.
+    """
+
+    def __init__(self, msg: str, *, iteration: int, params: dict, history: list) -> None:
+        super().__init__(msg)
+        self.iteration = iteration
+        self.params = params
+        self.history = history
+
+
+class CheckpointError(XpnnValueError):
+    """A checkpoint file is missing, truncated, corrupt or does not fit the model."""

@@ -1,0 +1,34 @@
+"""Weight initialisers, drawn on the host so every backend starts from the same numbers.
+
+Each takes a host random generator (``numpy.random.Generator``, from
+``xpnn.backend.host_rng``) and returns a host array of the given ``(fan_in, fan_out)``
+shape; the model moves it to its backend with one ``asarray``. Biases start at zero.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from xpnn.errors import XpnnValueError
+
+INITS = ("std", "xavier", "he")
+
+
+def draw_weight(rng: Any, shape: tuple[int, int], init: str, weight_init_std: float = 0.01) -> Any:
+    """A ``(fan_in, fan_out)`` host array of standard normal draws, scaled by
+
+    * ``std``: ``weight_init_std`` (the course's ``weight_init_std * randn``);
+    * ``xavier``: ``1 / sqrt(fan_in)``;
+    * ``he``: ``sqrt(2 / fan_in)``.
+    """
+    if init == "std":
+        scale = weight_init_std
+    elif init == "xavier":
+        scale = 1.0 / math.sqrt(shape[0])
+    elif init == "he":
+        scale = math.sqrt(2.0 / shape[0])
+    else:
+        msg = f"unknown init {init!r}; expected one of {', '.join(INITS)}"
+        raise XpnnValueError(msg)
+    return rng.standard_normal(shape) * scale

@@ -1,0 +1,150 @@
+"""What every xpnn model shares: its backend, device and dtype, its parameter dict, and
+the checks of the arrays handed to its public methods."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from xpnn.backend import (
+    Array,
+    backend_name,
+    device_name,
+    device_of,
+    get_namespace,
+    namespace_of,
+    resolve_device,
+    resolve_dtype,
+)
+from xpnn.errors import XpnnTypeError, XpnnValueError
+
+
+def check_size(value: Any, name: str) -> int:
+    """A size argument: an ``int`` of at least 1."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        msg = f"{name} must be an integer of at least 1, got {value!r}"
+        raise XpnnValueError(msg)
+    return value
+
+
+class Model:
+    """Base of ``MLP`` and ``RNN``: a backend namespace ``xp``, a device, a floating dtype
+    and a dict of parameters living there.
+
+    Subclasses set ``param_shapes`` (name to shape) before assigning ``params``.
+    """
+
+    param_shapes: dict[str, tuple[int, ...]]
+
+    def __init__(self, *, backend: str, device: Any, dtype: Any) -> None:
+        self.backend = backend
+        self.xp = get_namespace(backend)
+        self.device = resolve_device(self.xp, device)
+        self.dtype = resolve_dtype(self.xp, dtype, self.device)
+        self._params: dict[str, Array] = {}
+
+    # -- parameters ---------------------------------------------------------------------
+
+    @property
+    def params(self) -> dict[str, Array]:
+        """The parameters, a dict of backend arrays (course names: ``W1``, ``b1``, ...)."""
+        return self._params
+
+    @params.setter
+    def params(self, params: Mapping[str, Array]) -> None:
+        if set(params) != set(self.param_shapes):
+            msg = f"params must have the keys {sorted(self.param_shapes)}, got {sorted(params)}"
+            raise XpnnValueError(msg)
+        for key, value in params.items():
+            self.check_array(value, key, shape=self.param_shapes[key])
+        self._params = dict(params)
+
+    def asarray(self, x: Any, *, name: str = "x") -> Array:
+        """``x`` (a host array, nested lists, or an array of any backend on the host) as
+        an array of this model's backend, device and dtype."""
+        try:
+            return self.xp.asarray(x, dtype=self.dtype, device=self.device)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            msg = f"{name} cannot be converted to a {self.backend} array: {exc}"
+            raise XpnnTypeError(msg) from None
+
+    def _params_from_host(self, host: Mapping[str, Any]) -> dict[str, Array]:
+        return {key: self.asarray(value, name=key) for key, value in host.items()}
+
+    @property
+    def num_params(self) -> int:
+        """The number of scalar parameters."""
+        return sum(math.prod(s) for s in self.param_shapes.values())
+
+    # -- input checks -------------------------------------------------------------------
+
+    def check_array(
+        self,
+        x: Any,
+        name: str,
+        *,
+        shape: tuple[int | None, ...],
+        integer_ok: bool = False,
+    ) -> Array:
+        """Refuse ``x`` unless it is an array of this model's backend and device with the
+        model's dtype (or integers, where ``integer_ok``) and ``shape`` (``None`` matches
+        any length, at least 1)."""
+        if not _is_backend_array(x):
+            msg = (
+                f"{name} must be an array of the model's backend ({self.backend}), got "
+                f"{type(x).__name__}; convert host data with model.asarray({name})"
+            )
+            raise XpnnTypeError(msg)
+        xp = namespace_of(x)
+        if xp is not self.xp:
+            msg = (
+                f"{name} is a {backend_name(xp)} array but the model runs on {self.backend}; "
+                f"convert it with model.asarray({name})"
+            )
+            raise XpnnTypeError(msg)
+        if device_of(x) != self.device:
+            msg = (
+                f"{name} is on device {device_name(device_of(x))!r} but the model is on "
+                f"{device_name(self.device)!r}; move it with model.asarray({name})"
+            )
+            raise XpnnTypeError(msg)
+        if x.dtype != self.dtype and not (integer_ok and xp.isdtype(x.dtype, "integral")):
+            kind = "floating" if xp.isdtype(x.dtype, "real floating") else "non-floating"
+            msg = (
+                f"{name} has {kind} dtype {x.dtype} but the model computes in {self.dtype}; "
+                f"convert it with model.asarray({name})"
+            )
+            raise XpnnTypeError(msg)
+        if len(x.shape) != len(shape) or any(
+            want is not None and got != want for got, want in zip(x.shape, shape, strict=True)
+        ):
+            expected = "(" + ", ".join("any" if s is None else str(s) for s in shape) + ")"
+            msg = f"{name} must have shape {expected}, got {tuple(x.shape)}"
+            raise XpnnValueError(msg)
+        if any(s == 0 for s in x.shape):
+            msg = f"{name} is empty (shape {tuple(x.shape)}); it needs at least one row"
+            raise XpnnValueError(msg)
+        return x
+
+    def check_finite(self, x: Array, name: str) -> None:
+        """Refuse NaN or infinity in ``x``. A deliberate sync point: call it from public
+        entry points only, never inside a training loop."""
+        if self.xp.isdtype(x.dtype, "integral"):
+            return
+        if not bool(self.xp.all(self.xp.isfinite(x))):
+            msg = f"{name} contains NaN or infinity"
+            raise XpnnValueError(msg)
+
+
+def is_integer_array(x: Any) -> bool:
+    """Whether ``x`` is an array (of any backend) of integers, such as class labels."""
+    return _is_backend_array(x) and namespace_of(x).isdtype(x.dtype, "integral")
+
+
+def _is_backend_array(x: Any) -> bool:
+    try:
+        namespace_of(x)
+    except XpnnTypeError:
+        return False
+    return True
