@@ -8,6 +8,7 @@ others cannot, resolves device and dtype names, and moves arrays to the host.
 from __future__ import annotations
 
 import importlib
+import warnings
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -71,7 +72,9 @@ def _load_namespace(name: str) -> ArrayNamespace:
     if name == "torch":
         return importlib.import_module("array_api_compat.torch")
     if name == "jax":
-        module.config.update("jax_enable_x64", True)
+        module.config.update("jax_enable_x64", True)  # float64 models need it
+        # float32 matmuls in full float32, not TF32 on GPUs: the same numbers as elsewhere
+        module.config.update("jax_default_matmul_precision", "highest")
         return importlib.import_module("jax.numpy")
     # cupy: importable without a GPU, but it cannot allocate there.
     try:
@@ -169,16 +172,27 @@ def resolve_device(xp: ArrayNamespace, device: Any) -> Any:
     if device is None:
         return default_device(xp)
     name = backend_name(xp)
-    if not isinstance(device, str):
-        return device
-    if name == "torch":
+    if name == "torch" and isinstance(device, (str, type(default_device(xp)))):
         import torch
 
-        try:
-            return torch.device(device)
-        except RuntimeError:
+        try:  # allocating checks that the device exists and gives its index ("cuda" -> cuda:0)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                resolved = torch.empty(0, device=torch.device(device)).device
+        except (RuntimeError, AssertionError, ValueError):  # AssertionError: no CUDA build
             pass
-    known = [d for d in xp.__array_namespace_info__().devices() if d is not None]
+        else:
+            if resolved.type != "meta":
+                return resolved
+            msg = "torch's meta device holds shapes but no values; use cpu or cuda"
+            raise XpnnValueError(msg)
+    with warnings.catch_warnings():  # torch's device probe warns about retired device types
+        warnings.simplefilter("ignore")
+        known = [d for d in xp.__array_namespace_info__().devices() if d is not None]
+    if not isinstance(device, str):
+        if name == "cupy" or any(device == candidate for candidate in known):
+            return device
+        device = repr(device)
     for candidate in known:
         aliases = {device_name(candidate), str(candidate)}
         platform = getattr(candidate, "platform", None)  # JAX: "cpu", "gpu"
@@ -201,6 +215,9 @@ def resolve_dtype(xp: ArrayNamespace, dtype: Any, device: Any) -> Any:
         ``dtype`` is not a real floating dtype, or the device does not support it.
     """
     floating = xp.__array_namespace_info__().dtypes(device=device, kind="real floating")
+    if dtype is None:  # NumPy would read None as float64; say so on every backend instead
+        msg = "dtype must be a real floating dtype (float32 or float64), got None"
+        raise XpnnTypeError(msg)
     if isinstance(dtype, str):
         key = dtype
     else:
@@ -236,5 +253,18 @@ def to_numpy(x: Array) -> np.ndarray:
 
 
 def host_rng(seed: int | None) -> np.random.Generator:
-    """The host random generator every initialiser and data stream draws from."""
-    return np.random.default_rng(seed)
+    """The host random generator every initialiser and data stream draws from.
+
+    Raises
+    ------
+    XpnnValueError
+        ``seed`` is not a non-negative integer (or a sequence of them, or None).
+    """
+    if isinstance(seed, (bool, float, str, bytes)):
+        msg = f"seed must be a non-negative integer, got {seed!r}"
+        raise XpnnValueError(msg)
+    try:
+        return np.random.default_rng(seed)
+    except (TypeError, ValueError):
+        msg = f"seed must be a non-negative integer, got {seed!r}"
+        raise XpnnValueError(msg) from None

@@ -17,9 +17,10 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from xpnn import notebooks
+from xpnn import agree, notebooks
 from xpnn.backend import BACKENDS, backend_info
-from xpnn.errors import TrainingDiverged, XpnnError
+from xpnn.checkpoint import Checkpointer, check_folder, load
+from xpnn.errors import CheckpointError, TrainingDiverged, XpnnError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -59,10 +60,43 @@ def _finite_float(text: str) -> float:
     return value
 
 
+def _fraction(text: str) -> float:
+    value = _positive_float(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"must be below 1, got {text}")
+    return value
+
+
+def _checkpoint_folder(text: str) -> Path:
+    try:
+        return check_folder(text)
+    except CheckpointError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {value}")
+    return value
+
+
 def _writable_path(text: str) -> Path:
     path = Path(text)
     if path.is_dir() or not path.parent.is_dir():
         raise argparse.ArgumentTypeError(f"cannot write a file at {text!r}")
+    suffix = path.suffix[1:].lower()
+    try:
+        from matplotlib.backend_bases import FigureCanvasBase
+    except ImportError:  # the plot step itself says what to install
+        return path
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if suffix and suffix not in formats:
+        msg = f"cannot write a {suffix!r} figure at {text!r}; use one of: {', '.join(formats)}"
+        raise argparse.ArgumentTypeError(msg)
     return path
 
 
@@ -70,7 +104,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default="numpy", choices=BACKENDS, help="array backend")
     p.add_argument("--device", default=None, help="device name, e.g. cpu, cuda:0")
     p.add_argument("--dtype", default="float64", choices=("float32", "float64"))
-    p.add_argument("--seed", type=int, default=0, help="seed of weights and data")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of weights and data")
 
 
 def _add_training(p: argparse.ArgumentParser, *, iters: int, lr: float, log_every: int) -> None:
@@ -88,6 +122,28 @@ def _add_training(p: argparse.ArgumentParser, *, iters: int, lr: float, log_ever
     )
     p.add_argument("--json", action="store_true", help="print a JSON summary only")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument(
+        "--momentum", type=_fraction, default=None, help="SGD with this momentum, in (0, 1)"
+    )
+    p.add_argument(
+        "--checkpoint",
+        type=_checkpoint_folder,
+        default=None,
+        metavar="DIR",
+        help=f"keep DIR/{Checkpointer.FILENAME} current (DIR must exist)",
+    )
+    p.add_argument(
+        "--checkpoint-every",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="iterations between checkpoints (default: --log-every)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the checkpoint in --checkpoint DIR, with the same settings",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="xpnn", description="The course's networks on any array backend.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     sub.add_parser("backends", help="which backends run here, or why not")
+    agree.add_arguments(sub.add_parser("agree", help="seeded runs on every backend vs numpy"))
     train = sub.add_parser("train", help="run one of the course's notebooks")
     runs = train.add_subparsers(dest="run", required=True, parser_class=_Parser)
 
@@ -114,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--activation", default="sigmoid", choices=("sigmoid", "tanh", "relu"))
     p.add_argument("--init", default="std", choices=("std", "xavier", "he"))
     p.add_argument("--weight-init-std", type=_positive_float, default=1.0)
-    p.add_argument("--bits", type=int, default=8, help="bits per number (2 to 13)")
+    p.add_argument("--bits", type=int, default=8, help="bits per number (2 to 11)")
     p.add_argument("--truncate", type=_positive_int, default=None, help="truncated BPTT block")
     p.add_argument("--clip", type=_positive_float, default=None, help="global gradient norm cap")
 
@@ -156,6 +213,10 @@ def _training(args: argparse.Namespace) -> dict[str, Any]:
         "batch_size": args.batch_size,
         "log_every": args.log_every,
         "echo": None if (args.quiet or args.json) else print,
+        "momentum": args.momentum,
+        "checkpoint": args.checkpoint,
+        "checkpoint_every": args.checkpoint_every,
+        "resume": args.resume,
     }
 
 
@@ -181,32 +242,8 @@ def _train(args: argparse.Namespace) -> None:
     if args.run == "backprop":
         notebooks.backprop_step(backend=args.backend, device=args.device, dtype=args.dtype)
         return
-    if args.run == "regression":
-        result = notebooks.regression(
-            hidden_size=args.hidden_size,
-            activation=args.activation,
-            low=args.low,
-            high=args.high,
-            **_training(args),
-        )
-    elif args.run == "binary-addition":
-        result = notebooks.binary_addition(
-            hidden_size=args.hidden_size,
-            activation=args.activation,
-            init=args.init,
-            weight_init_std=args.weight_init_std,
-            bits=args.bits,
-            truncate=args.truncate,
-            clip=args.clip,
-            **_training(args),
-        )
-    else:
-        result = notebooks.sine(
-            hidden_size=args.hidden_size,
-            maxlen=args.maxlen,
-            weight_init_std=args.weight_init_std,
-            **_training(args),
-        )
+    with np.errstate(all="ignore"):  # overflow ends in TrainingDiverged, not in warnings
+        result = _run(args)
     if args.plot is not None:
         if args.run == "sine":
             _plot_sine(args, result, plotting)
@@ -216,6 +253,63 @@ def _train(args: argparse.Namespace) -> None:
             print(f"wrote {args.plot}")
     if args.json:
         _summary(args, result)
+
+
+def _run(args: argparse.Namespace) -> notebooks.RunResult:
+    if args.run == "regression":
+        return notebooks.regression(
+            hidden_size=args.hidden_size,
+            activation=args.activation,
+            low=args.low,
+            high=args.high,
+            **_training(args),
+        )
+    if args.run == "binary-addition":
+        return notebooks.binary_addition(
+            hidden_size=args.hidden_size,
+            activation=args.activation,
+            init=args.init,
+            weight_init_std=args.weight_init_std,
+            bits=args.bits,
+            truncate=args.truncate,
+            clip=args.clip,
+            **_training(args),
+        )
+    return notebooks.sine(
+        hidden_size=args.hidden_size,
+        maxlen=args.maxlen,
+        weight_init_std=args.weight_init_std,
+        **_training(args),
+    )
+
+
+def _diverged(args: argparse.Namespace, exc: TrainingDiverged) -> str:
+    """One message: what happened, what the checkpoint holds, what to try."""
+    text = f"training diverged: the loss at iteration {exc.iteration} is not finite. "
+    checkpoint = getattr(args, "checkpoint", None)
+    path = None if checkpoint is None else checkpoint / Checkpointer.FILENAME
+    if path is not None and path.is_file():
+        try:
+            step = f" (iteration {load(path).step})"
+        except CheckpointError:
+            step = ""
+        text += f"The checkpoint {path} holds the last finite state{step}. "
+    else:
+        text += "The parameters were restored to the last finite reading. "
+    tips = [f"a lower --lr than {args.lr:g}"]
+    if getattr(args, "clip", "absent") is None:
+        tips.append("--clip 1.0")
+    if getattr(args, "momentum", None) is not None:
+        tips.append(f"a lower --momentum than {args.momentum:g}")
+    if getattr(args, "init", None) == "std":
+        tips.append("--init xavier")
+    if hasattr(args, "weight_init_std"):
+        tips.append(f"a smaller --weight-init-std than {args.weight_init_std:g}")
+    joined = tips[0] if len(tips) == 1 else f"{', '.join(tips[:-1])} or {tips[-1]}"
+    text += f"Try {joined}"
+    if path is not None:
+        text += ", starting afresh (a resumed run keeps its settings)"
+    return text + "."
 
 
 def _plot_sine(args: argparse.Namespace, result: notebooks.RunResult, plotting: Any) -> None:
@@ -234,17 +328,25 @@ def _plot_sine(args: argparse.Namespace, result: notebooks.RunResult, plotting: 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; return the exit status."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "checkpoint", "absent") is None and (args.resume or args.checkpoint_every):
+        parser.error("--resume and --checkpoint-every need --checkpoint DIR")
     try:
         if args.command == "backends":
             _backends()
+        elif args.command == "agree":
+            return agree.run_agree(args)
         else:
             _train(args)
     except TrainingDiverged as exc:
-        print(f"xpnn: {exc}", file=sys.stderr)
+        print(f"xpnn: {_diverged(args, exc)}", file=sys.stderr)
         return 1
     except XpnnError as exc:
         print(f"xpnn: error: {exc}", file=sys.stderr)
+        return 1
+    except MemoryError as exc:  # e.g. a --batch-size too large for this machine
+        print(f"xpnn: error: out of memory ({exc}); try smaller sizes", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("xpnn: interrupted", file=sys.stderr)

@@ -18,11 +18,12 @@ from typing import Any
 
 import numpy as np
 
+from xpnn.backend import host_rng
 from xpnn.errors import XpnnValueError
 
 CHUNK = 128  # iterations drawn from one generator; part of the seed -> data contract
 MAX_BITS = 62  # a + b must fit in int64
-MAX_ALL_PAIRS_BITS = 13  # all_binary_additions: 4**(bits - 1) pairs, 16.7 million at 13
+MAX_ALL_PAIRS_BITS = 11  # all_binary_additions: 4**(bits - 1) pairs, a million at 11
 
 
 def _check_count(n: Any, name: str) -> int:
@@ -30,6 +31,13 @@ def _check_count(n: Any, name: str) -> int:
         msg = f"{name} must be an integer of at least 1, got {n!r}"
         raise XpnnValueError(msg)
     return int(n)
+
+
+def _check_seed(seed: Any) -> Any:
+    """``seed`` must be what ``numpy.random.default_rng`` takes: a non-negative integer
+    (or a sequence of them)."""
+    host_rng(seed)
+    return seed
 
 
 def check_bits(bits: Any, upper: int = MAX_BITS) -> int:
@@ -44,8 +52,9 @@ def linear(
     n: int, seed: Any = 0, low: float = 0.0, high: float = 1.0
 ) -> tuple[np.ndarray, np.ndarray]:
     """``x`` ``(n, 2)`` uniform in ``[low, high)`` and ``d = 3 * x0 + 2 * x1`` ``(n, 1)``."""
-    n = _check_count(n, "n")
-    if not (math.isfinite(low) and math.isfinite(high) and low < high):
+    n, seed = _check_count(n, "n"), _check_seed(seed)
+    numbers = all(isinstance(v, (int, float, np.number)) for v in (low, high))
+    if not (numbers and math.isfinite(low) and math.isfinite(high) and low < high):
         msg = f"need finite low < high, got low={low!r}, high={high!r}"
         raise XpnnValueError(msg)
     x = np.random.default_rng(seed).uniform(low, high, size=(n, 2))
@@ -78,7 +87,7 @@ def binary_addition(n: int, bits: int = 8, seed: Any = 0) -> tuple[np.ndarray, n
     Returns ``xs`` ``(bits, n, 2)`` (the bits of ``a`` and ``b``) and ``ds`` ``(bits, n, 1)``
     (the bits of ``a + b``), least significant bit first, as float64.
     """
-    n, bits = _check_count(n, "n"), check_bits(bits)
+    n, bits, seed = _check_count(n, "n"), check_bits(bits), _check_seed(seed)
     operands = np.random.default_rng(seed).integers(0, 2 ** (bits - 1), size=(2, n))
     return _addition_sequences(operands[0], operands[1], bits)
 
@@ -110,7 +119,13 @@ def sine_windows(maxlen: int = 2, n_points: int = 500, n_test: int = 100) -> Sin
     """Windows of ``sin(t)``, ``t = linspace(0, 10*pi, n_points)``: each window of
     ``maxlen`` values predicts the next one (``n_points - maxlen`` windows)."""
     maxlen, n_points = _check_count(maxlen, "maxlen"), _check_count(n_points, "n_points")
-    n_windows = n_points - maxlen
+    n_test, n_windows = _check_count(n_test, "n_test"), n_points - maxlen
+    if n_windows < n_test + 1:
+        msg = (
+            f"maxlen must be below n_points - n_test = {n_points - n_test} (one training "
+            f"window at least), got maxlen={maxlen}"
+        )
+        raise XpnnValueError(msg)
     if not 1 <= n_test < n_windows:
         msg = f"n_test must be from 1 to {n_windows - 1} for {n_windows} windows, got {n_test!r}"
         raise XpnnValueError(msg)
@@ -143,8 +158,15 @@ class SampleStream:
     ) -> None:
         self.x, self.d = np.asarray(x), np.asarray(d)
         self.batch_size = _check_count(batch_size, "batch_size")
-        self.seed, self.batch_axis = seed, batch_axis
+        self.seed, self.batch_axis = _check_seed(seed), batch_axis
         self.target_axis = batch_axis if target_axis is None else target_axis
+        for name, axis, a in (
+            ("batch_axis", batch_axis, self.x),
+            ("target_axis", self.target_axis, self.d),
+        ):
+            if isinstance(axis, bool) or not isinstance(axis, int) or not 0 <= axis < a.ndim:
+                msg = f"{name} must be an axis of a {a.ndim}-D array, got {axis!r}"
+                raise XpnnValueError(msg)
         if self.x.shape[batch_axis] != self.d.shape[self.target_axis]:
             msg = (
                 f"x has {self.x.shape[batch_axis]} samples but d has "
@@ -171,7 +193,7 @@ class BinaryAdditionStream:
 
     def __init__(self, batch_size: int, bits: int = 8, seed: Any = 0) -> None:
         self.batch_size = _check_count(batch_size, "batch_size")
-        self.bits, self.seed = check_bits(bits), seed
+        self.bits, self.seed = check_bits(bits), _check_seed(seed)
 
     def _chunk(self, k: int) -> np.ndarray:
         rng = np.random.default_rng([*np.atleast_1d(self.seed), k])

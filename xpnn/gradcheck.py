@@ -16,6 +16,7 @@ from typing import Any
 
 from xpnn.backend import Array
 from xpnn.errors import XpnnTypeError, XpnnValueError
+from xpnn.model import Model
 from xpnn.rnn import RNN, check_truncate
 
 
@@ -42,6 +43,12 @@ def gradient_check(
         the largest error relative to the largest entry of that parameter's gradient
         (0.0 where both gradients are exactly zero).
     """
+    if not isinstance(model, Model):
+        msg = f"model must be an xpnn MLP or RNN, got {type(model).__name__}"
+        raise XpnnTypeError(msg)
+    if isinstance(h, bool) or not isinstance(h, (int, float)) or not 0 < h < 1:
+        msg = f"h must be a finite-difference step in (0, 1), got {h!r}"
+        raise XpnnValueError(msg)
     xp = model.xp
     if model.dtype != xp.float64:
         msg = f"gradient checks need a float64 model, got {model.dtype}"

@@ -10,7 +10,7 @@ reverse with ``delta_l = dE/du_l``::
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
@@ -20,7 +20,7 @@ from xpnn.errors import XpnnValueError
 from xpnn.functions import get_activation
 from xpnn.init import draw_weight
 from xpnn.losses import OutputLayer
-from xpnn.model import Model, check_size, is_integer_array
+from xpnn.model import Model, check_positive, check_size, is_integer_array
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,7 @@ class MLP(Model):
     ) -> None:
         super().__init__(backend=backend, device=device, dtype=dtype)
         self._configure(sizes, hidden, output, loss)
+        weight_init_std = check_positive(weight_init_std, "weight_init_std")
         self.init, self.weight_init_std, self.seed = init, weight_init_std, seed
         rng = host_rng(seed)
         params = {}
@@ -84,6 +85,9 @@ class MLP(Model):
         self.params = params
 
     def _configure(self, sizes: Sequence[int], hidden: str, output: str, loss: str) -> None:
+        if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Iterable):
+            msg = f"sizes must be a list of layer widths such as [2, 3, 2], got {sizes!r}"
+            raise XpnnValueError(msg)
         sizes = list(sizes)
         if len(sizes) < 2:
             msg = f"sizes must list at least an input and an output width, got {sizes!r}"
@@ -147,9 +151,7 @@ class MLP(Model):
     def backward(self, cache: MLPCache, d: Array) -> dict[str, Array]:
         """Gradients of the loss with respect to every parameter, for targets ``d``
         ``(B, n_out)`` (or integer labels ``(B,)`` with softmax + cross-entropy)."""
-        if not isinstance(cache, MLPCache):
-            msg = f"cache must be the MLPCache returned by forward, got {type(cache).__name__}"
-            raise XpnnValueError(msg)
+        self.check_cache(cache, MLPCache)
         d = self._check_d(d, cache.y.shape[0])
         return self._backward(cache, d)
 
@@ -181,6 +183,7 @@ class MLP(Model):
         shape = (batch,) if labels else (batch, n_out)
         self.check_array(d, "d", shape=shape, integer_ok=labels)
         self.check_finite(d, "d")
+        self.check_labels(d, "d", n_out)
         return self._out.targets(d, n_out, self.dtype, xp)
 
     # -- the unchecked core, shared with gradient checks and the training loop --------

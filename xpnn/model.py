@@ -28,6 +28,15 @@ def check_size(value: Any, name: str) -> int:
     return value
 
 
+def check_positive(value: Any, name: str) -> float:
+    """A real number that is positive and finite, such as ``weight_init_std``."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not ok or not math.isfinite(value) or value <= 0:
+        msg = f"{name} must be a positive finite number, got {value!r}"
+        raise XpnnValueError(msg)
+    return float(value)
+
+
 class Model:
     """Base of ``MLP`` and ``RNN``: a backend namespace ``xp``, a device, a floating dtype
     and a dict of parameters living there.
@@ -70,7 +79,14 @@ class Model:
             raise XpnnTypeError(msg) from None
 
     def _params_from_host(self, host: Mapping[str, Any]) -> dict[str, Array]:
-        return {key: self.asarray(value, name=key) for key, value in host.items()}
+        """``from_params``'s input as arrays of the model, every one finite."""
+        if not isinstance(host, Mapping):
+            msg = f"params must be a dict of parameter arrays, got {type(host).__name__}"
+            raise XpnnTypeError(msg)
+        arrays = {key: self.asarray(value, name=key) for key, value in host.items()}
+        for key, value in arrays.items():
+            self.check_finite(value, key)
+        return arrays
 
     @property
     def num_params(self) -> int:
@@ -119,13 +135,42 @@ class Model:
         if len(x.shape) != len(shape) or any(
             want is not None and got != want for got, want in zip(x.shape, shape, strict=True)
         ):
-            expected = "(" + ", ".join("any" if s is None else str(s) for s in shape) + ")"
+            expected = "(" + ", ".join("any" if s is None else str(s) for s in shape)
+            expected += ",)" if len(shape) == 1 else ")"
             msg = f"{name} must have shape {expected}, got {tuple(x.shape)}"
             raise XpnnValueError(msg)
         if any(s == 0 for s in x.shape):
             msg = f"{name} is empty (shape {tuple(x.shape)}); it needs at least one row"
             raise XpnnValueError(msg)
         return x
+
+    def check_labels(self, d: Array, name: str, n_classes: int) -> None:
+        """Refuse integer labels outside ``0 .. n_classes - 1`` (a sync point, like
+        ``check_finite``); floating targets pass."""
+        xp = self.xp
+        if not xp.isdtype(d.dtype, "integral"):
+            return
+        if not bool(xp.all((d >= 0) & (d < n_classes))):
+            msg = f"{name} holds class labels outside 0 .. {n_classes - 1}"
+            raise XpnnValueError(msg)
+
+    def check_cache(self, cache: Any, cache_type: type) -> None:
+        """Refuse a cache that is not a ``cache_type`` made by a model of this one's
+        shapes, backend, device and dtype."""
+        if not isinstance(cache, cache_type):
+            msg = (
+                f"cache must be the {cache_type.__name__} returned by forward, got "
+                f"{type(cache).__name__}"
+            )
+            raise XpnnValueError(msg)
+        if set(cache.params) != set(self.param_shapes):
+            msg = (
+                f"cache comes from a model with parameters {sorted(cache.params)}, not "
+                f"{sorted(self.param_shapes)}"
+            )
+            raise XpnnValueError(msg)
+        for key, value in cache.params.items():
+            self.check_array(value, f"cache.params[{key!r}]", shape=self.param_shapes[key])
 
     def check_finite(self, x: Array, name: str) -> None:
         """Refuse NaN or infinity in ``x``. A deliberate sync point: call it from public

@@ -2,23 +2,32 @@
 
 Each takes the notebook's numbers as defaults, prints the notebook's progress lines
 through ``echo`` (``None`` for silence) and returns its figures as a result object.
+
+The training runs also take ``momentum`` (Momentum instead of plain SGD), ``checkpoint``
+(a folder where ``checkpoint.npz`` is kept current), ``checkpoint_every`` (iterations
+between saves, default ``log_every``) and ``resume`` (continue from that checkpoint; the
+run's settings must match, and it ends bit for bit where an uninterrupted run would).
 """
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from xpnn import datasets
 from xpnn.backend import to_numpy
+from xpnn.checkpoint import Checkpointer
+from xpnn.errors import XpnnValueError
 from xpnn.mlp import MLP
-from xpnn.optim import SGD
+from xpnn.optim import SGD, Momentum
 from xpnn.rnn import RNN
 from xpnn.train import LogEvent, TrainResult, train
 
 Echo = Callable[[str], None] | None
+Folder = str | os.PathLike[str] | None
 
 # Seed 001: a 2-3-2 network, ReLU hidden layer, softmax output, one SGD step.
 BACKPROP_PARAMS = {
@@ -118,6 +127,36 @@ def backprop_step(
     return host
 
 
+def _fit(
+    net: Any,
+    stream: Any,
+    *,
+    lr: float,
+    momentum: float | None,
+    settings: Mapping[str, Any],
+    checkpoint: Folder,
+    checkpoint_every: int | None,
+    resume: bool,
+    **kwargs: Any,
+) -> TrainResult:
+    """``train`` with SGD (or Momentum), keeping ``checkpoint/checkpoint.npz`` current
+    every ``checkpoint_every`` iterations (default: ``log_every``) and resuming from it
+    when ``resume``; ``settings`` are what a resumed run must share with the first."""
+    optimizer = SGD(lr) if momentum is None else Momentum(lr, momentum)
+    if checkpoint is None:
+        if resume or checkpoint_every is not None:
+            msg = "resume and checkpoint_every need a checkpoint folder"
+            raise XpnnValueError(msg)
+        return train(net, optimizer, stream, **kwargs)
+    keeper = Checkpointer(
+        checkpoint,
+        every=kwargs["log_every"] if checkpoint_every is None else checkpoint_every,
+        settings={**settings, "momentum": momentum},
+        resume=resume,
+    )
+    return keeper.run(net, optimizer, stream, **kwargs)
+
+
 @dataclass
 class RunResult:
     """A training run's figures: the model, the history, the wall time and the
@@ -146,6 +185,10 @@ def regression(
     device: Any = None,
     dtype: str = "float64",
     echo: Echo = print,
+    momentum: float | None = None,
+    checkpoint: Folder = None,
+    checkpoint_every: int | None = None,
+    resume: bool = False,
 ) -> RunResult:
     """Notebook 1_3: fit ``3 * x0 + 2 * x1`` with a 2-10-1 network (identity output,
     squared error), one SGD step per sample drawn with replacement; weights ``randn``
@@ -170,7 +213,30 @@ def regression(
     def log(event: LogEvent) -> None:
         _say(echo, f"iters:{event.iteration} loss:{event.loss:.6f}")
 
-    result = train(net, SGD(lr), stream, iters=iters, log_every=log_every, on_log=log)
+    settings = {
+        "run": "regression",
+        "lr": lr,
+        "batch_size": batch_size,
+        "hidden_size": hidden_size,
+        "activation": activation,
+        "n_samples": n_samples,
+        "low": low,
+        "high": high,
+        "seed": seed,
+    }
+    result = _fit(
+        net,
+        stream,
+        lr=lr,
+        momentum=momentum,
+        settings=settings,
+        checkpoint=checkpoint,
+        checkpoint_every=checkpoint_every,
+        resume=resume,
+        iters=iters,
+        log_every=log_every,
+        on_log=log,
+    )
     x_test, d_test = datasets.linear(n_test, seed=seed + 1, low=low, high=high)
     pred = to_numpy(net.predict(net.asarray(x_test)))
     test_mse = float(((pred - d_test) ** 2).mean())
@@ -186,13 +252,19 @@ def regression(
     )
 
 
+ACCURACY_BATCH = 65536  # operand pairs per forward pass when measuring accuracy
+
+
 def addition_accuracy(net: RNN, bits: int) -> tuple[int, int]:
     """``(exact, total)``: how many of all ``4**(bits-1)`` operand pairs ``net`` adds
     with every bit right."""
     xs, ds = datasets.all_binary_additions(bits)
-    ys = to_numpy(net.predict(net.asarray(xs)))
-    exact = int(((ys >= 0.5) == (ds >= 0.5)).all(axis=(0, 2)).sum())
-    return exact, ds.shape[1]
+    exact, total = 0, ds.shape[1]
+    for lo in range(0, total, ACCURACY_BATCH):  # bounded device memory at any bits
+        part = slice(lo, lo + ACCURACY_BATCH)
+        ys = to_numpy(net.predict(net.asarray(xs[:, part])))
+        exact += int(((ys >= 0.5) == (ds[:, part] >= 0.5)).all(axis=(0, 2)).sum())
+    return exact, total
 
 
 def binary_addition(
@@ -213,6 +285,10 @@ def binary_addition(
     device: Any = None,
     dtype: str = "float64",
     echo: Echo = print,
+    momentum: float | None = None,
+    checkpoint: Folder = None,
+    checkpoint_every: int | None = None,
+    resume: bool = False,
 ) -> RunResult:
     """Notebook 3_1: a 2-16-1 RNN (sigmoid hidden and output, no biases, squared error
     per step) learns ``bits``-bit addition from fresh random operands every iteration.
@@ -250,10 +326,28 @@ def binary_addition(
             "------------"
         )
 
-    result = train(
+    settings = {
+        "run": "binary-addition",
+        "lr": lr,
+        "batch_size": batch_size,
+        "hidden_size": hidden_size,
+        "activation": activation,
+        "init": init,
+        "weight_init_std": weight_init_std,
+        "bits": bits,
+        "seed": seed,
+        "truncate": truncate,
+        "clip": clip,
+    }
+    result = _fit(
         net,
-        SGD(lr),
         stream,
+        lr=lr,
+        momentum=momentum,
+        settings=settings,
+        checkpoint=checkpoint,
+        checkpoint_every=checkpoint_every,
+        resume=resume,
         iters=iters,
         log_every=log_every,
         truncate=truncate,
@@ -286,6 +380,10 @@ def sine(
     device: Any = None,
     dtype: str = "float64",
     echo: Echo = print,
+    momentum: float | None = None,
+    checkpoint: Folder = None,
+    checkpoint_every: int | None = None,
+    resume: bool = False,
 ) -> RunResult:
     """Notebook 3_3: a 1-5-1 many-to-one RNN (tanh hidden, identity output) predicts the
     next value of a sine wave from ``maxlen`` values, then continues the wave ``n_generate``
@@ -318,7 +416,28 @@ def sine(
     def log(event: LogEvent) -> None:
         _say(echo, f"iters:{event.iteration} loss:{event.loss:.6g}")
 
-    result = train(net, SGD(lr), stream, iters=iters, log_every=log_every, on_log=log)
+    settings = {
+        "run": "sine",
+        "lr": lr,
+        "batch_size": batch_size,
+        "hidden_size": hidden_size,
+        "maxlen": maxlen,
+        "weight_init_std": weight_init_std,
+        "seed": seed,
+    }
+    result = _fit(
+        net,
+        stream,
+        lr=lr,
+        momentum=momentum,
+        settings=settings,
+        checkpoint=checkpoint,
+        checkpoint_every=checkpoint_every,
+        resume=resume,
+        iters=iters,
+        log_every=log_every,
+        on_log=log,
+    )
     test_pred = to_numpy(net.predict(net.asarray(data.xs_test)))
     test_mse = float(((test_pred - data.ds_test) ** 2).mean())
     window, generated = list(data.f[-maxlen:]), []

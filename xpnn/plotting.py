@@ -26,6 +26,9 @@ def _save(fig, path: str | Path) -> None:
     except OSError as exc:
         msg = f"cannot write the plot to {str(path)!r}: {exc.strerror or exc}"
         raise XpnnValueError(msg) from None
+    except ValueError as exc:  # a file suffix matplotlib has no writer for
+        msg = f"cannot write the plot to {str(path)!r}: {exc}"
+        raise XpnnValueError(msg) from None
 
 
 def loss_curve(history: Sequence[tuple[int, float]], path: str | Path, title: str) -> None:

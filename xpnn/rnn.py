@@ -36,7 +36,7 @@ from xpnn.errors import XpnnValueError
 from xpnn.functions import get_activation
 from xpnn.init import draw_weight
 from xpnn.losses import OutputLayer
-from xpnn.model import Model, check_size, is_integer_array
+from xpnn.model import Model, check_positive, check_size, is_integer_array
 
 
 @dataclass(frozen=True)
@@ -102,6 +102,7 @@ class RNN(Model):
         self._configure(
             input_size, hidden_size, output_size, hidden, output, loss, bias, many_to_one
         )
+        weight_init_std = check_positive(weight_init_std, "weight_init_std")
         self.init, self.weight_init_std, self.seed = init, weight_init_std, seed
         rng = host_rng(seed)
         params = {}
@@ -202,9 +203,7 @@ class RNN(Model):
         """Gradients (keys ``W_in``, ``W``, ``W_out``, and ``b``, ``b_out`` with biases) for
         targets ``ds`` shaped like ``ys`` (integer labels without the last axis for
         softmax + cross-entropy). ``truncate=k`` runs truncated BPTT over blocks of ``k``."""
-        if not isinstance(cache, RNNCache):
-            msg = f"cache must be the RNNCache returned by forward, got {type(cache).__name__}"
-            raise XpnnValueError(msg)
+        self.check_cache(cache, RNNCache)
         ds = self._check_ds(ds, cache.xs.shape[0], cache.xs.shape[1])
         return self._backward(cache, ds, check_truncate(truncate))
 
@@ -242,6 +241,7 @@ class RNN(Model):
         shape = lead if labels else (*lead, self.output_size)
         self.check_array(ds, "ds", shape=shape, integer_ok=labels)
         self.check_finite(ds, "ds")
+        self.check_labels(ds, "ds", self.output_size)
         return self._out.targets(ds, self.output_size, self.dtype, self.xp)
 
     # -- the unchecked core ---------------------------------------------------------------
@@ -249,27 +249,26 @@ class RNN(Model):
     def _forward(
         self, xs: Array, params: Mapping[str, Array], h0: Array | None = None
     ) -> tuple[Array, RNNCache]:
+        # Operators (``@``, ``.T``) rather than ``xp.matmul``: the same standard operation,
+        # without a wrapper's Python call, which at batch 1 costs more than the arithmetic.
         xp, f = self.xp, self._activation.forward
         steps, batch, _ = xs.shape
-        hid, out = self.hidden_size, self.output_size
-        x_rows = xp.reshape(xs, (steps * batch, self.input_size))
-        u_in = xp.matmul(x_rows, params["W_in"])
+        u_in = xs @ params["W_in"]  # every step's input projection: (T, B, I) @ (I, H)
         if self.bias:
             u_in = u_in + params["b"]
-        u_in = xp.reshape(u_in, (steps, batch, hid))
         w = params["W"]
         us, zs = [], []
         z = h0
         for t in range(steps):
-            u = u_in[t, ...] if z is None else u_in[t, ...] + xp.matmul(z, w)
+            u = u_in[t, ...] if z is None else u_in[t, ...] + z @ w
             z = f(u, xp=xp)
             us.append(u)
             zs.append(z)
         if self.many_to_one:
-            v = xp.matmul(z, params["W_out"])
-        else:
-            z_rows = xp.reshape(xp.stack(zs), (steps * batch, hid))
-            v = xp.reshape(xp.matmul(z_rows, params["W_out"]), (steps, batch, out))
+            v = z @ params["W_out"]
+        else:  # the output layer over all T * B rows at once
+            z_rows = xp.concat(zs, axis=0)
+            v = xp.reshape(z_rows @ params["W_out"], (steps, batch, self.output_size))
         if self.bias:
             v = v + params["b_out"]
         y = self._out.forward(v, xp)
@@ -286,50 +285,49 @@ class RNN(Model):
     def _backward(
         self, cache: RNNCache, ds: Array, truncate: int | None = None
     ) -> dict[str, Array]:
-        xp, act, params = self.xp, self._activation, cache.params
+        xp, params = self.xp, cache.params
         steps, batch, _ = cache.xs.shape
-        hid, out = self.hidden_size, self.output_size
         rows = steps * batch
+        # Per-step arrays are joined into (T * B, .) rows, step t in rows t*B .. (t+1)*B - 1.
+        z_rows = xp.concat(cache.zs, axis=0)
+        d_act = self._activation.derivative(xp.concat(cache.us, axis=0), z_rows, xp)  # f'(u)
         delta_out = self._out.delta(cache.v, cache.y, ds, xp)  # dE/dv
         grads: dict[str, Array] = {}
         if self.many_to_one:  # the output, and its delta, exist at the last step only
-            grads["W_out"] = xp.matmul(cache.zs[-1].T, delta_out)
-            dz_out = [None] * (steps - 1) + [xp.matmul(delta_out, params["W_out"].T)]
+            grads["W_out"] = cache.zs[-1].T @ delta_out
+            dz_last = delta_out @ params["W_out"].T
         else:
-            delta_out_rows = xp.reshape(delta_out, (rows, out))
-            z_rows = xp.reshape(xp.stack(cache.zs), (rows, hid))
-            grads["W_out"] = xp.matmul(z_rows.T, delta_out_rows)
-            dz_out_all = xp.reshape(
-                xp.matmul(delta_out_rows, params["W_out"].T), (steps, batch, hid)
-            )
-            dz_out = [dz_out_all[t, ...] for t in range(steps)]
+            delta_out = xp.reshape(delta_out, (rows, self.output_size))
+            grads["W_out"] = z_rows.T @ delta_out
+            dz_out = delta_out @ params["W_out"].T  # dE/dz_t from the output, (T * B, H)
         if self.bias:
-            grads["b_out"] = xp.sum(xp.reshape(delta_out, (-1, out)), axis=0)
+            grads["b_out"] = xp.sum(delta_out, axis=0)
 
         w_t = params["W"].T
         block = truncate or steps
         deltas: list[Array] = [None] * steps
         carry = None  # delta_{t+1} @ W.T, the gradient reaching z_t through the recurrence
         for t in range(steps - 1, -1, -1):
-            dz = dz_out[t]
-            if carry is not None:
-                dz = carry if dz is None else dz + carry
+            step = slice(t * batch, (t + 1) * batch)
+            if self.many_to_one:
+                dz = dz_last if t == steps - 1 else carry
+            else:
+                dz = dz_out[step, ...] if carry is None else dz_out[step, ...] + carry
             if dz is None:  # many-to-one, before the last block: no gradient reaches here
-                dz = xp.zeros((batch, hid), dtype=self.dtype, device=self.device)
-            delta = dz * act.derivative(cache.us[t], cache.zs[t], xp)
+                shape = (batch, self.hidden_size)
+                deltas[t] = xp.zeros(shape, dtype=self.dtype, device=self.device)
+                continue
+            delta = dz * d_act[step, ...]
             deltas[t] = delta
-            carry = None if t % block == 0 else xp.matmul(delta, w_t)
+            carry = None if t % block == 0 else delta @ w_t
 
-        delta_rows = xp.reshape(xp.stack(deltas), (rows, hid))
+        delta_rows = xp.concat(deltas, axis=0)
         x_rows = xp.reshape(cache.xs, (rows, self.input_size))
-        grads["W_in"] = xp.matmul(x_rows.T, delta_rows)
-        if steps > 1:  # z_{t-1}.T @ delta_t for t >= 1, as one matmul
-            z_prev = xp.reshape(xp.stack(cache.zs[:-1]), ((steps - 1) * batch, hid))
-            grads["W"] = xp.matmul(z_prev.T, delta_rows[batch:, ...])
-        else:
-            grads["W"] = xp.zeros((hid, hid), dtype=self.dtype, device=self.device)
+        grads["W_in"] = x_rows.T @ delta_rows
+        # sum over t >= 1 of z_{t-1}.T @ delta_t: rows of z_0 .. z_{T-2} against delta_1 ..
+        grads["W"] = z_rows[: rows - batch, ...].T @ delta_rows[batch:, ...]
         if cache.h0 is not None:
-            grads["W"] = grads["W"] + xp.matmul(cache.h0.T, deltas[0])
+            grads["W"] = grads["W"] + cache.h0.T @ deltas[0]
         if self.bias:
             grads["b"] = xp.sum(delta_rows, axis=0)
         return {key: grads[key] for key in self.param_shapes}

@@ -16,9 +16,9 @@ from typing import Any
 
 from xpnn.backend import Array
 from xpnn.datasets import CHUNK
-from xpnn.errors import TrainingDiverged, XpnnValueError
-from xpnn.model import check_size
-from xpnn.rnn import check_truncate
+from xpnn.errors import TrainingDiverged, XpnnError, XpnnTypeError, XpnnValueError
+from xpnn.model import Model, check_size
+from xpnn.rnn import RNN, check_truncate
 
 
 @dataclass(frozen=True)
@@ -103,20 +103,13 @@ def train(
         finite reading; the exception carries them and the history.
     """
     iters, log_every = check_size(iters, "iters"), check_size(log_every, "log_every")
-    if not 0 <= start <= iters:
-        msg = f"start must be from 0 to iters={iters}, got {start!r}"
-        raise XpnnValueError(msg)
-    truncate = check_truncate(truncate)
-    if clip is not None and not (
-        isinstance(clip, (int, float)) and math.isfinite(clip) and clip > 0
-    ):
-        msg = f"clip must be a positive finite number, got {clip!r}"
-        raise XpnnValueError(msg)
+    truncate = _check_train_args(model, optimizer, stream, iters, start, truncate, clip)
     xp, axis, batch = model.xp, model.batch_axis, stream.batch_size
     history = list(history or [])
     params, good_params = model.params, model.params
     began = time.perf_counter()
-    for lo in range(start, iters, CHUNK):
+    lo = start
+    while lo < iters:  # one chunk of the stream at a time, cut at the stream's chunk edges
         hi = min(iters, (lo // CHUNK + 1) * CHUNK)
         x_host, d_host = stream.batches(lo, hi)
         x_all, d_all = model.asarray(x_host, name="x"), model.asarray(d_host, name="d")
@@ -146,8 +139,61 @@ def train(
             model._params = params
             if on_step is not None:
                 on_step(i + 1)
+        lo = hi
     model.params = params
     return TrainResult(params, history, iters - start, time.perf_counter() - began)
+
+
+def _check_train_args(
+    model: Any, optimizer: Any, stream: Any, iters: int, start: Any, truncate: Any, clip: Any
+) -> int | None:
+    """Refuse bad ``train`` arguments before the loop; check the first batch through the
+    model's public ``loss`` (shapes, dtype, finiteness: one sync, outside the loop)."""
+    if not isinstance(model, Model):
+        msg = f"model must be an xpnn MLP or RNN, got {type(model).__name__}"
+        raise XpnnTypeError(msg)
+    if not callable(getattr(optimizer, "update", None)):
+        msg = f"optimizer must have an update(params, grads) method, got {type(optimizer).__name__}"
+        raise XpnnTypeError(msg)
+    if not callable(getattr(stream, "batches", None)) or not hasattr(stream, "batch_size"):
+        msg = f"stream must be an xpnn.datasets stream, got {type(stream).__name__}"
+        raise XpnnTypeError(msg)
+    stream_axis = getattr(stream, "batch_axis", model.batch_axis)
+    if stream_axis != model.batch_axis:
+        msg = (
+            f"stream has its batch on axis {stream_axis} but {type(model).__name__} takes "
+            f"batches on axis {model.batch_axis}; build the stream with "
+            f"batch_axis={model.batch_axis}"
+        )
+        raise XpnnValueError(msg)
+    if isinstance(start, bool) or not isinstance(start, int) or not 0 <= start <= iters:
+        msg = f"start must be an integer from 0 to iters={iters}, got {start!r}"
+        raise XpnnValueError(msg)
+    truncate = check_truncate(truncate)
+    if truncate is not None and not isinstance(model, RNN):
+        msg = f"truncate applies to an RNN only, got truncate={truncate} for {type(model).__name__}"
+        raise XpnnValueError(msg)
+    if clip is not None and (
+        isinstance(clip, bool)
+        or not isinstance(clip, (int, float))
+        or not math.isfinite(clip)
+        or clip <= 0
+    ):
+        msg = f"clip must be a positive finite number, got {clip!r}"
+        raise XpnnValueError(msg)
+    if start < iters:
+        try:
+            x, d = stream.batches(start, start + 1)
+        except XpnnError:
+            raise
+        except (ValueError, MemoryError) as exc:  # NumPy: "array is too big", or no memory
+            msg = (
+                f"the stream cannot draw batches of batch_size={stream.batch_size} "
+                f"({type(exc).__name__}: {exc}); use a smaller batch_size"
+            )
+            raise XpnnValueError(msg) from None
+        model.loss(model.asarray(x, name="x"), model.asarray(d, name="d"))
+    return truncate
 
 
 def _divergence_message(iteration: int, loss: float, optimizer: Any, clip: float | None) -> str:

@@ -1,0 +1,69 @@
+"""The backend layer: names, availability with reasons, devices, dtypes, host copies."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import xpnn
+from xpnn import backend as B
+from xpnn.errors import BackendUnavailable, XpnnTypeError, XpnnValueError
+
+
+def test_available_backends_lists_usable_ones():
+    names = xpnn.available_backends()
+    assert names[0] == "numpy"
+    for name in B.BACKENDS:
+        assert (name in names) == B.backend_info(name).usable
+
+
+def test_unknown_backend_is_named():
+    with pytest.raises(XpnnValueError, match=r"unknown backend 'mxnet'.*numpy"):
+        xpnn.get_namespace("mxnet")
+
+
+def test_unusable_backend_says_why(monkeypatch):
+    real_import = B.importlib.import_module
+
+    def fake_import(name, *args):
+        if name == "torch":
+            raise ImportError("No module named 'torch'")
+        return real_import(name, *args)
+
+    monkeypatch.setattr(B.importlib, "import_module", fake_import)
+    monkeypatch.setattr(B, "_NAMESPACES", {})
+    with pytest.raises(BackendUnavailable, match=r"torch is not installed.*xpnn\[torch\]"):
+        xpnn.get_namespace("torch")
+    info = B.backend_info("torch")
+    assert not info.usable and "pip install" in info.reason
+    with pytest.raises(BackendUnavailable, match="torch is not installed"):
+        xpnn.MLP([2, 2], backend="torch")
+
+
+def test_cupy_without_a_gpu_is_unavailable_with_the_reason():
+    info = B.backend_info("cupy")
+    if info.usable:
+        pytest.skip("cupy: a CUDA device is present here")
+    assert "cupy" in info.reason and (
+        "no CUDA device" in info.reason or "not installed" in info.reason
+    )
+
+
+def test_to_numpy_round_trip(backend, device):
+    net = xpnn.MLP([2, 2], backend=backend, device=device)
+    host = np.arange(6.0).reshape(2, 3)
+    back = xpnn.to_numpy(net.asarray(host))
+    assert isinstance(back, np.ndarray)
+    np.testing.assert_array_equal(back, host)
+
+
+def test_device_and_dtype_resolution(backend):
+    xp = xpnn.get_namespace(backend)
+    dev = B.default_device(xp)
+    assert B.resolve_device(xp, None) == dev
+    assert B.resolve_device(xp, B.device_name(dev)) == dev
+    with pytest.raises(XpnnValueError, match="has no device 'quantum7'"):
+        B.resolve_device(xp, "quantum7")
+    assert B.resolve_dtype(xp, "float32", dev) == xp.float32
+    with pytest.raises(XpnnTypeError, match=r"real floating dtype.*'int32'"):
+        B.resolve_dtype(xp, "int32", dev)

@@ -1,0 +1,256 @@
+"""The ``xpnn`` command as a user runs it: every bad invocation ends with a non-zero exit
+status and one short message on stderr, never a traceback; a few good ones succeed."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from xpnn.backend import backend_info
+from xpnn.datasets import MAX_ALL_PAIRS_BITS as TOP_BITS
+
+CLI = [sys.executable, "-m", "xpnn.cli"]
+TIMEOUT = 120
+HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
+_SELECTED = os.environ.get("XPNN_BACKENDS", "all").strip()
+pytestmark = pytest.mark.skipif(
+    _SELECTED not in ("", "all") and "numpy" not in [n.strip() for n in _SELECTED.split(",")],
+    reason=f"the command runs on numpy by default; XPNN_BACKENDS={_SELECTED} leaves it out",
+)
+
+
+def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*CLI, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+
+
+def _make_workdir(path: Path) -> Path:
+    """A folder holding ``a_file``, an empty folder ``a_dir`` and an empty ``ckpt`` folder."""
+    (path / "a_file").write_text("not a folder\n")
+    (path / "a_dir").mkdir()
+    (path / "ckpt").mkdir()
+    return path
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    return _make_workdir(tmp_path)
+
+
+def _assert_one_line_failure(result: subprocess.CompletedProcess, match: str, status: int):
+    output = result.stdout + result.stderr
+    assert "Traceback" not in output, output
+    assert result.returncode == status, output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("xpnn"), lines[0]
+    assert len(lines[0]) < 400, lines[0]
+    assert re.search(match, lines[0]), lines[0]
+
+
+# (arguments, exit status, a piece of the message)
+BAD_COMMAND_LINES = [
+    ([], 2, "the following arguments are required: command"),
+    (["frobnicate"], 2, "invalid choice: 'frobnicate'"),
+    (["--frob", "backends"], 2, "unrecognized arguments: --frob"),
+    (["backends", "--all"], 2, "unrecognized arguments: --all"),
+    (["train"], 2, "the following arguments are required: run"),
+    (["train", "nosuch"], 2, "invalid choice: 'nosuch'"),
+    (["train", "regression", "--nosuch"], 2, "unrecognized arguments: --nosuch"),
+    (["train", "backprop", "--iters", "5"], 2, "unrecognized arguments: --iters 5"),
+    (["train", "regression", "--iters", "0"], 2, "argument --iters: must be at least 1, got 0"),
+    (["train", "regression", "--iters", "-3"], 2, "argument --iters: must be at least 1, got -3"),
+    (["train", "regression", "--iters", "abc"], 2, "argument --iters: expected an integer"),
+    (["train", "regression", "--iters", "1e3"], 2, "argument --iters: expected an integer"),
+    (["train", "regression", "--iters"], 2, "argument --iters: expected one argument"),
+    (["train", "regression", "--lr", "0"], 2, "argument --lr: must be positive and finite"),
+    (["train", "regression", "--lr", "-0.1"], 2, "argument --lr: must be positive and finite"),
+    (["train", "regression", "--lr", "nan"], 2, "argument --lr: must be positive and finite"),
+    (["train", "regression", "--lr", "inf"], 2, "argument --lr: must be positive and finite"),
+    (["train", "regression", "--lr", "fast"], 2, "argument --lr: expected a number, got 'fast'"),
+    (["train", "regression", "--batch-size", "0"], 2, "argument --batch-size: must be at least 1"),
+    (["train", "regression", "--log-every", "0"], 2, "argument --log-every: must be at least 1"),
+    (["train", "regression", "--hidden-size", "0"], 2, "argument --hidden-size: must be at least"),
+    (["train", "regression", "--hidden-size", "2.5"], 2, "--hidden-size: expected an integer"),
+    (["train", "regression", "--seed", "-1"], 2, "argument --seed: must be a non-negative integer"),
+    (["train", "regression", "--seed", "abc"], 2, "argument --seed: expected an integer"),
+    (["train", "regression", "--low", "1", "--high", "0"], 1, "need finite low < high"),
+    (["train", "regression", "--low", "nan"], 2, "argument --low: must be finite, got nan"),
+    (["train", "regression", "--high", "inf"], 2, "argument --high: must be finite, got inf"),
+    (["train", "regression", "--activation", "softplus"], 2, "invalid choice: 'softplus'"),
+    (["train", "regression", "--dtype", "int32"], 2, "argument --dtype: invalid choice: 'int32'"),
+    (["train", "backprop", "--dtype", "float16"], 2, "argument --dtype: invalid choice"),
+    (["train", "regression", "--backend", "foo"], 2, "argument --backend: invalid choice: 'foo'"),
+    (["train", "backprop", "--device", "nosuch"], 1, "backend numpy has no device 'nosuch'"),
+    (["train", "regression", "--device", "cuda:7", "--iters", "2"], 1, "has no device 'cuda:7'"),
+    (
+        ["train", "backprop", "--backend", "array_api_strict", "--device", "no_float64"],
+        1,
+        "does not support float64",
+    ),
+    (["train", "regression", "--plot", "missing/loss.png"], 2, "cannot write a file at 'missing"),
+    (["train", "regression", "--plot", "a_dir"], 2, "argument --plot: cannot write a file at"),
+    (["train", "regression", "--plot", "loss.xyz"], 2, "cannot write a 'xyz' figure"),
+    (
+        ["train", "binary-addition", "--bits", "1"],
+        1,
+        r"bits must be an integer from 2 to \d+, got 1$",
+    ),
+    (
+        ["train", "binary-addition", "--bits", "99"],
+        1,
+        r"bits must be an integer from 2 to \d+, got 99$",
+    ),
+    (
+        ["train", "binary-addition", "--bits", str(TOP_BITS + 1)],
+        1,
+        f"bits must be an integer from 2 to {TOP_BITS}, got {TOP_BITS + 1}$",
+    ),
+    (["train", "binary-addition", "--bits", "eight"], 2, "argument --bits: invalid int value"),
+    (["train", "binary-addition", "--truncate", "0"], 2, "argument --truncate: must be at least 1"),
+    (["train", "binary-addition", "--truncate", "-2"], 2, "argument --truncate: must be at least"),
+    (["train", "binary-addition", "--clip", "-1"], 2, "argument --clip: must be positive and"),
+    (["train", "binary-addition", "--clip", "0"], 2, "argument --clip: must be positive and"),
+    (["train", "binary-addition", "--clip", "nan"], 2, "argument --clip: must be positive and"),
+    (["train", "binary-addition", "--weight-init-std", "0"], 2, "--weight-init-std: must be pos"),
+    (["train", "binary-addition", "--weight-init-std", "inf"], 2, "--weight-init-std: must be"),
+    (["train", "binary-addition", "--init", "zeros"], 2, "argument --init: invalid choice"),
+    (["train", "sine", "--maxlen", "0"], 2, "argument --maxlen: must be at least 1, got 0"),
+    (["train", "sine", "--maxlen", "450"], 1, "maxlen must be below n_points - n_test = 400"),
+    (["train", "sine", "--hidden-size", "-1"], 2, "argument --hidden-size: must be at least 1"),
+    (["train", "sine", "--lr", "1e999"], 2, "argument --lr: must be positive and finite"),
+    (["train", "regression", "--batch-size", str(10**16)], 1, "use a smaller batch_size"),
+    (["train", "binary-addition", "--batch-size", str(10**21)], 1, "use a smaller batch_size"),
+]
+# the checkpoint flags
+BAD_COMMAND_LINES += [
+    (["train", "regression", "--checkpoint", "missing"], 2, "checkpoint folder 'missing' does no"),
+    (["train", "regression", "--checkpoint", "a_file"], 2, "checkpoint folder 'a_file' is not a"),
+    (
+        ["train", "regression", "--checkpoint", "ckpt", "--checkpoint-every", "0"],
+        2,
+        "argument --checkpoint-every: must be at least 1, got 0",
+    ),
+    (
+        ["train", "regression", "--checkpoint", "ckpt", "--checkpoint-every", "x"],
+        2,
+        "argument --checkpoint-every: expected an integer",
+    ),
+    (["train", "regression", "--checkpoint-every", "5"], 2, "need --checkpoint DIR"),
+    (["train", "regression", "--resume"], 2, "need --checkpoint DIR"),
+    (["train", "binary-addition", "--checkpoint", "ckpt", "--resume"], 1, "nothing to resume"),
+]
+IDS = [" ".join(args) or "(no arguments)" for args, _, _ in BAD_COMMAND_LINES]
+
+
+def _runnable(args: list[str]) -> bool:
+    """Whether the invocation means the same here: a figure's format is checked only
+    where matplotlib is installed (without it the plot step says what to install)."""
+    return HAS_MATPLOTLIB or "loss.xyz" not in args
+
+
+@pytest.fixture(scope="module")
+def bad_results(tmp_path_factory) -> dict[tuple[str, ...], subprocess.CompletedProcess]:
+    """Every bad command line, run side by side (each is a fresh interpreter, mostly
+    waiting on imports) in one folder that none of them may change."""
+    workdir = _make_workdir(tmp_path_factory.mktemp("cli"))
+    runs = [tuple(args) for args, _, _ in BAD_COMMAND_LINES if _runnable(args)]
+    runs += [
+        ("train", "backprop", "--backend", backend, "--device", device)
+        for backend, device in DEVICE_CASES
+        if backend_info(backend).usable
+    ]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        futures = {args: pool.submit(_run, list(args), workdir) for args in runs}
+    assert sorted(p.name for p in workdir.iterdir()) == ["a_dir", "a_file", "ckpt"]
+    assert not any((workdir / "ckpt").iterdir())
+    return {args: future.result() for args, future in futures.items()}
+
+
+@pytest.mark.parametrize(("args", "status", "match"), BAD_COMMAND_LINES, ids=IDS)
+def test_bad_invocation(bad_results, args, status, match):
+    if not _runnable(args):
+        pytest.skip("matplotlib is not installed (the plot extra)")
+    _assert_one_line_failure(bad_results[tuple(args)], match, status)
+
+
+def test_unavailable_backend(workdir):
+    info = backend_info("cupy")
+    if info.usable:
+        pytest.skip("cupy is usable here; this test needs a machine without it")
+    result = _run(["train", "backprop", "--backend", "cupy"], workdir)
+    _assert_one_line_failure(result, re.escape(info.reason), 1)
+
+
+DEVICE_CASES = [("torch", "cuda:7"), ("torch", "meta"), ("jax", "gpu:3")]
+
+
+@pytest.mark.parametrize(("backend", "device"), DEVICE_CASES)
+def test_device_the_backend_lacks(bad_results, backend, device):
+    if not backend_info(backend).usable:
+        pytest.skip(f"{backend}: {backend_info(backend).reason}")
+    result = bad_results["train", "backprop", "--backend", backend, "--device", device]
+    match = "meta device holds" if device == "meta" else f"has no device '{device}'"
+    _assert_one_line_failure(result, match, 1)
+
+
+# -- good invocations -------------------------------------------------------------------
+
+
+def test_backends_lists_every_backend(workdir):
+    result = _run(["backends"], workdir)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    for name in ("numpy", "array_api_strict", "torch", "jax", "cupy"):
+        assert name in result.stdout
+
+
+def test_help(workdir):
+    result = _run(["train", "binary-addition", "--help"], workdir)
+    assert result.returncode == 0
+    assert "--truncate" in result.stdout
+
+
+def test_train_backprop(workdir):
+    result = _run(["train", "backprop"], workdir)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "##### 誤差逆伝播開始 #####" in result.stdout
+
+
+def test_train_binary_addition_json(workdir):
+    args = ["train", "binary-addition", "--iters", "50", "--quiet", "--json", "--bits", "4"]
+    result = _run(args, workdir)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["config"]["iters"] == 50
+    assert summary["losses"][0][0] == 0
+    assert summary["losses"][-1][0] == 49
+    assert all(isinstance(v, float) for _, v in summary["losses"])
+    assert summary["total"] == 64
+    assert 0 <= summary["exact"] <= summary["total"]
+
+
+@pytest.mark.skipif(not HAS_MATPLOTLIB, reason="matplotlib is not installed (the plot extra)")
+def test_train_regression_writes_a_plot(workdir):
+    plot = workdir / "loss.png"
+    args = ["train", "regression", "--iters", "20", "--log-every", "5", "--plot", str(plot)]
+    result = _run(args, workdir)
+    assert result.returncode == 0, result.stderr
+    assert "iters:0 loss:" in result.stdout
+    assert plot.read_bytes()[:4] == b"\x89PNG"

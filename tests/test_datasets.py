@@ -1,0 +1,74 @@
+"""The course's data: shapes, bit order, determinism, and the streams' contract."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from xpnn import datasets
+from xpnn.errors import XpnnValueError
+
+
+def test_linear_target():
+    x, d = datasets.linear(50, seed=1, low=-5.0, high=5.0)
+    assert x.shape == (50, 2) and d.shape == (50, 1)
+    assert x.min() >= -5.0 and x.max() < 5.0
+    np.testing.assert_array_equal(d[:, 0], 3 * x[:, 0] + 2 * x[:, 1])
+
+
+def test_binary_addition_is_lsb_first_and_correct():
+    xs, ds = datasets.binary_addition(1000, bits=8, seed=0)
+    assert xs.shape == (8, 1000, 2) and ds.shape == (8, 1000, 1)
+    a, b = datasets.decode_bits(xs[:, :, 0]), datasets.decode_bits(xs[:, :, 1])
+    assert a.max() < 128 and b.max() < 128
+    np.testing.assert_array_equal(datasets.decode_bits(ds[:, :, 0]), a + b)
+    # least significant bit first: bit 0 of 5 is 1
+    np.testing.assert_array_equal(datasets.to_bits(np.array([5]), 4)[:, 0], [1, 0, 1, 0])
+
+
+def test_same_seed_same_data():
+    np.testing.assert_array_equal(
+        datasets.binary_addition(5, seed=3)[0], datasets.binary_addition(5, seed=3)[0]
+    )
+
+
+def test_all_binary_additions():
+    xs, ds = datasets.all_binary_additions(8)
+    assert xs.shape == (8, 16384, 2)
+    a, b = datasets.decode_bits(xs[:, :, 0]), datasets.decode_bits(xs[:, :, 1])
+    assert len(set(zip(a.tolist(), b.tolist(), strict=True))) == 16384
+    np.testing.assert_array_equal(datasets.decode_bits(ds[:, :, 0]), a + b)
+
+
+@pytest.mark.parametrize("bits", [1, 0, 63, 2.5, True])
+def test_bad_bits(bits):
+    with pytest.raises(XpnnValueError, match="bits must be an integer from 2 to 62"):
+        datasets.binary_addition(3, bits=bits)
+
+
+def test_too_many_pairs():
+    with pytest.raises(XpnnValueError, match="bits must be an integer from 2 to 11"):
+        datasets.all_binary_additions(12)
+
+
+def test_sine_windows():
+    data = datasets.sine_windows(maxlen=2)
+    assert data.xs_train.shape == (2, 398, 1) and data.xs_test.shape == (2, 100, 1)
+    assert data.ds_test.shape == (100, 1)
+    # each target is the value right after its window
+    np.testing.assert_array_equal(data.ds_train[0, 0], data.f[2])
+    np.testing.assert_array_equal(data.xs_test[:, -1, 0], data.f[-3:-1])
+    np.testing.assert_array_equal(data.ds_test[-1, 0], data.f[-1])
+
+
+@pytest.mark.parametrize(("start", "stop"), [(0, 1), (5, 300), (127, 129), (256, 257)])
+def test_stream_ranges_are_consistent(start, stop):
+    stream = datasets.BinaryAdditionStream(3, seed=4)
+    whole_x, whole_d = stream.batches(0, 400)
+    part_x, part_d = stream.batches(start, stop)
+    np.testing.assert_array_equal(part_x, whole_x[:, 3 * start : 3 * stop])
+    np.testing.assert_array_equal(part_d, whole_d[:, 3 * start : 3 * stop])
+    rows = datasets.SampleStream(*datasets.linear(40), batch_size=2, seed=1)
+    np.testing.assert_array_equal(
+        rows.batches(start, stop)[0], rows.batches(0, 400)[0][2 * start : 2 * stop]
+    )

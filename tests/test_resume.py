@@ -1,0 +1,382 @@
+"""Resuming training from checkpoints: interrupted runs (an exception, SIGKILL) end bit
+for bit where uninterrupted ones do, divergence leaves the last finite state on disk, and
+the command line explains every mistake in one line."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import xpnn
+from xpnn import cli, notebooks
+from xpnn.checkpoint import load
+from xpnn.errors import CheckpointError, TrainingDiverged
+from xpnn.optim import Momentum
+
+# Small versions of the three notebooks, with momentum so that the velocity matters.
+RUNS = {
+    "binary-addition": (
+        notebooks.binary_addition,
+        {"iters": 200, "bits": 4, "hidden_size": 6, "lr": 0.5, "momentum": 0.5},
+    ),
+    "regression": (
+        notebooks.regression,
+        {"iters": 200, "hidden_size": 5, "lr": 0.02, "momentum": 0.5, "n_samples": 500},
+    ),
+    "sine": (
+        notebooks.sine,
+        {"iters": 200, "lr": 0.1, "momentum": 0.5, "n_generate": 5},
+    ),
+}
+
+
+class Interrupt(Exception):
+    """Stands for the process being stopped half way."""
+
+
+def _stop_at(iteration: int):
+    """An ``echo`` that interrupts the run at the reading of ``iteration``."""
+
+    def echo(text: str) -> None:
+        if text.startswith(f"iters:{iteration}\n") or text.startswith(f"iters:{iteration} "):
+            raise Interrupt(text)
+
+    return echo
+
+
+def _bits(arrays: dict) -> dict:
+    return {k: np.ascontiguousarray(xpnn.to_numpy(a)).tobytes() for k, a in arrays.items()}
+
+
+def _final(folder: Path, backend=None):
+    return load(folder / "checkpoint.npz", **({} if backend is None else {"backend": backend}))
+
+
+@pytest.mark.parametrize("run", list(RUNS))
+def test_an_interrupted_run_resumes_bit_exactly(tmp_path, backend, device, run):
+    fn, settings = RUNS[run]
+    kw = {**settings, "log_every": 50, "backend": backend, "device": device}
+    plain = fn(**kw, echo=None)  # no checkpoints at all
+    (tmp_path / "whole").mkdir()
+    whole = fn(**kw, echo=None, checkpoint=tmp_path / "whole", checkpoint_every=7)
+    part = tmp_path / "part"
+    part.mkdir()
+    with pytest.raises(Interrupt):  # stopped at iteration 150, the last checkpoint is 100
+        fn(**kw, echo=_stop_at(150), checkpoint=part, checkpoint_every=100)
+    assert _final(part).step == 100
+    resumed = fn(**kw, echo=None, checkpoint=part, checkpoint_every=100, resume=True)
+    assert _bits(resumed.model.params) == _bits(whole.model.params) == _bits(plain.model.params)
+    assert resumed.train.history == whole.train.history == plain.train.history
+    assert resumed.metrics == whole.metrics
+    a, b = _final(part, backend), _final(tmp_path / "whole", backend)
+    assert a.step == b.step == settings["iters"]
+    assert _bits(a.optimizer_state) == _bits(b.optimizer_state) != {}
+    assert a.history == b.history
+
+
+def test_resuming_without_the_velocity_would_differ(tmp_path, backend, device, monkeypatch):
+    """The check above can fail: drop Momentum's velocity on resume and the run ends
+    elsewhere."""
+    fn, settings = RUNS["binary-addition"]
+    kw = {**settings, "log_every": 50, "backend": backend, "device": device}
+    whole = fn(**kw, echo=None)
+    with pytest.raises(Interrupt):
+        fn(**kw, echo=_stop_at(150), checkpoint=tmp_path, checkpoint_every=100)
+    monkeypatch.setattr(Momentum, "load_state_dict", lambda self, state: None)
+    resumed = fn(**kw, echo=None, checkpoint=tmp_path, checkpoint_every=100, resume=True)
+    assert _bits(resumed.model.params) != _bits(whole.model.params)
+
+
+# -- divergence ---------------------------------------------------------------------------
+
+# notebook 1_3 with a learning rate of 5: the loss is finite at 200 and infinite at 300
+DIVERGING = {"iters": 1000, "lr": 5.0, "n_samples": 2000, "echo": None}
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # NumPy's overflow warnings
+@pytest.mark.parametrize("momentum", [None, 0.5])
+def test_divergence_leaves_the_last_finite_state_on_disk(tmp_path, backend, device, momentum):
+    kw = {**DIVERGING, "momentum": momentum, "backend": backend, "device": device}
+    with np.errstate(all="ignore"), pytest.raises(TrainingDiverged) as info:
+        notebooks.regression(**kw, checkpoint=tmp_path, checkpoint_every=1)
+    exc = info.value
+    last = exc.history[-1][0]  # the last finite reading
+    assert last < exc.iteration
+    saved = load(tmp_path / "checkpoint.npz", backend=backend, device=device)
+    assert saved.step == last
+    assert _bits(saved.model.params) == _bits(exc.params)
+    assert all(np.all(np.isfinite(xpnn.to_numpy(p))) for p in saved.model.params.values())
+    assert saved.history == [h for h in exc.history if h[0] < last]
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.npz"]
+    # the same state as a run stopped there on purpose, velocity included
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    with np.errstate(all="ignore"):
+        notebooks.regression(**{**kw, "iters": last}, checkpoint=ref)
+    stopped = load(ref / "checkpoint.npz", backend=backend, device=device)
+    assert _bits(stopped.model.params) == _bits(saved.model.params)
+    assert _bits(stopped.optimizer_state) == _bits(saved.optimizer_state)
+
+
+def _xpnn(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "xpnn.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        **kwargs,
+    )
+
+
+def test_cli_divergence_is_one_clear_message(tmp_path):
+    proc = _xpnn(
+        "train",
+        "regression",
+        "--lr",
+        "5",
+        "--checkpoint",
+        str(tmp_path),
+        "--checkpoint-every",
+        "1",
+        "--quiet",
+    )
+    assert proc.returncode == 1
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr
+    line = lines[0]
+    assert line.startswith("xpnn: training diverged: the loss at iteration 300 is not finite")
+    assert f"{tmp_path / 'checkpoint.npz'} holds the last finite state (iteration 200)" in line
+    assert "Try a lower --lr than 5" in line
+    saved = load(tmp_path / "checkpoint.npz")
+    assert saved.step == 200
+    assert all(np.all(np.isfinite(xpnn.to_numpy(p))) for p in saved.model.params.values())
+
+
+def test_cli_divergence_of_the_relu_rnn(tmp_path):
+    """Notebook 3_1 with ReLU and huge initial weights overflows at once."""
+    proc = _xpnn(
+        "train",
+        "binary-addition",
+        "--activation",
+        "relu",
+        "--weight-init-std",
+        "1e36",
+        "--iters",
+        "300",
+        "--checkpoint",
+        str(tmp_path),
+        "--quiet",
+    )
+    assert proc.returncode == 1
+    assert len(proc.stderr.splitlines()) == 1, proc.stderr
+    assert "training diverged: the loss at iteration 0 is not finite" in proc.stderr
+    assert "--clip 1.0" in proc.stderr and "--weight-init-std" in proc.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing finite was reached: nothing written
+
+
+# -- command-line mistakes ----------------------------------------------------------------
+
+SMALL = [
+    "train",
+    "binary-addition",
+    "--iters",
+    "120",
+    "--bits",
+    "4",
+    "--hidden-size",
+    "4",
+    "--quiet",
+]
+
+
+def _main(capsys, *args: str) -> tuple[int, str]:
+    code = cli.main(list(args))
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1, err
+    assert "Traceback" not in err
+    return code, err
+
+
+def _main_exit(capsys, *args: str) -> tuple[int, str]:
+    with pytest.raises(SystemExit) as info:
+        cli.main(list(args))
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1, err
+    return info.value.code, err
+
+
+def test_cli_refuses_a_missing_or_unusable_folder(tmp_path, capsys):
+    code, err = _main_exit(capsys, *SMALL, "--checkpoint", str(tmp_path / "nope"))
+    assert code == 2 and "does not exist" in err
+    (tmp_path / "file").write_text("x")
+    code, err = _main_exit(capsys, *SMALL, "--checkpoint", str(tmp_path / "file"))
+    assert code == 2 and "is not a folder" in err
+    code, err = _main_exit(capsys, *SMALL, "--resume")
+    assert code == 2 and "need --checkpoint DIR" in err
+    code, err = _main_exit(capsys, *SMALL, "--checkpoint-every", "5")
+    assert code == 2 and "need --checkpoint DIR" in err
+
+
+@pytest.mark.skipif(
+    hasattr(os, "geteuid") and os.geteuid() == 0, reason="root writes into read-only folders"
+)
+def test_cli_refuses_a_read_only_folder(tmp_path, capsys):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        code, err = _main_exit(capsys, *SMALL, "--checkpoint", str(folder))
+    finally:
+        folder.chmod(0o700)
+    assert code == 2 and "not writable" in err
+
+
+def test_cli_resume_mistakes(tmp_path, capsys):
+    code, err = _main(capsys, *SMALL, "--checkpoint", str(tmp_path), "--resume")
+    assert code == 1 and "nothing to resume" in err
+    assert cli.main([*SMALL, "--checkpoint", str(tmp_path), "--checkpoint-every", "50"]) == 0
+    assert load(tmp_path / "checkpoint.npz").step == 120
+    code, err = _main(capsys, *SMALL, "--checkpoint", str(tmp_path))
+    assert code == 1 and "already holds a checkpoint" in err and "--resume" in err
+    code, err = _main(capsys, *SMALL, "--checkpoint", str(tmp_path), "--resume", "--lr", "0.2")
+    assert code == 1 and "lr=0.1" in err and "lr=0.2" in err
+    code, err = _main(capsys, *SMALL, "--checkpoint", str(tmp_path), "--resume", "--iters", "60")
+    assert code == 1 and "past iters=60" in err
+    data = (tmp_path / "checkpoint.npz").read_bytes()
+    (tmp_path / "checkpoint.npz").write_bytes(data[: len(data) // 2])
+    code, err = _main(capsys, *SMALL, "--checkpoint", str(tmp_path), "--resume")
+    assert code == 1 and str(tmp_path / "checkpoint.npz") in err and "truncated" in err
+
+
+def test_library_resume_mistakes(tmp_path, backend, device):
+    fn, settings = RUNS["sine"]
+    kw = {**settings, "iters": 20, "echo": None, "backend": backend, "device": device}
+    with pytest.raises(CheckpointError, match="nothing to resume"):
+        fn(**kw, checkpoint=tmp_path, resume=True)
+    with pytest.raises(xpnn.XpnnValueError, match="need a checkpoint folder"):
+        fn(**kw, resume=True)
+    fn(**kw, checkpoint=tmp_path)
+    with pytest.raises(CheckpointError, match=r"hidden_size=5.*hidden_size=4"):
+        fn(**{**kw, "hidden_size": 4}, checkpoint=tmp_path, resume=True)
+
+
+# -- SIGKILL ------------------------------------------------------------------------------
+
+RUN = ["train", "binary-addition", "--seed", "3", "--momentum", "0.5", "--json", "--quiet"]
+
+
+def _reference(folder: Path, iters: int, every: int) -> dict:
+    """The uninterrupted run, its JSON summary."""
+    folder.mkdir()
+    args = [*RUN, "--iters", str(iters), "--checkpoint", str(folder)]
+    proc = _xpnn(*args, "--checkpoint-every", str(every))
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def _kill_when(folder: Path, args: list[str], beyond: int) -> int:
+    """Start ``xpnn`` with ``args``, SIGKILL it once its checkpoint is past iteration
+    ``beyond``; return the checkpoint's iteration after the kill."""
+    path = folder / "checkpoint.npz"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "xpnn.cli", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                if load(path).step > beyond:
+                    break
+            except CheckpointError:  # not written yet
+                pass
+            time.sleep(0.005)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGKILL, f"the run ended before the kill: {err}"
+    return load(path).step
+
+
+def _compare(folder: Path, reference: Path, summary: dict, ref_summary: dict) -> None:
+    a, b = load(folder / "checkpoint.npz"), load(reference / "checkpoint.npz")
+    assert a.step == b.step
+    assert _bits(a.model.params) == _bits(b.model.params)
+    assert _bits(a.optimizer_state) == _bits(b.optimizer_state)
+    assert a.history == b.history
+    assert summary["losses"] == ref_summary["losses"]
+    assert summary["exact"] == ref_summary["exact"]
+
+
+def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
+    iters, every = 3000, 100
+    ref = _reference(tmp_path / "ref", iters, every)
+    folder = tmp_path / "run"
+    folder.mkdir()
+    args = [
+        *RUN,
+        "--iters",
+        str(iters),
+        "--checkpoint",
+        str(folder),
+        "--checkpoint-every",
+        str(every),
+    ]
+    step = _kill_when(folder, args, beyond=0)
+    assert 0 < step < iters
+    proc = _xpnn(*args, "--resume")
+    assert proc.returncode == 0, proc.stderr
+    _compare(folder, tmp_path / "ref", json.loads(proc.stdout), ref)
+
+
+def test_repeated_sigkills_while_saving_every_iteration(tmp_path):
+    """Saving after every iteration, most kills land inside a save (a temporary file is
+    left); after three kills the run, resumed, ends exactly where one saving every 250
+    iterations does."""
+    iters = 1000
+    ref = _reference(tmp_path / "ref", iters, 250)
+    folder = tmp_path / "run"
+    folder.mkdir()
+    args = [*RUN, "--iters", str(iters), "--checkpoint", str(folder), "--checkpoint-every", "1"]
+    step, kills = 0, 0
+    for n in range(3):
+        step = _kill_when(folder, [*args, *(["--resume"] if n else [])], beyond=step + 20)
+        kills += 1
+        assert step < iters
+    proc = _xpnn(*args[:-1], "100", "--resume")  # the interval may change on resume
+    assert proc.returncode == 0, proc.stderr
+    assert [p.name for p in folder.iterdir()] == ["checkpoint.npz"]  # temp files cleared
+    _compare(folder, tmp_path / "ref", json.loads(proc.stdout), ref)
+    assert kills == 3
+
+
+def test_a_non_finite_last_update_is_caught_at_the_final_save(
+    tmp_path, backend, device, monkeypatch
+):
+    """The loop reads the loss before the last update, so a NaN made by that update is
+    only seen when the final checkpoint is written: the file keeps the last finite state."""
+    original, calls = xpnn.SGD.update, []
+
+    def update(self, params, grads):
+        calls.append(1)
+        new = original(self, params, grads)
+        return {k: p * float("nan") for k, p in new.items()} if len(calls) == 50 else new
+
+    monkeypatch.setattr(xpnn.SGD, "update", update)
+    kw = {"iters": 50, "log_every": 10, "n_samples": 100, "echo": None}
+    with pytest.raises(TrainingDiverged, match="after the last iteration") as info:
+        notebooks.regression(**kw, backend=backend, device=device, checkpoint=tmp_path)
+    saved = load(tmp_path / "checkpoint.npz", backend=backend, device=device)
+    assert saved.step == 49 == info.value.history[-1][0]
+    assert _bits(saved.model.params) == _bits(info.value.params)
+    assert all(np.all(np.isfinite(xpnn.to_numpy(p))) for p in saved.model.params.values())

@@ -1,0 +1,82 @@
+"""Training runs: the notebooks' networks reach their goals, and divergence is caught."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import xpnn
+from xpnn import datasets, notebooks
+from xpnn.train import clip_by_global_norm, train
+
+
+def test_binary_addition_notebook_reaches_100_percent(backend, device):
+    """Notebook 3_1's defaults (2-16-1, sigmoid, std-1 weights, lr 0.1, batch 1), seed 0.
+
+    With seed 0 the network first adds all 16384 pairs exactly at 7500 iterations
+    (checked every 500); the notebook's 10000 iterations are asserted here.
+    """
+    result = notebooks.binary_addition(backend=backend, device=device, echo=None)
+    assert result.metrics == {"exact": 16384, "total": 16384}
+    assert [i for i, _ in result.train.history][:3] == [0, 100, 200]
+    assert result.train.history[-1][0] == 9999
+
+
+def test_batched_binary_addition_reaches_100_percent(backend, device):
+    """Batch 64 with lr 4.0 (the loss is a batch mean, so a batch needs a larger step):
+    500 iterations, 32000 sequences, against the notebook's 10000."""
+    result = notebooks.binary_addition(
+        batch_size=64, lr=4.0, iters=500, backend=backend, device=device, echo=None
+    )
+    assert result.metrics["exact"] == 16384
+
+
+def test_sine_notebook_test_error(backend, device):
+    """Notebook 3_3 (1-5-1 tanh, std 0.01, lr 0.1, 500 iterations, maxlen 2).
+
+    The bound: predicting 0 on the held-out windows gives mean(sin^2) = 0.499; the
+    network must do 100 times better, test MSE below 0.005. (It does not beat the
+    'repeat the last value' predictor, 0.00199, at these settings: see docs/course.md.)
+    """
+    result = notebooks.sine(backend=backend, device=device, echo=None)
+    assert result.metrics["test_mse"] < 0.005
+    assert len(result.metrics["generated"]) == 200
+    assert np.all(np.isfinite(result.metrics["generated"]))
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+def test_divergence_stops_with_a_message_and_keeps_finite_params():
+    net = xpnn.RNN(2, 16, 1, hidden="relu", output="identity")
+    stream = datasets.BinaryAdditionStream(1, seed=0)
+    with pytest.raises(xpnn.TrainingDiverged, match=r"diverged.*lower learning rate") as info:
+        train(net, xpnn.SGD(50.0), stream, iters=2000, log_every=10)
+    assert info.value.iteration > 0
+    for value in net.params.values():
+        assert np.all(np.isfinite(value))
+    for key, value in info.value.params.items():
+        np.testing.assert_array_equal(net.params[key], value)
+    assert all(np.isfinite(loss) for _, loss in info.value.history)
+
+
+def test_clip_by_global_norm(backend, device):
+    xp = xpnn.get_namespace(backend)
+    net = xpnn.MLP([2, 2], backend=backend, device=device)
+    grads = {"a": net.asarray([[3.0, 0.0]]), "b": net.asarray([4.0])}  # norm 5
+    clipped = clip_by_global_norm(grads, 1.0, xp)
+    np.testing.assert_allclose(xpnn.to_numpy(clipped["a"]), [[0.6, 0.0]], rtol=1e-15)
+    np.testing.assert_allclose(xpnn.to_numpy(clipped["b"]), [0.8], rtol=1e-15)
+    same = clip_by_global_norm(grads, 10.0, xp)
+    np.testing.assert_array_equal(xpnn.to_numpy(same["b"]), [4.0])
+
+
+def test_resumed_ranges_equal_one_run():
+    """Training in pieces (as a resumed run does) sees the same data as one run."""
+    one = xpnn.RNN(2, 8, 1, seed=1)
+    train(one, xpnn.SGD(0.1), datasets.BinaryAdditionStream(2, seed=3), iters=300)
+    pieces = xpnn.RNN(2, 8, 1, seed=1)
+    opt, stream = xpnn.SGD(0.1), datasets.BinaryAdditionStream(2, seed=3)
+    for start, stop in [(0, 77), (77, 128), (128, 129), (129, 300)]:
+        train(pieces, opt, stream, iters=stop, start=start)
+    for key in one.params:
+        np.testing.assert_array_equal(pieces.params[key], one.params[key])
