@@ -19,8 +19,9 @@ import numpy as np
 
 from xpnn import agree, notebooks
 from xpnn.backend import BACKENDS, backend_info
-from xpnn.checkpoint import Checkpointer, check_folder, load
+from xpnn.checkpoint import load
 from xpnn.errors import CheckpointError, TrainingDiverged, XpnnError
+from xpnn.resume import Checkpointer, check_folder
 
 
 class _Parser(argparse.ArgumentParser):

@@ -19,10 +19,10 @@ from typing import Any
 
 from xpnn import datasets
 from xpnn.backend import to_numpy
-from xpnn.checkpoint import Checkpointer
 from xpnn.errors import XpnnValueError
 from xpnn.mlp import MLP
 from xpnn.optim import SGD, Momentum
+from xpnn.resume import Checkpointer
 from xpnn.rnn import RNN
 from xpnn.train import LogEvent, TrainResult, train
 
