@@ -62,6 +62,7 @@ def test_device_and_dtype_resolution(backend):
     dev = B.default_device(xp)
     assert B.resolve_device(xp, None) == dev
     assert B.resolve_device(xp, B.device_name(dev)) == dev
+    assert B.resolve_device(xp, B.device_name(dev).removesuffix(":0")) == dev  # cuda = cuda:0
     with pytest.raises(XpnnValueError, match="has no device 'quantum7'"):
         B.resolve_device(xp, "quantum7")
     assert B.resolve_dtype(xp, "float32", dev) == xp.float32

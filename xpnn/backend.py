@@ -198,6 +198,8 @@ def resolve_device(xp: ArrayNamespace, device: Any) -> Any:
         platform = getattr(candidate, "platform", None)  # JAX: "cpu", "gpu"
         if platform is not None:
             aliases |= {platform, f"{platform}:{candidate.id}"}
+        if device_name(candidate).endswith(":0"):  # "cuda" means cuda:0, as in torch
+            aliases.add(device_name(candidate)[:-2])
         if device in aliases:
             return candidate
     names = ", ".join(device_name(d) for d in known)
