@@ -88,11 +88,6 @@ class Model:
             self.check_finite(value, key)
         return arrays
 
-    @property
-    def num_params(self) -> int:
-        """The number of scalar parameters."""
-        return sum(math.prod(s) for s in self.param_shapes.values())
-
     # -- input checks -------------------------------------------------------------------
 
     def check_array(
