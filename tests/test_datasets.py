@@ -72,3 +72,14 @@ def test_stream_ranges_are_consistent(start, stop):
     np.testing.assert_array_equal(
         rows.batches(start, stop)[0], rows.batches(0, 400)[0][2 * start : 2 * stop]
     )
+
+
+def test_blobs():
+    x, d = datasets.blobs(300, seed=2)
+    assert x.shape == (300, 2) and d.shape == (300, 3)
+    np.testing.assert_array_equal(d.sum(axis=1), 1.0)
+    # each class sits around its own point of the circle of radius 1.5
+    for k in range(3):
+        centre = x[d[:, k] == 1].mean(axis=0)
+        angle = 2 * np.pi * k / 3
+        np.testing.assert_allclose(centre, [1.5 * np.cos(angle), 1.5 * np.sin(angle)], atol=0.35)

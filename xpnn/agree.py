@@ -27,8 +27,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import numpy as np
-
 from xpnn import datasets
 from xpnn.backend import (
     BACKENDS,
@@ -45,9 +43,12 @@ from xpnn.optim import SGD, Momentum
 from xpnn.rnn import RNN
 from xpnn.train import train
 
+HostArray = Any  # a numpy.ndarray, from xpnn.to_numpy or xpnn.datasets
+
 REFERENCE = "numpy"
 DTYPES = ("float64", "float32")
 TOLERANCES = {"float64": 1e-9, "float32": 1e-4}  # on rel, for the losses and the params
+EPS = {"float32": 2.0**-23, "float64": 2.0**-52}  # machine epsilon
 ROUNDING_ULPS = 64  # a one-pass difference beyond this many eps is not reduction order
 SEED = 0
 
@@ -126,24 +127,18 @@ def _addition(backend: str, device: Any, dtype: str) -> tuple[Any, Any, Any]:
     return net, SGD(0.1), datasets.BinaryAdditionStream(32, bits=8, seed=SEED)
 
 
-_DATA: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+_DATA: dict[str, tuple[HostArray, HostArray]] = {}
 
 
-def _linear_data() -> tuple[np.ndarray, np.ndarray]:
+def _linear_data() -> tuple[HostArray, HostArray]:
     if "linear" not in _DATA:
         _DATA["linear"] = datasets.linear(10_000, seed=SEED)
     return _DATA["linear"]
 
 
-def _blobs() -> tuple[np.ndarray, np.ndarray]:
-    """600 points in three Gaussian blobs around the unit circle; one-hot targets."""
+def _blobs() -> tuple[HostArray, HostArray]:
     if "blobs" not in _DATA:
-        rng = np.random.default_rng(SEED)
-        labels = rng.integers(0, 3, size=600)
-        angles = 2.0 * np.pi * labels / 3.0
-        centres = np.stack([np.cos(angles), np.sin(angles)], axis=1) * 1.5
-        x = centres + rng.standard_normal((600, 2))
-        _DATA["blobs"] = (x, np.eye(3)[labels])
+        _DATA["blobs"] = datasets.blobs(600, seed=SEED)
     return _DATA["blobs"]
 
 
@@ -162,8 +157,8 @@ RUNS: dict[str, Run] = {
 class Outcome:
     """The recorded result of one run: the loss of every step and the final params."""
 
-    losses: np.ndarray
-    params: dict[str, np.ndarray]
+    losses: HostArray
+    params: dict[str, HostArray]
     seconds: float
 
 
@@ -173,21 +168,22 @@ def execute(run: Run, backend: str, device: Any, dtype: str) -> Outcome:
     began = time.perf_counter()
     result = train(model, optimizer, stream, iters=run.steps, log_every=1, truncate=run.truncate)
     seconds = time.perf_counter() - began
-    losses = np.asarray([loss for _, loss in result.history], dtype=np.float64)
-    params = {k: to_numpy(v).astype(np.float64) for k, v in result.params.items()}
+    losses = to_numpy([loss for _, loss in result.history])
+    params = {k: to_numpy(v).astype("float64") for k, v in result.params.items()}
     return Outcome(losses, params, seconds)
 
 
 # -- comparison -------------------------------------------------------------------------
 
 
-def difference(x: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
+def difference(x: HostArray, ref: HostArray) -> tuple[float, float]:
     """``(max|x - ref|, max|x - ref| / max|ref|)``; NaN where shapes differ or values are
     not finite (which never passes)."""
-    if x.shape != ref.shape or not (np.all(np.isfinite(x)) and np.all(np.isfinite(ref))):
+    if x.shape != ref.shape:
         return math.nan, math.nan
-    err = float(np.max(np.abs(x - ref)))
-    scale = float(np.max(np.abs(ref)))
+    err, scale = float(abs(x - ref).max()), float(abs(ref).max())
+    if not (math.isfinite(err) and math.isfinite(scale)):  # a NaN or inf anywhere
+        return math.nan, math.nan
     return err, (err / scale if scale > 0 else err)
 
 
@@ -334,7 +330,7 @@ def explain(row: Row, target: Target) -> list[str]:
                     "JAX_DEFAULT_MATMUL_PRECISION=highest computes them in full float32"
                 )
     if row.status == "FAIL" and not math.isnan(row.first_step_rel):
-        eps = float(np.finfo(row.dtype).eps)
+        eps = EPS[row.dtype]
         ulps = row.first_step_rel / eps
         if ulps > ROUNDING_ULPS:
             notes.append(

@@ -137,6 +137,17 @@ def sine_windows(maxlen: int = 2, n_points: int = 500, n_test: int = 100) -> Sin
     return SineData(xs[:, :cut], ds[:cut], xs[:, cut:], ds[cut:], t, f)
 
 
+def blobs(n: int, seed: Any = 0, classes: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` points ``(n, 2)`` in Gaussian blobs (unit spread) centred on a circle of
+    radius 1.5, one blob per class, and their one-hot targets ``(n, classes)``."""
+    n, classes = _check_count(n, "n"), _check_count(classes, "classes")
+    rng = np.random.default_rng(_check_seed(seed))
+    labels = rng.integers(0, classes, size=n)
+    angles = 2.0 * np.pi * labels / classes
+    centres = np.stack([np.cos(angles), np.sin(angles)], axis=1) * 1.5
+    return centres + rng.standard_normal((n, 2)), np.eye(classes)[labels]
+
+
 def sine_continuation(t_last: float, step: float, n: int) -> np.ndarray:
     """``sin`` at the ``n`` points after ``t_last``, spaced ``step`` apart: the truth a
     generated continuation is compared with."""
