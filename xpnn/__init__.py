@@ -1,6 +1,6 @@
 """xpnn: the networks of a deep-learning course, written once against the array API standard."""
 
-from xpnn import datasets
+from xpnn import checkpoint, datasets
 from xpnn.backend import available_backends, get_namespace, to_numpy
 from xpnn.errors import (
     BackendUnavailable,
@@ -12,7 +12,7 @@ from xpnn.errors import (
 )
 from xpnn.gradcheck import gradient_check
 from xpnn.mlp import MLP
-from xpnn.optim import SGD
+from xpnn.optim import SGD, Momentum
 from xpnn.rnn import RNN
 
 __version__ = "0.1.0"
@@ -23,11 +23,13 @@ __all__ = [
     "SGD",
     "BackendUnavailable",
     "CheckpointError",
+    "Momentum",
     "TrainingDiverged",
     "XpnnError",
     "XpnnTypeError",
     "XpnnValueError",
     "available_backends",
+    "checkpoint",
     "datasets",
     "get_namespace",
     "gradient_check",
