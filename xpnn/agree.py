@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from xpnn import datasets
+from xpnn import datasets, notebooks
 from xpnn.backend import (
     BACKENDS,
     backend_info,
@@ -40,7 +40,6 @@ from xpnn.backend import (
 from xpnn.errors import BackendUnavailable, XpnnError
 from xpnn.mlp import MLP
 from xpnn.optim import SGD, Momentum
-from xpnn.rnn import RNN
 from xpnn.train import train
 
 HostArray = Any  # a numpy.ndarray, from xpnn.to_numpy or xpnn.datasets
@@ -74,18 +73,7 @@ class Run:
 
 def _regression(backend: str, device: Any, dtype: str) -> tuple[Any, Any, Any]:
     """Notebook 1_3: 2-10-1, relu hidden, identity output, squared error, lr 0.07, batch 1."""
-    net = MLP(
-        [2, 10, 1],
-        hidden="relu",
-        output="identity",
-        loss="mse",
-        init="std",
-        weight_init_std=1.0,
-        seed=SEED,
-        backend=backend,
-        device=device,
-        dtype=dtype,
-    )
+    net = notebooks.regression_network(seed=SEED, backend=backend, device=device, dtype=dtype)
     x, d = _linear_data()
     return net, SGD(0.07), datasets.SampleStream(x, d, 1, seed=SEED)
 
@@ -110,20 +98,7 @@ def _classifier(backend: str, device: Any, dtype: str) -> tuple[Any, Any, Any]:
 
 def _addition(backend: str, device: Any, dtype: str) -> tuple[Any, Any, Any]:
     """Notebook 3_1: a 2-16-1 sigmoid RNN on 8-bit binary addition, lr 0.1, batch 32."""
-    net = RNN(
-        2,
-        16,
-        1,
-        hidden="sigmoid",
-        output="sigmoid",
-        loss="mse",
-        init="std",
-        weight_init_std=1.0,
-        seed=SEED,
-        backend=backend,
-        device=device,
-        dtype=dtype,
-    )
+    net = notebooks.addition_network(seed=SEED, backend=backend, device=device, dtype=dtype)
     return net, SGD(0.1), datasets.BinaryAdditionStream(32, bits=8, seed=SEED)
 
 

@@ -168,6 +168,30 @@ class RunResult:
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
+def regression_network(
+    *,
+    hidden_size: int = 10,
+    activation: str = "relu",
+    seed: int = 0,
+    backend: str = "numpy",
+    device: Any = None,
+    dtype: str = "float64",
+) -> MLP:
+    """Notebook 1_3's 2-10-1 network: identity output, squared error, weights ``randn``."""
+    return MLP(
+        [2, hidden_size, 1],
+        hidden=activation,
+        output="identity",
+        loss="mse",
+        init="std",
+        weight_init_std=1.0,
+        seed=seed,
+        backend=backend,
+        device=device,
+        dtype=dtype,
+    )
+
+
 def regression(
     *,
     iters: int = 1000,
@@ -195,13 +219,9 @@ def regression(
     (biases start at 0, where the notebook draws them too). ``metrics["test_mse"]`` is
     the mean squared error on ``n_test`` fresh samples."""
     began = time.perf_counter()
-    net = MLP(
-        [2, hidden_size, 1],
-        hidden=activation,
-        output="identity",
-        loss="mse",
-        init="std",
-        weight_init_std=1.0,
+    net = regression_network(
+        hidden_size=hidden_size,
+        activation=activation,
         seed=seed,
         backend=backend,
         device=device,
@@ -267,6 +287,34 @@ def addition_accuracy(net: RNN, bits: int) -> tuple[int, int]:
     return exact, total
 
 
+def addition_network(
+    *,
+    hidden_size: int = 16,
+    activation: str = "sigmoid",
+    init: str = "std",
+    weight_init_std: float = 1.0,
+    seed: int = 0,
+    backend: str = "numpy",
+    device: Any = None,
+    dtype: str = "float64",
+) -> RNN:
+    """Notebook 3_1's 2-16-1 RNN: sigmoid output, no biases, squared error per step."""
+    return RNN(
+        2,
+        hidden_size,
+        1,
+        hidden=activation,
+        output="sigmoid",
+        loss="mse",
+        init=init,
+        weight_init_std=weight_init_std,
+        seed=seed,
+        backend=backend,
+        device=device,
+        dtype=dtype,
+    )
+
+
 def binary_addition(
     *,
     iters: int = 10_000,
@@ -298,13 +346,9 @@ def binary_addition(
     """
     datasets.check_bits(bits, datasets.MAX_ALL_PAIRS_BITS)  # before training, not after
     began = time.perf_counter()
-    net = RNN(
-        2,
-        hidden_size,
-        1,
-        hidden=activation,
-        output="sigmoid",
-        loss="mse",
+    net = addition_network(
+        hidden_size=hidden_size,
+        activation=activation,
         init=init,
         weight_init_std=weight_init_std,
         seed=seed,

@@ -105,6 +105,7 @@ def train(
     iters, log_every = check_size(iters, "iters"), check_size(log_every, "log_every")
     truncate = _check_train_args(model, optimizer, stream, iters, start, truncate, clip)
     xp, axis, batch = model.xp, model.batch_axis, stream.batch_size
+    target_axis = getattr(stream, "target_axis", axis)  # sine: (T, N, 1) inputs, (N, 1) targets
     history = list(history or [])
     params, good_params = model.params, model.params
     began = time.perf_counter()
@@ -116,7 +117,7 @@ def train(
         for i in range(lo, hi):
             j = i - lo
             x = _slice(x_all, axis, j * batch, (j + 1) * batch)
-            d = _slice(d_all, getattr(stream, "target_axis", axis), j * batch, (j + 1) * batch)
+            d = _slice(d_all, target_axis, j * batch, (j + 1) * batch)
             y, cache = model._forward(x, params)
             if i % log_every == 0 or i == iters - 1:
                 loss = float(model._loss_value(cache, d))
