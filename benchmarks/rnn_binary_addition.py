@@ -3,7 +3,7 @@
 One run measures microseconds per training sequence (one forward pass, full BPTT and an
 SGD update; 8 bits, a 2-16-1 RNN, sigmoid hidden and output, squared error, lr 0.1) for
 
-* ``xpnn-<backend>``: ``xpnn.train.train`` on ``xpnn.datasets.BinaryAdditionStream``, the
+* ``xpnn-<backend>``: ``xpnn.training.train.train`` on ``xpnn.datasets.BinaryAdditionStream``, the
   loop ``xpnn train binary-addition`` runs, on every backend usable here;
 * ``notebook loop``: the course notebook's per-sample NumPy loop (seed 002), transcribed
   with its per-step loss and bookkeeping but without prints and plots (batch 1 only);
@@ -45,9 +45,9 @@ import numpy as np
 import xpnn
 from xpnn import datasets
 from xpnn.backend import BACKENDS, backend_info
-from xpnn.notebooks import addition_accuracy
+from xpnn.course.notebooks import addition_accuracy
 from xpnn.optim import SGD
-from xpnn.train import train
+from xpnn.training.train import train
 
 BITS, INPUT, HIDDEN, OUTPUT, LR = 8, 2, 16, 1, 0.1
 NOTEBOOK, TORCH_AUTOGRAD, TORCH_RNN = "notebook loop", "torch autograd", "torch.nn.RNN"
@@ -62,7 +62,7 @@ TARGETS = (  # (batch, competitor, how many times faster xpnn-numpy should be)
 
 
 class XpnnRunner:
-    """``xpnn.train.train`` exactly as users call it (loss read every 100 iterations)."""
+    """``xpnn.training.train.train`` exactly as users call it (loss read every 100 iterations)."""
 
     def __init__(self, backend: str, batch: int, device: Any, dtype: str) -> None:
         device = None if backend in ("numpy", "array_api_strict") else device

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import xpnn
-from xpnn import notebooks
+from xpnn.course import notebooks
 
 PRINTED = {
     "u1": [[1.2, 2.5, 3.8]],

@@ -21,7 +21,7 @@ from xpnn import datasets
 from xpnn.backend import device_name, device_of, resolve_device
 from xpnn.gradcheck import gradient_check
 from xpnn.optim import SGD, Momentum
-from xpnn.train import train
+from xpnn.training.train import train
 
 RNG = np.random.default_rng(0)
 X_MLP = RNG.standard_normal((5, 3))

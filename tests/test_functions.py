@@ -7,10 +7,10 @@ import pytest
 from array_api_extra.testing import assert_close
 
 import xpnn
-from xpnn import functions as F
-from xpnn import losses as L
 from xpnn.backend import default_device
 from xpnn.errors import XpnnValueError
+from xpnn.nn import functions as F
+from xpnn.nn import losses as L
 
 U = np.array([[-3.0, -0.5, 0.0, 0.25, 2.0], [40.0, -40.0, 1e-3, -1e-3, 7.5]])
 

@@ -21,7 +21,7 @@ import xpnn
 from xpnn import datasets
 from xpnn.gradcheck import gradient_check
 from xpnn.optim import SGD, Momentum
-from xpnn.train import train
+from xpnn.training.train import train
 
 RNG = np.random.default_rng(1)
 

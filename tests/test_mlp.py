@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import xpnn
-from xpnn import notebooks
+from xpnn.course import notebooks
 
 HIDDEN = ["relu", "sigmoid", "tanh", "identity"]
 OUTPUT_LOSS = [
@@ -66,7 +66,7 @@ def test_gradient_check_with_integer_labels(backend, device):
 
 def test_gradient_check_detects_a_wrong_derivative(monkeypatch):
     """Course mistake 2: back-propagating a ReLU layer with d_sigmoid of its output."""
-    from xpnn import functions
+    from xpnn.nn import functions
 
     net = xpnn.MLP([2, 10, 1], hidden="relu", output="identity", loss="mse", seed=3)
     rng = np.random.default_rng(0)

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import xpnn
-from xpnn import functions as F
 from xpnn.backend import default_device
+from xpnn.nn import functions as F
 
 _SELECTED = os.environ.get("XPNN_BACKENDS", "all").strip()
 PROPERTY_BACKENDS = [

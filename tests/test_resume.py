@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 
 import xpnn
-from xpnn import cli, notebooks
+from xpnn import cli
 from xpnn.checkpoint import load
+from xpnn.course import notebooks
 from xpnn.errors import CheckpointError, TrainingDiverged
 from xpnn.optim import Momentum
 

@@ -88,7 +88,7 @@ def test_truncate_at_or_beyond_T_is_full_bptt(backend, device, many_to_one):
 
 def test_gradient_check_detects_the_course_output_delta(monkeypatch):
     """Course mistake 1: the output delta took d_sigmoid of the output y, not of v."""
-    from xpnn import losses
+    from xpnn.nn import losses
 
     net = xpnn.RNN(2, 16, 1)  # the notebook's network
     xs, ds = xpnn.datasets.binary_addition(4, seed=0)

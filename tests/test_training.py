@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 import xpnn
-from xpnn import datasets, notebooks
-from xpnn.train import clip_by_global_norm, train
+from xpnn import datasets
+from xpnn.course import notebooks
+from xpnn.training.train import clip_by_global_norm, train
 
 
 def test_binary_addition_notebook_reaches_100_percent(backend, device):

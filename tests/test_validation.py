@@ -17,7 +17,7 @@ from xpnn import backend as xpnn_backend
 from xpnn import datasets
 from xpnn.errors import BackendUnavailable, XpnnError, XpnnTypeError, XpnnValueError
 from xpnn.optim import SGD, Momentum
-from xpnn.train import train
+from xpnn.training.train import train
 
 NAN, INF = math.nan, math.inf
 TOP_BITS = datasets.MAX_ALL_PAIRS_BITS  # all_binary_additions' limit

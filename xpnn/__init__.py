@@ -11,9 +11,9 @@ from xpnn.errors import (
     XpnnValueError,
 )
 from xpnn.gradcheck import gradient_check
-from xpnn.mlp import MLP
+from xpnn.nn.mlp import MLP
+from xpnn.nn.rnn import RNN
 from xpnn.optim import SGD, Momentum
-from xpnn.rnn import RNN
 
 __version__ = "0.1.0"
 

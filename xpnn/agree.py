@@ -1,7 +1,7 @@
 """``xpnn agree``: the same seeded training runs on every usable backend, compared with
 NumPy.
 
-Each run trains a model from the same seed on the same batches with ``xpnn.train.train``
+Each run trains a model from the same seed on the same batches with ``xpnn.training.train.train``
 (``log_every=1``, so the loss of every step is recorded) and keeps the final parameters.
 A backend's float64 runs are compared with NumPy's float64 runs and its float32 runs
 with NumPy's float32 runs. For an array ``x`` against its reference ``ref``::
@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from xpnn import datasets, notebooks
+from xpnn import datasets
 from xpnn.backend import (
     BACKENDS,
     backend_info,
@@ -37,10 +37,11 @@ from xpnn.backend import (
     resolve_device,
     to_numpy,
 )
+from xpnn.course import notebooks
 from xpnn.errors import BackendUnavailable, XpnnError
-from xpnn.mlp import MLP
+from xpnn.nn.mlp import MLP
 from xpnn.optim import SGD, Momentum
-from xpnn.train import train
+from xpnn.training.train import train
 
 HostArray = Any  # a numpy.ndarray, from xpnn.to_numpy or xpnn.datasets
 

@@ -18,7 +18,7 @@ to a temporary file in the same folder, is flushed and fsync'd, and replaces the
 with ``os.replace``, so a crash while saving leaves the previous checkpoint whole.
 
 Float64 parameters round-trip bit for bit, and a checkpoint saved from one backend loads
-on any other. ``xpnn.resume.Checkpointer`` keeps a training run's checkpoint current.
+on any other. ``xpnn.training.resume.Checkpointer`` keeps a training run's checkpoint current.
 """
 
 from __future__ import annotations
@@ -45,9 +45,9 @@ from xpnn.errors import (
     XpnnError,
     XpnnValueError,
 )
-from xpnn.mlp import MLP
+from xpnn.nn.mlp import MLP
+from xpnn.nn.rnn import RNN
 from xpnn.optim import OPTIMIZERS
-from xpnn.rnn import RNN
 
 FORMAT = "xpnn.checkpoint"
 VERSION = 1

@@ -17,11 +17,12 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from xpnn import agree, notebooks
+from xpnn import agree
 from xpnn.backend import BACKENDS, backend_info
 from xpnn.checkpoint import load
+from xpnn.course import notebooks
 from xpnn.errors import CheckpointError, TrainingDiverged, XpnnError
-from xpnn.resume import Checkpointer, check_folder
+from xpnn.training.resume import Checkpointer, check_folder
 
 
 class _Parser(argparse.ArgumentParser):

@@ -16,8 +16,8 @@ from typing import Any
 
 from xpnn.backend import Array
 from xpnn.errors import XpnnTypeError, XpnnValueError
-from xpnn.model import Model
-from xpnn.rnn import RNN, check_truncate
+from xpnn.nn.model import Model
+from xpnn.nn.rnn import RNN, check_truncate
 
 
 def gradient_check(

@@ -19,7 +19,7 @@ from typing import Any
 from xpnn.backend import Array
 from xpnn.checkpoint import Checkpoint, load, optimizer_spec, save
 from xpnn.errors import CheckpointError, TrainingDiverged, XpnnValueError
-from xpnn.train import LogEvent, TrainResult, train
+from xpnn.training.train import LogEvent, TrainResult, train
 
 
 class Checkpointer:

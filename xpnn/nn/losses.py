@@ -21,7 +21,7 @@ import array_api_extra as xpx
 
 from xpnn.backend import Array, ArrayNamespace
 from xpnn.errors import XpnnValueError
-from xpnn.functions import sigmoid, softmax
+from xpnn.nn.functions import sigmoid, softmax
 
 OUTPUTS = ("identity", "sigmoid", "softmax")
 LOSSES = ("mse", "cross_entropy")

@@ -17,8 +17,8 @@ from typing import Any
 from xpnn.backend import Array
 from xpnn.datasets import CHUNK
 from xpnn.errors import TrainingDiverged, XpnnError, XpnnTypeError, XpnnValueError
-from xpnn.model import Model, check_size
-from xpnn.rnn import RNN, check_truncate
+from xpnn.nn.model import Model, check_size
+from xpnn.nn.rnn import RNN, check_truncate
 
 
 @dataclass(frozen=True)

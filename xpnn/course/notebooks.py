@@ -20,11 +20,11 @@ from typing import Any
 from xpnn import datasets
 from xpnn.backend import to_numpy
 from xpnn.errors import XpnnValueError
-from xpnn.mlp import MLP
+from xpnn.nn.mlp import MLP
+from xpnn.nn.rnn import RNN
 from xpnn.optim import SGD, Momentum
-from xpnn.resume import Checkpointer
-from xpnn.rnn import RNN
-from xpnn.train import LogEvent, TrainResult, train
+from xpnn.training.resume import Checkpointer
+from xpnn.training.train import LogEvent, TrainResult, train
 
 Echo = Callable[[str], None] | None
 Folder = str | os.PathLike[str] | None

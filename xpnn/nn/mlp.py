@@ -17,10 +17,10 @@ from typing import Any
 
 from xpnn.backend import Array, host_rng
 from xpnn.errors import XpnnValueError
-from xpnn.functions import get_activation
-from xpnn.init import draw_weight
-from xpnn.losses import OutputLayer
-from xpnn.model import Model, check_positive, check_size, is_integer_array
+from xpnn.nn.functions import get_activation
+from xpnn.nn.init import draw_weight
+from xpnn.nn.losses import OutputLayer
+from xpnn.nn.model import Model, check_positive, check_size, is_integer_array
 
 
 @dataclass(frozen=True)

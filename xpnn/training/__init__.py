@@ -1,0 +1,1 @@
+"""Training: the loop over batches, and resumable runs that keep a checkpoint current."""
