@@ -343,6 +343,73 @@ def _future_version(meta, arrays) -> None:
     meta["version"] = 99
 
 
+def _nested_extra(meta, arrays) -> None:
+    deep: list = []
+    for _ in range(200):  # parses, but past MAX_DEPTH
+        deep = [deep]
+    meta["extra"] = deep
+
+
+def _list_activation(meta, arrays) -> None:
+    meta["model"]["hidden"] = ["tanh"]
+
+
+def _string_bias(meta, arrays) -> None:
+    meta["model"]["sizes"] = "3,5,4,2"
+
+
+def _extra_hyperparameter(meta, arrays) -> None:
+    meta["optimizer"]["nesterov"] = 1
+
+
+def _string_hyperparameter(meta, arrays) -> None:
+    meta["optimizer"]["lr"] = "0.1"
+
+
+def _nan_velocity(meta, arrays) -> None:
+    arrays["optim.W1"] = arrays["optim.W1"] * np.nan
+
+
+def _one_velocity_missing(meta, arrays) -> None:
+    del arrays["optim.b2"]
+
+
+def _extra_meta_key(meta, arrays) -> None:
+    meta["run_me"] = "os.system('rm -rf /')"
+
+
+def _nested_json(path: Path) -> None:
+    """Metadata nested too deeply for Python's JSON parser, under a valid checksum."""
+    arrays = _arrays(path)
+    arrays.pop("sha256")
+    text = "[" * 100_000 + "]" * 100_000
+    arrays["meta"] = np.array(text)
+    payload = {k: a for k, a in arrays.items() if k != "meta"}
+    np.savez(path, **arrays, sha256=np.array(checkpoint._digest(text, payload)))
+
+
+def _compressed(path: Path) -> None:
+    members = _members(path)
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+
+
+def _renamed(name: str):
+    def change(path: Path) -> None:
+        members = _members(path)
+        members[name] = members.pop("param.b1.npy")
+        _write_members(path, members)
+
+    return change
+
+
+def _longer_than_header(path: Path) -> None:
+    members = _members(path)
+    members["param.b1.npy"] += b"\0" * 64
+    _write_members(path, members)
+
+
 BAD_FILES = {
     # truncated
     "cut in half": (_cut(0.5), "not a readable .npz archive"),
@@ -381,7 +448,7 @@ BAD_FILES = {
     # well-formed files with wrong content
     "NaN parameter": (lambda p: _forge(p, _nan_param), "NaN"),
     "shape against config": (lambda p: _forge(p, _wrong_shape_everywhere), "the model needs"),
-    "int dtype": (lambda p: _forge(p, _wrong_dtype_everywhere), "dtype must be one of"),
+    "int dtype": (lambda p: _forge(p, _wrong_dtype_everywhere), "has dtype int64"),
     "velocity shape": (lambda p: _forge(p, _velocity_misfit), "optimizer state W1"),
     "unknown optimizer": (lambda p: _forge(p, _unknown_optimizer), "unknown optimizer"),
     "unknown activation": (lambda p: _forge(p, _unknown_activation), "cannot be rebuilt"),
@@ -390,6 +457,22 @@ BAD_FILES = {
     "negative step": (lambda p: _forge(p, _bad_step), "step"),
     "other format": (lambda p: _forge(p, _other_format), "not an xpnn checkpoint"),
     "future version": (lambda p: _forge(p, _future_version), "version 99"),
+    # hostile metadata: the schema's types, bounded nesting
+    "nested extra": (lambda p: _forge(p, _nested_extra), "nests"),
+    "nested JSON": (_nested_json, "nests too deeply"),
+    "list activation": (lambda p: _forge(p, _list_activation), "not a string"),
+    "string sizes": (lambda p: _forge(p, _string_bias), "sizes must be a list"),
+    "extra hyperparameter": (lambda p: _forge(p, _extra_hyperparameter), "nesterov"),
+    "string hyperparameter": (lambda p: _forge(p, _string_hyperparameter), "takes numbers"),
+    "extra meta entry": (lambda p: _forge(p, _extra_meta_key), "run_me"),
+    # optimiser state: complete and finite
+    "NaN velocity": (lambda p: _forge(p, _nan_velocity), "optimizer state ['W1'] holds NaN"),
+    "one velocity missing": (lambda p: _forge(p, _one_velocity_missing), "optimizer state"),
+    # archive tricks
+    "compressed members": (_compressed, "compressed"),
+    "path traversal name": (_renamed("../../evil.npy"), "is not .npy"),
+    "absolute name": (_renamed("/tmp/evil.npy"), "is not .npy"),
+    "member longer than its header": (_longer_than_header, "not as long as its header"),
 }
 
 

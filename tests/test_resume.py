@@ -21,6 +21,7 @@ from xpnn.checkpoint import load
 from xpnn.course import notebooks
 from xpnn.errors import CheckpointError, TrainingDiverged
 from xpnn.optim import Momentum
+from xpnn.training import lock
 
 # Small versions of the three notebooks, with momentum so that the velocity matters.
 RUNS = {
@@ -381,3 +382,132 @@ def test_a_non_finite_last_update_is_caught_at_the_final_save(
     assert saved.step == 49 == info.value.history[-1][0]
     assert _bits(saved.model.params) == _bits(info.value.params)
     assert all(np.all(np.isfinite(xpnn.to_numpy(p))) for p in saved.model.params.values())
+
+
+# -- one owner per folder -----------------------------------------------------------------
+
+HOLD = """
+import sys, time
+from xpnn.training.lock import FolderLock
+lock = FolderLock(sys.argv[1])
+lock.acquire()
+print("held", flush=True)
+time.sleep(120)
+"""
+
+
+def _holder(folder: Path) -> subprocess.Popen:
+    """A live process that holds ``folder``'s lock until it is killed."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(folder)], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has ended (and been reaped)."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_a_live_holder_refuses_a_second_run_and_keeps_its_temp_files(tmp_path, capsys):
+    """A second run (fresh or --resume) is refused with the holder's pid, and deletes
+    neither the holder's lock nor its in-flight temporary checkpoint."""
+    assert cli.main([*SMALL, "--checkpoint", str(tmp_path)]) == 0
+    holder = _holder(tmp_path)
+    try:
+        temp = tmp_path / f".checkpoint.npz.{holder.pid}@{lock.HOST}.abc123.tmp"
+        temp.write_bytes(b"half a save")
+        for extra in ([], ["--resume"]):
+            code, err = _main(capsys, *SMALL, "--checkpoint", str(tmp_path), *extra)
+            assert code == 1 and f"in use by another xpnn run (pid {holder.pid}" in err
+            assert temp.read_bytes() == b"half a save"
+            assert (tmp_path / lock.FolderLock.NAME).exists()
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()
+    # the holder is gone: its lock and its temporary file are recovered
+    assert cli.main([*SMALL, "--checkpoint", str(tmp_path), "--resume"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.npz"]
+
+
+def test_stale_locks_and_temp_files_of_dead_processes_are_recovered(tmp_path):
+    dead = _dead_pid()
+    info = {"pid": dead, "host": lock.HOST, "started": time.time()}
+    (tmp_path / lock.FolderLock.NAME).write_text(json.dumps(info))
+    stale = tmp_path / f".checkpoint.npz.{dead}@{lock.HOST}.xyz.tmp"
+    foreign = tmp_path / f".checkpoint.npz.{dead}@another-host.xyz.tmp"
+    unknown = tmp_path / ".checkpoint.npz.someone.tmp"
+    for temp in (stale, foreign, unknown):
+        temp.write_bytes(b"?")
+    assert cli.main([*SMALL, "--checkpoint", str(tmp_path)]) == 0
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == sorted(["checkpoint.npz", foreign.name, unknown.name])
+
+
+def test_a_lock_from_another_host_is_never_broken(tmp_path, capsys):
+    info = {"pid": _dead_pid(), "host": "another-host", "started": 0}
+    (tmp_path / lock.FolderLock.NAME).write_text(json.dumps(info))
+    code, err = _main(capsys, *SMALL, "--checkpoint", str(tmp_path))
+    assert code == 1 and "on another-host" in err and "remove" in err
+    assert not (tmp_path / "checkpoint.npz").exists()
+
+
+def test_the_lock_in_one_process(tmp_path):
+    first, second = lock.FolderLock(tmp_path), lock.FolderLock(tmp_path)
+    with first:
+        with pytest.raises(CheckpointError, match=f"pid {os.getpid()}"):
+            second.acquire()
+        assert first.held and not second.held
+    assert not (tmp_path / lock.FolderLock.NAME).exists()
+    with second:  # released: free again
+        assert second.held
+
+
+@pytest.mark.parametrize("trial", range(3))
+def test_two_fresh_runs_started_together_exactly_one_proceeds(tmp_path, trial):
+    args = [*RUN, "--iters", "300", "--checkpoint", str(tmp_path), "--checkpoint-every", "10"]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "xpnn.cli", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outcomes = [(p.wait(timeout=120), p.stdout.read(), p.stderr.read()) for p in procs]
+    for p in procs:
+        p.stdout.close()
+        p.stderr.close()
+    codes = sorted(code for code, _, _ in outcomes)
+    assert codes == [0, 1], outcomes
+    _, out, _ = next(o for o in outcomes if o[0] == 0)
+    refused = next(o for o in outcomes if o[0] == 1)[2]
+    assert "in use by another xpnn run" in refused or "already holds a checkpoint" in refused
+    saved = load(tmp_path / "checkpoint.npz")
+    assert saved.history == [tuple(h) for h in json.loads(out)["losses"]]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.npz"]
+
+
+# -- settings that change the result are recorded ----------------------------------------
+
+
+def test_resume_refuses_a_changed_backend_or_log_every(tmp_path, capsys):
+    first = [*SMALL, "--checkpoint", str(tmp_path), "--log-every", "20"]
+    assert cli.main(first) == 0
+    code, err = _main(capsys, *SMALL, "--checkpoint", str(tmp_path), "--resume")
+    assert code == 1 and "log_every=20" in err and "log_every=100" in err
+    code, err = _main(capsys, *first, "--resume", "--backend", "array_api_strict")
+    assert code == 1 and "backend='numpy'" in err and "backend='array_api_strict'" in err
+    code, err = _main(capsys, *first, "--resume", "--dtype", "float32")
+    assert code == 1 and "dtype" in err
+    # checkpoint_every may change: where saves fall never changes the result
+    assert cli.main([*first, "--resume", "--checkpoint-every", "7"]) == 0
+    saved = load(tmp_path / "checkpoint.npz")
+    assert saved.extra["checkpoint_every"] == 7
+    assert saved.extra["settings"]["backend"] == "numpy"
+    assert saved.extra["settings"]["log_every"] == 20

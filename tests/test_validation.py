@@ -32,8 +32,8 @@ def _raises(kind: type[Exception], match: str):
 # -- constructors ---------------------------------------------------------------------
 
 MLP_BAD = [
-    ({"sizes": [2, 0, 1]}, XpnnValueError, r"sizes\[1\] must be an integer of at least 1, got 0"),
-    ({"sizes": [2, -3]}, XpnnValueError, r"sizes\[1\] must be an integer of at least 1, got -3"),
+    ({"sizes": [2, 0, 1]}, XpnnValueError, r"sizes\[1\] must be an integer .* got 0"),
+    ({"sizes": [2, -3]}, XpnnValueError, r"sizes\[1\] must be an integer .* got -3"),
     ({"sizes": [2.0, 3]}, XpnnValueError, r"sizes\[0\] must be an integer .* got 2\.0"),
     ({"sizes": [2, "3"]}, XpnnValueError, r"sizes\[1\] must be an integer .* got '3'"),
     ({"sizes": [2, True]}, XpnnValueError, r"sizes\[1\] must be an integer .* got True"),
@@ -69,7 +69,7 @@ def test_mlp_constructor_rejects(backend, device, kwargs, kind, match):
 
 
 RNN_BAD = [
-    ({"input_size": 0}, XpnnValueError, r"input_size must be an integer of at least 1, got 0"),
+    ({"input_size": 0}, XpnnValueError, r"input_size must be an integer .* got 0"),
     ({"hidden_size": 1.5}, XpnnValueError, r"hidden_size must be an integer .* got 1\.5"),
     ({"output_size": -2}, XpnnValueError, r"output_size must be an integer .* got -2"),
     ({"output_size": True}, XpnnValueError, r"output_size must be an integer .* got True"),
@@ -678,7 +678,7 @@ def test_rnn_rejects_bad_h0(backend, device, make_h0, kind, match):
 def test_truncate_must_be_a_positive_int(backend, device, truncate, method):
     net = _rnn(backend, device)
     xs, ds = net.asarray(np.ones((5, 4, 2))), net.asarray(np.ones((5, 4, 1)))
-    with _raises(XpnnValueError, rf"truncate must be an integer of at least 1, got {truncate!r}"):
+    with _raises(XpnnValueError, rf"truncate must be an integer .* got {truncate!r}"):
         if method == "backward":
             net.backward(net.forward(xs)[1], ds, truncate=truncate)
         else:
@@ -731,9 +731,9 @@ def test_update_rejects_mismatched_keys(backend, device, opt, change):
 # -- datasets -------------------------------------------------------------------------
 
 DATASET_BAD = [
-    ("linear n 0", lambda: datasets.linear(0), r"n must be an integer of at least 1, got 0"),
-    ("linear n -1", lambda: datasets.linear(-1), r"n must be an integer of at least 1, got -1"),
-    ("linear n 1.5", lambda: datasets.linear(1.5), r"n must be an integer of at least 1, got 1\.5"),
+    ("linear n 0", lambda: datasets.linear(0), r"n must be an integer .* got 0"),
+    ("linear n -1", lambda: datasets.linear(-1), r"n must be an integer .* got -1"),
+    ("linear n 1.5", lambda: datasets.linear(1.5), r"n must be an integer .* got 1\.5"),
     ("linear n True", lambda: datasets.linear(True), r"n must be an integer .* got True"),
     (
         "linear low >= high",
@@ -785,7 +785,7 @@ DATASET_BAD = [
     (
         "addition n 0",
         lambda: datasets.binary_addition(0),
-        r"n must be an integer of at least 1, got 0",
+        r"n must be an integer .* got 0",
     ),
     (
         "addition seed str",
@@ -805,7 +805,7 @@ DATASET_BAD = [
     (
         "sine maxlen 0",
         lambda: datasets.sine_windows(0),
-        r"maxlen must be an integer of at least 1, got 0",
+        r"maxlen must be an integer .* got 0",
     ),
     (
         "sine maxlen 2.5",
@@ -825,7 +825,7 @@ DATASET_BAD = [
     (
         "sine n_test 0",
         lambda: datasets.sine_windows(2, n_test=0),
-        r"n_test must be an integer of at least 1, got 0",
+        r"n_test must be an integer .* got 0",
     ),
     (
         "sine n_test 1.5",
@@ -835,17 +835,17 @@ DATASET_BAD = [
     (
         "sine n_points 0",
         lambda: datasets.sine_windows(2, n_points=0),
-        r"n_points must be an integer of at least 1, got 0",
+        r"n_points must be an integer .* got 0",
     ),
     (
         "continuation n 0",
         lambda: datasets.sine_continuation(0.0, 0.1, 0),
-        r"n must be an integer of at least 1, got 0",
+        r"n must be an integer .* got 0",
     ),
     (
         "stream batch 0",
         lambda: datasets.SampleStream(np.ones((4, 2)), np.ones((4, 1)), 0),
-        r"batch_size must be an integer of at least 1, got 0",
+        r"batch_size must be an integer .* got 0",
     ),
     (
         "stream lengths",
@@ -875,7 +875,7 @@ DATASET_BAD = [
     (
         "addition stream batch 0",
         lambda: datasets.BinaryAdditionStream(0),
-        r"batch_size must be an integer of at least 1, got 0",
+        r"batch_size must be an integer .* got 0",
     ),
     (
         "addition stream seed",
@@ -899,13 +899,13 @@ def _stream(x_width=2, n=8, fill=1.0):
 
 
 TRAIN_BAD = [
-    ("iters 0", {"iters": 0}, XpnnValueError, r"iters must be an integer of at least 1, got 0"),
+    ("iters 0", {"iters": 0}, XpnnValueError, r"iters must be an integer .* got 0"),
     ("iters 2.5", {"iters": 2.5}, XpnnValueError, r"iters must be an integer .* got 2\.5"),
     (
         "log_every 0",
         {"log_every": 0},
         XpnnValueError,
-        r"log_every must be an integer of at least 1, got 0",
+        r"log_every must be an integer .* got 0",
     ),
     (
         "start -1",
@@ -929,7 +929,7 @@ TRAIN_BAD = [
         "truncate 0",
         {"truncate": 0},
         XpnnValueError,
-        r"truncate must be an integer of at least 1, got 0",
+        r"truncate must be an integer .* got 0",
     ),
     ("truncate on an MLP", {"truncate": 2}, XpnnValueError, r"truncate applies to an RNN only"),
     ("clip 0", {"clip": 0}, XpnnValueError, r"clip must be a positive finite number, got 0"),
@@ -1042,7 +1042,7 @@ def test_gradient_check_rejects(backend, device, kwargs, kind, match):
 def test_gradient_check_rnn_truncate_zero(backend, device):
     net = _rnn(backend, device)
     xs, ds = net.asarray(np.ones((3, 2, 2))), net.asarray(np.ones((3, 2, 1)))
-    with _raises(XpnnValueError, r"truncate must be an integer of at least 1, got 0"):
+    with _raises(XpnnValueError, r"truncate must be an integer .* got 0"):
         xpnn.gradient_check(net, xs, ds, truncate=0)
 
 

@@ -270,3 +270,42 @@ def host_rng(seed: int | None) -> np.random.Generator:
     except (TypeError, ValueError):
         msg = f"seed must be a non-negative integer, got {seed!r}"
         raise XpnnValueError(msg) from None
+
+
+def check_host_input(x: Any, name: str, target: str) -> Any:
+    """``x`` made ready for ``xp.asarray``: host data (nested lists, scalars, NumPy
+    arrays) become a NumPy array of real numbers; an array of a backend passes if its
+    dtype is real. Refused with ``XpnnTypeError`` naming ``name``: complex numbers (their
+    imaginary part would be dropped), strings and ragged lists, ``numpy.matrix`` (always
+    2-D, ``*`` multiplies matrices), masked arrays (the mask would be dropped) and sparse
+    torch tensors. ``target`` (a backend name) completes the messages."""
+    kind = type(x).__module__.split(".")[0] + "." + type(x).__name__
+    cannot = f"{name} cannot be converted to a {target} array"
+    if isinstance(x, (np.matrix, np.ma.MaskedArray)):
+        msg = f"{cannot}: it is a {kind}; pass a plain array (numpy.asarray(x) or x.filled())"
+        raise XpnnTypeError(msg)
+    if kind.startswith("torch.") and getattr(x, "layout", None) is not None:
+        import torch
+
+        if x.layout != torch.strided:
+            msg = f"{cannot}: it is a torch tensor of layout {x.layout}; pass x.to_dense()"
+            raise XpnnTypeError(msg)
+    if array_api_compat.is_array_api_obj(x) and not isinstance(x, np.ndarray):
+        dtype = x.dtype
+        real = array_api_compat.array_namespace(x).isdtype(dtype, ("real floating", "integral"))
+        if not real and str(dtype) not in ("bool", "torch.bool"):
+            msg = f"{cannot}: it has dtype {dtype}; expected real numbers"
+            raise XpnnTypeError(msg)
+        return x
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            host = np.asarray(x)
+    except (ValueError, TypeError, OverflowError, RecursionError, Warning) as exc:
+        msg = f"{cannot}: not an array of numbers ({type(exc).__name__}: {str(exc)[:80]})"
+        raise XpnnTypeError(msg) from None
+    if host.dtype.kind not in "biuf":
+        what = "complex" if host.dtype.kind == "c" else str(host.dtype)
+        msg = f"{cannot}: it holds {what} values; expected real numbers"
+        raise XpnnTypeError(msg)
+    return host

@@ -29,6 +29,7 @@ import inspect
 import json
 import math
 import os
+import re
 import tempfile
 import zipfile
 from collections.abc import Mapping, Sequence
@@ -44,15 +45,21 @@ from xpnn.errors import (
     CheckpointError,
     XpnnError,
     XpnnValueError,
+    shown,
 )
 from xpnn.nn.mlp import MLP
 from xpnn.nn.rnn import RNN
 from xpnn.optim import OPTIMIZERS
+from xpnn.training.lock import HOST
 
 FORMAT = "xpnn.checkpoint"
 VERSION = 1
 PARAM, OPTIM = "param.", "optim."
 FLOAT_DTYPES = ("float32", "float64")
+
+
+class NonFiniteParameters(XpnnValueError):
+    """``save`` refused a model whose parameters hold NaN or infinity."""
 
 
 @dataclass
@@ -120,13 +127,22 @@ def optimizer_spec(optimizer: Any) -> dict[str, Any]:
     return spec
 
 
+RUN_KEYS = ("init", "weight_init_std", "seed")  # how the weights were drawn
+
+
 def _model_config(model: Any, dtype: str) -> dict[str, Any]:
+    """``model.config`` plus how its weights were drawn and its dtype."""
     config = dict(model.config)
-    for key in ("init", "weight_init_std", "seed"):
+    for key in RUN_KEYS:
         value = getattr(model, key, None)
         config[key] = value if isinstance(value, (int, float, str)) or value is None else str(value)
     config["dtype"] = dtype
     return config
+
+
+def _architecture(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The saved configuration less what ``_model_config`` added: ``model.config``."""
+    return {k: v for k, v in config.items() if k not in (*RUN_KEYS, "dtype")}
 
 
 def _check_history(history: Any, where: str) -> list[tuple[int, float]]:
@@ -176,21 +192,20 @@ def save(
     if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
         msg = f"step must be a non-negative integer, got {step!r}"
         raise XpnnValueError(msg)
-    params = {key: np.ascontiguousarray(to_numpy(p)) for key, p in model.params.items()}
-    bad = sorted(key for key, p in params.items() if not np.all(np.isfinite(p)))
-    if bad:
-        msg = f"refusing to save a checkpoint with non-finite parameters {bad} to {path}"
-        raise XpnnValueError(msg)
-    dtypes = {p.dtype.name for p in params.values()}
-    if len(dtypes) != 1 or not dtypes <= set(FLOAT_DTYPES):
-        msg = f"parameters must share one dtype of {FLOAT_DTYPES}, got {sorted(dtypes)}"
-        raise XpnnValueError(msg)
-    arrays = {PARAM + key: p for key, p in params.items()}
+    arrays = {PARAM + key: np.ascontiguousarray(to_numpy(p)) for key, p in model.params.items()}
     spec = None
     if optimizer is not None:
         spec = optimizer_spec(optimizer)
         for key, value in optimizer.state_dict().items():
             arrays[OPTIM + key] = np.ascontiguousarray(to_numpy(value))
+    bad = sorted(key for key, a in arrays.items() if not np.all(np.isfinite(a)))
+    if bad:  # the one finiteness check of a save; load's is the ``params`` setter's
+        msg = f"refusing to save a checkpoint with non-finite {bad} to {path}"
+        raise NonFiniteParameters(msg)
+    dtypes = {a.dtype.name for a in arrays.values()}
+    if len(dtypes) != 1 or not dtypes <= set(FLOAT_DTYPES):
+        msg = f"parameters and state must share one dtype of {FLOAT_DTYPES}, got {sorted(dtypes)}"
+        raise XpnnValueError(msg)
     meta = {
         "format": FORMAT,
         "version": VERSION,
@@ -221,12 +236,26 @@ def _write_npz(file: Any, contents: Mapping[str, np.ndarray]) -> None:
     np.savez(file, **contents)
 
 
+def temp_prefix(path: Path) -> str:
+    """The start of the name of ``path``'s temporary files: ``.NAME.PID@HOST.``, so a
+    later run can tell whose a leftover is (``temp_owner``)."""
+    return f".{path.name}.{os.getpid()}@{HOST}."
+
+
+def temp_owner(path: Path, temp: Path) -> tuple[int, str] | None:
+    """``(pid, host)`` of the process that made the temporary file ``temp`` of
+    ``path``, or None if ``temp`` is not one."""
+    match = re.fullmatch(rf"\.{re.escape(path.name)}\.(\d+)@([A-Za-z0-9._-]+)\.\w+\.tmp", temp.name)
+    return None if match is None else (int(match[1]), match[2])
+
+
 def _write_atomic(path: Path, contents: Mapping[str, np.ndarray]) -> None:
     """Write ``contents`` as an ``.npz`` at exactly ``path``: a temporary file in the
-    same folder, flushed and fsync'd, then ``os.replace``; the folder is fsync'd after."""
+    same folder (named by ``temp_prefix``), flushed and fsync'd, then ``os.replace``;
+    the folder is fsync'd after."""
     folder = path.parent
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".tmp", dir=folder)
     except OSError as exc:
         msg = f"cannot write the checkpoint {path}: {exc.strerror or exc}"
         raise CheckpointError(msg) from None
@@ -261,162 +290,262 @@ def _fsync_folder(folder: Path) -> None:
 
 
 # -- loading ------------------------------------------------------------------------------
+#
+# Nothing is inflated or trusted before it is checked: the archive's directory first (names,
+# sizes, no compression), then every member's .npy header (dtype, shape, size), then the
+# metadata (bounded size and nesting, a schema of types), then the headers against the
+# metadata and the model's own parameter shapes. Only then are the arrays read, each
+# exactly as large as its checked header says, and the checksum compared.
+
+MODELS = {"MLP": MLP, "RNN": RNN}
+MAX_MEMBERS = 1024
+MAX_META_CHARS = 2**24  # 16 Mi characters: a history of 100,000+ readings fits many times
+MAX_DEPTH = 32  # nesting of the caller's ``extra`` data
+_MEMBER = re.compile(r"[A-Za-z0-9_.]{1,200}\.npy")
+
+
+@dataclass(frozen=True)
+class _Member:
+    """One ``.npy`` member as its header describes it."""
+
+    info: zipfile.ZipInfo
+    dtype: np.dtype
+    shape: tuple[int, ...]
 
 
 def _fail(path: Path, problem: str) -> CheckpointError:
     return CheckpointError(f"{path}: {problem}")
 
 
-def _read_arrays(path: Path) -> dict[str, np.ndarray]:
-    """Every array of the archive, after its CRCs are checked; no pickles."""
-    if not path.exists():
-        raise _fail(path, "no such checkpoint file")
-    if not path.is_file():
-        raise _fail(path, "not a file (a checkpoint is one .npz file)")
-    try:
-        with zipfile.ZipFile(path) as archive:
-            bad = archive.testzip()
-            names = archive.namelist()
-    except (zipfile.BadZipFile, EOFError) as exc:
-        raise _fail(path, f"not a readable .npz archive, truncated or corrupt ({exc})") from None
-    except OSError as exc:  # a damaged offset (EINVAL on seek), or no permission to read
-        raise _fail(
-            path, f"cannot be read ({exc.strerror or exc}); truncated or corrupt?"
-        ) from None
-    except Exception as exc:  # zlib.error, NotImplementedError, ... from a damaged archive
-        raise _fail(path, f"corrupt archive ({type(exc).__name__}: {exc})") from None
-    if bad is not None:
-        raise _fail(path, f"the member {bad!r} is corrupt (CRC mismatch or bad header)")
-    odd = [n for n in names if not n.endswith(".npy")]
-    if odd:
-        raise _fail(path, f"not an xpnn checkpoint: members {odd} are not .npy arrays")
-    arrays = {}
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            for key in npz.files:
-                arrays[key] = npz[key]
-    except ValueError as exc:
-        if "pickle" in str(exc):
+def _members(path: Path, archive: zipfile.ZipFile) -> dict[str, _Member]:
+    """Every member's name, header dtype and shape, after its directory entry and
+    header are checked: no compression (a zip bomb needs it), no odd names, and a
+    stored size that is exactly the header plus the data its shape and dtype need."""
+    infos = archive.infolist()
+    if len(infos) > MAX_MEMBERS:
+        raise _fail(path, f"holds {len(infos)} members; a checkpoint has a few")
+    if sum(i.compress_size for i in infos) > path.stat().st_size:
+        raise _fail(path, "its members claim more bytes than the file has; corrupt")
+    members: dict[str, _Member] = {}
+    for info in infos:
+        name = info.filename
+        if not _MEMBER.fullmatch(name) or name[:-4] in members:
+            raise _fail(
+                path, f"not an xpnn checkpoint: member {shown(name)} is not .npy, or repeated"
+            )
+        if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x1:
             raise _fail(
                 path,
-                "holds an object array (pickled Python objects); xpnn never loads pickles",
-            ) from None
-        raise _fail(path, f"corrupt array data ({exc})") from None
-    except Exception as exc:  # a damaged .npy header: ValueError, EOFError, SyntaxError, ...
-        raise _fail(path, f"corrupt array data ({type(exc).__name__}: {exc})") from None
-    for key, a in arrays.items():
-        if a.dtype.hasobject:
-            raise _fail(path, f"the array {key!r} has dtype object; refused")
-    return arrays
+                f"the member {name!r} is compressed or encrypted; xpnn writes plain "
+                "(stored) archives and never inflates one",
+            )
+        with archive.open(info) as file:
+            version = np.lib.format.read_magic(file)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(file)
+            elif version == (2, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(file)
+            else:
+                raise ValueError(f".npy format version {version}")
+            start = file.tell()
+        if dtype.hasobject:
+            raise _fail(
+                path,
+                f"the array {name[:-4]!r} is an object array (pickled Python objects); "
+                "xpnn never loads pickles",
+            )
+        if dtype.kind not in "fU" or fortran:
+            raise _fail(
+                path,
+                f"the array {name[:-4]!r} has dtype {dtype} (fortran order {fortran}); "
+                "xpnn stores float and text arrays only",
+            )
+        if info.file_size != start + math.prod(shape) * dtype.itemsize:
+            raise _fail(path, f"the member {name!r} is not as long as its header says")
+        members[name[:-4]] = _Member(info, dtype, tuple(shape))
+    return members
 
 
-def _text(path: Path, arrays: Mapping[str, np.ndarray], key: str) -> str:
-    if key not in arrays:
+def _read(path: Path, archive: zipfile.ZipFile, member: _Member) -> np.ndarray:
+    """The member's array, read to its end so the CRC is checked."""
+    with archive.open(member.info) as file:
+        array = np.lib.format.read_array(file, allow_pickle=False)
+        if file.read(1):
+            raise _fail(path, f"the member {member.info.filename!r} is longer than its array")
+    return array
+
+
+def _text(path: Path, archive: zipfile.ZipFile, members: Mapping[str, _Member], key: str) -> str:
+    member = members.get(key)
+    if member is None:
         raise _fail(path, f"missing the array {key!r}; not an xpnn checkpoint or damaged")
-    a = arrays[key]
-    if a.shape != () or a.dtype.kind != "U":
-        raise _fail(path, f"{key!r} must be a 0-d unicode array, got {a.dtype} {a.shape}")
-    return str(a[()])
+    if member.shape != () or member.dtype.kind != "U":
+        raise _fail(path, f"{key!r} must be a 0-d unicode array, got {member.dtype} {member.shape}")
+    if member.dtype.itemsize // 4 > MAX_META_CHARS:
+        raise _fail(path, f"{key!r} holds {member.dtype.itemsize // 4} characters; too many")
+    return str(_read(path, archive, member)[()])
 
 
-def _read_meta(path: Path, arrays: Mapping[str, np.ndarray]) -> dict[str, Any]:
-    text = _text(path, arrays, "meta")
+def _depth(value: Any) -> int:
+    """How deeply lists and dicts nest in ``value`` (walked without recursion)."""
+    deepest, todo = 0, [(value, 0)]
+    while todo:
+        item, level = todo.pop()
+        deepest = max(deepest, level)
+        if isinstance(item, dict):
+            todo.extend((v, level + 1) for v in item.values())
+        elif isinstance(item, list):
+            todo.extend((v, level + 1) for v in item)
+    return deepest
+
+
+def _is_int(value: Any, low: int = 0) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _parse_meta(path: Path, text: str) -> dict[str, Any]:
+    """The metadata, checked against its schema: the types of every entry that load
+    uses, before any of it is used."""
     try:
         meta = json.loads(text)
-    except ValueError as exc:
-        raise _fail(path, f"its metadata is not valid JSON ({exc})") from None
+    except (ValueError, RecursionError) as exc:
+        problem = "nests too deeply" if isinstance(exc, RecursionError) else f"({exc})"
+        raise _fail(path, f"its metadata is not valid JSON {problem}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise _fail(path, f"not an xpnn checkpoint (meta format is not {FORMAT!r})")
     if meta.get("version") != VERSION:
-        raise _fail(path, f"checkpoint version {meta.get('version')!r}; this xpnn reads {VERSION}")
-    for key, kind in (("model", dict), ("arrays", dict), ("history", list)):
-        if not isinstance(meta.get(key), kind):
-            raise _fail(path, f"its metadata lacks {key!r} (a {kind.__name__})")
-    step = meta.get("step")
-    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-        raise _fail(path, f"its step must be a non-negative integer, got {step!r}")
-    if meta.get("optimizer") is not None and not isinstance(meta["optimizer"], dict):
-        raise _fail(path, "its optimizer entry must be a dict or null")
+        raise _fail(
+            path, f"checkpoint version {shown(meta.get('version'))}; this xpnn reads {VERSION}"
+        )
+    keys = {"format", "version", "model", "step", "optimizer", "history", "extra", "arrays"}
+    if set(meta) != keys:
+        odd, lacking = sorted(set(meta) - keys), sorted(keys - set(meta))
+        raise _fail(path, f"its metadata has unknown entries {shown(odd)}, lacks {lacking}")
+    if _depth(meta) > MAX_DEPTH:
+        raise _fail(path, f"its metadata nests deeper than {MAX_DEPTH} levels")
+    if not _is_int(meta["step"]):
+        raise _fail(path, f"its step must be a non-negative integer, got {shown(meta['step'])}")
+    config = meta["model"]
+    if not isinstance(config, dict) or config.get("model") not in MODELS:
+        raise _fail(path, f"its model entry must describe one of {sorted(MODELS)}")
+    if config.get("dtype") not in FLOAT_DTYPES:
+        raise _fail(
+            path, f"its dtype must be one of {FLOAT_DTYPES}, got {shown(config.get('dtype'))}"
+        )
+    for key, ok in (
+        ("init", lambda v: v is None or isinstance(v, str)),
+        ("weight_init_std", lambda v: v is None or _is_number(v)),
+        ("seed", lambda v: v is None or _is_int(v)),
+    ):
+        if not ok(config.get(key)):
+            raise _fail(path, f"its model entry {key!r} is {shown(config.get(key))}")
+    history = meta["history"]
+    if not isinstance(history, list) or not all(
+        isinstance(h, list) and len(h) == 2 and _is_int(h[0]) and _is_number(h[1]) for h in history
+    ):
+        raise _fail(path, "its history must be a list of [iteration, finite loss] pairs")
+    arrays = meta["arrays"]
+    if not isinstance(arrays, dict) or not all(
+        isinstance(info, dict)
+        and set(info) == {"shape", "dtype"}
+        and isinstance(info["shape"], list)
+        and all(_is_int(n) for n in info["shape"])
+        and info["dtype"] in ("<f4", "<f8", ">f4", ">f8")
+        for info in arrays.values()
+    ):
+        raise _fail(path, "its list of arrays must give each a shape and a float dtype")
+    _check_optimizer(path, meta["optimizer"])
     return meta
 
 
-def expected_shapes(config: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
-    """The parameter shapes a model configuration (``model.config``) implies."""
-    if config.get("model") == "MLP":
-        sizes = [int(s) for s in config["sizes"]]
-        shapes: dict[str, tuple[int, ...]] = {}
-        for layer in range(1, len(sizes)):
-            shapes[f"W{layer}"] = (sizes[layer - 1], sizes[layer])
-            shapes[f"b{layer}"] = (sizes[layer],)
-        return shapes
-    if config.get("model") == "RNN":
-        i, h, o = (int(config[k]) for k in ("input_size", "hidden_size", "output_size"))
-        shapes = {"W_in": (i, h), "W": (h, h), "W_out": (h, o)}
-        if config["bias"]:
-            shapes.update({"b": (h,), "b_out": (o,)})
-        return shapes
-    msg = f"unknown model {config.get('model')!r}; expected MLP or RNN"
-    raise XpnnValueError(msg)
-
-
-def _check_arrays(path: Path, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
-    """Every array the metadata lists is there with its shape and dtype, the parameters
-    fit the model's configuration and the optimiser state fits the parameters."""
-    listed = meta["arrays"]
-    unlisted = sorted(set(arrays) - set(listed) - {"meta", "sha256"})
-    if unlisted:
-        raise _fail(path, f"holds arrays the metadata does not list: {unlisted}")
-    for key, info in listed.items():
-        if key not in arrays:
-            raise _fail(path, f"missing the array {key!r}")
-        a = arrays[key]
-        if not isinstance(info, dict) or list(a.shape) != info.get("shape"):
-            raise _fail(path, f"{key!r} has shape {a.shape}; the metadata says {info}")
-        if a.dtype.str != info.get("dtype"):
-            raise _fail(path, f"{key!r} has dtype {a.dtype}; the metadata says {info}")
-    config = meta["model"]
-    dtype = config.get("dtype")
-    if dtype not in FLOAT_DTYPES:
-        raise _fail(path, f"its dtype must be one of {FLOAT_DTYPES}, got {dtype!r}")
-    try:
-        shapes = expected_shapes(config)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise _fail(path, f"its model configuration is incomplete or wrong ({exc})") from None
-    params = {k[len(PARAM) :] for k in listed if k.startswith(PARAM)}
-    if params != set(shapes):
+def _check_optimizer(path: Path, spec: Any) -> None:
+    """``spec`` is None or ``{"name": a known optimiser, its hyperparameters...}``, each
+    a finite number its constructor takes and accepts."""
+    if spec is None:
+        return
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+        raise _fail(path, "its optimizer must be null or a dict with a name")
+    if spec["name"] not in OPTIMIZERS:
         raise _fail(
-            path, f"holds parameters {sorted(params)}; a {config['model']} needs {sorted(shapes)}"
+            path, f"unknown optimizer {shown(spec['name'])}; expected one of {sorted(OPTIMIZERS)}"
         )
-    for key, shape in shapes.items():
-        a = arrays[PARAM + key]
-        if a.shape != shape:
-            raise _fail(path, f"parameter {key} has shape {a.shape}; the model needs {shape}")
-        if a.dtype.name != dtype:
-            raise _fail(path, f"parameter {key} has dtype {a.dtype}; the checkpoint says {dtype}")
-        if not np.all(np.isfinite(a)):
-            raise _fail(path, f"parameter {key} holds NaN or infinity")
-    for key in (k for k in listed if k.startswith(OPTIM)):
-        a, name = arrays[key], key[len(OPTIM) :]
-        if name in shapes and (a.shape != shapes[name] or a.dtype.name != dtype):
+    cls = OPTIMIZERS[spec["name"]]
+    accepted = set(inspect.signature(cls).parameters)
+    hyper = {k: v for k, v in spec.items() if k != "name"}
+    if not set(hyper) <= accepted or not all(_is_number(v) for v in hyper.values()):
+        raise _fail(
+            path,
+            f"its optimizer {spec['name']} has hyperparameters {shown(hyper)}; it takes "
+            f"numbers for {sorted(accepted)}",
+        )
+    try:
+        cls(**hyper)
+    except XpnnError as exc:
+        raise _fail(path, f"its optimizer cannot be rebuilt ({exc})") from None
+
+
+def _state_shapes(
+    spec: Mapping[str, Any] | None, shapes: Mapping[str, tuple[int, ...]], saved: set[str]
+) -> dict[str, tuple[int, ...]]:
+    """The optimiser state a checkpoint must hold for parameters of ``shapes``: none for
+    SGD; for Momentum a velocity per parameter (or none at all, saved before the first
+    update)."""
+    if spec is None or spec["name"] == "sgd" or not saved:
+        return {}
+    return dict(shapes)
+
+
+def _check_headers(
+    path: Path, meta: Mapping[str, Any], members: Mapping[str, _Member]
+) -> dict[str, tuple[int, ...]]:
+    """The members are exactly the arrays the metadata lists, with its shapes and
+    dtypes; the parameters are those the model's configuration implies; the optimiser
+    state is complete. Returns the parameter shapes."""
+    listed = meta["arrays"]
+    missing = sorted(set(listed) - set(members))
+    if missing:
+        raise _fail(path, f"missing the array {shown(missing[0])}")
+    unlisted = sorted(set(members) - set(listed) - {"meta", "sha256"})
+    if unlisted:
+        raise _fail(path, f"holds arrays the metadata does not list: {shown(unlisted)}")
+    for key, info in listed.items():
+        member = members[key]
+        if list(member.shape) != info["shape"] or member.dtype.str != info["dtype"]:
+            raise _fail(
+                path, f"{key!r} is {member.dtype.str} {member.shape}; the metadata says {info}"
+            )
+    config = _architecture(meta["model"])
+    try:
+        shapes = MODELS[config["model"]].configured(config).param_shapes
+    except XpnnError as exc:
+        problem = f"its model cannot be rebuilt: configuration incomplete or wrong ({exc})"
+        raise _fail(path, problem) from None
+    dtype = meta["model"]["dtype"]
+    params = {k[len(PARAM) :]: m for k, m in members.items() if k.startswith(PARAM)}
+    state = {k[len(OPTIM) :]: m for k, m in members.items() if k.startswith(OPTIM)}
+    strays = sorted(set(listed) - {PARAM + k for k in params} - {OPTIM + k for k in state})
+    if strays:
+        raise _fail(path, f"holds arrays that are neither parameters nor state: {shown(strays)}")
+    want = _state_shapes(meta["optimizer"], shapes, set(state))
+    for kind, got, need in (("parameters", params, shapes), ("optimizer state", state, want)):
+        if set(got) != set(need):
             raise _fail(
                 path,
-                f"optimizer state {name} is {a.dtype} {a.shape}; the parameter is "
-                f"{dtype} {shapes[name]}",
+                f"holds the {kind} {shown(sorted(got))}; its model and optimizer need "
+                f"{sorted(need)}",
             )
-    strays = sorted(k for k in listed if not k.startswith((PARAM, OPTIM)))
-    if strays:
-        raise _fail(path, f"holds arrays that are neither parameters nor state: {strays}")
-
-
-def _build_model(config: Mapping[str, Any], params: dict[str, np.ndarray], **where: Any) -> Any:
-    common = {"hidden": config["hidden"], "output": config["output"], "loss": config["loss"]}
-    if config["model"] == "MLP":
-        model = MLP.from_params(params, **common, **where)
-    else:
-        model = RNN.from_params(params, **common, many_to_one=config["many_to_one"], **where)
-    for key in ("init", "weight_init_std", "seed"):
-        setattr(model, key, config.get(key))
-    return model
+        for key, member in got.items():
+            if member.shape != need[key] or member.dtype.name != dtype:
+                raise _fail(
+                    path,
+                    f"{kind} {key} is {member.dtype.name} {member.shape}; the model needs "
+                    f"{dtype} {need[key]}",
+                )
+    return shapes
 
 
 def load(
@@ -428,43 +557,64 @@ def load(
     """Read a checkpoint written by ``save`` onto ``backend`` and ``device``, in ``dtype``
     (the saved dtype if None).
 
+    The file is checked before it is read: a member larger than its header, a compressed
+    member, metadata of the wrong types and arrays that do not fit the model are refused
+    without inflating anything, so a hostile file costs no more memory than its own size.
+
     Raises
     ------
     CheckpointError
         The file is missing, truncated or corrupt, holds an object (pickle) array, lacks
-        an array, or has one of the wrong shape or dtype; the message names the file.
+        an array, has one of the wrong shape or dtype, metadata that do not fit the
+        schema, or incomplete or non-finite optimiser state; the message names the file.
     BackendUnavailable
         ``backend`` cannot run here.
     """
     path = Path(path)
-    arrays = _read_arrays(path)
-    meta = _read_meta(path, arrays)
-    _check_arrays(path, meta, arrays)
-    digest = _text(path, arrays, "sha256")
-    payload = {k: a for k, a in arrays.items() if k not in ("meta", "sha256")}
-    if digest != _digest(_text(path, arrays, "meta"), payload):
-        raise _fail(path, "checksum mismatch: the data were altered after saving")
+    if not path.exists():
+        raise _fail(path, "no such checkpoint file")
+    if not path.is_file():
+        raise _fail(path, "not a file (a checkpoint is one .npz file)")
     try:
-        history = _check_history(meta["history"], str(path))
-    except XpnnValueError as exc:
-        raise CheckpointError(str(exc)) from None
+        with zipfile.ZipFile(path) as archive:
+            members = _members(path, archive)
+            meta_text = _text(path, archive, members, "meta")
+            meta = _parse_meta(path, meta_text)
+            _check_headers(path, meta, members)
+            digest = _text(path, archive, members, "sha256")
+            arrays = {k: _read(path, archive, members[k]) for k in meta["arrays"]}
+    except CheckpointError:
+        raise
+    except (zipfile.BadZipFile, EOFError) as exc:
+        raise _fail(path, f"not a readable .npz archive, truncated or corrupt ({exc})") from None
+    except OSError as exc:  # a damaged offset (EINVAL on seek), or no permission to read
+        raise _fail(
+            path, f"cannot be read ({exc.strerror or exc}); truncated or corrupt?"
+        ) from None
+    except Exception as exc:  # zlib.error, a damaged .npy header (ValueError, SyntaxError)
+        problem = shown(str(exc))
+        raise _fail(
+            path, f"corrupt archive or array data ({type(exc).__name__}: {problem})"
+        ) from None
+    if digest != _digest(meta_text, arrays):
+        raise _fail(path, "checksum mismatch: the data were altered after saving")
     config = meta["model"]
-    params = {k[len(PARAM) :]: a for k, a in payload.items() if k.startswith(PARAM)}
+    params = {k[len(PARAM) :]: a for k, a in arrays.items() if k.startswith(PARAM)}
+    host_state = {k[len(OPTIM) :]: a for k, a in arrays.items() if k.startswith(OPTIM)}
+    bad = sorted(k for k, a in host_state.items() if not np.all(np.isfinite(a)))
+    if bad:
+        raise _fail(path, f"optimizer state {bad} holds NaN or infinity")
     where = {"backend": backend, "device": device, "dtype": dtype or config["dtype"]}
     try:
-        model = _build_model(config, params, **where)
-    except (CheckpointError, BackendUnavailable):
+        model = MODELS[config["model"]].from_config(_architecture(config), params, **where)
+        state = {k: model.asarray(a, name=OPTIM + k) for k, a in host_state.items()}
+    except BackendUnavailable:
         raise
     except XpnnError as exc:
         raise _fail(path, f"its model cannot be rebuilt ({exc})") from None
-    except KeyError as exc:
-        raise _fail(path, f"its model configuration lacks {exc}") from None
-    state = {
-        k[len(OPTIM) :]: model.asarray(a, name=k) for k, a in payload.items() if k.startswith(OPTIM)
-    }
-    optimizer = meta["optimizer"]
-    if optimizer is not None and optimizer.get("name") not in OPTIMIZERS:
-        raise _fail(path, f"unknown optimizer {optimizer.get('name')!r}")
+    for key in RUN_KEYS:
+        setattr(model, key, config.get(key))
+    history = [(int(i), float(loss)) for i, loss in meta["history"]]
     return Checkpoint(
-        model, state, meta["step"], history, dict(config), optimizer, meta.get("extra"), path
+        model, state, meta["step"], history, dict(config), meta["optimizer"], meta["extra"], path
     )

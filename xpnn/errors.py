@@ -46,3 +46,29 @@ class TrainingDiverged(XpnnError, FloatingPointError):
 
 class CheckpointError(XpnnValueError):
     """A checkpoint file is missing, truncated, corrupt or does not fit the model."""
+
+
+SHOWN = 80  # at most this many characters of a user's value go into a message
+
+
+def shown(value: object) -> str:
+    """``repr(value)`` cut to ``SHOWN`` characters, for error messages: a 5,000-character
+    name must not give a 5,000-character message."""
+    try:
+        text = repr(value)
+    except (RecursionError, ValueError):  # a deeply nested list; an int past repr's digits
+        return f"<{type(value).__name__}>"
+    if len(text) <= SHOWN:
+        return text
+    return f"{text[: SHOWN - 20]}...({len(text)} characters)"
+
+
+def check_choice(value: object, what: str, choices: tuple[str, ...] | list[str]) -> str:
+    """``value`` if it is one of the names ``choices``; else an ``XpnnValueError`` that
+    names ``what`` (``"hidden activation"``), shows the value cut short and lists the
+    choices (a list or dict given as a name is refused here, not by a ``TypeError``)."""
+    if isinstance(value, str) and value in choices:
+        return value
+    kind = "" if isinstance(value, str) else f" (a {type(value).__name__}, not a string)"
+    msg = f"unknown {what} {shown(value)}{kind}; expected one of {', '.join(choices)}"
+    raise XpnnValueError(msg)

@@ -3,6 +3,8 @@ the checks of the arrays handed to its public methods."""
 
 from __future__ import annotations
 
+import inspect
+import json
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -10,6 +12,7 @@ from typing import Any
 from xpnn.backend import (
     Array,
     backend_name,
+    check_host_input,
     device_name,
     device_of,
     get_namespace,
@@ -17,24 +20,32 @@ from xpnn.backend import (
     resolve_device,
     resolve_dtype,
 )
-from xpnn.errors import XpnnTypeError, XpnnValueError
+from xpnn.errors import XpnnTypeError, XpnnValueError, shown
+
+MAX_SIZE = 2**31 - 1  # a layer width past this is a typo, and past NumPy's limits soon after
 
 
 def check_size(value: Any, name: str) -> int:
-    """A size argument: an ``int`` of at least 1."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        msg = f"{name} must be an integer of at least 1, got {value!r}"
+    """A size argument: an ``int`` from 1 to ``MAX_SIZE``."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_SIZE:
+        msg = f"{name} must be an integer from 1 to {MAX_SIZE}, got {shown(value)}"
         raise XpnnValueError(msg)
     return value
 
 
 def check_positive(value: Any, name: str) -> float:
-    """A real number that is positive and finite, such as ``weight_init_std``."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not ok or not math.isfinite(value) or value <= 0:
-        msg = f"{name} must be a positive finite number, got {value!r}"
+    """A real number that is positive and finite as a float, such as ``weight_init_std``
+    (``10**400`` is an ``int`` no float can hold: refused, not an ``OverflowError``)."""
+    number = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except OverflowError:
+            number = None
+    if number is None or not math.isfinite(number) or number <= 0:
+        msg = f"{name} must be a positive finite number, got {shown(value)}"
         raise XpnnValueError(msg)
-    return float(value)
+    return number
 
 
 class Model:
@@ -53,6 +64,57 @@ class Model:
         self.dtype = resolve_dtype(self.xp, dtype, self.device)
         self._params: dict[str, Array] = {}
 
+    # -- construction from a saved configuration ---------------------------------------
+
+    @classmethod
+    def configured(cls, config: Mapping[str, Any]) -> Model:
+        """A ``cls`` with the architecture ``config`` (what ``model.config`` returns) and
+        no backend or parameters yet: its ``param_shapes`` come from ``_configure``, and
+        no array is made, so a hostile configuration costs nothing to check.
+
+        Raises
+        ------
+        XpnnValueError
+            ``config`` names another model, lacks or adds an entry, or has a value
+            ``_configure`` refuses or would change (``bias="yes"`` is not ``True``).
+        """
+        if not isinstance(config, Mapping):
+            msg = f"config must be a dict, got {type(config).__name__}"
+            raise XpnnTypeError(msg)
+        names = list(inspect.signature(cls._configure).parameters)[1:]
+        given = {k: v for k, v in config.items() if k != "model"}
+        if config.get("model") != cls.__name__ or set(given) != set(names):
+            msg = (
+                f"a {cls.__name__} configuration has the entries model, {', '.join(names)}; "
+                f"got {shown(sorted(map(str, config)))}"
+            )
+            raise XpnnValueError(msg)
+        net = cls.__new__(cls)
+        net._configure(**given)
+        if _json(net.config) != _json(config):
+            msg = f"config {shown(config)} is not the {cls.__name__} it describes: {net.config}"
+            raise XpnnValueError(msg)
+        return net
+
+    @classmethod
+    def from_config(
+        cls,
+        config: Mapping[str, Any],
+        params: Mapping[str, Any],
+        *,
+        backend: str = "numpy",
+        device: Any = None,
+        dtype: Any = "float64",
+    ) -> Model:
+        """A ``cls`` of architecture ``config`` (``model.config``) with the parameters
+        ``params`` (host arrays or nested lists, shaped as ``config`` implies), on
+        ``backend``, ``device`` and ``dtype``."""
+        net = cls.configured(config)
+        Model.__init__(net, backend=backend, device=device, dtype=dtype)
+        net.init, net.weight_init_std, net.seed = "given", None, None
+        net.params = net._params_from_host(params)
+        return net
+
     # -- parameters ---------------------------------------------------------------------
 
     @property
@@ -62,31 +124,46 @@ class Model:
 
     @params.setter
     def params(self, params: Mapping[str, Array]) -> None:
+        """Replace every parameter at once: arrays of the model's backend, device, dtype
+        and shapes, all finite (a sync point); on any refusal the model keeps its own."""
+        if not isinstance(params, Mapping):
+            msg = f"params must be a dict of parameter arrays, got {type(params).__name__}"
+            raise XpnnTypeError(msg)
         if set(params) != set(self.param_shapes):
-            msg = f"params must have the keys {sorted(self.param_shapes)}, got {sorted(params)}"
+            msg = (
+                f"params must have the keys {sorted(self.param_shapes)}, got "
+                f"{shown(sorted(map(str, params)))}"
+            )
             raise XpnnValueError(msg)
         for key, value in params.items():
             self.check_array(value, key, shape=self.param_shapes[key])
+            self.check_finite(value, key)
         self._params = dict(params)
 
     def asarray(self, x: Any, *, name: str = "x") -> Array:
         """``x`` (a host array, nested lists, or an array of any backend on the host) as
-        an array of this model's backend, device and dtype."""
+        an array of this model's backend, device and dtype.
+
+        Raises
+        ------
+        XpnnTypeError
+            ``x`` is not real numbers (complex, strings, ragged lists), or is a NumPy
+            matrix, a masked array or a sparse tensor, whose meaning a plain array loses.
+        """
+        x = check_host_input(x, name, self.backend)
         try:
             return self.xp.asarray(x, dtype=self.dtype, device=self.device)
-        except (TypeError, ValueError, RuntimeError) as exc:
-            msg = f"{name} cannot be converted to a {self.backend} array: {exc}"
+        except (TypeError, ValueError, RuntimeError, OverflowError) as exc:
+            msg = f"{name} cannot be converted to a {self.backend} array: {shown(str(exc))}"
             raise XpnnTypeError(msg) from None
 
     def _params_from_host(self, host: Mapping[str, Any]) -> dict[str, Array]:
-        """``from_params``'s input as arrays of the model, every one finite."""
+        """``from_params``'s input as arrays of the model (the ``params`` setter checks
+        their shapes and finiteness)."""
         if not isinstance(host, Mapping):
             msg = f"params must be a dict of parameter arrays, got {type(host).__name__}"
             raise XpnnTypeError(msg)
-        arrays = {key: self.asarray(value, name=key) for key, value in host.items()}
-        for key, value in arrays.items():
-            self.check_finite(value, key)
-        return arrays
+        return {str(key): self.asarray(value, name=str(key)) for key, value in host.items()}
 
     # -- input checks -------------------------------------------------------------------
 
@@ -180,6 +257,10 @@ class Model:
 def is_integer_array(x: Any) -> bool:
     """Whether ``x`` is an array (of any backend) of integers, such as class labels."""
     return _is_backend_array(x) and namespace_of(x).isdtype(x.dtype, "integral")
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=repr)
 
 
 def _is_backend_array(x: Any) -> bool:

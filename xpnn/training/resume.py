@@ -5,21 +5,40 @@ the last finite state on disk.
 A resumed run ends with the parameters an uninterrupted one would have reached, bit for
 bit: the data of iteration ``i`` depends only on the seed and ``i`` (``xpnn.datasets``),
 and the optimiser's memory is part of the checkpoint.
+
+A folder has one run at a time (``xpnn.training.lock``). The checkpoint records every
+setting that changes the result: the caller's ``settings``, the backend, device and
+dtype, ``log_every`` (which iterations are read into the history), ``truncate`` and
+``clip``; a resumed run with any of them changed is refused. ``checkpoint_every`` may
+change: a save only copies the state between two iterations and changes nothing, so
+where the saves fall never changes the parameters or the history.
 """
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from xpnn.backend import Array
-from xpnn.checkpoint import Checkpoint, load, optimizer_spec, save
+from xpnn.backend import Array, device_name
+from xpnn.checkpoint import (
+    Checkpoint,
+    NonFiniteParameters,
+    load,
+    optimizer_spec,
+    save,
+    temp_owner,
+)
 from xpnn.errors import CheckpointError, TrainingDiverged, XpnnValueError
+from xpnn.training.lock import FolderLock, holder_gone
 from xpnn.training.train import LogEvent, TrainResult, train
+
+RECORDED = ("log_every", "truncate", "clip")  # train() arguments that change the result
+_TRAIN_DEFAULTS = {key: inspect.signature(train).parameters[key].default for key in RECORDED}
 
 
 class Checkpointer:
@@ -32,7 +51,8 @@ class Checkpointer:
     every : int
         Save after every ``every`` iterations (and at the end).
     settings : dict
-        The run's settings as JSON data: a resumed run must have the same ones.
+        The run's settings as JSON data: a resumed run must have the same ones (the
+        backend, device, dtype and ``RECORDED`` arguments of ``run`` are added to them).
     resume : bool
         Continue from the checkpoint in ``folder`` (which must exist); otherwise the
         folder must hold none, so a fresh run never overwrites earlier work.
@@ -54,15 +74,17 @@ class Checkpointer:
             raise XpnnValueError(msg)
         self.every, self.settings, self.resume = every, dict(settings), resume
         self.path = self.folder / self.FILENAME
+        self.lock = FolderLock(self.folder)
         self._history: list[tuple[int, float]] = []
         self._last_good: tuple[int, dict[str, Array], dict[str, Array]] | None = None
 
     def begin(self, model: Any, optimizer: Any, iters: int) -> tuple[int, list[tuple[int, float]]]:
         """Restore ``model`` and ``optimizer`` from the checkpoint when resuming; return
-        the iteration to start from and the history so far."""
-        for stale in self.folder.glob(f".{self.FILENAME}.*.tmp"):  # left by a killed save
-            with contextlib.suppress(OSError):
-                stale.unlink()
+        the iteration to start from and the history so far. Needs ``self.lock`` held."""
+        if not self.lock.held:
+            msg = "Checkpointer.begin needs the folder's lock: call run(), or lock.acquire()"
+            raise CheckpointError(msg)
+        self._remove_stale_temps()
         if not self.resume:
             if self.path.exists():
                 msg = (
@@ -84,6 +106,16 @@ class Checkpointer:
         optimizer.load_state_dict(saved.optimizer_state)
         self._history = list(saved.history)
         return saved.step, list(saved.history)
+
+    def _remove_stale_temps(self) -> None:
+        """Delete the temporary files of saves killed midway: only this process's, or
+        those of a process provably gone from this host (with the lock held, no other
+        run writes here). Another host's, or a live process's, stay."""
+        for temp in self.folder.glob(f".{self.FILENAME}.*.tmp"):
+            owner = temp_owner(self.path, temp)
+            if owner is not None and (owner[0] == os.getpid() or holder_gone(*owner)):
+                with contextlib.suppress(OSError):
+                    temp.unlink()
 
     def _check_same_run(self, saved: Checkpoint, model: Any, optimizer: Any, iters: int) -> None:
         extra = saved.extra if isinstance(saved.extra, dict) else {}
@@ -112,11 +144,11 @@ class Checkpointer:
     def save(self, model: Any, optimizer: Any, step: int, iters: int) -> bool:
         """Save the state after ``step`` iterations unless a parameter is not finite
         (then the file on disk keeps the last finite state); return whether it saved."""
-        xp = model.xp  # one sync per parameter, on the device: no copy of a bad state
-        if not all(bool(xp.all(xp.isfinite(p))) for p in model.params.values()):
+        extra = {"settings": self.settings, "iters": iters, "checkpoint_every": self.every}
+        try:
+            save(self.path, model, optimizer, step, self._history, extra)
+        except NonFiniteParameters:
             return False
-        extra = {"settings": self.settings, "iters": iters}
-        save(self.path, model, optimizer, step, self._history, extra)
         return True
 
     def run(
@@ -138,6 +170,26 @@ class Checkpointer:
             As ``train``; the checkpoint on disk then holds the last finite reading's
             parameters and optimiser state, never NaN.
         """
+        self.settings = {
+            **self.settings,
+            "backend": model.backend,
+            "device": device_name(model.device),
+            "dtype": str(model.dtype).rsplit(".", 1)[-1],
+            **{key: kwargs.get(key, _TRAIN_DEFAULTS[key]) for key in RECORDED},
+        }
+        with self.lock:
+            return self._run(model, optimizer, stream, iters=iters, on_log=on_log, **kwargs)
+
+    def _run(
+        self,
+        model: Any,
+        optimizer: Any,
+        stream: Any,
+        *,
+        iters: int,
+        on_log: Callable[[LogEvent], None] | None,
+        **kwargs: Any,
+    ) -> TrainResult:
         start, history = self.begin(model, optimizer, iters)
 
         def log(event: LogEvent) -> None:

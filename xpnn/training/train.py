@@ -141,7 +141,7 @@ def train(
             if on_step is not None:
                 on_step(i + 1)
         lo = hi
-    model.params = params
+    model._params = params  # unchecked, as in the loop: a caller's save finds a NaN
     return TrainResult(params, history, iters - start, time.perf_counter() - began)
 
 
