@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import array_api_compat
 
 from xpnn.backend import Array, ArrayNamespace
-from xpnn.errors import XpnnValueError
+from xpnn.errors import check_choice
 
 
 def sigmoid(x: Array, /, *, xp: ArrayNamespace | None = None) -> Array:
@@ -112,7 +112,4 @@ ACTIVATIONS: dict[str, Activation] = {
 
 def get_activation(name: str, *, role: str = "hidden") -> Activation:
     """The activation called ``name``; ``role`` names the argument in the error."""
-    if name not in ACTIVATIONS:
-        msg = f"unknown {role} activation {name!r}; expected one of {', '.join(ACTIVATIONS)}"
-        raise XpnnValueError(msg)
-    return ACTIVATIONS[name]
+    return ACTIVATIONS[check_choice(name, f"{role} activation", list(ACTIVATIONS))]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from xpnn.errors import XpnnValueError
+from xpnn.errors import XpnnValueError, check_choice
 
 INITS = ("std", "xavier", "he")
 
@@ -22,13 +22,19 @@ def draw_weight(rng: Any, shape: tuple[int, int], init: str, weight_init_std: fl
     * ``xavier``: ``1 / sqrt(fan_in)``;
     * ``he``: ``sqrt(2 / fan_in)``.
     """
+    check_choice(init, "init", INITS)
     if init == "std":
         scale = weight_init_std
     elif init == "xavier":
         scale = 1.0 / math.sqrt(shape[0])
-    elif init == "he":
-        scale = math.sqrt(2.0 / shape[0])
     else:
-        msg = f"unknown init {init!r}; expected one of {', '.join(INITS)}"
-        raise XpnnValueError(msg)
-    return rng.standard_normal(shape) * scale
+        scale = math.sqrt(2.0 / shape[0])
+    try:
+        return rng.standard_normal(shape) * scale
+    except (MemoryError, ValueError) as exc:  # NumPy: cannot allocate, or too many elements
+        count = math.prod(shape)
+        msg = (
+            f"a weight of shape {shape} ({count:,} numbers, {count * 8 / 2**30:.3g} GiB in "
+            f"float64) cannot be made on this machine ({type(exc).__name__})"
+        )
+        raise XpnnValueError(msg) from None

@@ -20,7 +20,7 @@ import array_api_compat
 import array_api_extra as xpx
 
 from xpnn.backend import Array, ArrayNamespace
-from xpnn.errors import XpnnValueError
+from xpnn.errors import XpnnValueError, check_choice
 from xpnn.nn.functions import sigmoid, softmax
 
 OUTPUTS = ("identity", "sigmoid", "softmax")
@@ -114,12 +114,8 @@ class OutputLayer:
     loss: str
 
     def __post_init__(self) -> None:
-        if self.output not in OUTPUTS:
-            msg = f"unknown output activation {self.output!r}; expected one of {', '.join(OUTPUTS)}"
-            raise XpnnValueError(msg)
-        if self.loss not in LOSSES:
-            msg = f"unknown loss {self.loss!r}; expected one of {', '.join(LOSSES)}"
-            raise XpnnValueError(msg)
+        check_choice(self.output, "output activation", OUTPUTS)
+        check_choice(self.loss, "loss", LOSSES)
         if self.loss == "cross_entropy" and self.output == "identity":
             msg = (
                 "loss 'cross_entropy' needs probabilities: use output 'softmax' (classes) or "
