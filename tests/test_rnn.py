@@ -122,10 +122,10 @@ def test_shapes_final_state_and_initial_state(backend, device):
     xs = net.asarray(np.ones((T, B, I)))
     ys, cache = net.forward(xs)
     assert tuple(ys.shape) == (T, B, O) and ys.dtype == net.xp.float32
-    assert tuple(cache.zs[-1].shape) == (B, H)
+    assert tuple(cache.states[-1].shape) == (B, H)
     # running the two halves with the state carried over equals one run
     _, c1 = net.forward(xs[:2, ...])
-    second, _ = net.forward(xs[2:, ...], h0=c1.zs[-1])
+    second, _ = net.forward(xs[2:, ...], h0=c1.states[-1])
     np.testing.assert_allclose(xpnn.to_numpy(second), xpnn.to_numpy(ys[2:, ...]), rtol=1e-6)
     grads = net.backward(cache, net.asarray(np.zeros((T, B, O))))
     assert set(grads) == {"W_in", "W", "W_out", "b", "b_out"}

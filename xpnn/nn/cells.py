@@ -1,0 +1,249 @@
+"""Recurrent cells: one time step forward and one time step backward.
+
+A cell knows its gate count ``G`` and its own arithmetic; the time loop lives in
+``xpnn.nn.recurrent``. Every cell has the parameters ``W_in`` ``(I, G*H)`` and ``W``
+``(H, G*H)``, with the gates side by side along the columns in PyTorch's order, and with
+biases ``b`` ``(G*H,)`` (the GRU also ``b_h`` ``(G*H,)``). The driver computes the input
+projection ``ux_t = x_t @ W_in (+ b)`` of every step in one matmul before the loop and
+hands the cell one ``(B, G*H)`` row block per step.
+
+``step_forward(ux, state, params, xp)`` returns ``(state, h, cache)``: the new state, the
+output ``h`` ``(B, H)`` the output layer reads, and what ``step_backward`` needs (nothing
+is stored on the cell). ``state`` is ``h`` ``(B, H)``, or the pair ``(h, c)`` for the
+LSTM; None stands for zeros at the first step.
+
+``step_backward(dh, dstate, cache, w_t, xp, to_prev)`` takes ``dh``, the gradient reaching
+``h`` from the output layer, and ``dstate``, the gradient reaching the state from the next
+step (either may be None for zero, never both), and returns ``(d_in, d_rec, dstate_prev)``:
+the gradient with respect to the input projection ``ux`` (which gives ``dW_in`` and
+``db``), with respect to the recurrent projection ``h_prev @ W (+ b_h)`` (``dW`` and
+``db_h``; the same array as ``d_in`` except for the GRU), both ``(B, G*H)``, and the
+gradient reaching the previous state (None unless ``to_prev``; truncated BPTT stops there).
+``w_t`` is ``W.T``.
+
+The equations, with ``s`` the sigmoid and ``*`` element-wise:
+
+* ``rnn``:  ``h = f(ux + h_prev @ W)``, ``f`` the ``hidden`` activation (G = 1).
+* ``lstm``: ``i, f, g, o = s(a_i), s(a_f), tanh(a_g), s(a_o)`` for
+  ``a = ux + h_prev @ W``; ``c = f * c_prev + i * g``; ``h = o * tanh(c)`` (G = 4).
+* ``gru``:  ``r, z = s(ux_r + hw_r), s(ux_z + hw_z)`` and
+  ``n = tanh(ux_n + r * hw_n)`` for ``hw = h_prev @ W (+ b_h)``;
+  ``h = (1 - z) * n + z * h_prev`` (G = 3), PyTorch's ``nn.GRU``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from xpnn.backend import Array, ArrayNamespace, device_of
+from xpnn.errors import XpnnValueError
+from xpnn.nn.functions import get_activation, sigmoid
+
+State = Any  # an array (B, H), or the LSTM's pair (h, c); None for zeros
+CELLS = ("rnn", "lstm", "gru")
+
+
+class Cell:
+    """What every cell declares: its name, gate count and parameter shapes."""
+
+    name: str
+    gates: int
+    hidden: str  # the activation of the state, for the model's config
+    #: whether ``d_rec`` differs from ``d_in`` (the GRU's reset gate sits inside ``n``)
+    separate_recurrent_delta = False
+    #: whether the state is the pair ``(h, c)``
+    paired_state = False
+
+    def param_shapes(self, input_size: int, hidden_size: int, bias: bool) -> dict[str, tuple]:
+        """The cell's parameters: ``W_in``, ``W`` and, with ``bias``, ``b``."""
+        width = self.gates * hidden_size
+        shapes: dict[str, tuple] = {"W_in": (input_size, width), "W": (hidden_size, width)}
+        if bias:
+            shapes["b"] = (width,)
+        return shapes
+
+    def step_forward(
+        self, ux: Array, state: State, params: Mapping[str, Array], xp: ArrayNamespace
+    ) -> tuple[State, Array, tuple]:
+        """One step: ``(state, h, cache)`` from ``ux`` ``(B, G*H)`` and the previous state."""
+        raise NotImplementedError
+
+    def prepare_backward(self, caches: list[tuple], xp: ArrayNamespace) -> list[Any]:
+        """The per-step caches as ``step_backward`` takes them. A cell may compute here,
+        over all steps at once, what does not depend on the incoming gradient: at small
+        sizes the cost is the number of array calls. The default passes them through."""
+        return caches
+
+    def step_backward(
+        self,
+        dh: Array | None,
+        dstate: State,
+        cache: Any,
+        w_t: Array,
+        xp: ArrayNamespace,
+        to_prev: bool,
+    ) -> tuple[Array, Array, State]:
+        """One step back: ``(d_in, d_rec, dstate_prev)``, see the module docstring."""
+        raise NotImplementedError
+
+
+def _add(a: Array | None, b: Array | None) -> Array:
+    """``a + b`` where None is zero (not both None)."""
+    if a is None:
+        return b
+    return a if b is None else a + b
+
+
+def _zero_state(ux: Array, size: int, xp: ArrayNamespace) -> Array:
+    """Zeros ``(B, size)`` in ``ux``'s dtype, on its device: the state before step 0."""
+    return xp.zeros((ux.shape[0], size), dtype=ux.dtype, device=device_of(ux))
+
+
+class RNNCell(Cell):
+    """The simple RNN: ``h = f(ux + h_prev @ W)``; cache ``(u, h)``."""
+
+    name, gates = "rnn", 1
+
+    def __init__(self, hidden: str = "sigmoid") -> None:
+        self.hidden = hidden
+        self._activation = get_activation(hidden)
+
+    def step_forward(
+        self, ux: Array, state: State, params: Mapping[str, Array], xp: ArrayNamespace
+    ) -> tuple[State, Array, tuple]:
+        u = ux if state is None else ux + state @ params["W"]
+        h = self._activation.forward(u, xp=xp)
+        return h, h, (u, h)
+
+    def prepare_backward(self, caches: list[tuple], xp: ArrayNamespace) -> list[Any]:
+        """``f'(u_t)`` of every step, computed over all ``T * B`` rows at once."""
+        batch = caches[0][0].shape[0]
+        us, hs = zip(*caches, strict=True)
+        d_act = self._activation.derivative(xp.concat(us, axis=0), xp.concat(hs, axis=0), xp)
+        return [d_act[t * batch : (t + 1) * batch, ...] for t in range(len(caches))]
+
+    def step_backward(
+        self,
+        dh: Array | None,
+        dstate: State,
+        cache: Any,
+        w_t: Array,
+        xp: ArrayNamespace,
+        to_prev: bool,
+    ) -> tuple[Array, Array, State]:
+        delta = _add(dh, dstate) * cache  # dE/du = dE/dh * f'(u)
+        return delta, delta, delta @ w_t if to_prev else None
+
+
+class LSTMCell(Cell):
+    """Long short-term memory, gates ``i, f, g, o``; state ``(h, c)``; cache
+    ``(c_prev, i, f, g, o, tanh(c))``."""
+
+    name, gates, hidden, paired_state = "lstm", 4, "tanh", True
+
+    def step_forward(
+        self, ux: Array, state: State, params: Mapping[str, Array], xp: ArrayNamespace
+    ) -> tuple[State, Array, tuple]:
+        size = params["W"].shape[0]
+        if state is None:
+            a, c_prev = ux, _zero_state(ux, size, xp)
+        else:
+            h_prev, c_prev = state
+            a = ux + h_prev @ params["W"]
+        gates = sigmoid(a, xp=xp)  # i, f and o; the g block is replaced by tanh below
+        i, f, o = gates[:, :size], gates[:, size : 2 * size], gates[:, 3 * size :]
+        g = xp.tanh(a[:, 2 * size : 3 * size])
+        c = f * c_prev + i * g
+        tc = xp.tanh(c)
+        h = o * tc
+        return (h, c), h, (c_prev, i, f, g, o, tc)
+
+    def step_backward(
+        self,
+        dh: Array | None,
+        dstate: State,
+        cache: tuple,
+        w_t: Array,
+        xp: ArrayNamespace,
+        to_prev: bool,
+    ) -> tuple[Array, Array, State]:
+        c_prev, i, f, g, o, tc = cache
+        dh_next, dc_next = (None, None) if dstate is None else dstate
+        dh = _add(dh, dh_next)
+        dc = _add(dh * o * (1.0 - tc * tc), dc_next)
+        delta = xp.concat(
+            [
+                dc * g * i * (1.0 - i),
+                dc * c_prev * f * (1.0 - f),
+                dc * i * (1.0 - g * g),
+                dh * tc * o * (1.0 - o),
+            ],
+            axis=1,
+        )  # dE/da, the gates' pre-activations
+        return delta, delta, (delta @ w_t, dc * f) if to_prev else None
+
+
+class GRUCell(Cell):
+    """Gated recurrent unit in PyTorch's form, gates ``r, z, n``; cache
+    ``(h_prev, r, z, n, hw_n)``."""
+
+    name, gates, hidden, separate_recurrent_delta = "gru", 3, "tanh", True
+
+    def param_shapes(self, input_size: int, hidden_size: int, bias: bool) -> dict[str, tuple]:
+        """``W_in``, ``W`` and, with ``bias``, ``b`` and the recurrent bias ``b_h``."""
+        shapes = super().param_shapes(input_size, hidden_size, bias)
+        if bias:
+            shapes["b_h"] = shapes["b"]
+        return shapes
+
+    def step_forward(
+        self, ux: Array, state: State, params: Mapping[str, Array], xp: ArrayNamespace
+    ) -> tuple[State, Array, tuple]:
+        size = params["W"].shape[0]
+        h_prev = _zero_state(ux, size, xp) if state is None else state
+        hw = h_prev @ params["W"]
+        if "b_h" in params:
+            hw = hw + params["b_h"]
+        rz = sigmoid(ux[:, : 2 * size] + hw[:, : 2 * size], xp=xp)
+        r, z = rz[:, :size], rz[:, size:]
+        hw_n = hw[:, 2 * size :]
+        n = xp.tanh(ux[:, 2 * size :] + r * hw_n)
+        h = n + z * (h_prev - n)  # (1 - z) * n + z * h_prev
+        return h, h, (h_prev, r, z, n, hw_n)
+
+    def step_backward(
+        self,
+        dh: Array | None,
+        dstate: State,
+        cache: tuple,
+        w_t: Array,
+        xp: ArrayNamespace,
+        to_prev: bool,
+    ) -> tuple[Array, Array, State]:
+        h_prev, r, z, n, hw_n = cache
+        dh = _add(dh, dstate)
+        da_n = dh * (1.0 - z) * (1.0 - n * n)  # at n's pre-activation
+        da_r = da_n * hw_n * r * (1.0 - r)
+        da_z = dh * (h_prev - n) * z * (1.0 - z)
+        d_in = xp.concat([da_r, da_z, da_n], axis=1)
+        d_rec = xp.concat([da_r, da_z, da_n * r], axis=1)
+        return d_in, d_rec, d_rec @ w_t + dh * z if to_prev else None
+
+
+def make_cell(cell: Any, hidden: str | None) -> Cell:
+    """The cell called ``cell``. ``hidden`` is the simple RNN's activation (default
+    ``"sigmoid"``); the LSTM and GRU have their own (None or ``"tanh"``)."""
+    if cell not in CELLS:
+        shown = repr(cell)[:80]
+        msg = f"unknown cell {shown}; expected one of {', '.join(CELLS)}"
+        raise XpnnValueError(msg)
+    if cell == "rnn":
+        return RNNCell("sigmoid" if hidden is None else hidden)
+    if hidden not in (None, "tanh"):
+        msg = (
+            f"hidden applies to cell 'rnn' only: the {cell} cell has sigmoid gates and a "
+            f"tanh state; got hidden={hidden!r}"
+        )
+        raise XpnnValueError(msg)
+    return LSTMCell() if cell == "lstm" else GRUCell()
