@@ -8,6 +8,7 @@ import itertools
 
 import numpy as np
 import pytest
+from sequences import random_sequences
 
 import xpnn
 from xpnn.errors import XpnnValueError
@@ -25,16 +26,7 @@ T, B, I, H, O = 4, 2, 2, 2, 3  # noqa: E741 - the network's sizes, kept small: J
 
 
 def _data(output: str, many_to_one: bool, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    xs = rng.normal(size=(T, B, I))
-    lead = (B,) if many_to_one else (T, B)
-    if output == "softmax":
-        ds = np.eye(O)[rng.integers(0, O, size=lead)]
-    elif output == "sigmoid":
-        ds = rng.uniform(size=(*lead, O))
-    else:
-        ds = rng.normal(size=(*lead, O))
-    return xs, ds
+    return random_sequences(output, many_to_one, seed, (T, B, I, O))
 
 
 def _with_random_biases(net: xpnn.RNN, seed: int) -> None:
@@ -316,3 +308,32 @@ def test_initial_state_must_fit_the_cell(cell, make_h0, match):
 def test_from_params_refuses_arrays_that_do_not_fit_the_cell(cell, params, match):
     with pytest.raises(XpnnValueError, match=match):
         xpnn.RNN.from_params(params, cell=cell)
+
+
+# -- checkpoints ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_checkpoint_keeps_the_cell(backend, device, cell, tmp_path):
+    net = xpnn.RNN(I, H, O, cell=cell, bias=True, init="xavier", backend=backend, device=device)
+    _with_random_biases(net, seed=1)
+    path = xpnn.checkpoint.save(tmp_path / "net.npz", net)
+    back = xpnn.checkpoint.load(path, backend=backend, device=device).model
+    assert back.config == net.config and back.config["cell"] == cell
+    xs = net.asarray(np.random.default_rng(0).normal(size=(T, B, I)))
+    np.testing.assert_array_equal(xpnn.to_numpy(back.predict(xs)), xpnn.to_numpy(net.predict(xs)))
+
+
+def test_a_checkpoint_of_one_cell_is_not_resumed_as_another(tmp_path):
+    from xpnn.errors import CheckpointError
+    from xpnn.training.resume import Checkpointer
+
+    lstm = xpnn.RNN(2, 3, 1, cell="lstm")
+    xpnn.checkpoint.save(tmp_path / Checkpointer.FILENAME, lstm, xpnn.SGD(0.1), step=1)
+    gru = xpnn.RNN(2, 3, 1, cell="gru")
+    before = {key: value.copy() for key, value in gru.params.items()}
+    checkpointer = Checkpointer(tmp_path, every=1, settings={}, resume=True)
+    with checkpointer.lock, pytest.raises(CheckpointError, match="another model"):
+        checkpointer.begin(gru, xpnn.SGD(0.1), iters=5)
+    for key, value in before.items():
+        np.testing.assert_array_equal(gru.params[key], value)

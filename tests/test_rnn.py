@@ -6,6 +6,7 @@ import itertools
 
 import numpy as np
 import pytest
+from sequences import random_sequences
 
 import xpnn
 
@@ -21,16 +22,7 @@ T, B, I, H, O = 5, 3, 2, 4, 3  # noqa: E741 - the RNN's sizes, as in its docstri
 
 
 def _data(output: str, many_to_one: bool, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    xs = rng.normal(size=(T, B, I))
-    lead = (B,) if many_to_one else (T, B)
-    if output == "softmax":
-        ds = np.eye(O)[rng.integers(0, O, size=lead)]
-    elif output == "sigmoid":
-        ds = rng.uniform(size=(*lead, O))
-    else:
-        ds = rng.normal(size=(*lead, O))
-    return xs, ds
+    return random_sequences(output, many_to_one, seed, (T, B, I, O))
 
 
 @pytest.mark.parametrize(

@@ -37,7 +37,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from xpnn.backend import Array, ArrayNamespace, device_of
-from xpnn.errors import XpnnValueError
+from xpnn.errors import XpnnValueError, check_choice, shown
 from xpnn.nn.functions import get_activation, sigmoid
 
 State = Any  # an array (B, H), or the LSTM's pair (h, c); None for zeros
@@ -234,16 +234,12 @@ class GRUCell(Cell):
 def make_cell(cell: Any, hidden: str | None) -> Cell:
     """The cell called ``cell``. ``hidden`` is the simple RNN's activation (default
     ``"sigmoid"``); the LSTM and GRU have their own (None or ``"tanh"``)."""
-    if cell not in CELLS:
-        shown = repr(cell)[:80]
-        msg = f"unknown cell {shown}; expected one of {', '.join(CELLS)}"
-        raise XpnnValueError(msg)
-    if cell == "rnn":
+    if check_choice(cell, "cell", CELLS) == "rnn":
         return RNNCell("sigmoid" if hidden is None else hidden)
     if hidden not in (None, "tanh"):
         msg = (
             f"hidden applies to cell 'rnn' only: the {cell} cell has sigmoid gates and a "
-            f"tanh state; got hidden={hidden!r}"
+            f"tanh state; got hidden={shown(hidden)}"
         )
         raise XpnnValueError(msg)
     return LSTMCell() if cell == "lstm" else GRUCell()

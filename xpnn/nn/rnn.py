@@ -27,9 +27,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from xpnn.backend import Array, host_rng
-from xpnn.errors import XpnnValueError
+from xpnn.errors import XpnnValueError, shown
 from xpnn.nn import recurrent
-from xpnn.nn.cells import Cell, State, make_cell
+from xpnn.nn.cells import State, make_cell
 from xpnn.nn.init import draw_weight
 from xpnn.nn.losses import OutputLayer
 from xpnn.nn.model import Model, check_positive, check_size, is_integer_array
@@ -86,14 +86,7 @@ class RNN(Model):
     ) -> None:
         super().__init__(backend=backend, device=device, dtype=dtype)
         self._configure(
-            make_cell(cell, hidden),
-            input_size,
-            hidden_size,
-            output_size,
-            output,
-            loss,
-            bias,
-            many_to_one,
+            input_size, hidden_size, output_size, hidden, output, loss, bias, many_to_one, cell
         )
         weight_init_std = check_positive(weight_init_std, "weight_init_std")
         self.init, self.weight_init_std, self.seed = init, weight_init_std, seed
@@ -112,24 +105,25 @@ class RNN(Model):
 
     def _configure(
         self,
-        cell: Cell,
         input_size: int,
         hidden_size: int,
         output_size: int,
+        hidden: str | None,
         output: str,
         loss: str,
         bias: bool,
         many_to_one: bool,
+        cell: str,
     ) -> None:
-        self.cell = cell
+        self.cell = make_cell(cell, hidden)
         self.input_size = check_size(input_size, "input_size")
         self.hidden_size = check_size(hidden_size, "hidden_size")
         self.output_size = check_size(output_size, "output_size")
-        self.hidden, self.output, self.loss_name = cell.hidden, output, loss
+        self.hidden, self.output, self.loss_name = self.cell.hidden, output, loss
         self.bias, self.many_to_one = bool(bias), bool(many_to_one)
         self._out = OutputLayer(output, loss)
         i, h, o = self.input_size, self.hidden_size, self.output_size
-        shapes = cell.param_shapes(i, h, self.bias)
+        shapes = self.cell.param_shapes(i, h, self.bias)
         self.param_shapes = {"W_in": shapes["W_in"], "W": shapes["W"], "W_out": (h, o)}
         if self.bias:
             self.param_shapes.update({k: v for k, v in shapes.items() if k.startswith("b")})
@@ -152,15 +146,14 @@ class RNN(Model):
         """A network with the given ``W_in``, ``W``, ``W_out`` (and ``b``, ``b_out``, for
         the GRU also ``b_h``, for a network with biases); the sizes are read off ``W_in``
         and ``W_out``: ``I, G*H = W_in.shape`` and ``O = W_out.shape[1]``."""
-        the_cell = make_cell(cell, hidden)
+        gates = make_cell(cell, hidden).gates
         net = cls.__new__(cls)
         Model.__init__(net, backend=backend, device=device, dtype=dtype)
         arrays = net._params_from_host(params)
         w_in, w_out = arrays.get("W_in"), arrays.get("W_out")
         if w_in is None or w_out is None or w_in.ndim != 2 or w_out.ndim != 2:
-            msg = f"params must hold 2-D W_in, W and W_out, got {sorted(arrays)}"
+            msg = f"params must hold 2-D W_in, W and W_out, got {shown(sorted(arrays))}"
             raise XpnnValueError(msg)
-        gates = the_cell.gates
         if w_in.shape[1] % gates:
             msg = (
                 f"W_in must have G*H columns, a multiple of the {cell} cell's {gates} gates, "
@@ -171,14 +164,15 @@ class RNN(Model):
             msg = "a gru with the input bias b needs the recurrent bias b_h (G*H,) too"
             raise XpnnValueError(msg)
         net._configure(
-            the_cell,
             w_in.shape[0],
             w_in.shape[1] // gates,
             w_out.shape[1],
+            hidden,
             output,
             loss,
             any(key.startswith("b") for key in arrays),
             many_to_one,
+            cell,
         )
         net.init, net.weight_init_std, net.seed = "given", None, None
         net.params = arrays
