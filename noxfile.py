@@ -5,6 +5,7 @@
 * ``agree``: identical seeded training runs on every usable backend against NumPy;
 * ``lint``: ruff;
 * ``gpu`` (not default): suite and agreement with CuPy and CUDA PyTorch on an NVIDIA GPU;
+* ``compile`` (not default): the compiled-step tests with the slow ``torch.compile`` cases;
 * ``bench`` (not default): the speed tables of ``benchmarks/``.
 """
 
@@ -81,6 +82,14 @@ def lint(session: nox.Session) -> None:
     session.install("ruff")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(default=False)
+def compile(session: nox.Session) -> None:
+    """Every compiled-step case, the slow ``torch.compile`` ones included (minutes)."""
+    session.install("-e", ".[test]", TORCH_CPU, "jax")
+    env = {"XPNN_BACKENDS": "jax,torch", "XPNN_SLOW_COMPILE": "1"}
+    session.run("pytest", "tests/test_compile.py", *session.posargs, env=env)
 
 
 @nox.session(default=False)

@@ -63,6 +63,7 @@ for key in grads:
     )
 
 # One SGD step: a new dict of parameters, nothing written in place.
-net.params = xpnn.SGD(lr=0.01).update(net.params, grads)
+# (SGD keeps no state: its state is {} before and after the step.)
+net.params, _state = xpnn.SGD(lr=0.01).update(net.params, grads, {})
 for key, value in net.params.items():
     print(f"new {key} =", xpnn.to_numpy(value))

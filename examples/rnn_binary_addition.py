@@ -4,7 +4,10 @@ The bits of a and b enter least significant first, one pair per time step; the n
 outputs the bit of a + b at each step. 2-16-1, sigmoid hidden and output, no biases,
 weights ~ randn, learning rate 0.1, 10000 iterations of one random addition each.
 
-    python examples/rnn_binary_addition.py [--backend torch] [--batch-size 64 --lr 4]
+    python examples/rnn_binary_addition.py [--backend jax] [--batch-size 64 --lr 4]
+
+The loop calls one training step (``xpnn.make_step``: forward, BPTT, SGD update; compiled
+on JAX) and reads a value on the host only every 1000 iterations.
 """
 
 import argparse
@@ -20,6 +23,7 @@ parser.add_argument("--backend", default="numpy")
 parser.add_argument("--batch-size", type=int, default=1)
 parser.add_argument("--lr", type=float, default=0.1)
 parser.add_argument("--iters", type=int, default=10_000)
+parser.add_argument("--compile", default="auto", choices=("auto", "on", "off"))
 args = parser.parse_args()
 
 rnn = xpnn.RNN(
@@ -35,6 +39,10 @@ rnn = xpnn.RNN(
     backend=args.backend,
 )
 optimizer = xpnn.SGD(lr=args.lr)
+# One pure function: params, state, loss = step(params, state, xs, ds). No checks inside
+# and no host reads, so jax.jit (or torch.compile) can compile it.
+step = xpnn.make_step(rnn, optimizer, compile=args.compile)
+params, state = rnn.params, optimizer.init(rnn.params)  # SGD keeps no state: {}
 
 # All the training additions at once on the host, moved to the device once.
 # xs: (T=8, n, 2) bits of a and b; ds: (T=8, n, 1) bits of a + b; least significant first.
@@ -46,21 +54,22 @@ start = time.perf_counter()
 for i in range(args.iters):
     batch = slice(i * args.batch_size, (i + 1) * args.batch_size)
     xs, ds = xs_all[:, batch, :], ds_all[:, batch, :]  # time-major (T, B, features)
-    ys, cache = rnn.forward(xs)  # the recurrence runs step by step inside
-    grads = rnn.backward(cache, ds)  # full backpropagation through time
-    rnn.params = optimizer.update(rnn.params, grads)
-    if i % 1000 == 0:
-        y, d = xpnn.to_numpy(ys[:, 0, 0]), xpnn.to_numpy(ds[:, 0, 0])
+    if i % 1000 == 0:  # a reading: the prediction before this step's update
+        rnn.params = params  # a checked assignment: keys and shapes, no values read
+        y, d = xpnn.to_numpy(rnn.predict(xs)[:, 0, 0]), xpnn.to_numpy(ds[:, 0, 0])
         a, b = (
             datasets.decode_bits(xpnn.to_numpy(xs[:, 0, 0])),
             datasets.decode_bits(xpnn.to_numpy(xs[:, 0, 1])),
         )
+    params, state, loss = step(params, state, xs, ds)  # forward, full BPTT, update
+    if i % 1000 == 0:
         print(
-            f"iters:{i} loss:{float(rnn.loss(xs, ds)):.4f} "
+            f"iters:{i} loss:{float(loss):.4f} "
             f"pred:{(y[::-1] >= 0.5).astype(int)} true:{d[::-1].astype(int)} "
             f"{a} + {b} = {datasets.decode_bits(y)}"
         )
-print(f"trained in {time.perf_counter() - start:.1f} s")
+rnn.params = params
+print(f"trained in {time.perf_counter() - start:.1f} s (compiled step: {step.compiled})")
 
 # Every pair of operands below 128: 16384 additions in one batched forward pass.
 xs, ds = datasets.all_binary_additions(bits=8)

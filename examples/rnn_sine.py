@@ -37,16 +37,19 @@ rnn = xpnn.RNN(
     backend=args.backend,
 )
 optimizer = xpnn.SGD(lr=0.1)
+step = xpnn.make_step(rnn, optimizer)  # params, state, loss = step(params, state, xs, d)
+params, state = rnn.params, optimizer.init(rnn.params)
 rng = np.random.default_rng(0)
+picks = rng.integers(data.xs_train.shape[1], size=args.iters)  # one random window each
 
+# The chosen windows move to the device once, in order; the loop slices them there.
+xs_all = rnn.asarray(data.xs_train[:, picks, :])  # (maxlen, iters, 1)
+d_all = rnn.asarray(data.ds_train[picks])  # (iters, 1)
 for i in range(args.iters):
-    k = rng.integers(data.xs_train.shape[1])  # one random window
-    xs = rnn.asarray(data.xs_train[:, k : k + 1, :])
-    d = rnn.asarray(data.ds_train[k : k + 1])
-    loss, grads = rnn.loss_and_grad(xs, d)
-    rnn.params = optimizer.update(rnn.params, grads)
-    if i % 100 == 0:
+    params, state, loss = step(params, state, xs_all[:, i : i + 1, :], d_all[i : i + 1, :])
+    if i % 100 == 0:  # reading a value waits for the device: only now and then
         print(f"iters:{i} loss:{float(loss):.6f}")
+rnn.params = params
 
 pred = xpnn.to_numpy(rnn.predict(rnn.asarray(data.xs_test)))
 print(f"test MSE on {len(pred)} held-out windows: {np.mean((pred - data.ds_test) ** 2):.6f}")
@@ -62,8 +65,8 @@ print("first generated points:", generated[:5].round(4))
 if args.plot:
     from xpnn import plotting
 
-    step = data.t[1] - data.t[0]
-    t_gen = data.t[-1] + step * np.arange(1, 201)
+    dt = data.t[1] - data.t[0]
+    t_gen = data.t[-1] + dt * np.arange(1, 201)
     plotting.sine_figure(
         data.t, data.f, data.t[-len(pred) :], pred[:, 0], t_gen, generated, args.plot
     )

@@ -4,6 +4,9 @@ A 2-10-1 network (ReLU hidden layer, identity output, squared error) takes one S
 per sample, 1000 samples drawn with replacement from 100000, learning rate 0.07.
 
     python examples/sgd_regression.py [--backend jax] [--plot loss.png]
+
+The loop calls one training step (``xpnn.make_step``) and reads the loss on the host only
+every 100 iterations.
 """
 
 import argparse
@@ -21,6 +24,7 @@ args = parser.parse_args()
 # Data on the host: 100000 samples of the target function.
 x_all, d_all = datasets.linear(100_000, seed=0)
 rng = np.random.default_rng(0)
+picks = rng.integers(len(x_all), size=1000)  # one random sample per iteration
 
 # The network: weights ~ randn (the notebook's choice), biases 0.
 net = xpnn.MLP(
@@ -34,16 +38,18 @@ net = xpnn.MLP(
     backend=args.backend,
 )
 optimizer = xpnn.SGD(lr=0.07)
+step = xpnn.make_step(net, optimizer)  # params, state, loss = step(params, state, x, d)
+params, state = net.params, optimizer.init(net.params)
 
+# The chosen samples move to the device once, in order; the loop slices them there.
+xs, ds = net.asarray(x_all[picks]), net.asarray(d_all[picks])
 losses = []
 for i in range(1000):
-    k = rng.integers(len(x_all))  # one random sample
-    x, d = net.asarray(x_all[k : k + 1]), net.asarray(d_all[k : k + 1])
-    loss, grads = net.loss_and_grad(x, d)
-    net.params = optimizer.update(net.params, grads)
+    params, state, loss = step(params, state, xs[i : i + 1, ...], ds[i : i + 1, ...])
     if i % 100 == 0:
         losses.append(float(loss))  # reading a value waits for the device: only now and then
         print(f"iteration {i:4d}  loss {losses[-1]:.6f}")
+net.params = params
 
 # How good is it on samples it has never seen?
 x_test, d_test = datasets.linear(1000, seed=1)

@@ -46,3 +46,13 @@ def device() -> str | None:
     """The device every test model is built on: ``XPNN_DEVICE`` (e.g. ``cuda`` for the
     torch GPU run), or None for the backend's default."""
     return os.environ.get("XPNN_DEVICE") or None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip the ``slow_compile`` cases unless ``XPNN_SLOW_COMPILE=1`` (``nox -s compile``)."""
+    if os.environ.get("XPNN_SLOW_COMPILE") == "1":
+        return
+    skip = pytest.mark.skip(reason="slow torch.compile case: run with XPNN_SLOW_COMPILE=1")
+    for item in items:
+        if "slow_compile" in item.keywords:
+            item.add_marker(skip)

@@ -67,5 +67,5 @@ def test_the_public_api_gives_the_same_step(backend, device):
     )
     x, d = net.asarray([[1.0, 5.0]]), net.asarray([[0.0, 1.0]])
     _, grads = net.loss_and_grad(x, d)
-    net.params = xpnn.SGD(lr=0.01).update(net.params, grads)
+    net.params, _state = xpnn.SGD(lr=0.01).update(net.params, grads, {})
     np.testing.assert_allclose(xpnn.to_numpy(net.params["W2"]), PRINTED["new_W2"], atol=5e-9)

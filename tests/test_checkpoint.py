@@ -21,7 +21,7 @@ from xpnn import checkpoint
 from xpnn.backend import BACKENDS, backend_info
 from xpnn.checkpoint import load, save
 from xpnn.errors import CheckpointError, XpnnValueError
-from xpnn.optim import SGD, Momentum
+from xpnn.optim import SGD, Adam, Momentum
 
 USABLE = [name for name in BACKENDS if backend_info(name).usable]
 
@@ -36,9 +36,9 @@ def _same_arrays(a: dict, b: dict) -> bool:
     return set(a) == set(b) and all(_bits(a[k]) == _bits(b[k]) for k in a)
 
 
-def _stepped(model, optimizer, steps: int = 3):
-    """``model`` and ``optimizer`` after a few updates on fixed data, so that parameters
-    and velocity hold ordinary (not round) numbers."""
+def _stepped(model, optimizer, state=None, steps: int = 3):
+    """``model``, ``optimizer`` and its state after a few updates on fixed data, so that
+    parameters and state hold ordinary (not round) numbers."""
     rng = np.random.default_rng(7)
     if isinstance(model, xpnn.MLP):
         x = rng.normal(size=(4, model.sizes[0]))
@@ -48,15 +48,16 @@ def _stepped(model, optimizer, steps: int = 3):
         lead = (3,) if model.many_to_one else (5, 3)
         d = rng.uniform(size=(*lead, model.output_size))
     x, d = model.asarray(x), model.asarray(d)
+    state = optimizer.init(model.params) if state is None else state
     for _ in range(steps):
         _loss, grads = model.loss_and_grad(x, d)
-        model.params = optimizer.update(model.params, grads)
-    return model, optimizer
+        model.params, state = optimizer.update(model.params, grads, state)
+    return model, optimizer, state
 
 
 def _model(kind: str, backend, device, dtype="float64"):
-    """A trained model and its optimiser: ``mlp`` (Momentum), ``rnn-bias`` (many-to-one
-    with biases, Momentum) or ``rnn`` (the course's, SGD)."""
+    """A trained model, its optimiser and state: ``mlp`` (Momentum), ``rnn-bias``
+    (many-to-one with biases, Adam) or ``rnn`` (the course's, SGD)."""
     where = {"backend": backend, "device": device, "dtype": dtype}
     if kind == "mlp":
         model = xpnn.MLP([3, 5, 4, 2], hidden="tanh", init="xavier", seed=1, **where)
@@ -65,7 +66,7 @@ def _model(kind: str, backend, device, dtype="float64"):
         model = xpnn.RNN(
             2, 4, 3, hidden="tanh", output="identity", bias=True, many_to_one=True, seed=2, **where
         )
-        return _stepped(model, Momentum(0.05, 0.5))
+        return _stepped(model, Adam(0.05, beta1=0.5))
     return _stepped(xpnn.RNN(2, 6, 1, seed=3, **where), SGD(0.1))
 
 
@@ -75,7 +76,7 @@ HISTORY = [(0, 1.2345678901234567), (100, 0.1 + 0.2), (200, 5e-324)]
 @pytest.fixture
 def saved(tmp_path, backend, device) -> Path:
     """A checkpoint of a trained MLP with Momentum's velocity, from the backend under test."""
-    model, optimizer = _model("mlp", backend, device)
+    model, optimizer, state = _model("mlp", backend, device)
     return save(
         tmp_path / "ckpt.npz",
         model,
@@ -83,6 +84,7 @@ def saved(tmp_path, backend, device) -> Path:
         step=300,
         history=HISTORY,
         extra={"settings": {"lr": 0.1}, "iters": 1000},
+        state=state,
     )
 
 
@@ -91,14 +93,14 @@ def saved(tmp_path, backend, device) -> Path:
 
 @pytest.mark.parametrize("kind", ["mlp", "rnn-bias", "rnn"])
 def test_round_trip_on_the_same_backend(tmp_path, backend, device, kind):
-    model, optimizer = _model(kind, backend, device)
+    model, optimizer, state = _model(kind, backend, device)
     extra = {"settings": {"lr": 0.1, "truncate": None}, "note": "ünïcode"}
-    path = save(tmp_path / "ckpt.npz", model, optimizer, step=300, history=HISTORY, extra=extra)
+    path = save(tmp_path / "ckpt.npz", model, optimizer, 300, HISTORY, extra=extra, state=state)
     got = load(path, backend=backend, device=device)
     assert type(got.model) is type(model)
     assert got.model.config == model.config
     assert _same_arrays(got.model.params, model.params)
-    assert _same_arrays(got.optimizer_state, optimizer.state_dict())
+    assert _same_arrays(got.optimizer_state, state)
     assert got.step == 300
     assert got.history == HISTORY
     assert got.extra == extra
@@ -113,16 +115,15 @@ def test_round_trip_on_the_same_backend(tmp_path, backend, device, kind):
     assert got.optimizer == checkpoint.optimizer_spec(optimizer)
     assert got.path == path
     # the restored model and optimiser take the next step exactly as the originals do
-    resumed = got.make_optimizer()
-    _stepped(model, optimizer, steps=1)
-    _stepped(got.model, resumed, steps=1)
+    _, _, state = _stepped(model, optimizer, state, steps=1)
+    _, _, resumed = _stepped(got.model, got.make_optimizer(), got.optimizer_state, steps=1)
     assert _same_arrays(got.model.params, model.params)
-    assert _same_arrays(resumed.state_dict(), optimizer.state_dict())
+    assert _same_arrays(resumed, state)
 
 
 def test_round_trip_float32_and_dtype_on_load(tmp_path, backend, device):
-    model, optimizer = _model("rnn-bias", backend, device, dtype="float32")
-    path = save(tmp_path / "ckpt.npz", model, optimizer)
+    model, optimizer, state = _model("rnn-bias", backend, device, dtype="float32")
+    path = save(tmp_path / "ckpt.npz", model, optimizer, state=state)
     got = load(path, backend=backend, device=device)
     assert got.config["dtype"] == "float32"
     assert _same_arrays(got.model.params, model.params)
@@ -142,34 +143,41 @@ def test_model_without_optimizer_and_fresh_momentum(tmp_path, backend, device):
     with pytest.raises(CheckpointError, match="no optimiser"):
         got.make_optimizer()
     got = load(save(tmp_path / "b.npz", model, Momentum(0.1)), backend=backend, device=device)
-    assert got.optimizer_state == {}  # no step taken yet: no velocity
-    assert got.make_optimizer().velocity == {}
+    fresh = Momentum(0.1).init(model.params)  # no state given: the state before any step
+    assert _same_arrays(got.optimizer_state, fresh)
+    assert got.make_optimizer().hyperparameters == {"lr": 0.1, "momentum": 0.9}
 
 
 @pytest.mark.parametrize("kind", ["mlp", "rnn-bias", "rnn"])
 def test_float64_loads_bit_exactly_on_every_backend(tmp_path, backend, device, kind):
     """Saved from the backend under test, loaded on every usable backend: the same bits."""
-    model, optimizer = _model(kind, backend, device)
-    path = save(tmp_path / "ckpt.npz", model, optimizer, step=5, history=HISTORY)
+    model, optimizer, state = _model(kind, backend, device)
+    path = save(tmp_path / "ckpt.npz", model, optimizer, step=5, history=HISTORY, state=state)
     assert len(USABLE) >= 2, "a cross-backend check needs two backends"
     for target in USABLE:
         got = load(path, backend=target, device=device if target == backend else None)
         assert got.model.backend == target
         assert xpnn.to_numpy(got.model.params[next(iter(got.model.params))]).dtype == np.float64
         assert _same_arrays(got.model.params, model.params), target
-        assert _same_arrays(got.optimizer_state, optimizer.state_dict()), target
+        assert _same_arrays(got.optimizer_state, state), target
         assert got.history == HISTORY and got.step == 5
         # and back again: saved from the target, the file loads to the same bits
         again = load(
-            save(tmp_path / f"{target}.npz", got.model, got.make_optimizer()),
+            save(
+                tmp_path / f"{target}.npz",
+                got.model,
+                got.make_optimizer(),
+                state=got.optimizer_state,
+            ),
             backend=backend,
             device=device,
         )
         assert _same_arrays(again.model.params, model.params), target
+        assert _same_arrays(again.optimizer_state, state), target
 
 
 def test_save_refuses_bad_arguments(tmp_path, backend, device):
-    model, _ = _model("rnn", backend, device)
+    model, _, _ = _model("rnn", backend, device)
     for step in (-1, 1.5, True, "3"):
         with pytest.raises(XpnnValueError, match="step"):
             save(tmp_path / "a.npz", model, step=step)
@@ -187,7 +195,7 @@ def test_save_refuses_bad_arguments(tmp_path, backend, device):
 
 
 def test_save_refuses_non_finite_parameters(tmp_path, backend, device):
-    model, _ = _model("mlp", backend, device)
+    model, _, _ = _model("mlp", backend, device)
     path = save(tmp_path / "ckpt.npz", model)
     before = path.read_bytes()
     bad = dict(model.params)
@@ -312,7 +320,23 @@ def _wrong_dtype_everywhere(meta, arrays) -> None:
 
 
 def _velocity_misfit(meta, arrays) -> None:
-    arrays["optim.W1"] = np.zeros((1, 1))
+    arrays["optim.v.W1"] = np.zeros((1, 1))
+
+
+def _state_missing(meta, arrays) -> None:
+    del arrays["optim.v.W1"]
+
+
+def _state_foreign(meta, arrays) -> None:
+    arrays["optim.m.W1"] = arrays.pop("optim.v.W1")
+
+
+def _nan_state(meta, arrays) -> None:
+    arrays["optim.v.b1"] = arrays["optim.v.b1"] * np.nan
+
+
+def _bad_hyperparameter(meta, arrays) -> None:
+    meta["optimizer"]["momentum"] = 1.5
 
 
 def _unknown_optimizer(meta, arrays) -> None:
@@ -431,7 +455,7 @@ BAD_FILES = {
     "no meta": (_drop("meta.npy"), "missing the array 'meta'"),
     "no checksum": (_drop("sha256.npy"), "missing the array 'sha256'"),
     "no W1": (_drop("param.W1.npy"), "missing the array 'param.W1'"),
-    "no velocity": (_drop("optim.b2.npy"), "missing the array 'optim.b2'"),
+    "no velocity": (_drop("optim.v.b2.npy"), "missing the array 'optim.v.b2'"),
     "extra array": (_add_member, "does not list"),
     "non-npy member": (lambda p: _write_members(p, {**_members(p), "x.txt": b"1"}), "not .npy"),
     # wrong shapes and dtypes
@@ -449,8 +473,15 @@ BAD_FILES = {
     "NaN parameter": (lambda p: _forge(p, _nan_param), "NaN"),
     "shape against config": (lambda p: _forge(p, _wrong_shape_everywhere), "the model needs"),
     "int dtype": (lambda p: _forge(p, _wrong_dtype_everywhere), "has dtype int64"),
-    "velocity shape": (lambda p: _forge(p, _velocity_misfit), "optimizer state W1"),
+    "velocity shape": (lambda p: _forge(p, _velocity_misfit), "optimizer state v.W1"),
     "unknown optimizer": (lambda p: _forge(p, _unknown_optimizer), "unknown optimizer"),
+    "state missing": (
+        lambda p: _forge(p, _state_missing),
+        "incomplete or foreign: missing ['v.W1']",
+    ),
+    "state foreign": (lambda p: _forge(p, _state_foreign), "unexpected ['m.W1']"),
+    "NaN state": (lambda p: _forge(p, _nan_state), "optimizer state v.b1 holds NaN"),
+    "bad momentum": (lambda p: _forge(p, _bad_hyperparameter), "momentum must be in"),
     "unknown activation": (lambda p: _forge(p, _unknown_activation), "cannot be rebuilt"),
     "config incomplete": (lambda p: _forge(p, _missing_config), "incomplete"),
     "history not numbers": (lambda p: _forge(p, _bad_history), "history"),
@@ -570,8 +601,8 @@ def test_a_crash_during_save_leaves_the_previous_checkpoint(
     saved, backend, device, monkeypatch, where, exc, raised
 ):
     before = saved.read_bytes()
-    model, optimizer = _model("mlp", backend, device)
-    _stepped(model, optimizer, steps=2)  # a newer state than the file's
+    model, optimizer, state = _model("mlp", backend, device)
+    _, _, state = _stepped(model, optimizer, state, steps=2)  # a newer state than the file's
     if where == "_write_npz":
         monkeypatch.setattr(checkpoint, "_write_npz", _half_then(exc))
     else:
@@ -581,7 +612,7 @@ def test_a_crash_during_save_leaves_the_previous_checkpoint(
 
         monkeypatch.setattr(checkpoint.os, where, fail)
     with pytest.raises(raised):
-        save(saved, model, optimizer, step=301)
+        save(saved, model, optimizer, step=301, state=state)
     monkeypatch.undo()
     assert saved.read_bytes() == before
     assert os.listdir(saved.parent) == [saved.name], "a temporary file was left behind"

@@ -20,7 +20,7 @@ import xpnn
 from xpnn import datasets
 from xpnn.backend import device_name, device_of, resolve_device
 from xpnn.gradcheck import gradient_check
-from xpnn.optim import SGD, Momentum
+from xpnn.optim import OPTIMIZERS, Adam
 from xpnn.training.train import train
 
 RNG = np.random.default_rng(0)
@@ -109,11 +109,13 @@ def test_mlp_keeps_everything_on_its_device(backend: str, device: str | None) ->
     for d in (d_onehot, d_labels):
         loss, grads = net.loss_and_grad(x, d)
         assert _devices((loss, grads)) == {home}
-    assert _devices(SGD(0.1).update(net.params, grads)) == {home}
-    momentum = Momentum(0.1, 0.9)
-    for _ in range(2):  # the second step reads the velocity
-        assert _devices(momentum.update(net.params, grads)) == {home}
-    assert _devices(momentum.state_dict()) == {home}
+    for optimizer in OPTIMIZERS.values():
+        opt, params = optimizer(0.1), net.params
+        state = opt.init(params)
+        assert _devices(state) <= {home}
+        for _ in range(2):  # the second step reads the state
+            params, state = opt.update(params, grads, state)
+            assert _devices((params, state)) == {home}
     assert set(gradient_check(net, x, d_labels)) == set(net.params)
 
 
@@ -134,7 +136,7 @@ def test_rnn_keeps_everything_on_its_device(
         assert _devices(net.backward(cache, ds, truncate=truncate)) == {home}
     loss, grads = net.loss_and_grad(xs, ds, truncate=truncate)
     assert _devices((loss, grads)) == {home}
-    assert _devices(Momentum(0.1).update(net.params, grads)) == {home}
+    assert _devices(Adam(0.1).update(net.params, grads, Adam(0.1).init(net.params))) == {home}
 
 
 def test_training_stays_on_the_device(backend: str, device: str | None) -> None:
@@ -146,9 +148,9 @@ def test_training_stays_on_the_device(backend: str, device: str | None) -> None:
     def log(event: object) -> None:
         seen.update(_devices((event.x, event.d, event.y)))
 
-    result = train(net, Momentum(0.1), stream, iters=3, log_every=1, truncate=2, on_log=log)
+    result = train(net, Adam(0.1), stream, iters=3, log_every=1, truncate=2, on_log=log)
     assert seen == {home}
-    assert _devices(result.params) == {home}
+    assert _devices((result.params, result.state)) == {home}
     assert _devices(net.params) == {home}
 
 

@@ -1,49 +1,251 @@
-"""Optimisers: one step against the update rule written out with NumPy."""
+"""Optimisers: pure transforms, their update rules against NumPy written out by hand and
+against ``torch.optim``, and the refusal of bad hyperparameters, grads and state."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pytest
 
 import xpnn
-from xpnn.errors import XpnnValueError
-from xpnn.optim import Momentum
+from xpnn.errors import XpnnTypeError, XpnnValueError
+from xpnn.optim import OPTIMIZERS, SGD, AdaGrad, Adam, Momentum, RMSProp
+
+STEPS = 50
 
 
-def _model(backend, device):
-    return xpnn.MLP([2, 2], backend=backend, device=device)
+def _params(backend, device, dtype="float64"):
+    net = xpnn.MLP([3, 4, 2], seed=5, backend=backend, device=device, dtype=dtype)
+    return net, dict(net.params)
 
 
-def test_sgd_step(backend, device):
-    net = _model(backend, device)
-    params = {"w": net.asarray([1.0, 2.0])}
-    new = xpnn.SGD(lr=0.5).update(params, {"w": net.asarray([0.2, -0.4])})
-    np.testing.assert_allclose(xpnn.to_numpy(new["w"]), [0.9, 2.2], rtol=1e-15)
-    np.testing.assert_array_equal(xpnn.to_numpy(params["w"]), [1.0, 2.0])  # unchanged
+def _grad_sequence(params, steps=STEPS, seed=11):
+    """Host gradients for ``steps`` steps, the same for every implementation."""
+    rng = np.random.default_rng(seed)
+    return [{k: rng.normal(size=tuple(p.shape)) for k, p in params.items()} for _ in range(steps)]
 
 
-def test_momentum_steps_and_state(backend, device):
-    net = _model(backend, device)
-    opt = Momentum(lr=0.1, momentum=0.9)
-    p = {"w": net.asarray([1.0])}
-    g = {"w": net.asarray([2.0])}
-    p = opt.update(p, g)  # v = -0.2, w = 0.8
-    p = opt.update(p, g)  # v = 0.9 * -0.2 - 0.2 = -0.38, w = 0.42
-    np.testing.assert_allclose(xpnn.to_numpy(p["w"]), [0.42], rtol=1e-14)
-    np.testing.assert_allclose(xpnn.to_numpy(opt.state_dict()["w"]), [-0.38], rtol=1e-14)
-    fresh = Momentum(lr=0.1, momentum=0.9)
-    fresh.load_state_dict(opt.state_dict())
-    np.testing.assert_array_equal(
-        xpnn.to_numpy(fresh.update(p, g)["w"]), xpnn.to_numpy(opt.update(p, g)["w"])
-    )
+def _run_xpnn(net, opt, params, grads):
+    state = opt.init(params)
+    for g in grads:
+        params, state = opt.update(params, {k: net.asarray(v) for k, v in g.items()}, state)
+    return {k: xpnn.to_numpy(p) for k, p in params.items()}, state
 
 
-@pytest.mark.parametrize("lr", [0, -0.1, float("nan"), float("inf"), "0.1", True])
-def test_bad_learning_rate(lr):
-    with pytest.raises(XpnnValueError, match="lr must be positive and finite"):
-        xpnn.SGD(lr=lr)
+# -- the update rules, written out with NumPy -------------------------------------------
 
 
-def test_mismatched_keys():
-    with pytest.raises(XpnnValueError, match="grads must have the keys"):
-        xpnn.SGD(0.1).update({"a": np.zeros(1)}, {"b": np.zeros(1)})
+def _reference(name, hyper, params, grads):
+    """The docstring formulas, step by step in float64 NumPy."""
+    p = {k: np.array(xpnn.to_numpy(v), dtype=np.float64) for k, v in params.items()}
+    s1 = {k: np.zeros_like(v) for k, v in p.items()}
+    s2 = {k: np.zeros_like(v) for k, v in p.items()}
+    lr = hyper["lr"]
+    for t, g in enumerate(grads, start=1):
+        for k in p:
+            if name == "sgd":
+                p[k] = p[k] - lr * g[k]
+            elif name == "momentum":
+                s1[k] = hyper["momentum"] * s1[k] - lr * g[k]
+                p[k] = p[k] + s1[k]
+            elif name == "adagrad":
+                s1[k] = s1[k] + g[k] * g[k]
+                p[k] = p[k] - lr * g[k] / (np.sqrt(s1[k]) + hyper["eps"])
+            elif name == "rmsprop":
+                s1[k] = hyper["decay"] * s1[k] + (1 - hyper["decay"]) * g[k] * g[k]
+                p[k] = p[k] - lr * g[k] / (np.sqrt(s1[k]) + hyper["eps"])
+            else:
+                b1, b2 = hyper["beta1"], hyper["beta2"]
+                s1[k] = b1 * s1[k] + (1 - b1) * g[k]
+                s2[k] = b2 * s2[k] + (1 - b2) * g[k] * g[k]
+                lr_t = lr * math.sqrt(1 - b2**t) / (1 - b1**t)
+                p[k] = p[k] - lr_t * s1[k] / (np.sqrt(s2[k]) + hyper["eps"])
+    return p
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_update_rule_matches_the_docstring(backend, device, name):
+    """50 steps with the course's defaults (eps included) against the formulas in NumPy."""
+    net, params = _params(backend, device)
+    opt = OPTIMIZERS[name]()
+    grads = _grad_sequence(params)
+    got, state = _run_xpnn(net, opt, params, grads)
+    want = _reference(name, opt.hyperparameters, params, grads)
+    for k in want:
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-12, atol=1e-13, err_msg=k)
+    assert set(state) == set(opt.state_shapes({k: p.shape for k, p in params.items()}))
+
+
+def test_defaults_are_the_courses():
+    """ "Deep Learning from Scratch" common/optimizer.py, with its 1e-7 as eps."""
+    assert SGD().hyperparameters == {"lr": 0.01}
+    assert Momentum().hyperparameters == {"lr": 0.01, "momentum": 0.9}
+    assert AdaGrad().hyperparameters == {"lr": 0.01, "eps": 1e-7}
+    assert RMSProp().hyperparameters == {"lr": 0.01, "decay": 0.99, "eps": 1e-7}
+    assert Adam().hyperparameters == {"lr": 0.001, "beta1": 0.9, "beta2": 0.999, "eps": 1e-7}
+
+
+def test_pure_and_bit_identical_momentum(backend, device):
+    """The inputs stay as they were; Momentum's first step is ``v = -lr * g`` exactly."""
+    net, params = _params(backend, device)
+    before = {k: xpnn.to_numpy(p).copy() for k, p in params.items()}
+    g = {k: net.asarray(v) for k, v in _grad_sequence(params, 1)[0].items()}
+    opt = Momentum(0.1, 0.9)
+    state = opt.init(params)
+    new, state = opt.update(params, g, state)
+    for k in params:
+        np.testing.assert_array_equal(xpnn.to_numpy(params[k]), before[k])
+        v = -0.1 * xpnn.to_numpy(g[k])
+        np.testing.assert_array_equal(xpnn.to_numpy(state[f"v.{k}"]), v)
+        np.testing.assert_array_equal(xpnn.to_numpy(new[k]), before[k] + v)
+
+
+def test_sgd_keeps_no_state(backend, device):
+    _, params = _params(backend, device)
+    assert SGD(0.1).init(params) == {}
+    assert Adam().init(params)["t"].shape == ()
+
+
+# -- against torch.optim -------------------------------------------------------------------
+
+# settings under which xpnn's formula and torch's coincide (see each class's docstring)
+TORCH_CASES = {
+    "sgd": ({"lr": 0.1}, "SGD", {"lr": 0.1}),
+    "momentum": ({"lr": 0.1, "momentum": 0.9}, "SGD", {"lr": 0.1, "momentum": 0.9}),
+    "adagrad": ({"lr": 0.1, "eps": 1e-7}, "Adagrad", {"lr": 0.1, "eps": 1e-7}),
+    "rmsprop": (
+        {"lr": 0.01, "decay": 0.9, "eps": 1e-7},
+        "RMSprop",
+        {"lr": 0.01, "alpha": 0.9, "eps": 1e-7},
+    ),
+    # eps negligible against sqrt(v): the place of eps (the one difference) does not matter
+    "adam": (
+        {"lr": 0.01, "beta1": 0.8, "beta2": 0.99, "eps": 1e-30},
+        "Adam",
+        {"lr": 0.01, "betas": (0.8, 0.99), "eps": 1e-30},
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(TORCH_CASES))
+def test_matches_torch_optim(backend, device, name):
+    torch = pytest.importorskip("torch", reason="torch.optim is the reference")
+    ours, torch_name, theirs = TORCH_CASES[name]
+    net, params = _params(backend, device)
+    grads = _grad_sequence(params)
+    got, _ = _run_xpnn(net, OPTIMIZERS[name](**ours), params, grads)
+    tensors = {k: torch.tensor(xpnn.to_numpy(p), dtype=torch.float64) for k, p in params.items()}
+    for t in tensors.values():
+        t.requires_grad_(True)
+    opt = getattr(torch.optim, torch_name)(list(tensors.values()), **theirs)
+    for g in grads:
+        for k, t in tensors.items():
+            t.grad = torch.tensor(g[k], dtype=torch.float64)
+        opt.step()
+    for k, t in tensors.items():
+        np.testing.assert_allclose(got[k], t.detach().numpy(), rtol=1e-12, atol=1e-12, err_msg=k)
+
+
+# -- bad hyperparameters ---------------------------------------------------------------------
+
+BAD_POSITIVE = [0, -0.1, float("nan"), float("inf"), "0.1", True, None, 10**400, [0.1]]
+BAD_FRACTION = [1, 1.0, 1.5, -0.1, float("nan"), "0.9", True, 10**400]
+
+
+@pytest.mark.parametrize("lr", BAD_POSITIVE)
+@pytest.mark.parametrize("cls", list(OPTIMIZERS.values()))
+def test_bad_learning_rate(cls, lr):
+    with pytest.raises(XpnnValueError, match=r"lr must be positive and finite, got "):
+        cls(lr=lr)
+
+
+@pytest.mark.parametrize("eps", BAD_POSITIVE)
+@pytest.mark.parametrize("cls", [AdaGrad, RMSProp, Adam])
+def test_bad_eps(cls, eps):
+    with pytest.raises(XpnnValueError, match=r"eps must be positive and finite, got "):
+        cls(eps=eps)
+
+
+@pytest.mark.parametrize("value", BAD_FRACTION)
+@pytest.mark.parametrize(("cls", "arg"), [(Adam, "beta1"), (Adam, "beta2"), (RMSProp, "decay")])
+def test_bad_rates_in_zero_one(cls, arg, value):
+    with pytest.raises(XpnnValueError, match=rf"{arg} must be in \[0, 1\.0\), got "):
+        cls(**{arg: value})
+
+
+def test_zero_betas_and_decay_are_allowed():
+    assert Adam(beta1=0, beta2=0.0).beta1 == 0.0
+    assert RMSProp(decay=0).decay == 0.0
+
+
+def test_a_long_argument_is_echoed_short():
+    with pytest.raises(XpnnValueError) as info:
+        Adam(lr="x" * 500)
+    assert len(str(info.value)) < 150
+
+
+# -- bad grads and state ------------------------------------------------------------------
+
+
+def _bad_grads(net, params, case):
+    grads = {k: net.xp.ones(p.shape, dtype=p.dtype, device=net.device) for k, p in params.items()}
+    if case == "None":
+        grads["W1"] = None
+    elif case == "0-d":
+        grads["W1"] = net.xp.asarray(1.0, dtype=net.dtype, device=net.device)
+    elif case == "transposed":
+        grads["W1"] = grads["W1"].T
+    elif case == "float32":
+        grads["W1"] = net.xp.astype(grads["W1"], net.xp.float32)
+    elif case == "list":
+        grads["W1"] = [[1.0] * 4] * 3
+    elif case == "tuple":
+        grads = tuple(grads.values())
+    return grads
+
+
+GRAD_CASES = {
+    "None": (XpnnTypeError, r"grads\['W1'\] must be an array of shape \(3, 4\).*got NoneType"),
+    "0-d": (XpnnValueError, r"grads\['W1'\] must have shape \(3, 4\), got \(\)"),
+    "transposed": (XpnnValueError, r"grads\['W1'\] must have shape \(3, 4\), got \(4, 3\)"),
+    "float32": (XpnnTypeError, r"grads\['W1'\] must be an array of dtype .*float64"),
+    "list": (XpnnTypeError, r"grads\['W1'\] must be an array .* got list"),
+    "tuple": (XpnnTypeError, r"grads must be a dict of arrays keyed like params, got tuple"),
+}
+
+
+@pytest.mark.parametrize("case", list(GRAD_CASES))
+@pytest.mark.parametrize("name", ["sgd", "adam"])
+def test_update_refuses_bad_grads(backend, device, name, case):
+    net, params = _params(backend, device)
+    opt = OPTIMIZERS[name]()
+    kind, match = GRAD_CASES[case]
+    with pytest.raises(kind, match=match):
+        opt.update(params, _bad_grads(net, params, case), opt.init(params))
+
+
+def test_update_refuses_grads_of_another_backend(backend, device):
+    if backend == "numpy":
+        pytest.skip("numpy: the other backend here is numpy itself")
+    _, params = _params(backend, device)
+    grads = {k: np.ones(tuple(p.shape)) for k, p in params.items()}
+    with pytest.raises(XpnnTypeError, match=r"grads\['W1'\] must be an array of dtype"):
+        SGD().update(params, grads, {})
+
+
+def test_update_refuses_foreign_state(backend, device):
+    net, params = _params(backend, device)
+    grads = {k: net.xp.ones(p.shape, dtype=p.dtype, device=net.device) for k, p in params.items()}
+    with pytest.raises(XpnnValueError, match=r"state does not belong to Adam\(.*\['m.W1'"):
+        Adam().update(params, grads, Momentum().init(params))
+    with pytest.raises(XpnnValueError, match=r"state does not belong to SGD"):
+        SGD().update(params, grads, Momentum().init(params))
+    other = xpnn.MLP([3, 5, 2], backend=backend, device=device).params
+    with pytest.raises(XpnnValueError, match=r"state\['v.W1'\] must have shape \(3, 4\)"):
+        Momentum().update(params, grads, Momentum().init(other))
+    with pytest.raises(XpnnTypeError, match=r"state must be the dict of arrays"):
+        Adam().update(params, grads, None)
+    nan = {k: v * float("nan") for k, v in Adam().init(params).items()}
+    with pytest.raises(XpnnValueError, match=r"contains NaN or infinity"):
+        Adam().check_state(params, nan, finite=True)

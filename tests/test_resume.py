@@ -20,8 +20,9 @@ from xpnn import cli
 from xpnn.checkpoint import load
 from xpnn.course import notebooks
 from xpnn.errors import CheckpointError, TrainingDiverged
-from xpnn.optim import Momentum
 from xpnn.training import lock
+from xpnn.training import train as train_module
+from xpnn.training.resume import Checkpointer
 
 # Small versions of the three notebooks, with momentum so that the velocity matters.
 RUNS = {
@@ -92,7 +93,13 @@ def test_resuming_without_the_velocity_would_differ(tmp_path, backend, device, m
     whole = fn(**kw, echo=None)
     with pytest.raises(Interrupt):
         fn(**kw, echo=_stop_at(150), checkpoint=tmp_path, checkpoint_every=100)
-    monkeypatch.setattr(Momentum, "load_state_dict", lambda self, state: None)
+    begin = Checkpointer.begin
+
+    def begin_without_state(self, *args):
+        start, history, _state = begin(self, *args)
+        return start, history, None  # train() then starts from optimizer.init: zeros
+
+    monkeypatch.setattr(Checkpointer, "begin", begin_without_state)
     resumed = fn(**kw, echo=None, checkpoint=tmp_path, checkpoint_every=100, resume=True)
     assert _bits(resumed.model.params) != _bits(whole.model.params)
 
@@ -367,14 +374,22 @@ def test_a_non_finite_last_update_is_caught_at_the_final_save(
 ):
     """The loop reads the loss before the last update, so a NaN made by that update is
     only seen when the final checkpoint is written: the file keeps the last finite state."""
-    original, calls = xpnn.SGD.update, []
+    original = train_module.make_step
 
-    def update(self, params, grads):
-        calls.append(1)
-        new = original(self, params, grads)
-        return {k: p * float("nan") for k, p in new.items()} if len(calls) == 50 else new
+    def make_step(*args, **kwargs):
+        step, calls = original(*args, **kwargs), []
 
-    monkeypatch.setattr(xpnn.SGD, "update", update)
+        def poisoned(params, state, x, d):
+            calls.append(1)
+            params, state, loss = step(params, state, x, d)
+            if len(calls) == 50:
+                params = {k: p * float("nan") for k, p in params.items()}
+            return params, state, loss
+
+        poisoned.compiled = step.compiled
+        return poisoned
+
+    monkeypatch.setattr(train_module, "make_step", make_step)
     kw = {"iters": 50, "log_every": 10, "n_samples": 100, "echo": None}
     with pytest.raises(TrainingDiverged, match="after the last iteration") as info:
         notebooks.regression(**kw, backend=backend, device=device, checkpoint=tmp_path)

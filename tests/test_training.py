@@ -8,7 +8,8 @@ import pytest
 import xpnn
 from xpnn import datasets
 from xpnn.course import notebooks
-from xpnn.training.train import clip_by_global_norm, train
+from xpnn.step import clip_by_global_norm
+from xpnn.training.train import train
 
 
 def test_binary_addition_notebook_reaches_100_percent(backend, device):

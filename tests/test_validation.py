@@ -16,7 +16,7 @@ import xpnn
 from xpnn import backend as xpnn_backend
 from xpnn import datasets
 from xpnn.errors import BackendUnavailable, XpnnError, XpnnTypeError, XpnnValueError
-from xpnn.optim import SGD, Momentum
+from xpnn.optim import SGD, Adam, Momentum
 from xpnn.training.train import train
 
 NAN, INF = math.nan, math.inf
@@ -713,7 +713,7 @@ def test_momentum_in_the_open_unit_interval(momentum):
         Momentum(0.1, momentum=momentum)
 
 
-@pytest.mark.parametrize("opt", [SGD(0.1), Momentum(0.1)])
+@pytest.mark.parametrize("opt", [SGD(0.1), Momentum(0.1), Adam()])
 @pytest.mark.parametrize("change", ["missing", "extra", "renamed"])
 def test_update_rejects_mismatched_keys(backend, device, opt, change):
     net = _mlp(backend, device)
@@ -725,7 +725,7 @@ def test_update_rejects_mismatched_keys(backend, device, opt, change):
     else:
         grads["w1"] = grads.pop("W1")
     with _raises(XpnnValueError, r"grads must have the keys of params \['W1', 'W2', 'b1', 'b2'\]"):
-        opt.update(net.params, grads)
+        opt.update(net.params, grads, opt.init(net.params))
 
 
 # -- datasets -------------------------------------------------------------------------
@@ -956,7 +956,8 @@ TRAIN_BAD = [
         "optimizer None",
         {"optimizer": None},
         XpnnTypeError,
-        r"optimizer must have an update\(params, grads\) method",
+        r"optimizer must be an xpnn optimiser \(SGD, Momentum, AdaGrad, RMSProp, Adam\), got "
+        r"NoneType",
     ),
     (
         "stream tuple",

@@ -13,7 +13,8 @@ from xpnn.errors import (
 from xpnn.gradcheck import gradient_check
 from xpnn.nn.mlp import MLP
 from xpnn.nn.rnn import RNN
-from xpnn.optim import SGD, Momentum
+from xpnn.optim import SGD, AdaGrad, Adam, Momentum, RMSProp
+from xpnn.step import make_step
 
 __version__ = "0.1.0"
 
@@ -21,9 +22,12 @@ __all__ = [
     "MLP",
     "RNN",
     "SGD",
+    "AdaGrad",
+    "Adam",
     "BackendUnavailable",
     "CheckpointError",
     "Momentum",
+    "RMSProp",
     "TrainingDiverged",
     "XpnnError",
     "XpnnTypeError",
@@ -33,5 +37,6 @@ __all__ = [
     "datasets",
     "get_namespace",
     "gradient_check",
+    "make_step",
     "to_numpy",
 ]

@@ -4,7 +4,8 @@ A checkpoint is an ``.npz`` archive written by NumPy and read back with
 ``allow_pickle=False``. It holds
 
 * ``param.<name>``: each parameter, a host array in the model's dtype;
-* ``optim.<name>``: each array of the optimiser's ``state_dict`` (Momentum's velocity);
+* ``optim.<key>``: each array of the optimiser's state (``optimizer.init``'s keys, such
+  as Momentum's ``v.W1`` or Adam's ``m.W1``, ``v.W1`` and ``t``);
 * ``meta``: a 0-d unicode array, the JSON text of the model's configuration (with its
   ``init``, ``seed`` and ``dtype``), the step, the optimiser's name and hyperparameters,
   the loss history, the caller's ``extra`` data (the run's settings) and the shape and
@@ -49,7 +50,7 @@ from xpnn.errors import (
 )
 from xpnn.nn.mlp import MLP
 from xpnn.nn.rnn import RNN
-from xpnn.optim import OPTIMIZERS
+from xpnn.optim import OPTIMIZERS, Optimizer
 from xpnn.training.lock import HOST
 
 FORMAT = "xpnn.checkpoint"
@@ -71,7 +72,7 @@ class Checkpoint:
     model : MLP or RNN
         The model, on the backend, device and dtype asked of ``load``.
     optimizer_state : dict
-        The optimiser's ``state_dict`` as arrays of the model's backend (empty for SGD).
+        The optimiser's state as arrays of the model's backend (empty for SGD).
     step : int
         The number of training iterations done.
     history : list of (int, float)
@@ -96,15 +97,14 @@ class Checkpoint:
     extra: Any
     path: Path
 
-    def make_optimizer(self) -> Any:
-        """A new optimiser with the saved name, hyperparameters and state."""
+    def make_optimizer(self) -> Optimizer:
+        """A new optimiser with the saved name and hyperparameters (its state is
+        ``optimizer_state``)."""
         if self.optimizer is None:
             msg = f"{self.path}: the checkpoint holds no optimiser"
             raise CheckpointError(msg)
         hyper = {k: v for k, v in self.optimizer.items() if k != "name"}
-        optimizer = OPTIMIZERS[self.optimizer["name"]](**hyper)
-        optimizer.load_state_dict(self.optimizer_state)
-        return optimizer
+        return OPTIMIZERS[self.optimizer["name"]](**hyper)
 
 
 # -- saving -------------------------------------------------------------------------------
@@ -112,19 +112,14 @@ class Checkpoint:
 
 def optimizer_spec(optimizer: Any) -> dict[str, Any]:
     """``{"name": ..., **hyperparameters}``: the optimiser's registry name and the
-    arguments of its constructor, read from its attributes."""
-    names = [name for name, cls in OPTIMIZERS.items() if type(optimizer) is cls]
-    if not names:
+    arguments of its constructor."""
+    if type(optimizer) not in OPTIMIZERS.values():
         msg = (
             f"cannot save an optimizer of type {type(optimizer).__name__}; expected one of "
             f"{', '.join(cls.__name__ for cls in OPTIMIZERS.values())}"
         )
         raise XpnnValueError(msg)
-    spec: dict[str, Any] = {"name": names[0]}
-    for arg in inspect.signature(type(optimizer)).parameters:
-        if hasattr(optimizer, arg):
-            spec[arg] = getattr(optimizer, arg)
-    return spec
+    return {"name": optimizer.name, **optimizer.hyperparameters}
 
 
 RUN_KEYS = ("init", "weight_init_std", "seed")  # how the weights were drawn
@@ -176,15 +171,19 @@ def save(
     step: int = 0,
     history: Sequence[tuple[int, float]] | None = None,
     extra: Any = None,
+    *,
+    state: Mapping[str, Array] | None = None,
 ) -> Path:
-    """Write ``model`` (and ``optimizer``'s state, the ``step`` reached, the loss
-    ``history`` and ``extra``, any JSON data) to ``path`` atomically; return the path.
+    """Write ``model`` (and ``optimizer`` with its ``state``, ``optimizer.init``'s if
+    None, the ``step`` reached, the loss ``history`` and ``extra``, any JSON data) to
+    ``path`` atomically; return the path.
 
     Raises
     ------
     XpnnValueError
-        A parameter is not finite (a checkpoint never holds NaN), ``step`` is not a
-        non-negative integer, ``extra`` is not JSON data, or the optimiser is unknown.
+        A parameter or state array is not finite (a checkpoint never holds NaN), the state
+        does not belong to the optimiser and model, ``step`` is not a non-negative
+        integer, ``extra`` is not JSON data, or the optimiser is unknown.
     CheckpointError
         The file cannot be written (the message says why); a previous file is left as it was.
     """
@@ -196,8 +195,10 @@ def save(
     spec = None
     if optimizer is not None:
         spec = optimizer_spec(optimizer)
-        for key, value in optimizer.state_dict().items():
-            arrays[OPTIM + key] = np.ascontiguousarray(to_numpy(value))
+        state = optimizer.init(model.params) if state is None else state
+        optimizer.check_state(model.params, state)  # keys, shapes, dtypes; values below
+        for key, value in state.items():
+            arrays[OPTIM + key] = np.array(to_numpy(value), order="C")  # 0-d stays 0-d
     bad = sorted(key for key, a in arrays.items() if not np.all(np.isfinite(a)))
     if bad:  # the one finiteness check of a save; load's is the ``params`` setter's
         msg = f"refusing to save a checkpoint with non-finite {bad} to {path}"
@@ -489,14 +490,14 @@ def _check_optimizer(path: Path, spec: Any) -> None:
 
 
 def _state_shapes(
-    spec: Mapping[str, Any] | None, shapes: Mapping[str, tuple[int, ...]], saved: set[str]
+    spec: Mapping[str, Any] | None, shapes: Mapping[str, tuple[int, ...]]
 ) -> dict[str, tuple[int, ...]]:
-    """The optimiser state a checkpoint must hold for parameters of ``shapes``: none for
-    SGD; for Momentum a velocity per parameter (or none at all, saved before the first
-    update)."""
-    if spec is None or spec["name"] == "sgd" or not saved:
+    """The optimiser state a checkpoint must hold for parameters of ``shapes``: the keys
+    and shapes of the saved optimiser's ``init`` (none for SGD or without an optimiser)."""
+    if spec is None:
         return {}
-    return dict(shapes)
+    hyper = {k: v for k, v in spec.items() if k != "name"}
+    return OPTIMIZERS[spec["name"]](**hyper).state_shapes(shapes)
 
 
 def _check_headers(
@@ -530,7 +531,7 @@ def _check_headers(
     strays = sorted(set(listed) - {PARAM + k for k in params} - {OPTIM + k for k in state})
     if strays:
         raise _fail(path, f"holds arrays that are neither parameters nor state: {shown(strays)}")
-    want = _state_shapes(meta["optimizer"], shapes, set(state))
+    want = _state_shapes(meta["optimizer"], shapes)
     for kind, got, need in (("parameters", params, shapes), ("optimizer state", state, want)):
         if set(got) != set(need):
             raise _fail(

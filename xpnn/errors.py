@@ -35,13 +35,29 @@ class TrainingDiverged(XpnnError, FloatingPointError):
         The parameters at the last check that found a finite loss.
     history : list of (int, float)
         The ``(iteration, loss)`` pairs logged before the divergence.
+    state : dict
+        The optimiser state that goes with ``params``.
+    good_step : int or None
+        The number of iterations done at ``params``: the last finite reading's iteration
+        (or the run's first iteration, when no reading was finite).
     """
 
-    def __init__(self, msg: str, *, iteration: int, params: dict, history: list) -> None:
+    def __init__(
+        self,
+        msg: str,
+        *,
+        iteration: int,
+        params: dict,
+        history: list,
+        state: dict | None = None,
+        good_step: int | None = None,
+    ) -> None:
         super().__init__(msg)
         self.iteration = iteration
         self.params = params
         self.history = history
+        self.state = {} if state is None else state
+        self.good_step = good_step
 
 
 class CheckpointError(XpnnValueError):

@@ -1,85 +1,359 @@
-"""Optimisers as functional updates of parameter dicts.
+"""Optimisers as pure transforms of parameter dicts (the shape optax made standard).
 
-``update(params, grads)`` returns a new dict and never writes into an array, so the same
-code runs on JAX. An optimiser with memory (``Momentum``) keeps it as a dict of arrays
-that ``state_dict``/``load_state_dict`` expose for checkpoints.
+An optimiser holds only its hyperparameters. Its memory is a flat dict of arrays that
+the caller keeps and passes back::
+
+    state = opt.init(params)                          # {} for SGD
+    params, state = opt.update(params, grads, state)  # new dicts; nothing written into
+
+Because the state is plain arrays, a step that updates it compiles (``jax.jit``,
+``torch.compile``) and checkpoints like the parameters. State keys are
+``"<slot>.<parameter>"`` with the course's slot names (``v`` velocity, ``h`` sum or
+average of squared gradients, ``m`` and ``v`` Adam's moments) and, for Adam, ``"t"``,
+the number of steps taken, a 0-d array.
+
+``update`` checks its arguments (every grad an array of its parameter's shape, dtype and
+backend; the state of this optimiser for these parameters); ``apply`` is the same update
+unchecked, for the compiled training step (``xpnn.make_step``).
+
+Defaults are those of "Deep Learning from Scratch" (``common/optimizer.py``), the
+course's Day-2 code, with its ``1e-7`` made an explicit ``eps``.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping
 from typing import Any
 
-from xpnn.backend import Array
-from xpnn.errors import XpnnValueError
+from xpnn.backend import Array, ArrayNamespace, device_of, namespace_of
+from xpnn.errors import XpnnTypeError, XpnnValueError, shown
+
+State = dict[str, Array]
 
 
-def _check_rate(value: Any, name: str, *, upper: float | None = None) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value <= 0 or (upper is not None and value >= upper):
-        bound = f"in (0, {upper})" if upper is not None else "positive and finite"
-        msg = f"{name} must be {bound}, got {value!r}"
+def _real(value: Any, name: str, expected: str) -> float:
+    """``value`` as a finite float, or an XpnnValueError saying what was ``expected``."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except OverflowError:  # an int too large for a float
+            number = math.nan
+        if math.isfinite(number):
+            return number
+    msg = f"{name} must be {expected}, got {shown(value)}"
+    raise XpnnValueError(msg)
+
+
+def _positive(value: Any, name: str) -> float:
+    number = _real(value, name, "positive and finite")
+    if number <= 0:
+        msg = f"{name} must be positive and finite, got {shown(value)}"
         raise XpnnValueError(msg)
-    return float(value)
+    return number
 
 
-def _check_keys(params: Mapping[str, Array], grads: Mapping[str, Array]) -> None:
-    if set(params) != set(grads):
-        msg = f"grads must have the keys of params {sorted(params)}, got {sorted(grads)}"
+def _fraction(value: Any, name: str, *, open_low: bool = False) -> float:
+    """A number in ``[0, 1)`` (``(0, 1)`` where ``open_low``)."""
+    interval = "(0, 1.0)" if open_low else "[0, 1.0)"
+    number = _real(value, name, f"in {interval}")
+    if number >= 1 or number < 0 or (open_low and number == 0):
+        msg = f"{name} must be in {interval}, got {shown(value)}"
+        raise XpnnValueError(msg)
+    return number
+
+
+class Optimizer:
+    """What every optimiser shares: its state layout, ``init``, and the checks of
+    ``update``. Subclasses set ``slots`` (per-parameter state arrays), ``counts_steps``
+    (a 0-d ``"t"``) and write ``apply``."""
+
+    name = ""
+    slots: tuple[str, ...] = ()
+    counts_steps = False
+
+    def __init__(self, lr: float) -> None:
+        self.lr = _positive(lr, "lr")
+
+    @property
+    def hyperparameters(self) -> dict[str, float]:
+        """The constructor's arguments, by name (what a checkpoint stores)."""
+        return {"lr": self.lr}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters.items())
+        return f"{type(self).__name__}({args})"
+
+    def state_shapes(self, param_shapes: Mapping[str, tuple[int, ...]]) -> dict[str, tuple]:
+        """The key and shape of every state array, for parameters of ``param_shapes``."""
+        shapes = {
+            f"{slot}.{key}": tuple(shape)
+            for slot in self.slots
+            for key, shape in param_shapes.items()
+        }
+        if self.counts_steps:
+            shapes["t"] = ()
+        return shapes
+
+    def init(self, params: Mapping[str, Array]) -> State:
+        """The state before the first step: zeros of each parameter's shape, dtype and
+        device per slot (and ``t = 0``)."""
+        state = {}
+        for slot in self.slots:
+            for key, p in params.items():
+                xp = namespace_of(p)
+                state[f"{slot}.{key}"] = xp.zeros(p.shape, dtype=p.dtype, device=device_of(p))
+        if self.counts_steps and params:
+            p = next(iter(params.values()))
+            state["t"] = namespace_of(p).zeros((), dtype=p.dtype, device=device_of(p))
+        return state
+
+    def update(
+        self, params: Mapping[str, Array], grads: Mapping[str, Array], state: Mapping[str, Array]
+    ) -> tuple[dict[str, Array], State]:
+        """New parameters and state after one step, with every argument checked.
+
+        Parameters
+        ----------
+        params : dict of arrays
+        grads : dict of arrays
+            The same keys; each grad has its parameter's shape, dtype and device.
+        state : dict of arrays
+            What ``init`` (or the previous ``update``) returned for these parameters.
+
+        Raises
+        ------
+        XpnnValueError, XpnnTypeError
+            A grad or state array is missing, extra, not an array, or of the wrong shape,
+            dtype, backend or device.
+        """
+        check_like(params, grads, "grads", "params")
+        self.check_state(params, state)
+        return self.apply(params, grads, state, xp=namespace_of(*params.values()))
+
+    def check_state(self, params: Mapping[str, Array], state: Any, *, finite: bool = False) -> None:
+        """Refuse a ``state`` that is not this optimiser's for ``params``: missing or
+        extra keys, arrays of another shape, dtype or device, and (where ``finite``, a
+        sync point) NaN or infinity."""
+        if not isinstance(state, Mapping):
+            msg = (
+                f"state must be the dict of arrays from {self!r}.init(params), got "
+                f"{type(state).__name__}"
+            )
+            raise XpnnTypeError(msg)
+        shapes = self.state_shapes({k: tuple(p.shape) for k, p in params.items()})
+        if set(state) != set(shapes):
+            msg = (
+                f"state does not belong to {self!r} and these parameters: it must have the keys "
+                f"{sorted(shapes)}, got {shown(sorted(state))}"
+            )
+            raise XpnnValueError(msg)
+        like = next(iter(params.values()), None)
+        for key, shape in shapes.items():
+            ref = params[key.split(".", 1)[1]] if "." in key else like
+            _check_one(state[key], ref, f"state[{key!r}]", shape)
+            if finite:
+                xp = namespace_of(state[key])
+                if not bool(xp.all(xp.isfinite(state[key]))):
+                    msg = f"state[{key!r}] contains NaN or infinity"
+                    raise XpnnValueError(msg)
+
+    def apply(
+        self,
+        params: Mapping[str, Array],
+        grads: Mapping[str, Array],
+        state: Mapping[str, Array],
+        *,
+        xp: ArrayNamespace,
+    ) -> tuple[dict[str, Array], State]:
+        """``update`` without the checks, ``xp`` the parameters' namespace: pure, no
+        host reads (the training step's)."""
+        raise NotImplementedError
+
+
+def check_like(reference: Mapping[str, Array], tree: Any, name: str, reference_name: str) -> None:
+    """Refuse ``tree`` unless it has ``reference``'s keys and, under each, an array of
+    the same shape, dtype, backend and device."""
+    if not isinstance(tree, Mapping):
+        kind = type(tree).__name__
+        msg = f"{name} must be a dict of arrays keyed like {reference_name}, got {kind}"
+        raise XpnnTypeError(msg)
+    if set(tree) != set(reference):
+        got = shown(sorted(tree, key=str))
+        msg = f"{name} must have the keys of {reference_name} {sorted(reference)}, got {got}"
+        raise XpnnValueError(msg)
+    for key, ref in reference.items():
+        _check_one(tree[key], ref, f"{name}[{key!r}]", tuple(ref.shape))
+
+
+def _check_one(x: Any, ref: Array, name: str, shape: tuple[int, ...]) -> None:
+    try:
+        xp = namespace_of(x)
+    except XpnnTypeError:
+        kind = type(x).__name__
+        msg = f"{name} must be an array of shape {shape} and dtype {ref.dtype}, got {kind}"
+        raise XpnnTypeError(msg) from None
+    if xp is not namespace_of(ref) or device_of(x) != device_of(ref) or x.dtype != ref.dtype:
+        msg = (
+            f"{name} must be an array of dtype {ref.dtype} on the parameters' backend and "
+            f"device, got dtype {x.dtype} from {xp.__name__}"
+        )
+        raise XpnnTypeError(msg)
+    if tuple(x.shape) != shape:
+        msg = f"{name} must have shape {shape}, got {tuple(x.shape)}"
         raise XpnnValueError(msg)
 
 
-class SGD:
-    """Plain stochastic gradient descent: ``p = p - lr * g``."""
+class SGD(Optimizer):
+    """Plain stochastic gradient descent: ``p = p - lr * g``; no state.
+
+    The same as ``torch.optim.SGD(lr=lr)``.
+    """
+
+    name = "sgd"
 
     def __init__(self, lr: float = 0.01) -> None:
-        self.lr = _check_rate(lr, "lr")
+        super().__init__(lr)
 
-    def update(self, params: Mapping[str, Array], grads: Mapping[str, Array]) -> dict[str, Array]:
-        """New parameters after one step."""
-        _check_keys(params, grads)
-        return {key: p - self.lr * grads[key] for key, p in params.items()}
-
-    def state_dict(self) -> dict[str, Array]:
-        """The optimiser's memory (none for SGD)."""
-        return {}
-
-    def load_state_dict(self, state: Mapping[str, Array]) -> None:
-        """Restore what ``state_dict`` returned."""
-        if state:
-            msg = f"SGD keeps no state, got keys {sorted(state)}"
-            raise XpnnValueError(msg)
+    def apply(self, params, grads, state, *, xp):
+        return {key: p - self.lr * grads[key] for key, p in params.items()}, {}
 
 
-class Momentum(SGD):
-    """SGD with momentum: ``v = momentum * v - lr * g``, ``p = p + v`` (``v`` starts at 0)."""
+class Momentum(Optimizer):
+    """SGD with momentum (state ``v.<name>``, starting at 0)::
+
+        v = momentum * v - lr * g        p = p + v
+
+    ``torch.optim.SGD(lr, momentum)`` keeps ``b = momentum * b + g`` and steps
+    ``p = p - lr * b``: the same numbers up to rounding (``v = -lr * b``), for a constant
+    ``lr`` and ``dampening=0``.
+    """
+
+    name = "momentum"
+    slots = ("v",)
 
     def __init__(self, lr: float = 0.01, momentum: float = 0.9) -> None:
         super().__init__(lr)
-        self.momentum = _check_rate(momentum, "momentum", upper=1.0)
-        self.velocity: dict[str, Array] = {}
+        self.momentum = _fraction(momentum, "momentum", open_low=True)
 
-    def update(self, params: Mapping[str, Array], grads: Mapping[str, Array]) -> dict[str, Array]:
-        """New parameters after one step; the velocity is replaced, not written into."""
-        _check_keys(params, grads)
-        new_params, velocity = {}, {}
+    @property
+    def hyperparameters(self) -> dict[str, float]:
+        return {"lr": self.lr, "momentum": self.momentum}
+
+    def apply(self, params, grads, state, *, xp):
+        new_params, new_state = {}, {}
         for key, p in params.items():
-            step = -self.lr * grads[key]
-            if key in self.velocity:
-                step = self.momentum * self.velocity[key] + step
-            velocity[key] = step
-            new_params[key] = p + step
-        self.velocity = velocity
-        return new_params
-
-    def state_dict(self) -> dict[str, Array]:
-        """The velocity of each parameter, keyed by parameter name."""
-        return dict(self.velocity)
-
-    def load_state_dict(self, state: Mapping[str, Array]) -> None:
-        """Restore the velocity from ``state_dict``'s output."""
-        self.velocity = dict(state)
+            v = self.momentum * state[f"v.{key}"] + -self.lr * grads[key]
+            new_state[f"v.{key}"] = v
+            new_params[key] = p + v
+        return new_params, new_state
 
 
-OPTIMIZERS = {"sgd": SGD, "momentum": Momentum}
+class AdaGrad(Optimizer):
+    """AdaGrad (state ``h.<name>``, the sum of squared gradients)::
+
+        h = h + g * g        p = p - lr * g / (sqrt(h) + eps)
+
+    The same formula as ``torch.optim.Adagrad(lr, eps=eps)`` with its defaults
+    ``lr_decay=0`` and ``initial_accumulator_value=0`` (torch's default ``eps`` is 1e-10).
+    """
+
+    name = "adagrad"
+    slots = ("h",)
+
+    def __init__(self, lr: float = 0.01, eps: float = 1e-7) -> None:
+        super().__init__(lr)
+        self.eps = _positive(eps, "eps")
+
+    @property
+    def hyperparameters(self) -> dict[str, float]:
+        return {"lr": self.lr, "eps": self.eps}
+
+    def apply(self, params, grads, state, *, xp):
+        new_params, new_state = {}, {}
+        for key, p in params.items():
+            g = grads[key]
+            h = state[f"h.{key}"] + g * g
+            new_state[f"h.{key}"] = h
+            new_params[key] = p - self.lr * g / (xp.sqrt(h) + self.eps)
+        return new_params, new_state
+
+
+class RMSProp(Optimizer):
+    """RMSProp (state ``h.<name>``, a moving average of squared gradients)::
+
+        h = decay * h + (1 - decay) * g * g        p = p - lr * g / (sqrt(h) + eps)
+
+    The same formula as ``torch.optim.RMSprop(lr, alpha=decay, eps=eps)`` (torch's
+    defaults: ``alpha=0.99``, ``eps=1e-8``).
+    """
+
+    name = "rmsprop"
+    slots = ("h",)
+
+    def __init__(self, lr: float = 0.01, decay: float = 0.99, eps: float = 1e-7) -> None:
+        super().__init__(lr)
+        self.decay = _fraction(decay, "decay")
+        self.eps = _positive(eps, "eps")
+
+    @property
+    def hyperparameters(self) -> dict[str, float]:
+        return {"lr": self.lr, "decay": self.decay, "eps": self.eps}
+
+    def apply(self, params, grads, state, *, xp):
+        new_params, new_state = {}, {}
+        for key, p in params.items():
+            g = grads[key]
+            h = self.decay * state[f"h.{key}"] + (1 - self.decay) * (g * g)
+            new_state[f"h.{key}"] = h
+            new_params[key] = p - self.lr * g / (xp.sqrt(h) + self.eps)
+        return new_params, new_state
+
+
+class Adam(Optimizer):
+    """Adam with bias correction (state ``m.<name>``, ``v.<name>`` and the step count
+    ``t``), in the form of the Adam paper's section 2 and "Deep Learning from Scratch"::
+
+        t = t + 1
+        m = beta1 * m + (1 - beta1) * g        v = beta2 * v + (1 - beta2) * g * g
+        lr_t = lr * sqrt(1 - beta2**t) / (1 - beta1**t)
+        p = p - lr_t * m / (sqrt(v) + eps)
+
+    ``torch.optim.Adam`` divides by ``sqrt(v / (1 - beta2**t)) + eps`` instead: its
+    ``eps`` is this ``eps / sqrt(1 - beta2**t)``, so the two agree when ``eps`` is
+    negligible against ``sqrt(v)``, and differ by the place of ``eps`` otherwise.
+    """
+
+    name = "adam"
+    slots = ("m", "v")
+    counts_steps = True
+
+    def __init__(
+        self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-7
+    ) -> None:
+        super().__init__(lr)
+        self.beta1 = _fraction(beta1, "beta1")
+        self.beta2 = _fraction(beta2, "beta2")
+        self.eps = _positive(eps, "eps")
+
+    @property
+    def hyperparameters(self) -> dict[str, float]:
+        return {"lr": self.lr, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
+
+    def apply(self, params, grads, state, *, xp):
+        t = state["t"] + 1
+        lr_t = self.lr * xp.sqrt(1 - self.beta2**t) / (1 - self.beta1**t)
+        new_params, new_state = {}, {"t": t}
+        for key, p in params.items():
+            g = grads[key]
+            m = self.beta1 * state[f"m.{key}"] + (1 - self.beta1) * g
+            v = self.beta2 * state[f"v.{key}"] + (1 - self.beta2) * (g * g)
+            new_state[f"m.{key}"], new_state[f"v.{key}"] = m, v
+            new_params[key] = p - lr_t * m / (xp.sqrt(v) + self.eps)
+        return new_params, new_state
+
+
+OPTIMIZERS: dict[str, type[Optimizer]] = {
+    cls.name: cls for cls in (SGD, Momentum, AdaGrad, RMSProp, Adam)
+}

@@ -65,7 +65,7 @@ def backprop_step(
     delta1 = net.xp.matmul(delta2, net.params["W2"].T) * net._activation.derivative(
         cache.us[0], cache.zs[1], net.xp
     )  # dE/du1
-    updated = SGD(BACKPROP_LR).update(net.params, grads)
+    updated, _state = SGD(BACKPROP_LR).update(net.params, grads, {})
     values = {
         "u1": cache.us[0],
         "z1": cache.zs[1],

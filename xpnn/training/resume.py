@@ -8,9 +8,9 @@ and the optimiser's memory is part of the checkpoint.
 
 A folder has one run at a time (``xpnn.training.lock``). The checkpoint records every
 setting that changes the result: the caller's ``settings``, the backend, device and
-dtype, ``log_every`` (which iterations are read into the history), ``truncate`` and
-``clip``; a resumed run with any of them changed is refused. ``checkpoint_every`` may
-change: a save only copies the state between two iterations and changes nothing, so
+dtype, ``log_every`` (which iterations are read into the history), ``truncate``, ``clip``
+and ``compile``; a resumed run with any of them changed is refused. ``checkpoint_every``
+may change: a save only copies the state between two iterations and changes nothing, so
 where the saves fall never changes the parameters or the history.
 """
 
@@ -37,7 +37,8 @@ from xpnn.errors import CheckpointError, TrainingDiverged, XpnnValueError
 from xpnn.training.lock import FolderLock, holder_gone
 from xpnn.training.train import LogEvent, TrainResult, train
 
-RECORDED = ("log_every", "truncate", "clip")  # train() arguments that change the result
+# train() arguments that change the result (a compiled step rounds unlike an eager one)
+RECORDED = ("log_every", "truncate", "clip", "compile")
 _TRAIN_DEFAULTS = {key: inspect.signature(train).parameters[key].default for key in RECORDED}
 
 
@@ -76,11 +77,13 @@ class Checkpointer:
         self.path = self.folder / self.FILENAME
         self.lock = FolderLock(self.folder)
         self._history: list[tuple[int, float]] = []
-        self._last_good: tuple[int, dict[str, Array], dict[str, Array]] | None = None
 
-    def begin(self, model: Any, optimizer: Any, iters: int) -> tuple[int, list[tuple[int, float]]]:
-        """Restore ``model`` and ``optimizer`` from the checkpoint when resuming; return
-        the iteration to start from and the history so far. Needs ``self.lock`` held."""
+    def begin(
+        self, model: Any, optimizer: Any, iters: int
+    ) -> tuple[int, list[tuple[int, float]], dict[str, Array] | None]:
+        """Restore ``model`` from the checkpoint when resuming; return the iteration to
+        start from, the history so far and the optimiser state (None: a fresh start, from
+        ``optimizer.init``). Needs ``self.lock`` held."""
         if not self.lock.held:
             msg = "Checkpointer.begin needs the folder's lock: call run(), or lock.acquire()"
             raise CheckpointError(msg)
@@ -93,7 +96,7 @@ class Checkpointer:
                 )
                 raise CheckpointError(msg)
             self._history = []
-            return 0, []
+            return 0, [], None
         if not self.path.exists():
             msg = (
                 f"nothing to resume: {self.folder} holds no {self.FILENAME}; run once "
@@ -103,9 +106,9 @@ class Checkpointer:
         saved = load(self.path, backend=model.backend, device=model.device, dtype=None)
         self._check_same_run(saved, model, optimizer, iters)
         model.params = {key: model.asarray(p, name=key) for key, p in saved.model.params.items()}
-        optimizer.load_state_dict(saved.optimizer_state)
+        state = {key: model.asarray(a, name=key) for key, a in saved.optimizer_state.items()}
         self._history = list(saved.history)
-        return saved.step, list(saved.history)
+        return saved.step, list(saved.history), state
 
     def _remove_stale_temps(self) -> None:
         """Delete the temporary files of saves killed midway: only this process's, or
@@ -141,12 +144,15 @@ class Checkpointer:
             msg = f"{self.path} is at iteration {saved.step}, past iters={iters}"
             raise CheckpointError(msg)
 
-    def save(self, model: Any, optimizer: Any, step: int, iters: int) -> bool:
-        """Save the state after ``step`` iterations unless a parameter is not finite
-        (then the file on disk keeps the last finite state); return whether it saved."""
+    def save(
+        self, model: Any, optimizer: Any, state: Mapping[str, Array], step: int, iters: int
+    ) -> bool:
+        """Save the parameters and optimiser ``state`` after ``step`` iterations unless an
+        array is not finite (then the file on disk keeps the last finite state); return
+        whether it saved."""
         extra = {"settings": self.settings, "iters": iters, "checkpoint_every": self.every}
         try:
-            save(self.path, model, optimizer, step, self._history, extra)
+            save(self.path, model, optimizer, step, self._history, extra, state=state)
         except NonFiniteParameters:
             return False
         return True
@@ -190,18 +196,16 @@ class Checkpointer:
         on_log: Callable[[LogEvent], None] | None,
         **kwargs: Any,
     ) -> TrainResult:
-        start, history = self.begin(model, optimizer, iters)
+        start, history, state = self.begin(model, optimizer, iters)
 
         def log(event: LogEvent) -> None:
             self._history.append((event.iteration, event.loss))
-            # the parameters and memory of this finite reading; updates never write into them
-            self._last_good = (event.iteration, dict(model.params), optimizer.state_dict())
             if on_log is not None:
                 on_log(event)
 
-        def step(done: int) -> None:
+        def step(done: int, state: dict[str, Array]) -> None:
             if done % self.every == 0 and done < iters:
-                self.save(model, optimizer, done, iters)
+                self.save(model, optimizer, state, done, iters)
 
         try:
             result = train(
@@ -210,33 +214,19 @@ class Checkpointer:
                 stream,
                 iters=iters,
                 start=start,
+                state=state,
                 history=history,
                 on_log=log,
                 on_step=step,
                 **kwargs,
             )
-        except TrainingDiverged:
-            self._save_last_good(model, optimizer, iters)
+        except TrainingDiverged as exc:  # train() restored the last finite reading's state
+            if self.path.exists():  # else: diverged before the first save; nothing to fix
+                self._history = [h for h in self._history if h[0] < exc.good_step]
+                self.save(model, optimizer, exc.state, exc.good_step, iters)
             raise
-        if not self.save(model, optimizer, iters, iters):
-            msg = (
-                "training diverged: a parameter is not finite after the last iteration; "
-                "the parameters were restored to the last finite reading"
-            )
-            readings = list(self._history)
-            self._save_last_good(model, optimizer, iters)
-            raise TrainingDiverged(msg, iteration=iters - 1, params=model.params, history=readings)
+        self.save(model, optimizer, result.state, iters, iters)
         return result
-
-    def _save_last_good(self, model: Any, optimizer: Any, iters: int) -> None:
-        """Put the last finite reading's state on disk (and on the model)."""
-        if self._last_good is None:  # diverged at the first reading: the disk already has it
-            return
-        step, params, state = self._last_good
-        self._history = [h for h in self._history if h[0] < step]
-        model.params = params
-        optimizer.load_state_dict(state)
-        self.save(model, optimizer, step, iters)
 
 
 def check_folder(folder: str | os.PathLike[str]) -> Path:

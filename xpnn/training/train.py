@@ -1,9 +1,11 @@
-"""The training loop: batches from a stream, one optimiser step per batch, a loss history.
+"""The training loop: batches from a stream, one ``make_step`` step per batch, a loss
+history.
 
-The loop never reads an array value except every ``log_every`` iterations (and at the
-last one), where it computes that batch's loss, checks that it is finite and appends it
-to the history: on a GPU each such read waits for the device. Data moves to the device a
-chunk of iterations at a time, not batch by batch.
+Everything is checked once, before the first update. The loop then never reads an array
+value except every ``log_every`` iterations (and at the last one), where it reads the
+batch's loss, checks that it is finite and appends it to the history: on a GPU each such
+read waits for the device. Data moves to the device a chunk of iterations at a time, not
+batch by batch.
 """
 
 from __future__ import annotations
@@ -14,11 +16,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from xpnn.backend import Array
+from xpnn.backend import Array, check_compile
 from xpnn.datasets import CHUNK
 from xpnn.errors import TrainingDiverged, XpnnError, XpnnTypeError, XpnnValueError
-from xpnn.nn.model import Model, check_size
-from xpnn.nn.rnn import RNN, check_truncate
+from xpnn.nn.model import check_size
+from xpnn.step import check_step_args, make_step
 
 
 @dataclass(frozen=True)
@@ -35,22 +37,18 @@ class LogEvent:
 
 @dataclass
 class TrainResult:
-    """The outcome of ``train``: the final parameters (also set on the model), the
-    ``(iteration, loss)`` history, the number of iterations run and the wall time."""
+    """The outcome of ``train``: the final parameters (also set on the model) and
+    optimiser state, the ``(iteration, loss)`` history, the number of iterations run, the
+    wall time, whether the step ran compiled and how long its first call (the compile,
+    where there is one) took."""
 
     params: dict[str, Array]
+    state: dict[str, Array] = field(default_factory=dict)
     history: list[tuple[int, float]] = field(default_factory=list)
     iterations: int = 0
     seconds: float = 0.0
-
-
-def clip_by_global_norm(grads: Mapping[str, Array], max_norm: float, xp: Any) -> dict[str, Array]:
-    """Scale all gradients by ``min(1, max_norm / ||g||)``, ``||g||`` the norm of all of
-    them together. No value is read on the host."""
-    total = sum(xp.sum(g * g) for g in grads.values())
-    norm = xp.sqrt(total)
-    factor = max_norm / xp.maximum(norm, xp.full_like(norm, max_norm))
-    return {key: g * factor for key, g in grads.items()}
+    compiled: bool = False
+    compile_seconds: float = 0.0
 
 
 def _slice(a: Array, axis: int, lo: int, hi: int) -> Array:
@@ -67,16 +65,22 @@ def train(
     log_every: int = 100,
     truncate: int | None = None,
     clip: float | None = None,
+    compile: str = "auto",
+    state: Mapping[str, Array] | None = None,
     on_log: Callable[[LogEvent], None] | None = None,
-    on_step: Callable[[int], None] | None = None,
+    on_step: Callable[[int, dict[str, Array]], None] | None = None,
     history: list[tuple[int, float]] | None = None,
 ) -> TrainResult:
     """Train ``model`` in place with ``optimizer`` on batches from ``stream``.
 
+    Every argument, the optimiser state and the first batch are checked before the first
+    update; the loop then runs ``make_step``'s step and reads a value on the host only
+    at the readings (every ``log_every`` iterations, and the last).
+
     Parameters
     ----------
     model : MLP or RNN
-    optimizer : SGD or Momentum
+    optimizer : SGD, Momentum, AdaGrad, RMSProp or Adam
     stream : a ``datasets`` stream
         ``stream.batches(i, j)`` gives the host data of iterations ``i .. j - 1``.
     iters : int
@@ -84,30 +88,46 @@ def train(
     start : int
         The first iteration (0, or where a checkpoint left off).
     log_every : int
-        Iterations between loss readings; iteration 0 and the last are always read.
+        Iterations between loss readings; iteration ``start`` and the last are always read.
     truncate : int, optional
         Truncated BPTT block length (RNN only).
     clip : float, optional
         Clip the gradients to this global norm.
+    compile : {"auto", "on", "off"}
+        Whether the step is compiled (see ``make_step``).
+    state : dict of arrays, optional
+        The optimiser state to continue from (a resumed run's); ``optimizer.init`` if None.
     on_log : callable, optional
         Called with a ``LogEvent`` at every reading.
     on_step : callable, optional
-        Called with the number of iterations done after each step (checkpoints use it).
+        Called with the number of iterations done and the optimiser state after each step
+        (checkpoints use it; ``model.params`` holds the parameters).
     history : list, optional
         The history to continue (a resumed run passes the saved one).
 
     Raises
     ------
     TrainingDiverged
-        A reading found a non-finite loss. The model keeps the parameters of the last
-        finite reading; the exception carries them and the history.
+        A reading found a non-finite loss, or the last update made a parameter
+        non-finite. The model keeps the parameters of the last finite reading; the
+        exception carries them, the optimiser state there and the history.
     """
     iters, log_every = check_size(iters, "iters"), check_size(log_every, "log_every")
-    truncate = _check_train_args(model, optimizer, stream, iters, start, truncate, clip)
+    check_step_args(model, optimizer, truncate, clip)
+    check_compile(compile)
+    _check_stream(model, stream, iters, start)
+    if state is None:
+        state = optimizer.init(model.params)
+    optimizer.check_state(model.params, state, finite=True)
+    step = make_step(
+        model, optimizer, truncate=truncate, clip=clip, compile=compile, steps=iters - start
+    )
     xp, axis, batch = model.xp, model.batch_axis, stream.batch_size
     target_axis = getattr(stream, "target_axis", axis)  # sine: (T, N, 1) inputs, (N, 1) targets
     history = list(history or [])
-    params, good_params = model.params, model.params
+    params, state = model.params, dict(state)
+    good = (start, params, state)  # the last finite reading: iteration, params, state
+    compile_seconds = 0.0
     began = time.perf_counter()
     lo = start
     while lo < iters:  # one chunk of the stream at a time, cut at the stream's chunk edges
@@ -118,44 +138,38 @@ def train(
             j = i - lo
             x = _slice(x_all, axis, j * batch, (j + 1) * batch)
             d = _slice(d_all, target_axis, j * batch, (j + 1) * batch)
-            y, cache = model._forward(x, params)
+            new_params, new_state, loss = step(params, state, x, d)
+            if i == start:  # the first call traces and compiles: time it (one sync)
+                float(loss)
+                compile_seconds = time.perf_counter() - began
             if i % log_every == 0 or i == iters - 1:
-                loss = float(model._loss_value(cache, d))
-                if not math.isfinite(loss):
-                    model.params = good_params
-                    raise TrainingDiverged(
-                        _divergence_message(i, loss, optimizer, clip),
-                        iteration=i,
-                        params=good_params,
-                        history=history,
-                    )
-                good_params = params
-                history.append((i, loss))
+                value = float(loss)
+                if not math.isfinite(value):
+                    raise _diverged(model, optimizer, clip, good, i, value, history)
+                good = (i, params, state)
+                history.append((i, value))
                 if on_log is not None:
-                    on_log(LogEvent(i, loss, x, d, y))
-            grads = model._backward(cache, d, truncate)
-            if clip is not None:
-                grads = clip_by_global_norm(grads, clip, xp)
-            params = optimizer.update(params, grads)
+                    y, _cache = model._forward(x, params)
+                    on_log(LogEvent(i, value, x, d, y))
+            params, state = new_params, new_state
             model._params = params
             if on_step is not None:
-                on_step(i + 1)
+                on_step(i + 1, state)
         lo = hi
-    model._params = params  # unchecked, as in the loop: a caller's save finds a NaN
-    return TrainResult(params, history, iters - start, time.perf_counter() - began)
+    arrays = [*params.values(), *state.values()]  # one sync per array, after the loop
+    if start < iters and not all(bool(xp.all(xp.isfinite(a))) for a in arrays):
+        raise _diverged(model, optimizer, clip, good, iters - 1, math.nan, history, last=True)
+    model._params = params  # checked just above: the setter's own check would sync again
+    seconds = time.perf_counter() - began
+    return TrainResult(
+        params, state, history, iters - start, seconds, step.compiled, compile_seconds
+    )
 
 
-def _check_train_args(
-    model: Any, optimizer: Any, stream: Any, iters: int, start: Any, truncate: Any, clip: Any
-) -> int | None:
-    """Refuse bad ``train`` arguments before the loop; check the first batch through the
-    model's public ``loss`` (shapes, dtype, finiteness: one sync, outside the loop)."""
-    if not isinstance(model, Model):
-        msg = f"model must be an xpnn MLP or RNN, got {type(model).__name__}"
-        raise XpnnTypeError(msg)
-    if not callable(getattr(optimizer, "update", None)):
-        msg = f"optimizer must have an update(params, grads) method, got {type(optimizer).__name__}"
-        raise XpnnTypeError(msg)
+def _check_stream(model: Any, stream: Any, iters: int, start: Any) -> None:
+    """Refuse a stream that is not an xpnn stream or does not fit the model, and a bad
+    ``start``; check the first batch through the model's public ``loss`` (shapes, dtype,
+    finiteness: one sync, outside the loop)."""
     if not callable(getattr(stream, "batches", None)) or not hasattr(stream, "batch_size"):
         msg = f"stream must be an xpnn.datasets stream, got {type(stream).__name__}"
         raise XpnnTypeError(msg)
@@ -170,18 +184,6 @@ def _check_train_args(
     if isinstance(start, bool) or not isinstance(start, int) or not 0 <= start <= iters:
         msg = f"start must be an integer from 0 to iters={iters}, got {start!r}"
         raise XpnnValueError(msg)
-    truncate = check_truncate(truncate)
-    if truncate is not None and not isinstance(model, RNN):
-        msg = f"truncate applies to an RNN only, got truncate={truncate} for {type(model).__name__}"
-        raise XpnnValueError(msg)
-    if clip is not None and (
-        isinstance(clip, bool)
-        or not isinstance(clip, (int, float))
-        or not math.isfinite(clip)
-        or clip <= 0
-    ):
-        msg = f"clip must be a positive finite number, got {clip!r}"
-        raise XpnnValueError(msg)
     if start < iters:
         try:
             x, d = stream.batches(start, start + 1)
@@ -194,15 +196,74 @@ def _check_train_args(
             )
             raise XpnnValueError(msg) from None
         model.loss(model.asarray(x, name="x"), model.asarray(d, name="d"))
-    return truncate
 
 
-def _divergence_message(iteration: int, loss: float, optimizer: Any, clip: float | None) -> str:
-    tips = [f"a lower learning rate than {optimizer.lr:g}"]
-    if clip is None:
-        tips.append("gradient clipping (--clip 1.0)")
-    tips.append("another initialiser (xavier or he) or a smaller weight_init_std")
-    return (
-        f"training diverged: the loss at iteration {iteration} is {loss}; the parameters "
-        f"were restored to the last finite reading. Try {', '.join(tips)}."
+def _diverged(
+    model: Any,
+    optimizer: Any,
+    clip: float | None,
+    good: tuple[int, dict[str, Array], dict[str, Array]],
+    iteration: int,
+    loss: float,
+    history: list[tuple[int, float]],
+    *,
+    last: bool = False,
+) -> TrainingDiverged:
+    """Put the last finite reading's parameters back on the model; the exception to raise."""
+    good_step, params, state = good
+    model.params = params
+    what = (
+        "a parameter or optimiser state is not finite after the last iteration"
+        if last
+        else f"the loss at iteration {iteration} is {loss}"
     )
+    tips = divergence_advice(
+        lr=optimizer.lr,
+        clip=clip,
+        momentum=getattr(optimizer, "momentum", None),
+        init=getattr(model, "init", None),
+        weight_init_std=getattr(model, "weight_init_std", None),
+    )
+    msg = (
+        f"training diverged: {what}; the parameters were restored to the last finite "
+        f"reading. {tips}."
+    )
+    return TrainingDiverged(
+        msg,
+        iteration=iteration,
+        params=params,
+        history=history,
+        state=state,
+        good_step=good_step,
+    )
+
+
+def divergence_advice(
+    *,
+    lr: float,
+    clip: float | None,
+    momentum: float | None = None,
+    init: str | None = None,
+    weight_init_std: float | None = None,
+    can_clip: bool = True,
+    flags: bool = False,
+) -> str:
+    """What to try after a divergence: ``"Try a lower learning rate than 5, ..."``,
+    naming the settings as ``train``'s arguments or (``flags``) as the command line's."""
+
+    def name(argument: str, flag: str) -> str:
+        return flag if flags else argument
+
+    tips = [f"a lower {name('learning rate', '--lr')} than {lr:g}"]
+    if clip is None and can_clip:
+        tips.append(name("gradient clipping (clip=1.0)", "--clip 1.0"))
+    if momentum is not None:
+        tips.append(f"a lower {name('momentum', '--momentum')} than {momentum:g}")
+    if init == "std":
+        tips.append(name('init="xavier"', "--init xavier"))
+    if weight_init_std is not None:
+        tips.append(
+            f"a smaller {name('weight_init_std', '--weight-init-std')} than {weight_init_std:g}"
+        )
+    joined = tips[0] if len(tips) == 1 else f"{', '.join(tips[:-1])} or {tips[-1]}"
+    return f"Try {joined}"
