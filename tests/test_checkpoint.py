@@ -323,16 +323,8 @@ def _velocity_misfit(meta, arrays) -> None:
     arrays["optim.v.W1"] = np.zeros((1, 1))
 
 
-def _state_missing(meta, arrays) -> None:
-    del arrays["optim.v.W1"]
-
-
 def _state_foreign(meta, arrays) -> None:
     arrays["optim.m.W1"] = arrays.pop("optim.v.W1")
-
-
-def _nan_state(meta, arrays) -> None:
-    arrays["optim.v.b1"] = arrays["optim.v.b1"] * np.nan
 
 
 def _bad_hyperparameter(meta, arrays) -> None:
@@ -391,11 +383,11 @@ def _string_hyperparameter(meta, arrays) -> None:
 
 
 def _nan_velocity(meta, arrays) -> None:
-    arrays["optim.W1"] = arrays["optim.W1"] * np.nan
+    arrays["optim.v.W1"] = arrays["optim.v.W1"] * np.nan
 
 
 def _one_velocity_missing(meta, arrays) -> None:
-    del arrays["optim.b2"]
+    del arrays["optim.v.b2"]
 
 
 def _extra_meta_key(meta, arrays) -> None:
@@ -475,12 +467,7 @@ BAD_FILES = {
     "int dtype": (lambda p: _forge(p, _wrong_dtype_everywhere), "has dtype int64"),
     "velocity shape": (lambda p: _forge(p, _velocity_misfit), "optimizer state v.W1"),
     "unknown optimizer": (lambda p: _forge(p, _unknown_optimizer), "unknown optimizer"),
-    "state missing": (
-        lambda p: _forge(p, _state_missing),
-        "incomplete or foreign: missing ['v.W1']",
-    ),
-    "state foreign": (lambda p: _forge(p, _state_foreign), "unexpected ['m.W1']"),
-    "NaN state": (lambda p: _forge(p, _nan_state), "optimizer state v.b1 holds NaN"),
+    "state foreign": (lambda p: _forge(p, _state_foreign), "holds the optimizer state ['m.W1'"),
     "bad momentum": (lambda p: _forge(p, _bad_hyperparameter), "momentum must be in"),
     "unknown activation": (lambda p: _forge(p, _unknown_activation), "cannot be rebuilt"),
     "config incomplete": (lambda p: _forge(p, _missing_config), "incomplete"),
@@ -497,7 +484,7 @@ BAD_FILES = {
     "string hyperparameter": (lambda p: _forge(p, _string_hyperparameter), "takes numbers"),
     "extra meta entry": (lambda p: _forge(p, _extra_meta_key), "run_me"),
     # optimiser state: complete and finite
-    "NaN velocity": (lambda p: _forge(p, _nan_velocity), "optimizer state ['W1'] holds NaN"),
+    "NaN velocity": (lambda p: _forge(p, _nan_velocity), "optimizer state ['v.W1'] holds NaN"),
     "one velocity missing": (lambda p: _forge(p, _one_velocity_missing), "optimizer state"),
     # archive tricks
     "compressed members": (_compressed, "compressed"),
