@@ -45,7 +45,7 @@ import numpy as np
 import xpnn
 from xpnn import datasets
 from xpnn.backend import BACKENDS, backend_info
-from xpnn.course.notebooks import addition_accuracy
+from xpnn.course.networks import addition_accuracy
 from xpnn.optim import SGD
 from xpnn.training.train import train
 

@@ -9,6 +9,7 @@ import pytest
 
 import xpnn
 from xpnn.course import notebooks
+from xpnn.course.settings import Regression
 
 HIDDEN = ["relu", "sigmoid", "tanh", "identity"]
 OUTPUT_LOSS = [
@@ -116,6 +117,6 @@ def test_regression_notebook_lowers_the_test_error(backend, device):
     (9 + 4) / 12 = 1.083 for x uniform in [0, 1)^2. The trained network must explain at
     least 99% of it: test MSE below 0.01 * 13 / 12 = 0.0108.
     """
-    result = notebooks.regression(backend=backend, device=device, echo=None)
+    result = notebooks.regression(Regression(backend=backend, device=device), echo=None)
     assert result.metrics["test_mse"] < 0.01 * 13 / 12
     assert result.train.history[-1][1] < result.train.history[0][1]

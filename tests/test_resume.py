@@ -19,6 +19,7 @@ import xpnn
 from xpnn import cli
 from xpnn.checkpoint import load
 from xpnn.course import notebooks
+from xpnn.course.settings import BinaryAddition, Regression, Sine
 from xpnn.errors import CheckpointError, TrainingDiverged
 from xpnn.training import lock
 from xpnn.training import train as train_module
@@ -28,17 +29,26 @@ from xpnn.training.resume import Checkpointer
 RUNS = {
     "binary-addition": (
         notebooks.binary_addition,
+        BinaryAddition,
         {"iters": 200, "bits": 4, "hidden_size": 6, "lr": 0.5, "momentum": 0.5},
     ),
     "regression": (
         notebooks.regression,
+        Regression,
         {"iters": 200, "hidden_size": 5, "lr": 0.02, "momentum": 0.5, "n_samples": 500},
     ),
     "sine": (
         notebooks.sine,
+        Sine,
         {"iters": 200, "lr": 0.1, "momentum": 0.5, "n_generate": 5},
     ),
 }
+
+
+def _go(run: str, *, echo=None, **changes):
+    """Run notebook ``run`` with its small settings changed by ``changes``."""
+    fn, kind, settings = RUNS[run]
+    return fn(kind(**{**settings, **changes}), echo=echo)
 
 
 class Interrupt(Exception):
@@ -65,17 +75,17 @@ def _final(folder: Path, backend=None):
 
 @pytest.mark.parametrize("run", list(RUNS))
 def test_an_interrupted_run_resumes_bit_exactly(tmp_path, backend, device, run):
-    fn, settings = RUNS[run]
-    kw = {**settings, "log_every": 50, "backend": backend, "device": device}
-    plain = fn(**kw, echo=None)  # no checkpoints at all
+    settings = RUNS[run][2]
+    kw = {"log_every": 50, "backend": backend, "device": device}
+    plain = _go(run, **kw, echo=None)  # no checkpoints at all
     (tmp_path / "whole").mkdir()
-    whole = fn(**kw, echo=None, checkpoint=tmp_path / "whole", checkpoint_every=7)
+    whole = _go(run, **kw, echo=None, checkpoint=tmp_path / "whole", checkpoint_every=7)
     part = tmp_path / "part"
     part.mkdir()
     with pytest.raises(Interrupt):  # stopped at iteration 150, the last checkpoint is 100
-        fn(**kw, echo=_stop_at(150), checkpoint=part, checkpoint_every=100)
+        _go(run, **kw, echo=_stop_at(150), checkpoint=part, checkpoint_every=100)
     assert _final(part).step == 100
-    resumed = fn(**kw, echo=None, checkpoint=part, checkpoint_every=100, resume=True)
+    resumed = _go(run, **kw, echo=None, checkpoint=part, checkpoint_every=100, resume=True)
     assert _bits(resumed.model.params) == _bits(whole.model.params) == _bits(plain.model.params)
     assert resumed.train.history == whole.train.history == plain.train.history
     assert resumed.metrics == whole.metrics
@@ -88,11 +98,11 @@ def test_an_interrupted_run_resumes_bit_exactly(tmp_path, backend, device, run):
 def test_resuming_without_the_velocity_would_differ(tmp_path, backend, device, monkeypatch):
     """The check above can fail: drop Momentum's velocity on resume and the run ends
     elsewhere."""
-    fn, settings = RUNS["binary-addition"]
-    kw = {**settings, "log_every": 50, "backend": backend, "device": device}
-    whole = fn(**kw, echo=None)
+    run = "binary-addition"
+    kw = {"log_every": 50, "backend": backend, "device": device}
+    whole = _go(run, **kw, echo=None)
     with pytest.raises(Interrupt):
-        fn(**kw, echo=_stop_at(150), checkpoint=tmp_path, checkpoint_every=100)
+        _go(run, **kw, echo=_stop_at(150), checkpoint=tmp_path, checkpoint_every=100)
     begin = Checkpointer.begin
 
     def begin_without_state(self, *args):
@@ -100,14 +110,14 @@ def test_resuming_without_the_velocity_would_differ(tmp_path, backend, device, m
         return start, history, None  # train() then starts from optimizer.init: zeros
 
     monkeypatch.setattr(Checkpointer, "begin", begin_without_state)
-    resumed = fn(**kw, echo=None, checkpoint=tmp_path, checkpoint_every=100, resume=True)
+    resumed = _go(run, **kw, echo=None, checkpoint=tmp_path, checkpoint_every=100, resume=True)
     assert _bits(resumed.model.params) != _bits(whole.model.params)
 
 
 # -- divergence ---------------------------------------------------------------------------
 
 # notebook 1_3 with a learning rate of 5: the loss is finite at 200 and infinite at 300
-DIVERGING = {"iters": 1000, "lr": 5.0, "n_samples": 2000, "echo": None}
+DIVERGING = {"iters": 1000, "lr": 5.0, "n_samples": 2000}
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # NumPy's overflow warnings
@@ -115,7 +125,7 @@ DIVERGING = {"iters": 1000, "lr": 5.0, "n_samples": 2000, "echo": None}
 def test_divergence_leaves_the_last_finite_state_on_disk(tmp_path, backend, device, momentum):
     kw = {**DIVERGING, "momentum": momentum, "backend": backend, "device": device}
     with np.errstate(all="ignore"), pytest.raises(TrainingDiverged) as info:
-        notebooks.regression(**kw, checkpoint=tmp_path, checkpoint_every=1)
+        notebooks.regression(Regression(**kw, checkpoint=tmp_path, checkpoint_every=1), echo=None)
     exc = info.value
     last = exc.history[-1][0]  # the last finite reading
     assert last < exc.iteration
@@ -129,7 +139,7 @@ def test_divergence_leaves_the_last_finite_state_on_disk(tmp_path, backend, devi
     ref = tmp_path / "ref"
     ref.mkdir()
     with np.errstate(all="ignore"):
-        notebooks.regression(**{**kw, "iters": last}, checkpoint=ref)
+        notebooks.regression(Regression(**{**kw, "iters": last}, checkpoint=ref), echo=None)
     stopped = load(ref / "checkpoint.npz", backend=backend, device=device)
     assert _bits(stopped.model.params) == _bits(saved.model.params)
     assert _bits(stopped.optimizer_state) == _bits(saved.optimizer_state)
@@ -266,15 +276,15 @@ def test_cli_resume_mistakes(tmp_path, capsys):
 
 
 def test_library_resume_mistakes(tmp_path, backend, device):
-    fn, settings = RUNS["sine"]
-    kw = {**settings, "iters": 20, "echo": None, "backend": backend, "device": device}
+    run = "sine"
+    kw = {"iters": 20, "backend": backend, "device": device}
     with pytest.raises(CheckpointError, match="nothing to resume"):
-        fn(**kw, checkpoint=tmp_path, resume=True)
+        _go(run, **kw, checkpoint=tmp_path, resume=True)
     with pytest.raises(xpnn.XpnnValueError, match="need a checkpoint folder"):
-        fn(**kw, resume=True)
-    fn(**kw, checkpoint=tmp_path)
+        _go(run, **kw, resume=True)
+    _go(run, **kw, checkpoint=tmp_path)
     with pytest.raises(CheckpointError, match=r"hidden_size=5.*hidden_size=4"):
-        fn(**{**kw, "hidden_size": 4}, checkpoint=tmp_path, resume=True)
+        _go(run, **{**kw, "hidden_size": 4}, checkpoint=tmp_path, resume=True)
 
 
 # -- SIGKILL ------------------------------------------------------------------------------
@@ -390,9 +400,11 @@ def test_a_non_finite_last_update_is_caught_at_the_final_save(
         return poisoned
 
     monkeypatch.setattr(train_module, "make_step", make_step)
-    kw = {"iters": 50, "log_every": 10, "n_samples": 100, "echo": None}
+    kw = {"iters": 50, "log_every": 10, "n_samples": 100}
     with pytest.raises(TrainingDiverged, match="after the last iteration") as info:
-        notebooks.regression(**kw, backend=backend, device=device, checkpoint=tmp_path)
+        notebooks.regression(
+            Regression(**kw, backend=backend, device=device, checkpoint=tmp_path), echo=None
+        )
     saved = load(tmp_path / "checkpoint.npz", backend=backend, device=device)
     assert saved.step == 49 == info.value.history[-1][0]
     assert _bits(saved.model.params) == _bits(info.value.params)

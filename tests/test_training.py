@@ -8,6 +8,7 @@ import pytest
 import xpnn
 from xpnn import datasets
 from xpnn.course import notebooks
+from xpnn.course.settings import BinaryAddition, Sine
 from xpnn.step import clip_by_global_norm
 from xpnn.training.train import train
 
@@ -18,7 +19,7 @@ def test_binary_addition_notebook_reaches_100_percent(backend, device):
     With seed 0 the network first adds all 16384 pairs exactly at 6250 iterations and
     keeps doing so from 8000 on (checked every 250); the notebook's 10000 are asserted.
     """
-    result = notebooks.binary_addition(backend=backend, device=device, echo=None)
+    result = notebooks.binary_addition(BinaryAddition(backend=backend, device=device), echo=None)
     assert result.metrics == {"exact": 16384, "total": 16384}
     assert [i for i, _ in result.train.history][:3] == [0, 100, 200]
     assert result.train.history[-1][0] == 9999
@@ -28,7 +29,8 @@ def test_batched_binary_addition_reaches_100_percent(backend, device):
     """Batch 64 with lr 4.0 (the loss is a batch mean, so a batch needs a larger step):
     500 iterations, 32000 sequences, against the notebook's 10000."""
     result = notebooks.binary_addition(
-        batch_size=64, lr=4.0, iters=500, backend=backend, device=device, echo=None
+        BinaryAddition(batch_size=64, lr=4.0, iters=500, backend=backend, device=device),
+        echo=None,
     )
     assert result.metrics["exact"] == 16384
 
@@ -40,7 +42,7 @@ def test_sine_notebook_test_error(backend, device):
     network must do 100 times better, test MSE below 0.005. (It does not beat the
     'repeat the last value' predictor, 0.00199, at these settings: see docs/course.md.)
     """
-    result = notebooks.sine(backend=backend, device=device, echo=None)
+    result = notebooks.sine(Sine(backend=backend, device=device), echo=None)
     assert result.metrics["test_mse"] < 0.005
     assert len(result.metrics["generated"]) == 200
     assert np.all(np.isfinite(result.metrics["generated"]))

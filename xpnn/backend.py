@@ -8,6 +8,8 @@ others cannot, resolves device and dtype names, and moves arrays to the host.
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -253,6 +255,44 @@ def to_numpy(x: Array) -> np.ndarray:
 
         return np.asarray(array_api_compat.to_device(x, array_api_strict.Device("CPU_DEVICE")))
     return np.asarray(x)
+
+
+def gpu_float32_matmul(name: str) -> str | None:
+    """How backend ``name`` computes float32 matmuls on a GPU now, as one line for a
+    report (TF32 or full float32, and the setting that decides it); None for a backend
+    without such a setting, or one not loaded."""
+    if name == "cupy":
+        return f"cupy: CUPY_TF32={os.environ.get('CUPY_TF32', '0')!r} (1 enables TF32)"
+    if name == "torch" and "torch" in sys.modules:
+        torch = sys.modules["torch"]
+        tf32 = torch.backends.cuda.matmul.allow_tf32
+        precision = torch.get_float32_matmul_precision()
+        return (
+            f"torch cuda float32 matmul: allow_tf32={tf32}, "
+            f"float32_matmul_precision={precision!r}"
+            + (" (TF32 products)" if tf32 or precision != "highest" else "")
+        )
+    if name == "jax" and "jax" in sys.modules:
+        precision = sys.modules["jax"].config.jax_default_matmul_precision
+        if str(precision).lower() in ("highest", "float32"):
+            return f"jax gpu float32 matmul precision {precision!r}: full float32"
+        return (
+            f"jax gpu float32 matmul precision {precision!r}: XLA computes float32 "
+            "matmuls in TF32 (10-bit mantissa) on Ampere and later GPUs; "
+            "JAX_DEFAULT_MATMUL_PRECISION=highest computes them in full float32"
+        )
+    return None
+
+
+def set_cpu_threads(name: str, n: int | None) -> int | None:
+    """Set backend ``name``'s intra-op CPU threads to ``n`` where it has such a setting
+    (PyTorch, once loaded); return the previous number, or None where nothing changed."""
+    torch = sys.modules.get("torch") if name == "torch" else None
+    if torch is None or n is None:
+        return None
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    return old
 
 
 def host_rng(seed: int | None) -> np.random.Generator:

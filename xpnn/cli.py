@@ -11,7 +11,8 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -21,6 +22,7 @@ from xpnn import agree
 from xpnn.backend import BACKENDS, backend_info
 from xpnn.checkpoint import load
 from xpnn.course import notebooks
+from xpnn.course.settings import BinaryAddition, Regression, Sine, Training
 from xpnn.errors import CheckpointError, TrainingDiverged, XpnnError
 from xpnn.training.resume import Checkpointer, check_folder
 
@@ -198,23 +200,9 @@ def _backends() -> None:
         print("  ".join([*cells, row[3]]))
 
 
-def _common(args: argparse.Namespace) -> dict[str, Any]:
-    return {"backend": args.backend, "device": args.device, "dtype": args.dtype, "seed": args.seed}
-
-
-def _training(args: argparse.Namespace) -> dict[str, Any]:
-    return {
-        **_common(args),
-        "iters": args.iters,
-        "lr": args.lr,
-        "batch_size": args.batch_size,
-        "log_every": args.log_every,
-        "echo": None if (args.quiet or args.json) else print,
-        "momentum": args.momentum,
-        "checkpoint": args.checkpoint,
-        "checkpoint_every": args.checkpoint_every,
-        "resume": args.resume,
-    }
+def _settings(args: argparse.Namespace, kind: type[Training]) -> Training:
+    """The run's settings object, filled from the options of the same names."""
+    return kind(**{f.name: getattr(args, f.name) for f in fields(kind) if hasattr(args, f.name)})
 
 
 def _summary(args: argparse.Namespace, result: notebooks.RunResult) -> None:
@@ -252,32 +240,16 @@ def _train(args: argparse.Namespace) -> None:
         _summary(args, result)
 
 
+RUNS: dict[str, tuple[type[Training], Callable[..., notebooks.RunResult]]] = {
+    "regression": (Regression, notebooks.regression),
+    "binary-addition": (BinaryAddition, notebooks.binary_addition),
+    "sine": (Sine, notebooks.sine),
+}
+
+
 def _run(args: argparse.Namespace) -> notebooks.RunResult:
-    if args.run == "regression":
-        return notebooks.regression(
-            hidden_size=args.hidden_size,
-            activation=args.activation,
-            low=args.low,
-            high=args.high,
-            **_training(args),
-        )
-    if args.run == "binary-addition":
-        return notebooks.binary_addition(
-            hidden_size=args.hidden_size,
-            activation=args.activation,
-            init=args.init,
-            weight_init_std=args.weight_init_std,
-            bits=args.bits,
-            truncate=args.truncate,
-            clip=args.clip,
-            **_training(args),
-        )
-    return notebooks.sine(
-        hidden_size=args.hidden_size,
-        maxlen=args.maxlen,
-        weight_init_std=args.weight_init_std,
-        **_training(args),
-    )
+    kind, runner = RUNS[args.run]
+    return runner(_settings(args, kind), echo=None if (args.quiet or args.json) else print)
 
 
 def _diverged(args: argparse.Namespace, exc: TrainingDiverged) -> str:

@@ -1,0 +1,123 @@
+"""The ``xpnn agree`` command: its options, and the driver that runs every target
+against the reference and reports."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from xpnn.agree.compare import RELATIVE, TOLERANCES, Row, compare
+from xpnn.agree.diagnostics import explain
+from xpnn.agree.report import report
+from xpnn.agree.runs import DTYPES, REFERENCE, RUNS, Outcome, Run, execute
+from xpnn.agree.targets import Target, targets
+from xpnn.backend import BACKENDS, backend_info, set_cpu_threads
+from xpnn.errors import BackendUnavailable, XpnnError
+
+DESCRIPTION = "The same seeded training runs on every usable backend, compared with NumPy."
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``xpnn agree`` (shared by ``xpnn agree`` and ``main``)."""
+    p.add_argument(
+        "--backends",
+        default=",".join(BACKENDS),
+        help="comma list of backends to compare with numpy (default: every usable one)",
+    )
+    p.add_argument(
+        "--runs",
+        default=",".join(RUNS),
+        help=f"comma list of runs (default: all of {', '.join(RUNS)})",
+    )
+    p.add_argument(
+        "--gpu",
+        action="store_true",
+        help="also run torch on cuda (and jax on gpu); fail unless cupy and torch can use a GPU",
+    )
+    p.add_argument("--json", action="store_true", help="print the rows as JSON only")
+
+
+def _split(text: str, known: Sequence[str], what: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in known]
+    if unknown or not names:
+        given = ", ".join(unknown) or "(none given)"
+        msg = f"unknown {what} {given}; expected from {', '.join(known)}"
+        raise XpnnError(msg)
+    return names
+
+
+def run_agree(args: argparse.Namespace) -> int:
+    """Run the comparison described by ``args``; print it; return the exit status."""
+    names = _split(args.backends, BACKENDS, "backend")
+    runs = [RUNS[n] for n in _split(args.runs, list(RUNS), "run")]
+    say = (lambda *_: None) if args.json else print
+    try:
+        found, skipped = targets(names, gpu=args.gpu)
+    except BackendUnavailable as exc:
+        print(f"xpnn agree: error: {exc}", file=sys.stderr)
+        return 1
+    ref_version = backend_info(REFERENCE).version or "?"
+    say(f"reference: {REFERENCE} {ref_version} on cpu, same dtype as the row (float64, float32)")
+    tols = ", ".join(f"{dtype} {tol:.0e}" for dtype, tol in TOLERANCES.items())
+    say(f"tolerance on rel: {tols}")
+    say(RELATIVE)
+    for line in skipped:
+        say(line)
+    threads = set_cpu_threads("torch", 1)
+    if threads is not None and any(t.backend == "torch" for t in found):
+        say("torch runs with 1 CPU thread: the arrays are tiny, more threads only contend")
+    say("")
+    try:
+        rows = _compare_all(runs, found, ref_version)
+    finally:
+        set_cpu_threads("torch", threads)
+    return report(rows, skipped, ref_version, as_json=args.json)
+
+
+def _compare_all(runs: list[Run], found: list[Target], ref_version: str) -> list[Row]:
+    rows: list[Row] = []
+    refs: dict[tuple[str, str], Outcome] = {}
+    for run in runs:
+        for dtype in DTYPES:
+            refs[run.name, dtype] = execute(run, REFERENCE, None, dtype)
+        info = Row(REFERENCE, ref_version, "cpu", "float32", run.name, run.steps, "float64")
+        ref32, ref64 = refs[run.name, "float32"], refs[run.name, "float64"]
+        rows.append(compare(info, ref32, ref64, judged=False))  # float32 rounding, for scale
+
+    for target in found:
+        for dtype in DTYPES:
+            for run in runs:
+                row = Row(
+                    target.backend,
+                    target.version,
+                    target.device_label,
+                    dtype,
+                    run.name,
+                    run.steps,
+                    dtype,
+                    tolerance=TOLERANCES[dtype],
+                )
+                try:
+                    got = execute(run, target.backend, target.device, dtype)
+                except (XpnnError, RuntimeError, TypeError, ValueError) as exc:
+                    row.status, row.error = "ERROR", f"{type(exc).__name__}: {exc}"
+                    rows.append(row)
+                    continue
+                compare(row, got, refs[run.name, dtype])
+                row.notes = explain(row, target)
+                rows.append(row)
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m xpnn.agree``: the same as ``xpnn agree``."""
+    parser = argparse.ArgumentParser(prog="xpnn agree", description=DESCRIPTION)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run_agree(args)
+    except XpnnError as exc:
+        print(f"xpnn agree: error: {exc}", file=sys.stderr)
+        return 1

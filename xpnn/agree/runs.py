@@ -1,0 +1,110 @@
+"""The agreement runs: a registry of seeded training runs, and their execution on one
+backend, device and dtype."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from xpnn import datasets
+from xpnn.backend import to_numpy
+from xpnn.course import networks
+from xpnn.nn.mlp import MLP
+from xpnn.optim import SGD, Momentum
+from xpnn.training.train import train
+
+HostArray = Any  # a numpy.ndarray, from xpnn.to_numpy or xpnn.datasets
+
+REFERENCE = "numpy"
+DTYPES = ("float64", "float32")
+SEED = 0
+
+
+@dataclass(frozen=True)
+class Run:
+    """One seeded training run: ``build(backend, device, dtype)`` returns the model, the
+    optimiser and the data stream."""
+
+    name: str
+    steps: int
+    build: Callable[[str, Any, str], tuple[Any, Any, Any]]
+    truncate: int | None = None
+
+
+def _regression(backend: str, device: Any, dtype: str) -> tuple[Any, Any, Any]:
+    """Notebook 1_3: 2-10-1, relu hidden, identity output, squared error, lr 0.07, batch 1."""
+    net = networks.regression_network(seed=SEED, backend=backend, device=device, dtype=dtype)
+    x, d = _linear_data()
+    return net, SGD(0.07), datasets.SampleStream(x, d, 1, seed=SEED)
+
+
+def _classifier(backend: str, device: Any, dtype: str) -> tuple[Any, Any, Any]:
+    """A 2-16-3 softmax classifier (tanh hidden, cross-entropy, He init) on three Gaussian
+    blobs, momentum SGD (lr 0.1, momentum 0.9), batch 20."""
+    net = MLP(
+        [2, 16, 3],
+        hidden="tanh",
+        output="softmax",
+        loss="cross_entropy",
+        init="he",
+        seed=SEED,
+        backend=backend,
+        device=device,
+        dtype=dtype,
+    )
+    x, d = _blobs()
+    return net, Momentum(0.1, 0.9), datasets.SampleStream(x, d, 20, seed=SEED)
+
+
+def _addition(backend: str, device: Any, dtype: str) -> tuple[Any, Any, Any]:
+    """Notebook 3_1: a 2-16-1 sigmoid RNN on 8-bit binary addition, lr 0.1, batch 32."""
+    net = networks.addition_network(seed=SEED, backend=backend, device=device, dtype=dtype)
+    return net, SGD(0.1), datasets.BinaryAdditionStream(32, bits=8, seed=SEED)
+
+
+_DATA: dict[str, tuple[HostArray, HostArray]] = {}
+
+
+def _linear_data() -> tuple[HostArray, HostArray]:
+    if "linear" not in _DATA:
+        _DATA["linear"] = datasets.linear(10_000, seed=SEED)
+    return _DATA["linear"]
+
+
+def _blobs() -> tuple[HostArray, HostArray]:
+    if "blobs" not in _DATA:
+        _DATA["blobs"] = datasets.blobs(600, seed=SEED)
+    return _DATA["blobs"]
+
+
+RUNS: dict[str, Run] = {
+    run.name: run
+    for run in (
+        Run("mlp-regression", 500, _regression),
+        Run("mlp-softmax", 200, _classifier),
+        Run("rnn-addition", 500, _addition),
+        Run("rnn-addition-trunc3", 500, _addition, truncate=3),
+    )
+}
+
+
+@dataclass
+class Outcome:
+    """The recorded result of one run: the loss of every step and the final params."""
+
+    losses: HostArray
+    params: dict[str, HostArray]
+    seconds: float
+
+
+def execute(run: Run, backend: str, device: Any, dtype: str) -> Outcome:
+    """Train ``run`` on ``backend``/``device`` in ``dtype`` and bring the results home."""
+    model, optimizer, stream = run.build(backend, device, dtype)
+    began = time.perf_counter()
+    result = train(model, optimizer, stream, iters=run.steps, log_every=1, truncate=run.truncate)
+    seconds = time.perf_counter() - began
+    losses = to_numpy([loss for _, loss in result.history])
+    params = {k: to_numpy(v).astype("float64") for k, v in result.params.items()}
+    return Outcome(losses, params, seconds)

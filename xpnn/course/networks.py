@@ -1,0 +1,104 @@
+"""The notebooks' networks and the measure of the addition RNN, shared by the notebook
+runs, ``xpnn agree`` and the benchmarks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from xpnn import datasets
+from xpnn.backend import to_numpy
+from xpnn.nn.mlp import MLP
+from xpnn.nn.rnn import RNN
+
+ACCURACY_BATCH = 65536  # operand pairs per forward pass when measuring accuracy
+
+
+def regression_network(
+    *,
+    hidden_size: int = 10,
+    activation: str = "relu",
+    seed: int = 0,
+    backend: str = "numpy",
+    device: Any = None,
+    dtype: str = "float64",
+) -> MLP:
+    """Notebook 1_3's 2-10-1 network: identity output, squared error, weights ``randn``."""
+    return MLP(
+        [2, hidden_size, 1],
+        hidden=activation,
+        output="identity",
+        loss="mse",
+        init="std",
+        weight_init_std=1.0,
+        seed=seed,
+        backend=backend,
+        device=device,
+        dtype=dtype,
+    )
+
+
+def addition_network(
+    *,
+    hidden_size: int = 16,
+    activation: str = "sigmoid",
+    init: str = "std",
+    weight_init_std: float = 1.0,
+    seed: int = 0,
+    backend: str = "numpy",
+    device: Any = None,
+    dtype: str = "float64",
+) -> RNN:
+    """Notebook 3_1's 2-16-1 RNN: sigmoid output, no biases, squared error per step."""
+    return RNN(
+        2,
+        hidden_size,
+        1,
+        hidden=activation,
+        output="sigmoid",
+        loss="mse",
+        init=init,
+        weight_init_std=weight_init_std,
+        seed=seed,
+        backend=backend,
+        device=device,
+        dtype=dtype,
+    )
+
+
+def sine_network(
+    *,
+    hidden_size: int = 5,
+    weight_init_std: float = 0.01,
+    seed: int = 0,
+    backend: str = "numpy",
+    device: Any = None,
+    dtype: str = "float64",
+) -> RNN:
+    """Notebook 3_3's 1-5-1 many-to-one RNN: tanh hidden, identity output, squared error."""
+    return RNN(
+        1,
+        hidden_size,
+        1,
+        hidden="tanh",
+        output="identity",
+        loss="mse",
+        many_to_one=True,
+        init="std",
+        weight_init_std=weight_init_std,
+        seed=seed,
+        backend=backend,
+        device=device,
+        dtype=dtype,
+    )
+
+
+def addition_accuracy(net: RNN, bits: int) -> tuple[int, int]:
+    """``(exact, total)``: how many of all ``4**(bits-1)`` operand pairs ``net`` adds
+    with every bit right."""
+    xs, ds = datasets.all_binary_additions(bits)
+    exact, total = 0, ds.shape[1]
+    for lo in range(0, total, ACCURACY_BATCH):  # bounded device memory at any bits
+        part = slice(lo, lo + ACCURACY_BATCH)
+        ys = to_numpy(net.predict(net.asarray(xs[:, part])))
+        exact += int(((ys >= 0.5) == (ds[:, part] >= 0.5)).all(axis=(0, 2)).sum())
+    return exact, total

@@ -1,0 +1,112 @@
+"""The settings of the notebooks' training runs, one dataclass per run.
+
+``Training`` holds what every run shares (the backend, the optimiser, the loop, the
+checkpoint); ``Regression``, ``BinaryAddition`` and ``Sine`` add each notebook's own
+numbers, with the notebook's values as defaults. ``xpnn train`` builds them from its
+options by field name, so a new field here is a new setting everywhere.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
+
+Folder = str | os.PathLike[str] | None
+
+
+@dataclass(frozen=True)
+class Training:
+    """What every training run shares.
+
+    ``momentum`` chooses Momentum instead of plain SGD; ``checkpoint`` is a folder where
+    ``checkpoint.npz`` is kept current every ``checkpoint_every`` iterations (default
+    ``log_every``); ``resume`` continues from that checkpoint (the recorded settings must
+    match, and it ends bit for bit where an uninterrupted run would).
+    """
+
+    RUN: ClassVar[str] = ""
+    # Fields a resumed run may change: they decide where and how long the run goes,
+    # and what it evaluates afterwards, not the numbers of an iteration.
+    UNRECORDED: ClassVar[frozenset[str]] = frozenset(
+        {
+            "iters",
+            "log_every",
+            "backend",
+            "device",
+            "dtype",
+            "checkpoint",
+            "checkpoint_every",
+            "resume",
+            "n_test",
+            "n_generate",
+        }
+    )
+
+    iters: int = 1000
+    lr: float = 0.1
+    batch_size: int = 1
+    log_every: int = 100
+    seed: int = 0
+    backend: str = "numpy"
+    device: Any = None
+    dtype: str = "float64"
+    momentum: float | None = None
+    checkpoint: Folder = None
+    checkpoint_every: int | None = None
+    resume: bool = False
+
+    def recorded(self) -> dict[str, Any]:
+        """The settings a checkpoint records and a resumed run must repeat."""
+        values = {k: v for k, v in asdict(self).items() if k not in self.UNRECORDED}
+        return {"run": self.RUN, **values}
+
+
+@dataclass(frozen=True)
+class Regression(Training):
+    """Notebook 1_3: a 2-``hidden_size``-1 network fits ``3 * x0 + 2 * x1`` on
+    ``n_samples`` inputs uniform in ``[low, high)``; tested on ``n_test`` fresh ones."""
+
+    RUN: ClassVar[str] = "regression"
+
+    iters: int = 1000
+    lr: float = 0.07
+    hidden_size: int = 10
+    activation: str = "relu"
+    n_samples: int = 100_000
+    n_test: int = 1000
+    low: float = 0.0
+    high: float = 1.0
+
+
+@dataclass(frozen=True)
+class BinaryAddition(Training):
+    """Notebook 3_1: a 2-``hidden_size``-1 RNN learns ``bits``-bit addition; ``truncate``
+    is the truncated-BPTT block, ``clip`` the global gradient norm cap."""
+
+    RUN: ClassVar[str] = "binary-addition"
+
+    iters: int = 10_000
+    lr: float = 0.1
+    hidden_size: int = 16
+    activation: str = "sigmoid"
+    init: str = "std"
+    weight_init_std: float = 1.0
+    bits: int = 8
+    truncate: int | None = None
+    clip: float | None = None
+
+
+@dataclass(frozen=True)
+class Sine(Training):
+    """Notebook 3_3: a 1-``hidden_size``-1 many-to-one RNN predicts a sine wave from
+    ``maxlen`` values, then generates ``n_generate`` points from its own predictions."""
+
+    RUN: ClassVar[str] = "sine"
+
+    iters: int = 500
+    lr: float = 0.1
+    hidden_size: int = 5
+    maxlen: int = 2
+    weight_init_std: float = 0.01
+    n_generate: int = 200
