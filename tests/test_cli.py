@@ -3,6 +3,7 @@ status and one short message on stderr, never a traceback; a few good ones succe
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import os
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from xpnn import cli
 from xpnn.backend import backend_info
 from xpnn.datasets import MAX_ALL_PAIRS_BITS as TOP_BITS
 
@@ -73,6 +75,9 @@ BAD_COMMAND_LINES = [
     (["train", "nosuch"], 2, "invalid choice: 'nosuch'"),
     (["train", "regression", "--nosuch"], 2, "unrecognized arguments: --nosuch"),
     (["train", "backprop", "--iters", "5"], 2, "unrecognized arguments: --iters 5"),
+    (["train", "backprop", "--seed", "7"], 2, "unrecognized arguments: --seed 7"),
+    (["agree", "--backends", "numpy,nosuch"], 2, "argument --backends: unknown backend nosuch"),
+    (["agree", "--runs", "nosuch"], 2, "argument --runs: unknown run nosuch"),
     (["train", "regression", "--iters", "0"], 2, "argument --iters: must be at least 1, got 0"),
     (["train", "regression", "--iters", "-3"], 2, "argument --iters: must be at least 1, got -3"),
     (["train", "regression", "--iters", "abc"], 2, "argument --iters: expected an integer"),
@@ -89,18 +94,18 @@ BAD_COMMAND_LINES = [
     (["train", "regression", "--hidden-size", "2.5"], 2, "--hidden-size: expected an integer"),
     (["train", "regression", "--seed", "-1"], 2, "argument --seed: must be a non-negative integer"),
     (["train", "regression", "--seed", "abc"], 2, "argument --seed: expected an integer"),
-    (["train", "regression", "--low", "1", "--high", "0"], 1, "need finite low < high"),
+    (["train", "regression", "--low", "1", "--high", "0"], 2, "need finite low < high"),
     (["train", "regression", "--low", "nan"], 2, "argument --low: must be finite, got nan"),
     (["train", "regression", "--high", "inf"], 2, "argument --high: must be finite, got inf"),
     (["train", "regression", "--activation", "softplus"], 2, "invalid choice: 'softplus'"),
     (["train", "regression", "--dtype", "int32"], 2, "argument --dtype: invalid choice: 'int32'"),
     (["train", "backprop", "--dtype", "float16"], 2, "argument --dtype: invalid choice"),
     (["train", "regression", "--backend", "foo"], 2, "argument --backend: invalid choice: 'foo'"),
-    (["train", "backprop", "--device", "nosuch"], 1, "backend numpy has no device 'nosuch'"),
-    (["train", "regression", "--device", "cuda:7", "--iters", "2"], 1, "has no device 'cuda:7'"),
+    (["train", "backprop", "--device", "nosuch"], 2, "backend numpy has no device 'nosuch'"),
+    (["train", "regression", "--device", "cuda:7", "--iters", "2"], 2, "has no device 'cuda:7'"),
     (
         ["train", "backprop", "--backend", "array_api_strict", "--device", "no_float64"],
-        1,
+        2,
         "does not support float64",
     ),
     (["train", "regression", "--plot", "missing/loss.png"], 2, "cannot write a file at 'missing"),
@@ -108,20 +113,20 @@ BAD_COMMAND_LINES = [
     (["train", "regression", "--plot", "loss.xyz"], 2, "cannot write a 'xyz' figure"),
     (
         ["train", "binary-addition", "--bits", "1"],
-        1,
-        r"bits must be an integer from 2 to \d+, got 1$",
+        2,
+        r"bits must be an integer from 2 to \d+, got 1 ",
     ),
     (
         ["train", "binary-addition", "--bits", "99"],
-        1,
-        r"bits must be an integer from 2 to \d+, got 99$",
+        2,
+        r"bits must be an integer from 2 to \d+, got 99 ",
     ),
     (
         ["train", "binary-addition", "--bits", str(TOP_BITS + 1)],
-        1,
-        f"bits must be an integer from 2 to {TOP_BITS}, got {TOP_BITS + 1}$",
+        2,
+        f"bits must be an integer from 2 to {TOP_BITS}, got {TOP_BITS + 1} ",
     ),
-    (["train", "binary-addition", "--bits", "eight"], 2, "argument --bits: invalid int value"),
+    (["train", "binary-addition", "--bits", "eight"], 2, "argument --bits: expected an integer"),
     (["train", "binary-addition", "--truncate", "0"], 2, "argument --truncate: must be at least 1"),
     (["train", "binary-addition", "--truncate", "-2"], 2, "argument --truncate: must be at least"),
     (["train", "binary-addition", "--clip", "-1"], 2, "argument --clip: must be positive and"),
@@ -131,7 +136,7 @@ BAD_COMMAND_LINES = [
     (["train", "binary-addition", "--weight-init-std", "inf"], 2, "--weight-init-std: must be"),
     (["train", "binary-addition", "--init", "zeros"], 2, "argument --init: invalid choice"),
     (["train", "sine", "--maxlen", "0"], 2, "argument --maxlen: must be at least 1, got 0"),
-    (["train", "sine", "--maxlen", "450"], 1, "maxlen must be below n_points - n_test = 400"),
+    (["train", "sine", "--maxlen", "450"], 2, "maxlen must be below n_points - n_test = 400"),
     (["train", "sine", "--hidden-size", "-1"], 2, "argument --hidden-size: must be at least 1"),
     (["train", "sine", "--lr", "1e999"], 2, "argument --lr: must be positive and finite"),
     (["train", "regression", "--batch-size", str(10**16)], 1, "use a smaller batch_size"),
@@ -152,7 +157,7 @@ BAD_COMMAND_LINES += [
         "argument --checkpoint-every: expected an integer",
     ),
     (["train", "regression", "--checkpoint-every", "5"], 2, "need --checkpoint DIR"),
-    (["train", "regression", "--resume"], 2, "need --checkpoint DIR"),
+    (["train", "regression", "--resume"], 2, "need --checkpoint DIR.*xpnn train regression --help"),
     (["train", "binary-addition", "--checkpoint", "ckpt", "--resume"], 1, "nothing to resume"),
 ]
 IDS = [" ".join(args) or "(no arguments)" for args, _, _ in BAD_COMMAND_LINES]
@@ -206,7 +211,7 @@ def test_device_the_backend_lacks(bad_results, backend, device):
         pytest.skip(f"{backend}: {backend_info(backend).reason}")
     result = bad_results["train", "backprop", "--backend", backend, "--device", device]
     match = "meta device holds" if device == "meta" else f"has no device '{device}'"
-    _assert_one_line_failure(result, match, 1)
+    _assert_one_line_failure(result, match, 2)
 
 
 # -- good invocations -------------------------------------------------------------------
@@ -254,3 +259,86 @@ def test_train_regression_writes_a_plot(workdir):
     assert result.returncode == 0, result.stderr
     assert "iters:0 loss:" in result.stdout
     assert plot.read_bytes()[:4] == b"\x89PNG"
+
+
+# -- conventions ------------------------------------------------------------------------
+
+
+def test_version_comes_from_the_package(workdir):
+    import xpnn
+
+    for command in (["--version"], ["-m", "xpnn", "--version"]):
+        args = command if command[0] == "-m" else ["-m", "xpnn.cli", *command]
+        result = subprocess.run(
+            [sys.executable, *args], cwd=workdir, capture_output=True, text=True, check=False
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == f"xpnn {xpnn.__version__}"
+
+
+def test_python_dash_m_xpnn_is_the_command(workdir):
+    result = subprocess.run(
+        [sys.executable, "-m", "xpnn", "train", "backprop"],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "##### 誤差逆伝播開始 #####" in result.stdout
+
+
+def _subparsers(parser):
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):
+                yield from _subparsers(sub)
+
+
+def test_every_help_has_a_description_and_shows_the_defaults():
+    for parser in _subparsers(cli.build_parser()):
+        assert parser.description, parser.prog
+        text = parser.format_help()
+        for action in parser._actions:
+            if not action.option_strings or action.default in (False, argparse.SUPPRESS):
+                continue  # positionals, on/off flags, --help and --version
+            help_text = cli._Formatter(parser.prog)._get_help_string(action)
+            assert "default:" in help_text or "%(default)" in help_text, (parser.prog, action)
+        assert "--help" in text
+
+
+def test_the_exit_status_rule_is_in_the_help():
+    text = cli.build_parser().format_help()
+    assert "2 a bad command line" in " ".join(text.split())
+    assert "1 a failure while running" in " ".join(text.split())
+
+
+def test_quiet_hides_the_progress_but_not_the_result(workdir):
+    result = _run(["train", "regression", "--iters", "20", "--quiet"], workdir)
+    assert result.returncode == 0, result.stderr
+    assert "iters:" not in result.stdout
+    assert "test MSE on 1000 fresh samples" in result.stdout
+
+
+def test_agree_that_compares_nothing_fails_with_the_install_hint(capsys):
+    code = cli.main(["agree", "--backends", "numpy"])
+    err = capsys.readouterr().err
+    assert code == 1 and "nothing was compared" in err and "only the reference" in err
+    if backend_info("cupy").usable:
+        pytest.skip("cupy is usable here; the second case needs a machine without it")
+    code = cli.main(["agree", "--backends", "numpy,cupy"])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert "nothing was compared: none of cupy can run here" in err
+    assert "pip install" in err and len(err.strip().splitlines()) == 1
+    assert "skipped cupy" in out
+
+
+def test_agree_says_what_it_compared(capsys):
+    if not backend_info("array_api_strict").usable:
+        pytest.skip(f"array_api_strict: {backend_info('array_api_strict').reason}")
+    code = cli.main(["agree", "--backends", "array_api_strict", "--runs", "mlp-softmax"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "compared array_api_strict on CPU_DEVICE with numpy: 1 runs x 2 dtypes, 2 rows" in out

@@ -55,6 +55,12 @@ class BackendInfo:
     default_device: str | None
 
 
+def install_hint(name: str) -> str:
+    """What to run to install backend ``name``."""
+    _check_name(name)
+    return _INSTALL_HINTS[name]
+
+
 def _check_name(name: str) -> None:
     if name not in BACKENDS:
         msg = f"unknown backend {name!r}; expected one of {', '.join(BACKENDS)}"
@@ -66,7 +72,7 @@ def _load_namespace(name: str) -> ArrayNamespace:
     try:
         module = importlib.import_module(_MODULES[name])
     except ImportError as exc:
-        msg = f"{name} is not installed ({exc}); install it with: {_INSTALL_HINTS[name]}"
+        msg = f"{name} is not installed ({exc}); install it with: {install_hint(name)}"
         raise BackendUnavailable(msg) from None
     if name == "numpy":
         return importlib.import_module("array_api_compat.numpy")

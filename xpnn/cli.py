@@ -1,8 +1,8 @@
-"""The ``xpnn`` command: ``xpnn backends``, ``xpnn train {backprop,regression,
-binary-addition,sine}``.
+"""The ``xpnn`` command: ``xpnn backends``, ``xpnn agree``, ``xpnn train {backprop,
+regression,binary-addition,sine}``.
 
 Every failure the user can cause ends in one line on stderr and a non-zero exit status
-(2 for a bad command line, 1 for anything else), never a traceback.
+(``EXIT_RULE``), never a traceback.
 """
 
 from __future__ import annotations
@@ -12,23 +12,45 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import fields
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any, NoReturn
 
 import numpy as np
 
-from xpnn import agree
-from xpnn.backend import BACKENDS, backend_info
+from xpnn import __version__, agree, datasets
+from xpnn.backend import BACKENDS, backend_info, get_namespace, resolve_device, resolve_dtype
 from xpnn.checkpoint import load
 from xpnn.course import notebooks
 from xpnn.course.settings import BinaryAddition, Regression, Sine, Training
-from xpnn.errors import CheckpointError, TrainingDiverged, XpnnError
+from xpnn.errors import BackendUnavailable, CheckpointError, TrainingDiverged, XpnnError
 from xpnn.training.resume import Checkpointer, check_folder
+
+EXIT_RULE = (
+    "exit status: 0 success; 2 a bad command line (an unknown option, a value out of "
+    "range, a device the backend lacks); 1 a failure while running (a backend that is "
+    "not installed, training that diverged, a checkpoint that cannot be used, too little "
+    "memory); 130 interrupted"
+)
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Help that shows every option's default, unless its text already says it or the
+    option is an on/off flag (off by default)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if "default:" in text or action.default is False:
+            return text
+        return super()._get_help_string(action)
 
 
 class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line, without the usage block."""
+    """An ArgumentParser whose errors are one line, without the usage block, and whose
+    help shows the defaults."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, formatter_class=_Formatter, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
@@ -41,8 +63,12 @@ def _parse(text: str, convert: type, what: str) -> Any:
         raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
 
 
+def _parse_int(text: str) -> int:
+    return _parse(text, int, "an integer")
+
+
 def _positive_int(text: str) -> int:
-    value = _parse(text, int, "an integer")
+    value = _parse_int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
@@ -77,7 +103,7 @@ def _checkpoint_folder(text: str) -> Path:
 
 
 def _seed(text: str) -> int:
-    value = _parse(text, int, "an integer")
+    value = _parse_int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {value}")
     return value
@@ -99,37 +125,54 @@ def _writable_path(text: str) -> Path:
     return path
 
 
-def _add_common(p: argparse.ArgumentParser) -> None:
+def _add_backend(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default="numpy", choices=BACKENDS, help="array backend")
-    p.add_argument("--device", default=None, help="device name, e.g. cpu, cuda:0")
-    p.add_argument("--dtype", default="float64", choices=("float32", "float64"))
-    p.add_argument("--seed", type=_seed, default=0, help="seed of weights and data")
+    p.add_argument(
+        "--device", default=None, help="device name, e.g. cpu, cuda:0 (default: the backend's)"
+    )
+    p.add_argument(
+        "--dtype", default="float64", choices=("float32", "float64"), help="floating dtype"
+    )
 
 
-def _add_training(p: argparse.ArgumentParser, *, iters: int, lr: float, log_every: int) -> None:
-    _add_common(p)
-    p.add_argument("--iters", type=_positive_int, default=iters, help=f"default {iters}")
-    p.add_argument("--lr", type=_positive_float, default=lr, help=f"learning rate ({lr})")
-    p.add_argument("--batch-size", type=_positive_int, default=1)
-    p.add_argument("--log-every", type=_positive_int, default=log_every)
+def _add_training(p: argparse.ArgumentParser, defaults: Training) -> None:
+    """The options every training run shares, with the run's ``defaults``."""
+    _add_backend(p)
+    p.add_argument("--seed", type=_seed, default=defaults.seed, help="seed of weights and data")
+    p.add_argument("--iters", type=_positive_int, default=defaults.iters, help="iterations")
+    p.add_argument("--lr", type=_positive_float, default=defaults.lr, help="learning rate")
+    p.add_argument(
+        "--batch-size", type=_positive_int, default=defaults.batch_size, help="batch size"
+    )
+    p.add_argument(
+        "--log-every",
+        type=_positive_int,
+        default=defaults.log_every,
+        help="iterations between progress lines (and loss readings)",
+    )
     p.add_argument(
         "--plot",
         type=_writable_path,
         default=None,
         metavar="FILE",
-        help="write a PNG figure (needs the plot extra)",
+        help="write a PNG figure (needs the plot extra) (default: none)",
     )
     p.add_argument("--json", action="store_true", help="print a JSON summary only")
-    p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.add_argument(
-        "--momentum", type=_fraction, default=None, help="SGD with this momentum, in (0, 1)"
+        "--quiet", action="store_true", help="no progress lines; the final result still prints"
+    )
+    p.add_argument(
+        "--momentum",
+        type=_fraction,
+        default=defaults.momentum,
+        help="SGD with this momentum, in (0, 1) (default: plain SGD)",
     )
     p.add_argument(
         "--checkpoint",
         type=_checkpoint_folder,
         default=None,
         metavar="DIR",
-        help=f"keep DIR/{Checkpointer.FILENAME} current (DIR must exist)",
+        help=f"keep DIR/{Checkpointer.FILENAME} current (DIR must exist) (default: none)",
     )
     p.add_argument(
         "--checkpoint-every",
@@ -147,38 +190,128 @@ def _add_training(p: argparse.ArgumentParser, *, iters: int, lr: float, log_ever
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of the ``xpnn`` command."""
-    parser = _Parser(prog="xpnn", description="The course's networks on any array backend.")
+    parser = _Parser(
+        prog="xpnn", description="The course's networks on any array backend.", epilog=EXIT_RULE
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    sub.add_parser("backends", help="which backends run here, or why not")
-    agree.add_arguments(sub.add_parser("agree", help="seeded runs on every backend vs numpy"))
-    train = sub.add_parser("train", help="run one of the course's notebooks")
+    sub.add_parser(
+        "backends",
+        help="which backends run here, or why not",
+        description="List every backend xpnn knows: its version, default device, and "
+        "whether it runs here (or why not, and what to install).",
+    )
+    agree.add_arguments(
+        sub.add_parser(
+            "agree",
+            help="seeded runs on every backend vs numpy",
+            description=agree.DESCRIPTION,
+            epilog="exit status: 0 when every compared row is within its tolerance; 1 when "
+            "a row fails or nothing could be compared; 2 for a bad command line",
+        )
+    )
+    train = sub.add_parser(
+        "train",
+        help="run one of the course's notebooks",
+        description="Run one of the course's notebooks. Each run's --help lists its options.",
+    )
     runs = train.add_subparsers(dest="run", required=True, parser_class=_Parser)
 
-    p = runs.add_parser("backprop", help="seed 001: one backpropagation step, printed")
-    _add_common(p)
+    p = runs.add_parser(
+        "backprop",
+        help="seed 001: one backpropagation step, printed",
+        description="Seed 001: one forward pass, one backward pass and one SGD step of a "
+        "fixed 2-3-2 network (no random numbers, so no --seed), printed with the "
+        "notebook's labels.",
+    )
+    _add_backend(p)
 
-    p = runs.add_parser("regression", help="notebook 1_3: SGD on 3*x0 + 2*x1")
-    _add_training(p, iters=1000, lr=0.07, log_every=100)
-    p.add_argument("--hidden-size", type=_positive_int, default=10)
-    p.add_argument("--activation", default="relu", choices=("relu", "sigmoid", "tanh"))
-    p.add_argument("--low", type=_finite_float, default=0.0, help="inputs uniform in [low, high)")
-    p.add_argument("--high", type=_finite_float, default=1.0)
+    defaults = Regression()
+    p = runs.add_parser(
+        "regression",
+        help="notebook 1_3: SGD on 3*x0 + 2*x1",
+        description="Notebook 1_3: a 2-10-1 network fits 3*x0 + 2*x1 by per-sample SGD.",
+    )
+    _add_training(p, defaults)
+    p.add_argument(
+        "--hidden-size", type=_positive_int, default=defaults.hidden_size, help="hidden units"
+    )
+    p.add_argument(
+        "--activation",
+        default=defaults.activation,
+        choices=("relu", "sigmoid", "tanh"),
+        help="hidden activation",
+    )
+    p.add_argument(
+        "--low", type=_finite_float, default=defaults.low, help="inputs uniform in [low, high)"
+    )
+    p.add_argument("--high", type=_finite_float, default=defaults.high, help="see --low")
 
-    p = runs.add_parser("binary-addition", help="notebook 3_1: an RNN learns binary addition")
-    _add_training(p, iters=10_000, lr=0.1, log_every=100)
-    p.add_argument("--hidden-size", type=_positive_int, default=16)
-    p.add_argument("--activation", default="sigmoid", choices=("sigmoid", "tanh", "relu"))
-    p.add_argument("--init", default="std", choices=("std", "xavier", "he"))
-    p.add_argument("--weight-init-std", type=_positive_float, default=1.0)
-    p.add_argument("--bits", type=int, default=8, help="bits per number (2 to 11)")
-    p.add_argument("--truncate", type=_positive_int, default=None, help="truncated BPTT block")
-    p.add_argument("--clip", type=_positive_float, default=None, help="global gradient norm cap")
+    defaults = BinaryAddition()
+    p = runs.add_parser(
+        "binary-addition",
+        help="notebook 3_1: an RNN learns binary addition",
+        description="Notebook 3_1: a 2-16-1 RNN learns to add binary numbers, then adds "
+        "every operand pair.",
+    )
+    _add_training(p, defaults)
+    p.add_argument(
+        "--hidden-size", type=_positive_int, default=defaults.hidden_size, help="hidden units"
+    )
+    p.add_argument(
+        "--activation",
+        default=defaults.activation,
+        choices=("sigmoid", "tanh", "relu"),
+        help="hidden activation",
+    )
+    p.add_argument(
+        "--init", default=defaults.init, choices=("std", "xavier", "he"), help="weight init"
+    )
+    p.add_argument(
+        "--weight-init-std",
+        type=_positive_float,
+        default=defaults.weight_init_std,
+        help="standard deviation of the weights with --init std",
+    )
+    p.add_argument(
+        "--bits",
+        type=_parse_int,
+        default=defaults.bits,
+        help=f"bits per number (2 to {datasets.MAX_ALL_PAIRS_BITS})",
+    )
+    p.add_argument(
+        "--truncate",
+        type=_positive_int,
+        default=defaults.truncate,
+        help="truncated BPTT block (default: full BPTT)",
+    )
+    p.add_argument(
+        "--clip",
+        type=_positive_float,
+        default=defaults.clip,
+        help="global gradient norm cap (default: none)",
+    )
 
-    p = runs.add_parser("sine", help="notebook 3_3: a many-to-one RNN on a sine wave")
-    _add_training(p, iters=500, lr=0.1, log_every=100)
-    p.add_argument("--hidden-size", type=_positive_int, default=5)
-    p.add_argument("--maxlen", type=_positive_int, default=2, help="window length")
-    p.add_argument("--weight-init-std", type=_positive_float, default=0.01)
+    defaults = Sine()
+    p = runs.add_parser(
+        "sine",
+        help="notebook 3_3: a many-to-one RNN on a sine wave",
+        description="Notebook 3_3: a 1-5-1 many-to-one RNN predicts a sine wave one step "
+        "ahead, then continues it from its own predictions.",
+    )
+    _add_training(p, defaults)
+    p.add_argument(
+        "--hidden-size", type=_positive_int, default=defaults.hidden_size, help="hidden units"
+    )
+    p.add_argument("--maxlen", type=_positive_int, default=defaults.maxlen, help="window length")
+    p.add_argument(
+        "--weight-init-std",
+        type=_positive_float,
+        default=defaults.weight_init_std,
+        help="standard deviation of the initial weights",
+    )
+    for name in ("backprop", "regression", "binary-addition", "sine"):
+        runs.choices[name].set_defaults(parser=runs.choices[name])
     return parser
 
 
@@ -205,13 +338,13 @@ def _settings(args: argparse.Namespace, kind: type[Training]) -> Training:
     return kind(**{f.name: getattr(args, f.name) for f in fields(kind) if hasattr(args, f.name)})
 
 
-def _summary(args: argparse.Namespace, result: notebooks.RunResult) -> None:
-    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+def _summary(settings: Training, result: notebooks.RunResult) -> None:
+    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(settings).items()}
     metrics = {k: v for k, v in result.metrics.items() if k not in ("generated", "test_pred")}
     print(
         json.dumps(
             {
-                "config": config,
+                "config": {"run": settings.RUN, **config},
                 "losses": [[i, v] for i, v in result.train.history],
                 **metrics,
                 "seconds": round(result.seconds, 4),
@@ -221,25 +354,6 @@ def _summary(args: argparse.Namespace, result: notebooks.RunResult) -> None:
     )
 
 
-def _train(args: argparse.Namespace) -> None:
-    from xpnn import plotting
-
-    if args.run == "backprop":
-        notebooks.backprop_step(backend=args.backend, device=args.device, dtype=args.dtype)
-        return
-    with np.errstate(all="ignore"):  # overflow ends in TrainingDiverged, not in warnings
-        result = _run(args)
-    if args.plot is not None:
-        if args.run == "sine":
-            _plot_sine(args, result, plotting)
-        else:
-            plotting.loss_curve(result.train.history, args.plot, title=f"xpnn train {args.run}")
-        if not (args.quiet or args.json):
-            print(f"wrote {args.plot}")
-    if args.json:
-        _summary(args, result)
-
-
 RUNS: dict[str, tuple[type[Training], Callable[..., notebooks.RunResult]]] = {
     "regression": (Regression, notebooks.regression),
     "binary-addition": (BinaryAddition, notebooks.binary_addition),
@@ -247,9 +361,50 @@ RUNS: dict[str, tuple[type[Training], Callable[..., notebooks.RunResult]]] = {
 }
 
 
-def _run(args: argparse.Namespace) -> notebooks.RunResult:
+def _check(args: argparse.Namespace) -> None:
+    """Refuse (exit 2) what the parser alone cannot see: option pairs, the device and
+    dtype on the backend, the run's data settings. A backend that is not installed is
+    not a command-line mistake: it ends in exit 1 when the run starts."""
+    parser = args.parser
+    if getattr(args, "checkpoint", "absent") is None and (args.resume or args.checkpoint_every):
+        parser.error("--resume and --checkpoint-every need --checkpoint DIR")
+    try:
+        xp = get_namespace(args.backend)
+    except BackendUnavailable:
+        return
+    try:
+        device = resolve_device(xp, args.device)
+        resolve_dtype(xp, args.dtype, device)
+        if args.run == "regression":
+            datasets.check_interval(args.low, args.high)
+        elif args.run == "binary-addition":
+            datasets.check_bits(args.bits, datasets.MAX_ALL_PAIRS_BITS)
+        elif args.run == "sine":
+            datasets.check_windows(args.maxlen)
+    except XpnnError as exc:
+        parser.error(str(exc))
+
+
+def _train(args: argparse.Namespace) -> None:
+    from xpnn import plotting
+
+    if args.run == "backprop":
+        notebooks.backprop_step(backend=args.backend, device=args.device, dtype=args.dtype)
+        return
     kind, runner = RUNS[args.run]
-    return runner(_settings(args, kind), echo=None if (args.quiet or args.json) else print)
+    settings = _settings(args, kind)
+    echo = None if args.json else print
+    with np.errstate(all="ignore"):  # overflow ends in TrainingDiverged, not in warnings
+        result = runner(settings, echo=echo, progress=not args.quiet)
+    if args.plot is not None:
+        if args.run == "sine":
+            _plot_sine(args, result, plotting)
+        else:
+            plotting.loss_curve(result.train.history, args.plot, title=f"xpnn train {args.run}")
+        if echo is not None:
+            echo(f"wrote {args.plot}")
+    if args.json:
+        _summary(settings, result)
 
 
 def _diverged(args: argparse.Namespace, exc: TrainingDiverged) -> str:
@@ -297,10 +452,9 @@ def _plot_sine(args: argparse.Namespace, result: notebooks.RunResult, plotting: 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; return the exit status."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if getattr(args, "checkpoint", "absent") is None and (args.resume or args.checkpoint_every):
-        parser.error("--resume and --checkpoint-every need --checkpoint DIR")
+    args = build_parser().parse_args(argv)
+    if args.command == "train":
+        _check(args)
     try:
         if args.command == "backends":
             _backends()

@@ -48,15 +48,20 @@ def check_bits(bits: Any, upper: int = MAX_BITS) -> int:
     return int(bits)
 
 
+def check_interval(low: Any, high: Any) -> None:
+    """``low`` and ``high`` must be finite numbers with ``low < high``."""
+    numbers = all(isinstance(v, (int, float, np.number)) for v in (low, high))
+    if not (numbers and math.isfinite(low) and math.isfinite(high) and low < high):
+        msg = f"need finite low < high, got low={low!r}, high={high!r}"
+        raise XpnnValueError(msg)
+
+
 def linear(
     n: int, seed: Any = 0, low: float = 0.0, high: float = 1.0
 ) -> tuple[np.ndarray, np.ndarray]:
     """``x`` ``(n, 2)`` uniform in ``[low, high)`` and ``d = 3 * x0 + 2 * x1`` ``(n, 1)``."""
     n, seed = _check_count(n, "n"), _check_seed(seed)
-    numbers = all(isinstance(v, (int, float, np.number)) for v in (low, high))
-    if not (numbers and math.isfinite(low) and math.isfinite(high) and low < high):
-        msg = f"need finite low < high, got low={low!r}, high={high!r}"
-        raise XpnnValueError(msg)
+    check_interval(low, high)
     x = np.random.default_rng(seed).uniform(low, high, size=(n, 2))
     return x, 3.0 * x[:, :1] + 2.0 * x[:, 1:]
 
@@ -115,9 +120,9 @@ class SineData:
     f: np.ndarray
 
 
-def sine_windows(maxlen: int = 2, n_points: int = 500, n_test: int = 100) -> SineData:
-    """Windows of ``sin(t)``, ``t = linspace(0, 10*pi, n_points)``: each window of
-    ``maxlen`` values predicts the next one (``n_points - maxlen`` windows)."""
+def check_windows(maxlen: Any, n_points: Any = 500, n_test: Any = 100) -> tuple[int, int, int]:
+    """``sine_windows``' sizes: ``n_points - maxlen`` windows must leave one for training
+    beside the ``n_test`` held out. Returns them as integers."""
     maxlen, n_points = _check_count(maxlen, "maxlen"), _check_count(n_points, "n_points")
     n_test, n_windows = _check_count(n_test, "n_test"), n_points - maxlen
     if n_windows < n_test + 1:
@@ -129,6 +134,14 @@ def sine_windows(maxlen: int = 2, n_points: int = 500, n_test: int = 100) -> Sin
     if not 1 <= n_test < n_windows:
         msg = f"n_test must be from 1 to {n_windows - 1} for {n_windows} windows, got {n_test!r}"
         raise XpnnValueError(msg)
+    return maxlen, n_points, n_test
+
+
+def sine_windows(maxlen: int = 2, n_points: int = 500, n_test: int = 100) -> SineData:
+    """Windows of ``sin(t)``, ``t = linspace(0, 10*pi, n_points)``: each window of
+    ``maxlen`` values predicts the next one (``n_points - maxlen`` windows)."""
+    maxlen, n_points, n_test = check_windows(maxlen, n_points, n_test)
+    n_windows = n_points - maxlen
     t = np.linspace(0.0, 10.0 * np.pi, n_points)
     f = np.sin(t)
     idx = np.arange(n_windows)[None, :] + np.arange(maxlen)[:, None]

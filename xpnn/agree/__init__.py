@@ -19,6 +19,6 @@ to compare), ``diagnostics`` (why a row may miss), ``report`` (the table and JSO
 may use NumPy on the host.
 """
 
-from xpnn.agree.command import add_arguments, main, run_agree
+from xpnn.agree.command import DESCRIPTION, add_arguments, run_agree
 
-__all__ = ["add_arguments", "main", "run_agree"]
+__all__ = ["DESCRIPTION", "add_arguments", "run_agree"]

@@ -2,6 +2,6 @@
 
 import sys
 
-from xpnn.agree.command import main
+from xpnn.cli import main
 
-sys.exit(main())
+sys.exit(main(["agree", *sys.argv[1:]]))

@@ -5,28 +5,30 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from xpnn.agree.compare import RELATIVE, TOLERANCES, Row, compare
 from xpnn.agree.diagnostics import explain
 from xpnn.agree.report import report
 from xpnn.agree.runs import DTYPES, REFERENCE, RUNS, Outcome, Run, execute
 from xpnn.agree.targets import Target, targets
-from xpnn.backend import BACKENDS, backend_info, set_cpu_threads
+from xpnn.backend import BACKENDS, backend_info, install_hint, set_cpu_threads
 from xpnn.errors import BackendUnavailable, XpnnError
 
 DESCRIPTION = "The same seeded training runs on every usable backend, compared with NumPy."
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The options of ``xpnn agree`` (shared by ``xpnn agree`` and ``main``)."""
+    """The options of ``xpnn agree``."""
     p.add_argument(
         "--backends",
+        type=_names(BACKENDS, "backend"),
         default=",".join(BACKENDS),
         help="comma list of backends to compare with numpy (default: every usable one)",
     )
     p.add_argument(
         "--runs",
+        type=_names(list(RUNS), "run"),
         default=",".join(RUNS),
         help=f"comma list of runs (default: all of {', '.join(RUNS)})",
     )
@@ -38,25 +40,34 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the rows as JSON only")
 
 
-def _split(text: str, known: Sequence[str], what: str) -> list[str]:
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in known]
-    if unknown or not names:
-        given = ", ".join(unknown) or "(none given)"
-        msg = f"unknown {what} {given}; expected from {', '.join(known)}"
-        raise XpnnError(msg)
-    return names
+def _names(known: Sequence[str], what: str) -> Callable[[str], list[str]]:
+    """An argparse type: a comma list of names from ``known`` (exit 2 otherwise)."""
+
+    def parse(text: str) -> list[str]:
+        names = [n.strip() for n in text.split(",") if n.strip()]
+        unknown = [n for n in names if n not in known]
+        if unknown or not names:
+            given = ", ".join(unknown) or "(none given)"
+            msg = f"unknown {what} {given}; expected from {', '.join(known)}"
+            raise argparse.ArgumentTypeError(msg)
+        return names
+
+    return parse
 
 
 def run_agree(args: argparse.Namespace) -> int:
     """Run the comparison described by ``args``; print it; return the exit status."""
-    names = _split(args.backends, BACKENDS, "backend")
-    runs = [RUNS[n] for n in _split(args.runs, list(RUNS), "run")]
+    runs = [RUNS[n] for n in args.runs]
     say = (lambda *_: None) if args.json else print
     try:
-        found, skipped = targets(names, gpu=args.gpu)
+        found, skipped = targets(args.backends, gpu=args.gpu)
     except BackendUnavailable as exc:
         print(f"xpnn agree: error: {exc}", file=sys.stderr)
+        return 1
+    if not found:
+        for line in skipped:
+            say(line)
+        print(f"xpnn agree: error: {_nothing_to_compare(args.backends)}", file=sys.stderr)
         return 1
     ref_version = backend_info(REFERENCE).version or "?"
     say(f"reference: {REFERENCE} {ref_version} on cpu, same dtype as the row (float64, float32)")
@@ -74,6 +85,17 @@ def run_agree(args: argparse.Namespace) -> int:
     finally:
         set_cpu_threads("torch", threads)
     return report(rows, skipped, ref_version, as_json=args.json)
+
+
+def _nothing_to_compare(names: Sequence[str]) -> str:
+    others = [n for n in names if n != REFERENCE]
+    if not others:
+        return f"nothing was compared: --backends names only the reference, {REFERENCE}"
+    return (
+        f"nothing was compared: none of {', '.join(others)} can run here (see `xpnn "
+        f"backends`); install one to compare with {REFERENCE}, e.g. "
+        f"{install_hint('array_api_strict')}"
+    )
 
 
 def _compare_all(runs: list[Run], found: list[Target], ref_version: str) -> list[Row]:
@@ -109,15 +131,3 @@ def _compare_all(runs: list[Run], found: list[Target], ref_version: str) -> list
                 row.notes = explain(row, target)
                 rows.append(row)
     return rows
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m xpnn.agree``: the same as ``xpnn agree``."""
-    parser = argparse.ArgumentParser(prog="xpnn agree", description=DESCRIPTION)
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return run_agree(args)
-    except XpnnError as exc:
-        print(f"xpnn agree: error: {exc}", file=sys.stderr)
-        return 1

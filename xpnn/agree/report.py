@@ -90,6 +90,12 @@ def report(rows: list[Row], skipped: list[str], ref_version: str, *, as_json: bo
         print(f"note ({', '.join(where) if len(where) <= 3 else f'{len(where)} rows'}): {note}")
     print("")
     judged = [r for r in rows if r.status != "INFO"]
+    pairs = list(dict.fromkeys(f"{r.backend} on {r.device}" for r in judged))
+    runs, dtypes = len({r.run for r in judged}), len({r.dtype for r in judged})
+    print(
+        f"compared {', '.join(pairs)} with {REFERENCE}: {runs} runs x {dtypes} dtypes, "
+        f"{len(judged)} rows"
+    )
     if failed:
         print(f"{len(failed)} of {len(judged)} rows exceed their tolerance or failed to run")
         return 1

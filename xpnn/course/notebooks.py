@@ -1,8 +1,9 @@
 """The course's notebooks as functions: what ``xpnn train ...`` runs.
 
 Each training run takes its settings as one object (``xpnn.course.settings``, the
-notebook's numbers as defaults), prints the notebook's progress lines through ``echo``
-(``None`` for silence) and returns its figures as a ``RunResult``.
+notebook's numbers as defaults), prints the notebook's progress lines (unless not
+``progress``) and its final result through ``echo`` (``None`` for silence), and returns
+its figures as a ``RunResult``.
 """
 
 from __future__ import annotations
@@ -117,12 +118,15 @@ def _fit(net: Any, stream: Any, settings: Training, **kwargs: Any) -> TrainResul
     return keeper.run(net, optimizer, stream, **kwargs)
 
 
-def regression(settings: Regression | None = None, /, *, echo: Echo = print) -> RunResult:
+def regression(
+    settings: Regression | None = None, /, *, echo: Echo = print, progress: bool = True
+) -> RunResult:
     """Notebook 1_3: fit ``3 * x0 + 2 * x1`` with a 2-10-1 network (identity output,
     squared error), one SGD step per sample drawn with replacement; weights ``randn``
     (biases start at 0, where the notebook draws them too). ``metrics["test_mse"]`` is
     the mean squared error on ``n_test`` fresh samples."""
     s = Regression() if settings is None else settings
+    shown = echo if progress else None  # where the progress lines go
     began = time.perf_counter()
     net = regression_network(
         hidden_size=s.hidden_size,
@@ -136,7 +140,7 @@ def regression(settings: Regression | None = None, /, *, echo: Echo = print) -> 
     stream = datasets.SampleStream(x, d, s.batch_size, seed=s.seed)
 
     def log(event: LogEvent) -> None:
-        _say(echo, printouts.loss_line(event, ".6f"))
+        _say(shown, printouts.loss_line(event, ".6f"))
 
     result = _fit(net, stream, s, on_log=log)
     x_test, d_test = datasets.linear(s.n_test, seed=s.seed + 1, low=s.low, high=s.high)
@@ -155,7 +159,9 @@ def regression(settings: Regression | None = None, /, *, echo: Echo = print) -> 
     )
 
 
-def binary_addition(settings: BinaryAddition | None = None, /, *, echo: Echo = print) -> RunResult:
+def binary_addition(
+    settings: BinaryAddition | None = None, /, *, echo: Echo = print, progress: bool = True
+) -> RunResult:
     """Notebook 3_1: a 2-16-1 RNN (sigmoid hidden and output, no biases, squared error
     per step) learns ``bits``-bit addition from fresh random operands every iteration.
 
@@ -163,6 +169,7 @@ def binary_addition(settings: BinaryAddition | None = None, /, *, echo: Echo = p
     sequence. ``metrics`` holds ``exact`` and ``total`` over all operand pairs.
     """
     s = BinaryAddition() if settings is None else settings
+    shown = echo if progress else None  # where the progress lines go
     datasets.check_bits(s.bits, datasets.MAX_ALL_PAIRS_BITS)  # before training, not after
     began = time.perf_counter()
     net = addition_network(
@@ -178,8 +185,8 @@ def binary_addition(settings: BinaryAddition | None = None, /, *, echo: Echo = p
     stream = datasets.BinaryAdditionStream(s.batch_size, bits=s.bits, seed=s.seed)
 
     def log(event: LogEvent) -> None:
-        if echo is not None:
-            echo(printouts.addition_lines(event))
+        if shown is not None:
+            shown(printouts.addition_lines(event))
 
     result = _fit(net, stream, s, truncate=s.truncate, clip=s.clip, on_log=log)
     exact, total = addition_accuracy(net, s.bits)
@@ -193,7 +200,9 @@ def binary_addition(settings: BinaryAddition | None = None, /, *, echo: Echo = p
     return RunResult(net, result, seconds, {"exact": exact, "total": total})
 
 
-def sine(settings: Sine | None = None, /, *, echo: Echo = print) -> RunResult:
+def sine(
+    settings: Sine | None = None, /, *, echo: Echo = print, progress: bool = True
+) -> RunResult:
     """Notebook 3_3: a 1-5-1 many-to-one RNN (tanh hidden, identity output) predicts the
     next value of a sine wave from ``maxlen`` values, then continues the wave ``n_generate``
     points from its own predictions.
@@ -202,6 +211,7 @@ def sine(settings: Sine | None = None, /, *, echo: Echo = print) -> RunResult:
     and ``generated_mse`` against the true ``sin`` continuation.
     """
     s = Sine() if settings is None else settings
+    shown = echo if progress else None  # where the progress lines go
     began = time.perf_counter()
     net = sine_network(
         hidden_size=s.hidden_size,
@@ -217,7 +227,7 @@ def sine(settings: Sine | None = None, /, *, echo: Echo = print) -> RunResult:
     )
 
     def log(event: LogEvent) -> None:
-        _say(echo, printouts.loss_line(event, ".6g"))
+        _say(shown, printouts.loss_line(event, ".6g"))
 
     result = _fit(net, stream, s, on_log=log)
     test_pred = to_numpy(net.predict(net.asarray(data.xs_test)))
