@@ -83,3 +83,36 @@ def test_blobs():
         centre = x[d[:, k] == 1].mean(axis=0)
         angle = 2 * np.pi * k / 3
         np.testing.assert_allclose(centre, [1.5 * np.cos(angle), 1.5 * np.sin(angle)], atol=0.35)
+
+
+def test_adding_problem():
+    xs, ds = datasets.adding_problem(500, steps=10, seed=3)
+    assert xs.shape == (10, 500, 2) and ds.shape == (500, 1)
+    values, marks = xs[..., 0], xs[..., 1]
+    assert values.min() >= 0.0 and values.max() < 1.0
+    for j in range(500):  # one marker in each half; the target sums the marked values
+        where = np.flatnonzero(marks[:, j])
+        assert len(where) == 2 and where[0] < 5 <= where[1]
+        assert ds[j, 0] == values[where[0], j] + values[where[1], j]
+    np.testing.assert_array_equal(datasets.adding_problem(500, steps=10, seed=3)[0], xs)
+
+
+def test_adding_problem_baseline_is_the_variance_of_the_sum():
+    """Predicting the mean 1 of a sum of two uniform values errs by its variance, 2/12."""
+    _, ds = datasets.adding_problem(200_000, steps=4, seed=0)
+    assert np.mean((ds - 1.0) ** 2) == pytest.approx(2 / 12, abs=2e-3)
+
+
+@pytest.mark.parametrize("steps", [1, 0, 2.0, True])
+def test_adding_problem_refuses_short_sequences(steps):
+    with pytest.raises(XpnnValueError, match="steps must be an integer of at least 2"):
+        datasets.adding_problem(3, steps=steps)
+
+
+@pytest.mark.parametrize(("start", "stop"), [(0, 1), (5, 300), (127, 129)])
+def test_adding_problem_stream_ranges_are_consistent(start, stop):
+    stream = datasets.AddingProblemStream(2, steps=6, seed=1)
+    whole_x, whole_d = stream.batches(0, 300)
+    part_x, part_d = stream.batches(start, stop)
+    np.testing.assert_array_equal(part_x, whole_x[:, 2 * start : 2 * stop])
+    np.testing.assert_array_equal(part_d, whole_d[2 * start : 2 * stop])

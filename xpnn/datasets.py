@@ -3,6 +3,7 @@
 * ``linear``: notebook 1_3's regression target ``3 * x0 + 2 * x1``.
 * ``binary_addition``: notebook 3_1's 8-bit addition, bits least significant first.
 * ``sine_windows``: notebook 3_3's windows of ``sin`` predicting the next value.
+* ``adding_problem``: Hochreiter and Schmidhuber's (1997) long-memory task for the cells.
 
 Training draws batches from a *stream*: ``stream.batches(start, stop)`` returns the
 samples of iterations ``start .. stop - 1`` joined along the batch axis. Iteration ``i``
@@ -167,6 +168,46 @@ def sine_continuation(t_last: float, step: float, n: int) -> np.ndarray:
     return np.sin(t_last + step * np.arange(1, _check_count(n, "n") + 1))
 
 
+def _adding_draws(rng: np.random.Generator, n: int, steps: int) -> np.ndarray:
+    """``(2, steps, n)``: values uniform in [0, 1), and markers, 1 at one step of the
+    first half and one step of the second half of each sequence, else 0."""
+    values = rng.uniform(size=(steps, n))
+    first = rng.integers(0, steps // 2, size=n)
+    second = rng.integers(steps // 2, steps, size=n)
+    t = np.arange(steps)[:, None]
+    marks = ((t == first) | (t == second)).astype(np.float64)
+    return np.stack([values, marks])
+
+
+def _adding_sequences(draws: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs ``(steps, n, 2)`` and targets ``(n, 1)`` (the sum of the marked values)."""
+    values, marks = draws
+    return np.stack([values, marks], axis=-1), np.sum(values * marks, axis=0)[:, None]
+
+
+def check_steps(steps: Any) -> int:
+    """``steps`` (the adding problem's sequence length) must be an integer of at least 2."""
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 2:
+        msg = f"steps must be an integer of at least 2, got {steps!r}"
+        raise XpnnValueError(msg)
+    return int(steps)
+
+
+def adding_problem(n: int, steps: int = 100, seed: Any = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` sequences of the adding problem (Hochreiter and Schmidhuber, 1997).
+
+    Each step has two inputs: a value uniform in [0, 1) and a marker, 1 at one random
+    step of the first half (``t < steps // 2``) and one of the second half, 0 elsewhere.
+    The target is the sum of the two marked values. Always predicting its mean, 1, has a
+    mean squared error of ``Var = 2 / 12``, about 0.167: a network beats that only by
+    remembering a value over up to ``steps`` steps.
+
+    Returns ``xs`` ``(steps, n, 2)`` and ``ds`` ``(n, 1)``, float64 (many-to-one).
+    """
+    n, steps, seed = _check_count(n, "n"), check_steps(steps), _check_seed(seed)
+    return _adding_sequences(_adding_draws(np.random.default_rng(seed), n, steps))
+
+
 class SampleStream:
     """Batches drawn with replacement from fixed host arrays ``x``, ``d`` whose batch
     axis is ``batch_axis`` (0 for ``(N, F)`` rows, 1 for time-major ``(T, N, F)``)."""
@@ -227,6 +268,24 @@ class BinaryAdditionStream:
         """The sequences of iterations ``start .. stop - 1``, joined along axis 1."""
         a, b = _span(self._chunk, start, stop, self.batch_size)
         return _addition_sequences(a, b, self.bits)
+
+
+class AddingProblemStream:
+    """Fresh adding-problem sequences for every iteration: ``(steps, B, 2)`` and ``(B, 1)``."""
+
+    batch_axis, target_axis = 1, 0  # time-major inputs, one target per sequence
+
+    def __init__(self, batch_size: int, steps: int = 100, seed: Any = 0) -> None:
+        self.batch_size = _check_count(batch_size, "batch_size")
+        self.steps, self.seed = check_steps(steps), _check_seed(seed)
+
+    def _chunk(self, k: int) -> np.ndarray:
+        rng = np.random.default_rng([*np.atleast_1d(self.seed), k])
+        return _adding_draws(rng, CHUNK * self.batch_size, self.steps)
+
+    def batches(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """The sequences of iterations ``start .. stop - 1``, joined along axis 1."""
+        return _adding_sequences(_span(self._chunk, start, stop, self.batch_size))
 
 
 def _span(chunk: Any, start: int, stop: int, batch_size: int) -> np.ndarray:
