@@ -12,6 +12,11 @@ output ``h`` ``(B, H)`` the output layer reads, and what ``step_backward`` needs
 is stored on the cell). ``state`` is ``h`` ``(B, H)``, or the pair ``(h, c)`` for the
 LSTM; None stands for zeros at the first step.
 
+Before the backward loop, ``prepare_backward(caches, xp)`` turns the caches of all steps
+into what ``step_backward`` takes, computing over all ``T * B`` rows at once whatever does
+not depend on the incoming gradient (gate derivatives and the like): at small sizes the
+cost is the number of array calls, so the per-step work shrinks to a few of them.
+
 ``step_backward(dh, dstate, cache, w_t, xp, to_prev)`` takes ``dh``, the gradient reaching
 ``h`` from the output layer, and ``dstate``, the gradient reaching the state from the next
 step (either may be None for zero, never both), and returns ``(d_in, d_rec, dstate_prev)``:
@@ -100,6 +105,12 @@ def _zero_state(ux: Array, size: int, xp: ArrayNamespace) -> Array:
     return xp.zeros((ux.shape[0], size), dtype=ux.dtype, device=device_of(ux))
 
 
+def _per_step(rows: list[Array], steps: int) -> list[tuple]:
+    """Arrays of ``T * B`` rows cut into ``T`` tuples of ``B`` rows, one per step."""
+    batch = rows[0].shape[0] // steps
+    return [tuple(a[t * batch : (t + 1) * batch, ...] for a in rows) for t in range(steps)]
+
+
 class RNNCell(Cell):
     """The simple RNN: ``h = f(ux + h_prev @ W)``; cache ``(u, h)``."""
 
@@ -118,10 +129,9 @@ class RNNCell(Cell):
 
     def prepare_backward(self, caches: list[tuple], xp: ArrayNamespace) -> list[Any]:
         """``f'(u_t)`` of every step, computed over all ``T * B`` rows at once."""
-        batch = caches[0][0].shape[0]
         us, hs = zip(*caches, strict=True)
         d_act = self._activation.derivative(xp.concat(us, axis=0), xp.concat(hs, axis=0), xp)
-        return [d_act[t * batch : (t + 1) * batch, ...] for t in range(len(caches))]
+        return [d_act for (d_act,) in _per_step([d_act], len(caches))]
 
     def step_backward(
         self,
@@ -132,7 +142,7 @@ class RNNCell(Cell):
         xp: ArrayNamespace,
         to_prev: bool,
     ) -> tuple[Array, Array, State]:
-        delta = _add(dh, dstate) * cache  # dE/du = dE/dh * f'(u)
+        delta = _add(dh, dstate) * cache  # dE/du = dE/dh * f'(u), the cache being f'(u)
         return delta, delta, delta @ w_t if to_prev else None
 
 
@@ -159,28 +169,33 @@ class LSTMCell(Cell):
         h = o * tc
         return (h, c), h, (c_prev, i, f, g, o, tc)
 
+    def prepare_backward(self, caches: list[tuple], xp: ArrayNamespace) -> list[Any]:
+        """Per step ``(dc_dh, factors, f)``, computed over all ``T * B`` rows at once:
+        ``dc_dh = o * (1 - tanh(c)**2)`` ``(B, H)`` and the factors ``(B, 4H)`` that turn
+        ``[dc, dc, dc, dh]`` into ``dE/da`` (the gates' derivatives at their
+        pre-activations, times what each gate multiplies)."""
+        c_prev, i, f, g, o, tc = (xp.concat(rows, axis=0) for rows in zip(*caches, strict=True))
+        dc_dh = o * (1.0 - tc * tc)
+        factors = xp.concat(
+            [g * i * (1.0 - i), c_prev * f * (1.0 - f), i * (1.0 - g * g), tc * o * (1.0 - o)],
+            axis=1,
+        )
+        return _per_step([dc_dh, factors, f], len(caches))
+
     def step_backward(
         self,
         dh: Array | None,
         dstate: State,
-        cache: tuple,
+        cache: Any,
         w_t: Array,
         xp: ArrayNamespace,
         to_prev: bool,
     ) -> tuple[Array, Array, State]:
-        c_prev, i, f, g, o, tc = cache
+        dc_dh, factors, f = cache
         dh_next, dc_next = (None, None) if dstate is None else dstate
         dh = _add(dh, dh_next)
-        dc = _add(dh * o * (1.0 - tc * tc), dc_next)
-        delta = xp.concat(
-            [
-                dc * g * i * (1.0 - i),
-                dc * c_prev * f * (1.0 - f),
-                dc * i * (1.0 - g * g),
-                dh * tc * o * (1.0 - o),
-            ],
-            axis=1,
-        )  # dE/da, the gates' pre-activations
+        dc = _add(dh * dc_dh, dc_next)
+        delta = xp.concat([dc, dc, dc, dh], axis=1) * factors  # dE/da, at the pre-activations
         return delta, delta, (delta @ w_t, dc * f) if to_prev else None
 
 
@@ -212,22 +227,31 @@ class GRUCell(Cell):
         h = n + z * (h_prev - n)  # (1 - z) * n + z * h_prev
         return h, h, (h_prev, r, z, n, hw_n)
 
+    def prepare_backward(self, caches: list[tuple], xp: ArrayNamespace) -> list[Any]:
+        """Per step ``(in_factors, rec_factors, z)``, computed over all ``T * B`` rows at
+        once: the factors ``(B, 3H)`` that turn ``[dh, dh, dh]`` into the gradients at the
+        input and the recurrent projections."""
+        h_prev, r, z, n, hw_n = (xp.concat(rows, axis=0) for rows in zip(*caches, strict=True))
+        dn = (1.0 - z) * (1.0 - n * n)  # dh -> n's pre-activation
+        dr = dn * hw_n * r * (1.0 - r)
+        dz = (h_prev - n) * z * (1.0 - z)
+        in_factors = xp.concat([dr, dz, dn], axis=1)
+        rec_factors = xp.concat([dr, dz, dn * r], axis=1)  # r scales h @ W_n inside n
+        return _per_step([in_factors, rec_factors, z], len(caches))
+
     def step_backward(
         self,
         dh: Array | None,
         dstate: State,
-        cache: tuple,
+        cache: Any,
         w_t: Array,
         xp: ArrayNamespace,
         to_prev: bool,
     ) -> tuple[Array, Array, State]:
-        h_prev, r, z, n, hw_n = cache
+        in_factors, rec_factors, z = cache
         dh = _add(dh, dstate)
-        da_n = dh * (1.0 - z) * (1.0 - n * n)  # at n's pre-activation
-        da_r = da_n * hw_n * r * (1.0 - r)
-        da_z = dh * (h_prev - n) * z * (1.0 - z)
-        d_in = xp.concat([da_r, da_z, da_n], axis=1)
-        d_rec = xp.concat([da_r, da_z, da_n * r], axis=1)
+        dh3 = xp.concat([dh, dh, dh], axis=1)
+        d_in, d_rec = dh3 * in_factors, dh3 * rec_factors
         return d_in, d_rec, d_rec @ w_t + dh * z if to_prev else None
 
 
