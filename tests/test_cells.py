@@ -5,6 +5,7 @@ states, and the refusals of bad input."""
 from __future__ import annotations
 
 import itertools
+import json
 
 import numpy as np
 import pytest
@@ -337,3 +338,50 @@ def test_a_checkpoint_of_one_cell_is_not_resumed_as_another(tmp_path):
         checkpointer.begin(gru, xpnn.SGD(0.1), iters=5)
     for key, value in before.items():
         np.testing.assert_array_equal(gru.params[key], value)
+
+
+# -- the command line ------------------------------------------------------------------------
+
+
+def test_adding_problem_command_reports_the_baseline(capsys):
+    from xpnn import cli
+
+    argv = ["train", "adding-problem", "--cell", "gru", "--steps", "6", "--iters", "30"]
+    assert cli.main([*argv, "--n-test", "200", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["config"]["cell"] == "gru" and summary["config"]["steps"] == 6
+    _, ds = xpnn.datasets.adding_problem(200, steps=6, seed=1)  # the run's test set
+    assert summary["baseline_mse"] == pytest.approx(float(np.mean((ds - 1.0) ** 2)))
+    assert 0.0 < summary["test_mse"] < 1.0
+
+
+@pytest.mark.parametrize("run", ["binary-addition", "sine"])
+def test_cell_option_on_the_notebook_runs(run, tmp_path, capsys):
+    from xpnn import cli
+
+    argv = ["train", run, "--cell", "lstm", "--iters", "5", "--quiet"]
+    assert cli.main([*argv, "--checkpoint", str(tmp_path)]) == 0
+    saved = xpnn.checkpoint.load(tmp_path / "checkpoint.npz")
+    assert saved.model.config["cell"] == "lstm" and saved.model.hidden_size in (5, 16)
+    assert tuple(saved.model.params["W"].shape) == (
+        saved.model.hidden_size,
+        4 * saved.model.hidden_size,
+    )
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize(
+    ("argv", "match"),
+    [
+        (["binary-addition", "--cell", "gru", "--activation", "relu"], "--activation applies"),
+        (["adding-problem", "--steps", "1"], "steps must be an integer of at least 2"),
+        (["sine", "--cell", "lstn"], "invalid choice: 'lstn'"),
+    ],
+)
+def test_bad_cell_command_lines_exit_2(argv, match, capsys):
+    from xpnn import cli
+
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["train", *argv])
+    assert exc.value.code == 2
+    assert match in capsys.readouterr().err

@@ -1,5 +1,5 @@
 """The ``xpnn`` command: ``xpnn backends``, ``xpnn agree``, ``xpnn train {backprop,
-regression,binary-addition,sine}``.
+regression,binary-addition,sine,adding-problem}``.
 
 Every failure the user can cause ends in one line on stderr and a non-zero exit status
 (``EXIT_RULE``), never a traceback.
@@ -22,8 +22,9 @@ from xpnn import __version__, agree, datasets
 from xpnn.backend import BACKENDS, backend_info, get_namespace, resolve_device, resolve_dtype
 from xpnn.checkpoint import load
 from xpnn.course import notebooks
-from xpnn.course.settings import BinaryAddition, Regression, Sine, Training
+from xpnn.course.settings import AddingProblem, BinaryAddition, Regression, Sine, Training
 from xpnn.errors import BackendUnavailable, CheckpointError, TrainingDiverged, XpnnError
+from xpnn.nn.cells import CELLS
 from xpnn.training.resume import Checkpointer, check_folder
 
 EXIT_RULE = (
@@ -188,6 +189,10 @@ def _add_training(p: argparse.ArgumentParser, defaults: Training) -> None:
     )
 
 
+def _add_cell(p: argparse.ArgumentParser, defaults: Training) -> None:
+    p.add_argument("--cell", default=defaults.cell, choices=CELLS, help="the recurrent cell")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser of the ``xpnn`` command."""
     parser = _Parser(
@@ -291,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=defaults.clip,
         help="global gradient norm cap (default: none)",
     )
+    _add_cell(p, defaults)
 
     defaults = Sine()
     p = runs.add_parser(
@@ -310,7 +316,34 @@ def build_parser() -> argparse.ArgumentParser:
         default=defaults.weight_init_std,
         help="standard deviation of the initial weights",
     )
-    for name in ("backprop", "regression", "binary-addition", "sine"):
+    _add_cell(p, defaults)
+
+    defaults = AddingProblem()
+    p = runs.add_parser(
+        "adding-problem",
+        help="day 3: LSTM, GRU or simple RNN on the adding problem",
+        description="The adding problem (Hochreiter and Schmidhuber, 1997): sum the two "
+        "marked values of a long sequence. Always predicting the mean scores a test MSE "
+        "of about 0.167; only a network that remembers the marked values does better.",
+    )
+    _add_training(p, defaults)
+    _add_cell(p, defaults)
+    p.add_argument(
+        "--steps", type=_positive_int, default=defaults.steps, help="sequence length (at least 2)"
+    )
+    p.add_argument(
+        "--hidden-size", type=_positive_int, default=defaults.hidden_size, help="hidden units"
+    )
+    p.add_argument(
+        "--clip",
+        type=_positive_float,
+        default=defaults.clip,
+        help="global gradient norm cap",
+    )
+    p.add_argument(
+        "--n-test", type=_positive_int, default=defaults.n_test, help="fresh test sequences"
+    )
+    for name in ("backprop", "regression", "binary-addition", "sine", "adding-problem"):
         runs.choices[name].set_defaults(parser=runs.choices[name])
     return parser
 
@@ -358,6 +391,7 @@ RUNS: dict[str, tuple[type[Training], Callable[..., notebooks.RunResult]]] = {
     "regression": (Regression, notebooks.regression),
     "binary-addition": (BinaryAddition, notebooks.binary_addition),
     "sine": (Sine, notebooks.sine),
+    "adding-problem": (AddingProblem, notebooks.adding_problem),
 }
 
 
@@ -379,6 +413,10 @@ def _check(args: argparse.Namespace) -> None:
             datasets.check_interval(args.low, args.high)
         elif args.run == "binary-addition":
             datasets.check_bits(args.bits, datasets.MAX_ALL_PAIRS_BITS)
+            if args.cell != "rnn" and args.activation != BinaryAddition.activation:
+                parser.error(f"--activation applies to --cell rnn only, not {args.cell}")
+        elif args.run == "adding-problem":
+            datasets.check_steps(args.steps)
         elif args.run == "sine":
             datasets.check_windows(args.maxlen)
     except XpnnError as exc:

@@ -43,17 +43,20 @@ def addition_network(
     activation: str = "sigmoid",
     init: str = "std",
     weight_init_std: float = 1.0,
+    cell: str = "rnn",
     seed: int = 0,
     backend: str = "numpy",
     device: Any = None,
     dtype: str = "float64",
 ) -> RNN:
-    """Notebook 3_1's 2-16-1 RNN: sigmoid output, no biases, squared error per step."""
+    """Notebook 3_1's 2-16-1 RNN: sigmoid output, no biases, squared error per step.
+    ``activation`` is the simple RNN's; an LSTM or GRU ``cell`` has its own."""
     return RNN(
         2,
         hidden_size,
         1,
-        hidden=activation,
+        cell=cell,
+        hidden=activation if cell == "rnn" else None,
         output="sigmoid",
         loss="mse",
         init=init,
@@ -69,22 +72,54 @@ def sine_network(
     *,
     hidden_size: int = 5,
     weight_init_std: float = 0.01,
+    cell: str = "rnn",
     seed: int = 0,
     backend: str = "numpy",
     device: Any = None,
     dtype: str = "float64",
 ) -> RNN:
-    """Notebook 3_3's 1-5-1 many-to-one RNN: tanh hidden, identity output, squared error."""
+    """Notebook 3_3's 1-5-1 many-to-one RNN: tanh hidden, identity output, squared error
+    (or the same network with an LSTM or GRU ``cell``)."""
     return RNN(
         1,
         hidden_size,
         1,
+        cell=cell,
         hidden="tanh",
         output="identity",
         loss="mse",
         many_to_one=True,
         init="std",
         weight_init_std=weight_init_std,
+        seed=seed,
+        backend=backend,
+        device=device,
+        dtype=dtype,
+    )
+
+
+def adding_network(
+    *,
+    cell: str = "lstm",
+    hidden_size: int = 32,
+    seed: int = 0,
+    backend: str = "numpy",
+    device: Any = None,
+    dtype: str = "float64",
+) -> RNN:
+    """The adding problem's 2-``hidden_size``-1 many-to-one network: the ``cell`` (a tanh
+    state for the simple RNN), biases, identity output, squared error, Xavier weights."""
+    return RNN(
+        2,
+        hidden_size,
+        1,
+        cell=cell,
+        hidden="tanh",
+        output="identity",
+        loss="mse",
+        bias=True,
+        many_to_one=True,
+        init="xavier",
         seed=seed,
         backend=backend,
         device=device,

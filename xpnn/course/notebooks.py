@@ -17,12 +17,13 @@ from xpnn import datasets
 from xpnn.backend import to_numpy
 from xpnn.course import printouts
 from xpnn.course.networks import (
+    adding_network,
     addition_accuracy,
     addition_network,
     regression_network,
     sine_network,
 )
-from xpnn.course.settings import BinaryAddition, Regression, Sine, Training
+from xpnn.course.settings import AddingProblem, BinaryAddition, Regression, Sine, Training
 from xpnn.errors import XpnnValueError
 from xpnn.nn.mlp import MLP
 from xpnn.optim import SGD, Momentum
@@ -177,6 +178,7 @@ def binary_addition(
         activation=s.activation,
         init=s.init,
         weight_init_std=s.weight_init_std,
+        cell=s.cell,
         seed=s.seed,
         backend=s.backend,
         device=s.device,
@@ -216,6 +218,7 @@ def sine(
     net = sine_network(
         hidden_size=s.hidden_size,
         weight_init_std=s.weight_init_std,
+        cell=s.cell,
         seed=s.seed,
         backend=s.backend,
         device=s.device,
@@ -256,3 +259,45 @@ def sine(
             "test_pred": test_pred[:, 0].tolist(),
         },
     )
+
+
+def adding_problem(
+    settings: AddingProblem | None = None, /, *, echo: Echo = print, progress: bool = True
+) -> RunResult:
+    """The adding problem (Hochreiter and Schmidhuber, 1997): a many-to-one network with
+    an LSTM, GRU or simple RNN ``cell`` learns to sum the two marked values of sequences
+    of ``steps`` steps, from fresh sequences every iteration.
+
+    ``metrics``: ``test_mse``, the mean squared error on ``n_test`` fresh sequences, and
+    ``baseline_mse``, that of always predicting the mean sum 1 (about 0.167): a network
+    that forgets the marked values does no better than the baseline.
+    """
+    s = AddingProblem() if settings is None else settings
+    shown = echo if progress else None  # where the progress lines go
+    began = time.perf_counter()
+    datasets.check_steps(s.steps)  # before training, not after
+    net = adding_network(
+        cell=s.cell,
+        hidden_size=s.hidden_size,
+        seed=s.seed,
+        backend=s.backend,
+        device=s.device,
+        dtype=s.dtype,
+    )
+    stream = datasets.AddingProblemStream(s.batch_size, s.steps, seed=s.seed)
+
+    def log(event: LogEvent) -> None:
+        _say(shown, printouts.loss_line(event, ".6g"))
+
+    result = _fit(net, stream, s, clip=s.clip, on_log=log)
+    xs, ds = datasets.adding_problem(s.n_test, s.steps, seed=s.seed + 1)
+    test_mse = float(((to_numpy(net.predict(net.asarray(xs))) - ds) ** 2).mean())
+    baseline_mse = float(((ds - 1.0) ** 2).mean())
+    seconds = time.perf_counter() - began
+    _say(
+        echo,
+        f"test MSE on {s.n_test} fresh sequences of {s.steps} steps: {test_mse:.4g} "
+        f"(always predicting 1: {baseline_mse:.4g})\nwall time: {seconds:.2f} s "
+        f"(training {result.seconds:.2f} s)",
+    )
+    return RunResult(net, result, seconds, {"test_mse": test_mse, "baseline_mse": baseline_mse})

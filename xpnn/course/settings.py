@@ -2,7 +2,8 @@
 
 ``Training`` holds what every run shares (the backend, the optimiser, the loop, the
 checkpoint); ``Regression``, ``BinaryAddition`` and ``Sine`` add each notebook's own
-numbers, with the notebook's values as defaults. ``xpnn train`` builds them from its
+numbers, with the notebook's values as defaults; ``AddingProblem`` is the long-memory
+task of the course's Day-3 cells. ``xpnn train`` builds them from its
 options by field name, so a new field here is a new setting everywhere.
 """
 
@@ -82,7 +83,9 @@ class Regression(Training):
 @dataclass(frozen=True)
 class BinaryAddition(Training):
     """Notebook 3_1: a 2-``hidden_size``-1 RNN learns ``bits``-bit addition; ``truncate``
-    is the truncated-BPTT block, ``clip`` the global gradient norm cap."""
+    is the truncated-BPTT block, ``clip`` the global gradient norm cap. ``cell`` is the
+    recurrent cell (``rnn``, ``lstm``, ``gru``); ``activation`` is the simple RNN's, the
+    gated cells have their own."""
 
     RUN: ClassVar[str] = "binary-addition"
 
@@ -95,12 +98,14 @@ class BinaryAddition(Training):
     bits: int = 8
     truncate: int | None = None
     clip: float | None = None
+    cell: str = "rnn"
 
 
 @dataclass(frozen=True)
 class Sine(Training):
-    """Notebook 3_3: a 1-``hidden_size``-1 many-to-one RNN predicts a sine wave from
-    ``maxlen`` values, then generates ``n_generate`` points from its own predictions."""
+    """Notebook 3_3: a 1-``hidden_size``-1 many-to-one RNN (``cell``: ``rnn``, ``lstm``,
+    ``gru``) predicts a sine wave from ``maxlen`` values, then generates ``n_generate``
+    points from its own predictions."""
 
     RUN: ClassVar[str] = "sine"
 
@@ -110,3 +115,23 @@ class Sine(Training):
     maxlen: int = 2
     weight_init_std: float = 0.01
     n_generate: int = 200
+    cell: str = "rnn"
+
+
+@dataclass(frozen=True)
+class AddingProblem(Training):
+    """The adding problem (``xpnn.datasets.adding_problem``): a 2-``hidden_size``-1
+    many-to-one network with the recurrent ``cell`` sums the two marked values of
+    sequences of ``steps`` steps, ``batch_size`` fresh sequences per iteration, the
+    gradient clipped to the global norm ``clip``; tested on ``n_test`` fresh sequences."""
+
+    RUN: ClassVar[str] = "adding-problem"
+
+    iters: int = 1000
+    lr: float = 0.01
+    batch_size: int = 32
+    cell: str = "lstm"
+    steps: int = 100
+    hidden_size: int = 32
+    clip: float | None = 1.0
+    n_test: int = 1000
