@@ -311,6 +311,53 @@ def test_from_params_refuses_arrays_that_do_not_fit_the_cell(cell, params, match
         xpnn.RNN.from_params(params, cell=cell)
 
 
+# -- the compiled step ------------------------------------------------------------------
+
+
+def _compiled_against_eager(backend, device, cell, many_to_one):
+    """100 Adam steps with truncated BPTT and clipping, compiled and eager, float64."""
+    from xpnn.step import make_step
+
+    net = xpnn.RNN(
+        2, 3, 1, cell=cell, bias=True, many_to_one=many_to_one, init="xavier", seed=2,
+        output="identity", backend=backend, device=device,
+    )  # fmt: skip
+    opt = xpnn.Adam(0.01)
+    eager = make_step(net, opt, truncate=2, clip=0.5, compile="off")
+    compiled = make_step(net, opt, truncate=2, clip=0.5, compile="on")
+    assert compiled.compiled and not eager.compiled
+    xs, ds = xpnn.datasets.AddingProblemStream(3, steps=5, seed=0).batches(0, 100)
+    if not many_to_one:
+        ds = np.broadcast_to(ds, (5, *ds.shape))  # the running target at every step
+    p_e = p_c = net.params
+    s_e = s_c = opt.init(net.params)
+    for i in range(100):
+        x, d = net.asarray(xs[:, 3 * i : 3 * i + 3]), net.asarray(ds[..., 3 * i : 3 * i + 3, :])
+        p_e, s_e, l_e = eager(p_e, s_e, x, d)
+        p_c, s_c, l_c = compiled(p_c, s_c, x, d)
+    assert float(l_c) == pytest.approx(float(l_e), rel=1e-12, abs=1e-12)
+    for key in p_e:
+        got, want = xpnn.to_numpy(p_c[key]), xpnn.to_numpy(p_e[key])
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12, err_msg=key)
+
+
+@pytest.mark.parametrize("many_to_one", [False, True])
+@pytest.mark.parametrize("cell", CELLS)
+def test_compiled_step_equals_eager_on_jax(backend, device, cell, many_to_one):
+    if backend != "jax":
+        pytest.skip(f"{backend}: this case is jax.jit's (torch.compile's is below)")
+    _compiled_against_eager(backend, device, cell, many_to_one)
+
+
+@pytest.mark.slow
+@pytest.mark.slow_compile
+@pytest.mark.parametrize("cell", CELLS)
+def test_compiled_step_equals_eager_on_torch(backend, device, cell):
+    if backend != "torch":
+        pytest.skip(f"{backend}: this case is torch.compile's")
+    _compiled_against_eager(backend, device, cell, many_to_one=True)
+
+
 # -- checkpoints ---------------------------------------------------------------------------
 
 
