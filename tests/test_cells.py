@@ -432,3 +432,29 @@ def test_bad_cell_command_lines_exit_2(argv, match, capsys):
         cli.main(["train", *argv])
     assert exc.value.code == 2
     assert match in capsys.readouterr().err
+
+
+def test_an_interrupted_lstm_run_resumes_bit_exactly(tmp_path):
+    from xpnn.course import notebooks
+    from xpnn.course.settings import AddingProblem
+
+    class Interrupt(Exception):
+        pass
+
+    def stop_at_40(text: str) -> None:
+        if text.startswith("iters:40 "):
+            raise Interrupt(text)
+
+    small = {"steps": 5, "hidden_size": 4, "iters": 60, "log_every": 20, "n_test": 10}
+    whole = notebooks.adding_problem(AddingProblem(**small), echo=None)
+    with pytest.raises(Interrupt):
+        notebooks.adding_problem(
+            AddingProblem(**small, checkpoint=tmp_path, checkpoint_every=30), echo=stop_at_40
+        )
+    assert xpnn.checkpoint.load(tmp_path / "checkpoint.npz").step == 30
+    resumed = notebooks.adding_problem(
+        AddingProblem(**small, checkpoint=tmp_path, checkpoint_every=30, resume=True), echo=None
+    )
+    for key, value in whole.model.params.items():
+        np.testing.assert_array_equal(resumed.model.params[key], value)
+    assert resumed.train.history == whole.train.history

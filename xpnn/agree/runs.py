@@ -12,7 +12,7 @@ from xpnn import datasets
 from xpnn.backend import to_numpy
 from xpnn.course import networks
 from xpnn.nn.mlp import MLP
-from xpnn.optim import SGD, Momentum
+from xpnn.optim import SGD, Adam, Momentum
 from xpnn.training.train import train
 
 HostArray = Any  # a numpy.ndarray, from xpnn.to_numpy or xpnn.datasets
@@ -64,6 +64,19 @@ def _addition(backend: str, device: Any, dtype: str) -> tuple[Any, Any, Any]:
     return net, SGD(0.1), datasets.BinaryAdditionStream(32, bits=8, seed=SEED)
 
 
+def _adding(cell: str) -> Callable[[str, Any, str], tuple[Any, Any, Any]]:
+    """Day 3: a 2-8-1 many-to-one ``cell`` network on the adding problem (10 steps),
+    Adam (lr 0.01), batch 16."""
+
+    def build(backend: str, device: Any, dtype: str) -> tuple[Any, Any, Any]:
+        net = networks.adding_network(
+            cell=cell, hidden_size=8, seed=SEED, backend=backend, device=device, dtype=dtype
+        )
+        return net, Adam(0.01), datasets.AddingProblemStream(16, steps=10, seed=SEED)
+
+    return build
+
+
 _DATA: dict[str, tuple[HostArray, HostArray]] = {}
 
 
@@ -86,6 +99,8 @@ RUNS: dict[str, Run] = {
         Run("mlp-softmax", 200, _classifier),
         Run("rnn-addition", 500, _addition),
         Run("rnn-addition-trunc3", 500, _addition, truncate=3),
+        Run("lstm-adding", 200, _adding("lstm")),
+        Run("gru-adding-trunc4", 200, _adding("gru"), truncate=4),
     )
 }
 
