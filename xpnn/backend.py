@@ -1,8 +1,12 @@
 """Backends: the only module that knows the names of array libraries.
 
 It resolves a backend name (``"numpy"``, ``"array_api_strict"``, ``"torch"``, ``"jax"``,
-``"cupy"``) to its array API namespace, reports which backends can run here and why the
-others cannot, resolves device and dtype names, and moves arrays to the host.
+``"cupy"``, ``"dask"``) to its array API namespace, reports which backends can run here and
+why the others cannot, resolves device and dtype names, and moves arrays to the host.
+
+Dask arrays are lazy: data is chunked along the batch axis (``chunk_batch``), parameters
+stay one small chunk, and the work runs on dask's local threaded scheduler, or on a
+``dask.distributed`` client when one is active (``dask_scheduler`` names which).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from xpnn.errors import BackendUnavailable, XpnnTypeError, XpnnValueError, shown
 Array = Any
 ArrayNamespace = ModuleType
 
-BACKENDS: tuple[str, ...] = ("numpy", "array_api_strict", "torch", "jax", "cupy")
+BACKENDS: tuple[str, ...] = ("numpy", "array_api_strict", "torch", "jax", "cupy", "dask")
 
 _MODULES = {
     "numpy": "numpy",
@@ -32,6 +36,7 @@ _MODULES = {
     "torch": "torch",
     "jax": "jax",
     "cupy": "cupy",
+    "dask": "dask.array",
 }
 _INSTALL_HINTS = {
     "numpy": "pip install numpy",
@@ -40,6 +45,7 @@ _INSTALL_HINTS = {
     "https://download.pytorch.org/whl/cpu)",
     "jax": 'pip install "xpnn[jax]"',
     "cupy": 'pip install "xpnn[cuda12]" or "xpnn[cuda13]", on a machine with an NVIDIA GPU',
+    "dask": 'pip install "xpnn[dask]"',
 }
 _NAMESPACES: dict[str, ArrayNamespace] = {}
 
@@ -53,6 +59,8 @@ class BackendInfo:
     usable: bool
     reason: str
     default_device: str | None
+    scheduler: str | None = None
+    """Where a lazy backend (dask) runs its work; None for the eager ones."""
 
 
 def install_hint(name: str) -> str:
@@ -78,6 +86,8 @@ def _load_namespace(name: str) -> ArrayNamespace:
         return importlib.import_module("array_api_compat.numpy")
     if name == "array_api_strict":
         return module
+    if name == "dask":
+        return importlib.import_module("array_api_compat.dask.array")
     if name == "torch":
         return importlib.import_module("array_api_compat.torch")
     if name == "jax":
@@ -118,9 +128,11 @@ def backend_info(name: str) -> BackendInfo:
         xp = get_namespace(name)
     except BackendUnavailable as exc:
         return BackendInfo(name, None, False, str(exc), None)
-    version = getattr(importlib.import_module(_MODULES[name]), "__version__", "?")
+    package = importlib.import_module(_MODULES[name].split(".")[0])
+    version = getattr(package, "__version__", "?")
     device = default_device(xp)
-    return BackendInfo(name, version, True, "", device_name(device))
+    scheduler = dask_scheduler() if name == "dask" else None
+    return BackendInfo(name, version, True, "", device_name(device), scheduler)
 
 
 def available_backends() -> list[str]:
@@ -416,3 +428,68 @@ def compile_step(
         fn, fullgraph=True, dynamic=False, mode="reduce-overhead" if on_gpu else None
     )
     return compiled, True
+
+
+# -- dask: chunks along the batch axis, the scheduler, the step boundary ------------------------
+
+DASK_CHUNK_ROWS = 16384
+"""The most batch rows in one dask chunk by default: a smaller batch is one chunk (dask's
+cost per task would outweigh the arithmetic), a larger one splits into equal chunks."""
+
+
+def is_dask(x: Any) -> bool:
+    """Whether ``x`` is a dask array (without importing dask)."""
+    return type(x).__module__.startswith("dask.")
+
+
+def default_chunk_rows(batch: int) -> int:
+    """Rows per chunk for a batch of ``batch`` rows: ``batch`` cut into the fewest equal
+    pieces of at most ``DASK_CHUNK_ROWS`` (65536 -> 16384, 20000 -> 10000, 100 -> 100)."""
+    pieces = -(-batch // DASK_CHUNK_ROWS)
+    return -(-batch // pieces)
+
+
+def chunk_batch(x: Array, axis: int, rows: int | None = None) -> Array:
+    """A dask array ``x`` rechunked into ``rows`` rows per chunk along ``axis`` (default
+    ``default_chunk_rows``) and one chunk along every other axis; any other array as is.
+
+    Raises
+    ------
+    XpnnValueError
+        ``rows`` is not a positive integer.
+    """
+    if rows is not None and (isinstance(rows, bool) or not isinstance(rows, int) or rows < 1):
+        msg = f"chunks must be a positive integer (rows per chunk), got {rows!r}"
+        raise XpnnValueError(msg)
+    if not is_dask(x) or x.ndim == 0:
+        return x
+    rows = default_chunk_rows(max(x.shape[axis], 1)) if rows is None else rows
+    return x.rechunk({i: (rows if i == axis else -1) for i in range(x.ndim)})
+
+
+def dask_scheduler() -> str:
+    """Where dask work runs now: the active ``dask.distributed`` client's scheduler
+    address and worker count, or dask's local threaded scheduler."""
+    try:
+        from distributed import default_client
+
+        client = default_client()
+    except (ImportError, ValueError):  # ValueError: no client is active
+        return "local threads"
+    workers = len(client.scheduler_info().get("workers", {}))
+    return f"distributed {client.scheduler.address} ({workers} workers)"
+
+
+def persist(*trees: Any) -> tuple[Any, ...]:
+    """The step boundary: dask arrays in ``trees`` (dicts of arrays, arrays) computed and
+    kept in memory on the workers, so the next step's task graph starts from them and does
+    not grow with the number of steps. Arrays of other backends are returned as they are."""
+    if not any(is_dask(leaf) for tree in trees for leaf in _leaves(tree)):
+        return trees
+    import dask
+
+    return dask.persist(*trees)
+
+
+def _leaves(tree: Any) -> list[Any]:
+    return list(tree.values()) if isinstance(tree, dict) else [tree]

@@ -13,6 +13,7 @@ from xpnn.backend import (
     Array,
     backend_name,
     check_host_input,
+    chunk_batch,
     device_name,
     device_of,
     get_namespace,
@@ -140,9 +141,13 @@ class Model:
             self.check_finite(value, key)
         self._params = dict(params)
 
-    def asarray(self, x: Any, *, name: str = "x") -> Array:
+    def asarray(self, x: Any, *, name: str = "x", chunks: int | None = None) -> Array:
         """``x`` (a host array, nested lists, or an array of any backend on the host) as
         an array of this model's backend, device and dtype.
+
+        On dask the array is cut into chunks of ``chunks`` rows along the batch axis
+        (default: ``backend.default_chunk_rows`` of its batch size); other backends
+        ignore ``chunks``.
 
         Raises
         ------
@@ -152,10 +157,13 @@ class Model:
         """
         x = check_host_input(x, name, self.backend)
         try:
-            return self.xp.asarray(x, dtype=self.dtype, device=self.device)
+            x = self.xp.asarray(x, dtype=self.dtype, device=self.device)
         except (TypeError, ValueError, RuntimeError, OverflowError) as exc:
             msg = f"{name} cannot be converted to a {self.backend} array: {shown(str(exc))}"
             raise XpnnTypeError(msg) from None
+        # RNN sequences (T, B, F) have their batch on axis 1; targets (B, O) on axis 0
+        axis = self.batch_axis if x.ndim > self.batch_axis + 1 else 0
+        return chunk_batch(x, axis, chunks)
 
     def _params_from_host(self, host: Mapping[str, Any]) -> dict[str, Array]:
         """``from_params``'s input as arrays of the model (the ``params`` setter checks
