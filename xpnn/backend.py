@@ -396,7 +396,8 @@ def compile_step(
     ``"off"`` returns ``fn``; ``"on"`` compiles (``jax.jit`` on JAX, ``torch.compile`` on
     PyTorch) or raises; ``"auto"`` compiles on JAX always, and on PyTorch when ``steps``
     (the run's length, if known) is at least ``AUTO_TORCH_STEPS``. A compiled step is
-    traced once per input shape; a new shape traces it again.
+    traced once per input shape; a new shape traces it again. On dask every mode
+    returns ``fn`` followed by ``persist`` of its outputs: the step boundary.
 
     Raises
     ------
@@ -404,6 +405,8 @@ def compile_step(
         ``mode`` is unknown, or ``"on"`` for a backend that does not compile.
     """
     mode = check_compile(mode)
+    if backend == "dask":  # not compiled, but its step boundary persists (see persist)
+        fn = _persisting(fn)
     if mode == "off":
         return fn, False
     if backend not in COMPILERS:
@@ -493,3 +496,13 @@ def persist(*trees: Any) -> tuple[Any, ...]:
 
 def _leaves(tree: Any) -> list[Any]:
     return list(tree.values()) if isinstance(tree, dict) else [tree]
+
+
+def _persisting(fn: Callable) -> Callable:
+    """``fn`` (a step returning parameters, optimiser state and loss) with its outputs
+    persisted: each step's graph starts from concrete arrays on the workers."""
+
+    def step(*args: Any) -> Any:
+        return persist(*fn(*args))
+
+    return step

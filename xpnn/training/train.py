@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from xpnn.backend import Array, check_compile
+from xpnn.backend import Array, check_compile, default_chunk_rows
 from xpnn.datasets import CHUNK
 from xpnn.errors import TrainingDiverged, XpnnError, XpnnTypeError, XpnnValueError
 from xpnn.nn.model import check_size
@@ -70,6 +70,7 @@ def train(
     on_log: Callable[[LogEvent], None] | None = None,
     on_step: Callable[[int, dict[str, Array]], None] | None = None,
     history: list[tuple[int, float]] | None = None,
+    chunks: int | None = None,
 ) -> TrainResult:
     """Train ``model`` in place with ``optimizer`` on batches from ``stream``.
 
@@ -104,6 +105,9 @@ def train(
         (checkpoints use it; ``model.params`` holds the parameters).
     history : list, optional
         The history to continue (a resumed run passes the saved one).
+    chunks : int, optional
+        Dask only: batch rows per chunk (default ``backend.default_chunk_rows`` of the
+        batch size, so every batch is whole chunks); other backends ignore it.
 
     Raises
     ------
@@ -123,6 +127,7 @@ def train(
         model, optimizer, truncate=truncate, clip=clip, compile=compile, steps=iters - start
     )
     xp, axis, batch = model.xp, model.batch_axis, stream.batch_size
+    rows = default_chunk_rows(batch) if chunks is None else check_size(chunks, "chunks")
     target_axis = getattr(stream, "target_axis", axis)  # sine: (T, N, 1) inputs, (N, 1) targets
     history = list(history or [])
     params, state = model.params, dict(state)
@@ -133,7 +138,8 @@ def train(
     while lo < iters:  # one chunk of the stream at a time, cut at the stream's chunk edges
         hi = min(iters, (lo // CHUNK + 1) * CHUNK)
         x_host, d_host = stream.batches(lo, hi)
-        x_all, d_all = model.asarray(x_host, name="x"), model.asarray(d_host, name="d")
+        x_all = model.asarray(x_host, name="x", chunks=rows)
+        d_all = model.asarray(d_host, name="d", chunks=rows)
         for i in range(lo, hi):
             j = i - lo
             x = _slice(x_all, axis, j * batch, (j + 1) * batch)
