@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from xpnn import __version__, agree, datasets
+from xpnn import __version__, agree, datasets, sweep
 from xpnn.backend import BACKENDS, backend_info, get_namespace, resolve_device, resolve_dtype
 from xpnn.checkpoint import load
 from xpnn.course import notebooks
@@ -345,6 +345,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     for name in ("backprop", "regression", "binary-addition", "sine", "adding-problem"):
         runs.choices[name].set_defaults(parser=runs.choices[name])
+    sweep.add_arguments(
+        sub.add_parser(
+            "sweep",
+            help="a grid of train runs x seeds on dask.distributed",
+            description="Every configuration of --grid times seeds 0 .. N-1, each the run "
+            "'xpnn train RUN' makes, one task each on dask.distributed; rows go to --out as "
+            "runs finish, and a rerun finishes only what is missing.",
+            epilog="exit status: 0 every run finished (a diverged run is a result); 1 a run "
+            "failed (rerun to retry it); 2 bad input, found before any task is sent",
+            allow_abbrev=False,
+        ),
+        runs=[name for name in runs.choices if name != "backprop"],
+        plot_path=_writable_path,
+    )
     return parser
 
 
@@ -357,13 +371,19 @@ def _backends() -> None:
                 name,
                 info.version or "-",
                 info.default_device or "-",
-                "yes" if info.usable else f"no: {info.reason}",
+                _usable(info),
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     for row in rows:
         cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
         print("  ".join([*cells, row[3]]))
+
+
+def _usable(info: Any) -> str:
+    if not info.usable:
+        return f"no: {info.reason}"
+    return "yes" if info.scheduler is None else f"yes (scheduler: {info.scheduler})"
 
 
 def _settings(args: argparse.Namespace, kind: type[Training]) -> Training:
@@ -490,7 +510,10 @@ def _plot_sine(args: argparse.Namespace, result: notebooks.RunResult, plotting: 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; return the exit status."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "sweep":  # a sweep hands RUN's own options to its runs
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "train":
         _check(args)
     try:
@@ -498,6 +521,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _backends()
         elif args.command == "agree":
             return agree.run_agree(args)
+        elif args.command == "sweep":
+            return sweep.run_sweep(args, extra)
         else:
             _train(args)
     except TrainingDiverged as exc:

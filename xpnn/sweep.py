@@ -190,15 +190,16 @@ def _check_key(key: str, run: str, known: dict[str, argparse.Action]) -> None:
 def parse_run(argv: list[str], config: dict[str, str] | None = None) -> argparse.Namespace:
     """``argv`` parsed by the ``xpnn`` parser; its one-line complaint becomes an
     XpnnValueError naming the configuration."""
-    from xpnn.cli import build_parser
+    from xpnn.cli import _check, build_parser
 
     stderr = io.StringIO()
     try:
         with contextlib.redirect_stderr(stderr):
-            return build_parser().parse_args(argv)
+            args = build_parser().parse_args(argv)
+            _check(args)  # what the train command refuses beyond its parser
+            return args
     except SystemExit:
-        complaint = stderr.getvalue().strip().removeprefix("xpnn train ")
-        complaint = complaint.split(" (see ")[0]
+        complaint = stderr.getvalue().strip().split("error: ", 1)[-1].split(" (see ")[0]
         where = f"configuration {_describe(config)}: " if config else ""
         msg = f"{where}{complaint}"
         raise XpnnValueError(msg) from None
@@ -316,11 +317,9 @@ class ResultsFile:
             msg = f"{self.path} is not an xpnn sweep results file; choose another --out"
             raise XpnnValueError(msg)
         if header != identity:
-            differ = [k for k in identity if header.get(k) != identity[k]]
-            theirs = _short(json.dumps({k: header.get(k) for k in differ}))
             msg = (
-                f"{self.path} holds the results of another sweep (its {' and '.join(differ)} "
-                f"differ: {theirs}); choose another --out or remove the file"
+                f"{self.path} holds the results of another sweep "
+                f"({_difference(header, identity)}); choose another --out or remove the file"
             )
             raise XpnnValueError(msg)
         for line in lines[1:]:
@@ -337,6 +336,20 @@ class ResultsFile:
             f.flush()
             os.fsync(f.fileno())
         self.rows[row_key(row["config"], row["seed"])] = row
+
+
+def _difference(old: dict[str, Any], new: dict[str, Any]) -> str:
+    """How the sweep of a results file differs from this one, in a few words."""
+    if old.get("run") != new["run"]:
+        return f"of {_short(str(old.get('run')))}, not {new['run']}"
+    if old.get("grid") != new["grid"]:
+        return f"its grid is {_short(json.dumps(old.get('grid')))}"
+    theirs = old.get("options") or {}
+    names = sorted(
+        k for k in set(theirs) | set(new["options"]) if theirs.get(k) != new["options"].get(k)
+    )
+    shown = ", ".join(f"{k}={theirs.get(k)}" for k in names)
+    return f"its options differ: {_short(shown)}"
 
 
 def identity(sweep: Sweep) -> dict[str, Any]:
@@ -504,8 +517,8 @@ def run_sweep(args: argparse.Namespace, options: Sequence[str]) -> int:
             )
             total = len(sweep.tasks())
             print(
-                f"xpnn sweep: {total} runs ({len(sweep.configs())} configurations x "
-                f"{sweep.seeds} seeds) on {where}; {len(results.rows)} already in {args.out}",
+                f"xpnn sweep: {total} runs ({len(sweep.configs())} configuration(s) x "
+                f"{sweep.seeds} seed(s)) on {where}; {len(results.rows)} already in {args.out}",
                 file=sys.stderr,
             )
             outcome = execute(sweep, results, client, ProgressBar())

@@ -26,6 +26,7 @@ from xpnn.course.networks import (
 from xpnn.course.settings import AddingProblem, BinaryAddition, Regression, Sine, Training
 from xpnn.errors import XpnnValueError
 from xpnn.nn.mlp import MLP
+from xpnn.nn.rnn import RNN
 from xpnn.optim import SGD, Momentum
 from xpnn.training.resume import Checkpointer
 from xpnn.training.train import LogEvent, TrainResult, train
@@ -161,13 +162,20 @@ def regression(
 
 
 def binary_addition(
-    settings: BinaryAddition | None = None, /, *, echo: Echo = print, progress: bool = True
+    settings: BinaryAddition | None = None,
+    /,
+    *,
+    echo: Echo = print,
+    progress: bool = True,
+    on_reading: Callable[[RNN, LogEvent], None] | None = None,
 ) -> RunResult:
     """Notebook 3_1: a 2-16-1 RNN (sigmoid hidden and output, no biases, squared error
     per step) learns ``bits``-bit addition from fresh random operands every iteration.
 
     Every ``log_every`` iterations it prints the notebook's lines for the batch's first
-    sequence. ``metrics`` holds ``exact`` and ``total`` over all operand pairs.
+    sequence, and calls ``on_reading(net, event)`` if given (``xpnn sweep`` finds the
+    first reading with every operand pair exact). ``metrics`` holds ``exact`` and
+    ``total`` over all operand pairs.
     """
     s = BinaryAddition() if settings is None else settings
     shown = echo if progress else None  # where the progress lines go
@@ -189,6 +197,8 @@ def binary_addition(
     def log(event: LogEvent) -> None:
         if shown is not None:
             shown(printouts.addition_lines(event))
+        if on_reading is not None:
+            on_reading(net, event)
 
     result = _fit(net, stream, s, truncate=s.truncate, clip=s.clip, on_log=log)
     exact, total = addition_accuracy(net, s.bits)
