@@ -3,6 +3,8 @@
 * ``tests-<backend>``: the whole test suite with ``XPNN_BACKENDS=<backend>``;
 * ``cupy``: the suite on CuPy; skips with the reason where there is no CUDA device;
 * ``agree``: identical seeded training runs on every usable backend against NumPy;
+* ``distributed``: the dask backend and ``xpnn sweep`` on a real two-process LocalCluster
+  (127.0.0.1 only; every test stops its cluster);
 * ``lint``: ruff;
 * ``gpu`` (not default): suite and agreement with CuPy and CUDA PyTorch on an NVIDIA GPU;
 * ``compile`` (not default): the compiled-step tests with the slow ``torch.compile`` cases;
@@ -15,7 +17,7 @@ import shutil
 
 import nox
 
-nox.options.sessions = ["tests", "cupy", "agree", "lint"]
+nox.options.sessions = ["tests", "cupy", "agree", "distributed", "lint"]
 nox.options.error_on_missing_interpreters = False
 
 # The CPU build of PyTorch: an unpinned "torch" pulls a multi-GB CUDA build.
@@ -57,8 +59,22 @@ def cupy(session: nox.Session) -> None:
 @nox.session
 def agree(session: nox.Session) -> None:
     """Seeded training runs on numpy, array_api_strict, torch and jax against NumPy."""
-    session.install("-e", ".[strict]", TORCH_CPU, "jax")
+    session.install("-e", ".[strict,dask]", TORCH_CPU, "jax")
     session.run("xpnn", "agree", *session.posargs)
+
+
+@nox.session
+def distributed(session: nox.Session) -> None:
+    """The dask backend and ``xpnn sweep`` on a real LocalCluster of two worker processes:
+    sweep rows equal lone runs, a killed worker or sweep loses and duplicates nothing."""
+    session.install("-e", ".[test,plot,dask]")
+    session.run(
+        "pytest",
+        "tests/test_dask.py",
+        "tests/test_sweep.py",
+        *session.posargs,
+        env={"XPNN_DISTRIBUTED": "1", "XPNN_BACKENDS": "numpy"},
+    )
 
 
 @nox.session(default=False)
@@ -95,5 +111,7 @@ def compile(session: nox.Session) -> None:
 @nox.session(default=False)
 def bench(session: nox.Session) -> None:
     """The benchmark tables (speed is measured here, never asserted in tests)."""
-    session.install("-e", ".", TORCH_CPU, "jax", "array-api-strict")
+    session.install("-e", ".[dask]", TORCH_CPU, "jax", "array-api-strict")
     session.run("python", "benchmarks/rnn_binary_addition.py", *session.posargs)
+    session.run("python", "benchmarks/dask_backend.py", *session.posargs)
+    session.run("python", "benchmarks/sweep.py", *session.posargs)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import io
 import itertools
 import json
@@ -444,15 +445,16 @@ def execute(
     from distributed import as_completed
 
     outcome = Outcome()
-    pending = []
-    for config, seed in sweep.tasks():
+    tag = task_tag(sweep)
+    pending = {}  # task key on the cluster -> (config, seed)
+    for index, (config, seed) in enumerate(sweep.tasks()):
         if row_key(config, seed) in results.rows:
             outcome.skipped += 1
         else:
-            pending.append((config, seed))
+            pending[f"{tag}-{index}"] = (config, seed)
     futures = {
-        client.submit(run_one, sweep.argv(config, seed), pure=False): (config, seed)
-        for config, seed in pending
+        client.submit(run_one, sweep.argv(config, seed), key=key, pure=False): (config, seed)
+        for key, (config, seed) in pending.items()
     }
     progress(outcome, len(pending))
     for future in as_completed(futures):
@@ -469,6 +471,13 @@ def execute(
             outcome.finished += 1
         progress(outcome, len(pending))
     return outcome
+
+
+def task_tag(sweep: Sweep) -> str:
+    """The prefix of this sweep's task keys on the cluster, ``xpnn-run-<hash>``; task
+    ``i`` of ``sweep.tasks()`` is ``<prefix>-i``."""
+    digest = hashlib.sha256(json.dumps(identity(sweep), sort_keys=True).encode()).hexdigest()
+    return f"xpnn-run-{digest[:12]}"
 
 
 class ProgressBar:
@@ -525,6 +534,11 @@ def run_sweep(args: argparse.Namespace, options: Sequence[str]) -> int:
     except XpnnValueError as exc:
         print(f"xpnn sweep: error: {exc}", file=sys.stderr)
         return 2
+    print(
+        f"xpnn sweep: ran {outcome.finished}, skipped {outcome.skipped} already in "
+        f"{args.out}, failed {outcome.failed}",
+        file=sys.stderr,
+    )
     rows = [results.rows[row_key(c, s)] for c, s in sweep.tasks() if row_key(c, s) in results.rows]
     summaries = sweep_report.summarize(sweep.configs(), rows)
     print(sweep_report.table(summaries, list(sweep.grid)))
