@@ -349,8 +349,9 @@ def _difference(old: dict[str, Any], new: dict[str, Any]) -> str:
     names = sorted(
         k for k in set(theirs) | set(new["options"]) if theirs.get(k) != new["options"].get(k)
     )
-    shown = ", ".join(f"{k}={theirs.get(k)}" for k in names)
-    return f"its options differ: {_short(shown)}"
+    ours = new["options"]
+    text = "; ".join(f"{k} {theirs.get(k)} there, {ours.get(k)} here" for k in names)
+    return f"its options differ: {text if len(text) <= 80 else text[:77] + '...'}"
 
 
 def identity(sweep: Sweep) -> dict[str, Any]:

@@ -1,0 +1,355 @@
+"""``xpnn sweep``: bad input refused before any task is sent, rows that are the train
+command's own runs, the results file, the summary; and, on a real two-process
+LocalCluster (the ``distributed`` nox session), a killed worker or a killed sweep that
+loses and duplicates nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from xpnn import cli, sweep
+from xpnn.course import notebooks
+from xpnn.course.networks import addition_accuracy
+from xpnn.course.settings import BinaryAddition
+from xpnn.sweep_report import ConfigSummary, figure, summarize, table
+
+pytest.importorskip("distributed", reason="dask.distributed is not installed (xpnn[dask])")
+
+DISTRIBUTED = pytest.mark.skipif(
+    os.environ.get("XPNN_DISTRIBUTED") != "1",
+    reason="starts a LocalCluster of two worker processes: nox -s distributed "
+    "(or XPNN_DISTRIBUTED=1)",
+)
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _main(argv: list[str]) -> int:
+    """``xpnn`` with ``argv``: its exit status, whether returned or raised by argparse."""
+    try:
+        return cli.main(argv)
+    except SystemExit as exc:
+        return exc.code
+
+
+def _no_tasks(*_args, **_kwargs):
+    raise AssertionError("a bad sweep reached the cluster")
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--grid", "foo=1,2"], "unknown grid key 'foo' for binary-addition"),
+        (["--grid", "activation=sigmoid,softplus"], "activation=softplus: argument --activation"),
+        (["--grid", "lr=0.1,-1"], "lr=-1: argument --lr: must be positive"),
+        ([], "the grid is empty"),
+        (["--grid", "activation=tanh", "--seeds", "0"], "--seeds: must be at least 1"),
+        (["--grid", "activation="], "--grid takes KEY=V1,V2"),
+        (["--grid", "seed=1,2"], "grid key 'seed' cannot be swept"),
+        (["--grid", "activation=tanh", "--seed", "3"], "--seed cannot be given to a sweep"),
+        (["--grid", "activation=tanh", "--bogus", "3"], "unrecognized arguments: --bogus 3"),
+        (["--grid", "backend=cupy"], "backend=cupy: cupy"),
+        (["--grid", "iters=5", "--iters", "4"], "--iters is both a grid key and a fixed"),
+    ],
+)
+def test_bad_sweeps_exit_2_with_one_line_before_any_task(
+    argv: list[str], expected: str, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    if "backend=cupy" in argv and sweep.backend_info("cupy").usable:
+        pytest.skip("cupy runs here, so backend=cupy is a valid value")
+    monkeypatch.setattr(sweep, "connect", _no_tasks)
+    out = tmp_path / "s.jsonl"
+    rc = _main(["sweep", "binary-addition", *argv, "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2
+    assert "\n" not in err
+    assert expected in err
+    assert not out.exists()  # nothing was written either
+
+
+def test_an_unreachable_scheduler_fails_in_time_naming_the_address(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setattr(sweep, "CONNECT_TIMEOUT", 1)
+    address = f"tcp://127.0.0.1:{port}"
+    argv = ["sweep", "sine", "--grid", "lr=0.1", "--scheduler", address]
+    rc = cli.main([*argv, "--out", str(tmp_path / "s.jsonl")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2
+    assert err[-1] == f"xpnn sweep: error: cannot reach the dask scheduler at '{address}' " + (
+        "within 1 s (OSError)"
+    )
+
+
+def test_without_dask_the_sweep_names_the_extra(tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed fails
+    rc = cli.main(["sweep", "sine", "--grid", "lr=0.1", "--out", str(tmp_path / "s.jsonl")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2
+    assert 'pip install "xpnn[dask]"' in err
+
+
+def _sweep(run: str, grid: dict[str, tuple[str, ...]], options=(), seeds: int = 1) -> sweep.Sweep:
+    return sweep.Sweep(run, tuple(options), grid, seeds)
+
+
+def test_a_results_file_of_another_sweep_is_refused(tmp_path: Path, monkeypatch, capsys) -> None:
+    path = tmp_path / "s.jsonl"
+    first = _sweep("sine", {"lr": ("0.1", "0.2")}, ["--iters", "5"])
+    sweep.ResultsFile(path, sweep.identity(first))
+    header = path.read_text()
+    others = {
+        "of 'sine', not regression": _sweep("regression", {"lr": ("0.1", "0.2")}, ["--iters", "5"]),
+        "its grid is": _sweep("sine", {"lr": ("0.1", "0.3")}, ["--iters", "5"]),
+        "its options differ: iters 5 there, 6 here": _sweep(
+            "sine", {"lr": ("0.1", "0.2")}, ["--iters", "6"]
+        ),
+    }
+    for expected, other in others.items():
+        with pytest.raises(sweep.XpnnValueError, match="holds the results of another sweep") as e:
+            sweep.ResultsFile(path, sweep.identity(other))
+        assert expected in str(e.value)
+    assert path.read_text() == header  # not mixed, not touched
+    same = _sweep("sine", {"lr": ("0.1", "0.2")}, ["--iters=5"], seeds=3)  # more seeds: same
+    assert sweep.ResultsFile(path, sweep.identity(same)).rows == {}
+    monkeypatch.setattr(sweep, "connect", _no_tasks)
+    argv = ["sweep", "sine", "--grid", "lr=0.1,0.3", "--iters", "5", "--out", str(path)]
+    assert cli.main(argv) == 2
+    assert "another sweep" in capsys.readouterr().err
+
+
+def test_a_line_cut_short_by_a_kill_is_dropped_and_rows_are_read(tmp_path: Path) -> None:
+    path = tmp_path / "s.jsonl"
+    ident = sweep.identity(_sweep("sine", {"lr": ("0.1",)}))
+    results = sweep.ResultsFile(path, ident)
+    results.append({"config": {"lr": "0.1"}, "seed": 0, "final_loss": 1.5})
+    with path.open("a") as f:
+        f.write('{"config": {"lr": "0.1"}, "seed": 1, "fin')  # the sweep died here
+    again = sweep.ResultsFile(path, ident)
+    assert list(again.rows) == [sweep.row_key({"lr": "0.1"}, 0)]
+    again.append({"config": {"lr": "0.1"}, "seed": 1, "final_loss": 2.5})
+    lines = path.read_text().splitlines()
+    assert [json.loads(line)["seed"] for line in lines[1:]] == [0, 1]
+
+
+def test_a_file_that_is_not_a_sweep_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "notes.jsonl"
+    path.write_text("hello\n")
+    with pytest.raises(sweep.XpnnValueError, match="is not an xpnn sweep results file"):
+        sweep.ResultsFile(path, sweep.identity(_sweep("sine", {"lr": ("0.1",)})))
+
+
+def _train_json(argv: list[str], capsys) -> dict:
+    assert cli.main([*argv, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["binary-addition", "--bits", "3", "--batch-size", "8", "--iters", "150", "--lr", "1"],
+        ["regression", "--iters", "120", "--activation", "tanh"],
+        ["sine", "--iters", "60", "--maxlen", "3"],
+    ],
+)
+def test_a_sweep_row_is_the_train_commands_run_to_the_bit(argv: list[str], capsys) -> None:
+    row = sweep.run_one(["train", *argv, "--seed", "2", "--quiet"])
+    alone = _train_json(["train", *argv, "--seed", "2"], capsys)
+    assert row["final_loss"] == alone["losses"][-1][1]
+    for key, value in row["metrics"].items():
+        assert value == alone[key]
+
+
+def test_first_exact_is_the_first_reading_with_every_pair_right() -> None:
+    argv = ["binary-addition", "--bits", "3", "--batch-size", "16", "--iters", "2000"]
+    argv += ["--lr", "1", "--log-every", "50", "--seed", "0"]
+    row = sweep.run_one(["train", *argv, "--quiet"])
+    readings = []  # independently: count every pair at every reading, no shortcut
+
+    def count(net, event) -> None:
+        readings.append((event.iteration, addition_accuracy(net, 3)))
+
+    settings = BinaryAddition(bits=3, batch_size=16, iters=2000, lr=1.0, log_every=50)
+    notebooks.binary_addition(settings, echo=None, on_reading=count)
+    first = next(i for i, (exact, total) in readings if exact == total)
+    assert row["first_exact"] == first
+
+
+def test_a_diverging_run_is_a_result() -> None:
+    row = sweep.run_one(["train", "regression", "--lr", "5", "--iters", "300", "--seed", "0"])
+    assert row["diverged_at"] is not None
+    assert row["final_loss"] is None
+
+
+def _row(config, seed, loss, first=None, diverged=None, exact=True):
+    metrics = {"exact": 4 if first else 3, "total": 4} if exact else {"test_mse": loss / 10}
+    row = {"config": config, "seed": seed, "final_loss": loss, "first_exact": first}
+    row["diverged_at"] = diverged
+    return {**row, "metrics": {} if diverged is not None else metrics}
+
+
+def test_the_summary_counts_medians_and_divergences() -> None:
+    a, b = {"act": "tanh"}, {"act": "relu"}
+    rows = [
+        _row(a, 0, 0.1, first=300),
+        _row(a, 1, 0.3, first=100),
+        _row(a, 2, 0.5),
+        _row(b, 0, None, diverged=12),
+        _row(b, 1, 0.9),
+    ]
+    tanh, relu = summarize([a, b], rows)
+    assert tanh == ConfigSummary(a, 3, 2, 200, 0.3, None, 0)
+    assert relu == ConfigSummary(b, 2, 0, None, 0.9, None, 1)
+    text = table([tanh, relu], ["act"]).splitlines()
+    assert text[0].split()[:3] == ["act", "runs", "reached"]
+    assert text[1].split() == ["tanh", "3", "2/3", "(67%)", "200", "0.3", "0"]
+    assert text[2].split() == ["relu", "2", "0/2", "(0%)", "-", "0.9", "1"]
+
+
+def test_the_summary_of_runs_without_exactness_shows_the_test_error(tmp_path: Path) -> None:
+    a = {"lr": "0.1"}
+    rows = [_row(a, s, loss, exact=False) for s, loss in enumerate((1.0, 2.0, 4.0))]
+    (only,) = summarize([a], rows)
+    assert only == ConfigSummary(a, 3, None, None, 2.0, 0.2, 0)
+    assert "median test MSE" in table([only], ["lr"])
+    figure([only], tmp_path / "s.png", title="t")
+    assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# -- on a real LocalCluster of two worker processes ----------------------------------------
+
+
+@pytest.fixture
+def cluster():
+    """A LocalCluster of two single-threaded worker processes on 127.0.0.1, stopped after
+    the test; yields (address, client)."""
+    from distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+        ) as local,
+        Client(local) as client,
+    ):
+        yield local.scheduler_address, client
+
+
+def _complete_lines(path: Path) -> list[str]:
+    text = path.read_text()
+    return text[: text.rfind("\n") + 1].splitlines()  # not a line a kill cut short
+
+
+def _rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in _complete_lines(path)[1:]]
+
+
+@DISTRIBUTED
+def test_sweep_rows_equal_each_configuration_run_alone(cluster, tmp_path: Path, capsys) -> None:
+    address, _client = cluster
+    out = tmp_path / "s.jsonl"
+    options = ["--bits", "4", "--batch-size", "4", "--iters", "200"]
+    argv = ["sweep", "binary-addition", "--grid", "activation=sigmoid,tanh", "init=std,he"]
+    rc = cli.main([*argv, *options, "--seeds", "2", "--scheduler", address, "--out", str(out)])
+    assert rc == 0
+    capsys.readouterr()
+    rows = _rows(out)
+    assert len(rows) == 8
+    assert {r["worker"] for r in rows} <= set(_client.scheduler_info()["workers"])
+    for row in rows:
+        config = [f"--{k}={v}" for k, v in row["config"].items()]
+        alone = _train_json(
+            ["train", "binary-addition", *options, *config, "--seed", str(row["seed"])], capsys
+        )
+        assert row["final_loss"] == alone["losses"][-1][1]
+        assert row["metrics"]["exact"] == alone["exact"]
+
+
+def _wait_for(predicate, what: str, timeout: float = 240):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@DISTRIBUTED
+def test_a_killed_worker_loses_and_duplicates_no_row(cluster, tmp_path: Path, capsys) -> None:
+    address, client = cluster
+    out = tmp_path / "s.jsonl"
+    grid = ["activation=sigmoid,tanh", "hidden-size=8,16,24"]
+    argv = ["sweep", "binary-addition", "--grid", *grid, "--iters", "600", "--seeds", "2"]
+    argv += ["--scheduler", address, "--out", str(out)]
+    codes: list[int] = []
+    runner = threading.Thread(target=lambda: codes.append(cli.main(argv)))
+    runner.start()
+    try:
+        busy = _wait_for(
+            lambda: [(w, keys) for w, keys in client.processing().items() if keys],
+            "a worker running a sweep task",
+        )
+        victim, keys = busy[0]
+        pid = client.run(os.getpid, workers=[victim])[victim]
+        os.kill(pid, signal.SIGKILL)
+    finally:
+        runner.join(timeout=600)
+    capsys.readouterr()
+    assert codes == [0]
+    rows = _rows(out)
+    keys_seen = [sweep.row_key(r["config"], r["seed"]) for r in rows]
+    assert len(rows) == 12
+    assert len(set(keys_seen)) == 12
+    spec = sweep.Sweep(
+        "binary-addition",
+        ("--iters", "600"),
+        {"activation": ("sigmoid", "tanh"), "hidden-size": ("8", "16", "24")},
+        2,
+    )
+    tasks = spec.tasks()
+    for key in keys:  # the task that was running on the killed worker ran again elsewhere
+        config, seed = tasks[int(str(key).rsplit("-", 1)[1])]
+        (row,) = [r for r in rows if r["config"] == config and r["seed"] == seed]
+        assert row["worker"] != victim
+
+
+@DISTRIBUTED
+def test_a_killed_sweep_restarted_finishes_only_the_rest(cluster, tmp_path: Path) -> None:
+    address, _client = cluster
+    out = tmp_path / "s.jsonl"
+    argv = [sys.executable, "-m", "xpnn.cli", "sweep", "binary-addition"]
+    argv += ["--grid", "activation=sigmoid,tanh,relu", "--iters", "400", "--seeds", "4"]
+    argv += ["--scheduler", address, "--out", str(out)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    first = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        _wait_for(lambda: out.exists() and len(_rows(out)) >= 3, "three rows")
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.communicate()
+    before = _complete_lines(out)
+    done = len(_rows(out))
+    assert done < 12, "the sweep finished before it could be killed"
+    second = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stderr
+    assert f"ran {12 - done}, skipped {done} already in" in second.stderr
+    after = out.read_text().splitlines()
+    assert after[: len(before)] == before  # what the first sweep wrote stays as it was
+    keys = [sweep.row_key(r["config"], r["seed"]) for r in _rows(out)]
+    assert len(keys) == len(set(keys)) == 12
