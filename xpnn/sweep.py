@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from xpnn.backend import backend_info
+from xpnn.backend import backend_info, install_hint
 from xpnn.errors import TrainingDiverged, XpnnValueError
 
 CONNECT_TIMEOUT = 10
@@ -361,7 +361,8 @@ def identity(sweep: Sweep) -> dict[str, Any]:
     parsed = vars(parse_run(sweep.argv(sweep.configs()[0], 0)))
     skip = {"command", "run", "seed", "quiet", "json", "plot", "checkpoint", "checkpoint_every"}
     skip |= {key.replace("-", "_") for key in sweep.grid} | {"resume"}
-    options = {k: v for k, v in sorted(parsed.items()) if k not in skip}
+    plain = (str, int, float, bool, type(None))  # not the parser the namespace carries
+    options = {k: v for k, v in sorted(parsed.items()) if k not in skip and isinstance(v, plain)}
     return {
         "run": sweep.run,
         "options": options,
@@ -378,9 +379,7 @@ def check_dask() -> None:
         import dask.array  # noqa: F401
         import distributed  # noqa: F401
     except ImportError as exc:
-        msg = (
-            f'xpnn sweep needs dask.distributed ({exc}); install it with: pip install "xpnn[dask]"'
-        )
+        msg = f"xpnn sweep needs dask.distributed ({exc}); install it with: {install_hint('dask')}"
         raise XpnnValueError(msg) from None
 
 
