@@ -235,19 +235,8 @@ def test_the_summary_of_runs_without_exactness_shows_the_test_error(tmp_path: Pa
 def cluster():
     """A LocalCluster of two single-threaded worker processes on 127.0.0.1, stopped after
     the test; yields (address, client)."""
-    from distributed import Client, LocalCluster
-
-    with (
-        LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address=None,
-        ) as local,
-        Client(local) as client,
-    ):
-        yield local.scheduler_address, client
+    with sweep.connect(None, 2) as client:  # the sweep's own local cluster
+        yield client.scheduler.address, client
 
 
 def _complete_lines(path: Path) -> list[str]:
