@@ -71,7 +71,7 @@ def install_hint(name: str) -> str:
 
 def _check_name(name: str) -> None:
     if name not in BACKENDS:
-        msg = f"unknown backend {name!r}; expected one of {', '.join(BACKENDS)}"
+        msg = f"unknown backend {shown(name)}; expected one of {', '.join(BACKENDS)}"
         raise XpnnValueError(msg)
 
 
@@ -224,7 +224,7 @@ def resolve_device(xp: ArrayNamespace, device: Any) -> Any:
         if device in aliases:
             return candidate
     names = ", ".join(device_name(d) for d in known)
-    msg = f"backend {name} has no device {device!r}; its devices are: {names}"
+    msg = f"backend {name} has no device {shown(device)}; its devices are: {names}"
     raise XpnnValueError(msg)
 
 
@@ -253,7 +253,7 @@ def resolve_dtype(xp: ArrayNamespace, dtype: Any, device: Any) -> Any:
             f"{key}; its floating dtypes are: {', '.join(floating)}"
         )
         raise XpnnTypeError(msg)
-    msg = f"dtype must be a real floating dtype (float32 or float64), got {key!r}"
+    msg = f"dtype must be a real floating dtype (float32 or float64), got {shown(key)}"
     raise XpnnTypeError(msg)
 
 
@@ -322,13 +322,29 @@ def host_rng(seed: int | None) -> np.random.Generator:
         ``seed`` is not a non-negative integer (or a sequence of them, or None).
     """
     if isinstance(seed, (bool, float, str, bytes)):
-        msg = f"seed must be a non-negative integer, got {seed!r}"
+        msg = f"seed must be a non-negative integer, got {shown(seed)}"
         raise XpnnValueError(msg)
     try:
         return np.random.default_rng(seed)
     except (TypeError, ValueError):
-        msg = f"seed must be a non-negative integer, got {seed!r}"
+        msg = f"seed must be a non-negative integer, got {shown(seed)}"
         raise XpnnValueError(msg) from None
+
+
+def odd_array(x: Any) -> str | None:
+    """Why ``x`` is an array whose meaning a plain array would lose, or None: a
+    ``numpy.matrix`` (always 2-D, ``*`` multiplies matrices), a masked array (the mask
+    would be dropped), a sparse torch tensor."""
+    if isinstance(x, np.matrix):
+        return "it is a numpy.matrix; pass numpy.asarray(x)"
+    if isinstance(x, np.ma.MaskedArray):
+        return "it is a masked array; pass x.filled(value) or x[~x.mask]"
+    if type(x).__module__.startswith("torch") and getattr(x, "layout", None) is not None:
+        import torch
+
+        if x.layout != torch.strided:
+            return f"it is a torch tensor of layout {x.layout}; pass x.to_dense()"
+    return None
 
 
 def check_host_input(x: Any, name: str, target: str) -> Any:
@@ -338,17 +354,10 @@ def check_host_input(x: Any, name: str, target: str) -> Any:
     imaginary part would be dropped), strings and ragged lists, ``numpy.matrix`` (always
     2-D, ``*`` multiplies matrices), masked arrays (the mask would be dropped) and sparse
     torch tensors. ``target`` (a backend name) completes the messages."""
-    kind = type(x).__module__.split(".")[0] + "." + type(x).__name__
     cannot = f"{name} cannot be converted to a {target} array"
-    if isinstance(x, (np.matrix, np.ma.MaskedArray)):
-        msg = f"{cannot}: it is a {kind}; pass a plain array (numpy.asarray(x) or x.filled())"
-        raise XpnnTypeError(msg)
-    if kind.startswith("torch.") and getattr(x, "layout", None) is not None:
-        import torch
-
-        if x.layout != torch.strided:
-            msg = f"{cannot}: it is a torch tensor of layout {x.layout}; pass x.to_dense()"
-            raise XpnnTypeError(msg)
+    odd = odd_array(x)
+    if odd is not None:
+        raise XpnnTypeError(f"{cannot}: {odd}")
     if array_api_compat.is_array_api_obj(x) and not isinstance(x, np.ndarray):
         dtype = x.dtype
         real = array_api_compat.array_namespace(x).isdtype(dtype, ("real floating", "integral"))

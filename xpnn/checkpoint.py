@@ -48,6 +48,7 @@ from xpnn.errors import (
     XpnnValueError,
     shown,
 )
+from xpnn.nn.init import INITS
 from xpnn.nn.mlp import MLP
 from xpnn.nn.rnn import RNN
 from xpnn.optim import OPTIMIZERS, Optimizer
@@ -149,7 +150,7 @@ def _check_history(history: Any, where: str) -> list[tuple[int, float]]:
             ok = isinstance(i, (int, np.integer)) and not isinstance(i, bool)
             ok = ok and isinstance(loss, (int, float, np.floating)) and math.isfinite(loss)
         if not ok:
-            msg = f"{where}: history must be (iteration, finite loss) pairs, got {entry!r}"
+            msg = f"{where}: history must be (iteration, finite loss) pairs, got {shown(entry)}"
             raise XpnnValueError(msg)
         out.append((int(i), float(loss)))
     return out
@@ -189,7 +190,7 @@ def save(
     """
     path = Path(path)
     if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
-        msg = f"step must be a non-negative integer, got {step!r}"
+        msg = f"step must be a non-negative integer, got {shown(step)}"
         raise XpnnValueError(msg)
     arrays = {PARAM + key: np.ascontiguousarray(to_numpy(p)) for key, p in model.params.items()}
     spec = None
@@ -302,7 +303,7 @@ MODELS = {"MLP": MLP, "RNN": RNN}
 MAX_MEMBERS = 1024
 MAX_META_CHARS = 2**24  # 16 Mi characters: a history of 100,000+ readings fits many times
 MAX_DEPTH = 32  # nesting of the caller's ``extra`` data
-_MEMBER = re.compile(r"[A-Za-z0-9_.]{1,200}\.npy")
+_MEMBER = re.compile(r"[A-Za-z0-9_.]{1,64}\.npy")
 
 
 @dataclass(frozen=True)
@@ -400,12 +401,19 @@ def _depth(value: Any) -> int:
     return deepest
 
 
-def _is_int(value: Any, low: int = 0) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+def _is_int(value: Any) -> bool:
+    """A non-negative int that fits an int64 (a step, an iteration, a size, a seed)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite real number as a float (``10**400`` is not: no float holds it)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def _parse_meta(path: Path, text: str) -> dict[str, Any]:
@@ -418,7 +426,7 @@ def _parse_meta(path: Path, text: str) -> dict[str, Any]:
         raise _fail(path, f"its metadata is not valid JSON {problem}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise _fail(path, f"not an xpnn checkpoint (meta format is not {FORMAT!r})")
-    if meta.get("version") != VERSION:
+    if type(meta.get("version")) is not int or meta["version"] != VERSION:
         raise _fail(
             path, f"checkpoint version {shown(meta.get('version'))}; this xpnn reads {VERSION}"
         )
@@ -438,7 +446,7 @@ def _parse_meta(path: Path, text: str) -> dict[str, Any]:
             path, f"its dtype must be one of {FLOAT_DTYPES}, got {shown(config.get('dtype'))}"
         )
     for key, ok in (
-        ("init", lambda v: v is None or isinstance(v, str)),
+        ("init", lambda v: v in (*INITS, "given", None)),
         ("weight_init_std", lambda v: v is None or _is_number(v)),
         ("seed", lambda v: v is None or _is_int(v)),
     ):
@@ -516,9 +524,8 @@ def _check_headers(
     for key, info in listed.items():
         member = members[key]
         if list(member.shape) != info["shape"] or member.dtype.str != info["dtype"]:
-            raise _fail(
-                path, f"{key!r} is {member.dtype.str} {member.shape}; the metadata says {info}"
-            )
+            got = f"{member.dtype.str} {member.shape}"
+            raise _fail(path, f"{key!r} is {got}; the metadata says {shown(info)}")
     config = _architecture(meta["model"])
     try:
         shapes = MODELS[config["model"]].configured(config).param_shapes

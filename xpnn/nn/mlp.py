@@ -16,7 +16,7 @@ from itertools import pairwise
 from typing import Any
 
 from xpnn.backend import Array, host_rng
-from xpnn.errors import XpnnValueError
+from xpnn.errors import XpnnValueError, shown
 from xpnn.nn.functions import get_activation
 from xpnn.nn.init import draw_weight
 from xpnn.nn.losses import OutputLayer
@@ -86,11 +86,11 @@ class MLP(Model):
 
     def _configure(self, sizes: Sequence[int], hidden: str, output: str, loss: str) -> None:
         if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Iterable):
-            msg = f"sizes must be a list of layer widths such as [2, 3, 2], got {sizes!r}"
+            msg = f"sizes must be a list of layer widths such as [2, 3, 2], got {shown(sizes)}"
             raise XpnnValueError(msg)
         sizes = list(sizes)
         if len(sizes) < 2:
-            msg = f"sizes must list at least an input and an output width, got {sizes!r}"
+            msg = f"sizes must list at least an input and an output width, got {shown(sizes)}"
             raise XpnnValueError(msg)
         self.sizes = [check_size(s, f"sizes[{i}]") for i, s in enumerate(sizes)]
         self.hidden, self.output, self.loss_name = hidden, output, loss

@@ -18,6 +18,7 @@ from xpnn.backend import (
     device_of,
     get_namespace,
     namespace_of,
+    odd_array,
     resolve_device,
     resolve_dtype,
 )
@@ -192,6 +193,9 @@ class Model:
                 f"{type(x).__name__}; convert host data with model.asarray({name})"
             )
             raise XpnnTypeError(msg)
+        odd = odd_array(x)
+        if odd is not None:
+            raise XpnnTypeError(f"{name} must be a plain array: {odd}")
         xp = namespace_of(x)
         if xp is not self.xp:
             msg = (

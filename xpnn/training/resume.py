@@ -33,7 +33,7 @@ from xpnn.checkpoint import (
     save,
     temp_owner,
 )
-from xpnn.errors import CheckpointError, TrainingDiverged, XpnnValueError
+from xpnn.errors import CheckpointError, TrainingDiverged, XpnnValueError, shown
 from xpnn.training.lock import FolderLock, holder_gone
 from xpnn.training.train import LogEvent, TrainResult, train
 
@@ -71,7 +71,7 @@ class Checkpointer:
     ) -> None:
         self.folder = check_folder(folder)
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            msg = f"checkpoint_every must be an integer of at least 1, got {every!r}"
+            msg = f"checkpoint_every must be an integer of at least 1, got {shown(every)}"
             raise XpnnValueError(msg)
         self.every, self.settings, self.resume = every, dict(settings), resume
         self.path = self.folder / self.FILENAME
@@ -127,8 +127,8 @@ class Checkpointer:
             k for k in set(theirs) | set(self.settings) if theirs.get(k) != self.settings.get(k)
         )
         if differ:
-            was = ", ".join(f"{k}={theirs.get(k)!r}" for k in differ)
-            now = ", ".join(f"{k}={self.settings.get(k)!r}" for k in differ)
+            was = ", ".join(f"{k}={shown(theirs.get(k))}" for k in differ)
+            now = ", ".join(f"{k}={shown(self.settings.get(k))}" for k in differ)
             msg = (
                 f"{self.path} was written by a run with {was}; this run has {now}. Resume "
                 "with the same settings, or start afresh in another folder"
