@@ -122,13 +122,11 @@ NOT_LAYERS = {
     "nested": [[2, 3]],
     "dict": {"a": 2},
 }
+NOT_NAMES_BUT_NONE = {k: v for k, v in NOT_NAMES.items() if v is not None}
 CONSTRUCTOR_CASES = [
-    *(
-        c
-        for m in ("MLP", "RNN")
-        for k in ("hidden", "output", "loss", "init")
-        for c in _cases(m, k, NOT_NAMES)
-    ),
+    *(c for k in ("hidden", "output", "loss", "init") for c in _cases("MLP", k, NOT_NAMES)),
+    *(c for k in ("output", "loss", "init", "cell") for c in _cases("RNN", k, NOT_NAMES)),
+    *_cases("RNN", "hidden", NOT_NAMES_BUT_NONE),  # None: the cell's own activation
     *_cases("MLP", "weight_init_std", NOT_POSITIVE, init="std"),
     *_cases("RNN", "weight_init_std", NOT_POSITIVE),
     *(pytest.param("MLP", {"sizes": [2, v, 1]}, id=f"MLP-sizes-{k}") for k, v in NOT_SIZES.items()),
@@ -280,9 +278,11 @@ def good(tmp_path) -> Path:
     net = xpnn.MLP([3, 5, 2], hidden="tanh", seed=1)
     opt = xpnn.Momentum(0.1, 0.9)
     x, d = net.asarray(np.ones((4, 3))), net.asarray(np.eye(2)[[0, 1, 0, 1]])
+    state = opt.init(net.params)
     for _ in range(2):
-        net.params = opt.update(net.params, net.loss_and_grad(x, d)[1])
-    return save(tmp_path / "ckpt.npz", net, opt, 2, [(0, 1.0)], {"settings": {"run": "x"}})
+        net.params, state = opt.update(net.params, net.loss_and_grad(x, d)[1], state)
+    extra = {"settings": {"run": "x"}}
+    return save(tmp_path / "ckpt.npz", net, opt, 2, [(0, 1.0)], extra, state=state)
 
 
 def _members(path: Path) -> dict[str, bytes]:
@@ -507,6 +507,11 @@ def _state_change(change):
     return spoil
 
 
+def _array(key: str, change):
+    """A ``_state_change`` that replaces the array ``key`` by ``change(array)``."""
+    return lambda meta, arrays: arrays.update({key: change(arrays[key])})
+
+
 def _nested(depth: int, opener: str = "[", closer: str = "]"):
     def spoil(path: Path) -> None:
         _forge(path, opener * depth + closer * depth)
@@ -523,11 +528,11 @@ def _hostile_files(tmp: Path) -> dict:
         "nested list 100000": _nested(100_000),
         "nested dict 100000": _nested(100_000, '{"a":', "}"),
         "nested 50": _nested(50),
-        "NaN velocity": _state_change(lambda m, a: a.update({"optim.W1": a["optim.W1"] * np.nan})),
-        "inf velocity": _state_change(lambda m, a: a.update({"optim.b2": a["optim.b2"] + np.inf})),
-        "missing velocity": _state_change(lambda m, a: a.pop("optim.W2")),
-        "extra velocity": _state_change(lambda m, a: a.update({"optim.W9": a["optim.W1"]})),
-        "velocity wrong shape": _state_change(lambda m, a: a.update({"optim.b1": np.zeros(2)})),
+        "NaN velocity": _state_change(_array("optim.v.W1", lambda v: v * np.nan)),
+        "inf velocity": _state_change(_array("optim.v.b2", lambda v: v + np.inf)),
+        "missing velocity": _state_change(lambda m, a: a.pop("optim.v.W2")),
+        "extra velocity": _state_change(lambda m, a: a.update({"optim.v.W9": a["optim.v.W1"]})),
+        "velocity wrong shape": _state_change(lambda m, a: a.update({"optim.v.b1": np.zeros(2)})),
         "state for SGD": _state_change(
             lambda m, a: m.update({"optimizer": {"name": "sgd", "lr": 0.1}})
         ),
