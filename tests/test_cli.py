@@ -160,6 +160,34 @@ BAD_COMMAND_LINES += [
     (["train", "regression", "--resume"], 2, "need --checkpoint DIR.*xpnn train regression --help"),
     (["train", "binary-addition", "--checkpoint", "ckpt", "--resume"], 1, "nothing to resume"),
 ]
+# the optimiser and compile flags
+BAD_COMMAND_LINES += [
+    (["train", "sine", "--optimizer", "adamw"], 2, "argument --optimizer: invalid choice"),
+    (
+        ["train", "regression", "--optimizer", "adam", "--momentum", "0.9"],
+        2,
+        "optimizer adam does not take momentum; it takes lr, beta1, beta2, eps",
+    ),
+    (
+        ["train", "regression", "--decay", "0.9"],
+        2,
+        "optimizer sgd does not take decay; it takes lr",
+    ),
+    (
+        ["train", "sine", "--optimizer", "rmsprop", "--beta2", "0.9"],
+        2,
+        "optimizer rmsprop does not take beta2",
+    ),
+    (["train", "regression", "--optimizer", "adam", "--beta1", "1"], 2, "--beta1: must be in"),
+    (["train", "regression", "--optimizer", "adam", "--eps", "0"], 2, "--eps: must be positive"),
+    (["train", "regression", "--optimizer", "rmsprop", "--decay", "-0.1"], 2, "--decay: must"),
+    (["train", "regression", "--compile", "yes"], 2, "argument --compile: invalid choice"),
+    (
+        ["train", "binary-addition", "--compile", "on"],
+        2,
+        r"compile 'on' needs a backend that compiles \(jax, torch\); numpy runs the step",
+    ),
+]
 IDS = [" ".join(args) or "(no arguments)" for args, _, _ in BAD_COMMAND_LINES]
 
 
@@ -249,6 +277,21 @@ def test_train_binary_addition_json(workdir):
     assert all(isinstance(v, float) for _, v in summary["losses"])
     assert summary["total"] == 64
     assert 0 <= summary["exact"] <= summary["total"]
+
+
+def test_train_with_adam_says_how_the_step_ran(workdir):
+    args = ["train", "regression", "--iters", "30", "--optimizer", "adam", "--lr", "0.01"]
+    result = _run([*args, "--eps", "1e-8", "--compile", "off", "--json"], workdir)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["config"]["optimizer"] == "adam" and summary["config"]["eps"] == 1e-8
+    assert summary["compiled"] is False and summary["first_step_seconds"] > 0
+    result = _run([*args, "--log-every", "10"], workdir)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("iters:0 loss:")
+    assert lines[1].startswith("step: eager (not compiled); first call ")
+    assert sum(line.startswith("step: eager") for line in lines) == 2  # and in the result
 
 
 @pytest.mark.skipif(not HAS_MATPLOTLIB, reason="matplotlib is not installed (the plot extra)")

@@ -95,6 +95,24 @@ def test_an_interrupted_run_resumes_bit_exactly(tmp_path, backend, device, run):
     assert a.history == b.history
 
 
+@pytest.mark.parametrize("optimizer", ["adagrad", "rmsprop", "adam"])
+def test_every_optimizer_resumes_bit_exactly(tmp_path, backend, device, optimizer):
+    """The state of AdaGrad, RMSProp and Adam (Adam's step count included) goes through
+    the checkpoint: interrupted and resumed ends where the whole run does."""
+    kw = {"log_every": 50, "backend": backend, "device": device}
+    kw |= {"optimizer": optimizer, "momentum": None, "lr": 0.05}
+    whole = _go("binary-addition", **kw)
+    with pytest.raises(Interrupt):
+        _go("binary-addition", **kw, echo=_stop_at(150), checkpoint=tmp_path, checkpoint_every=100)
+    resumed = _go("binary-addition", **kw, checkpoint=tmp_path, checkpoint_every=100, resume=True)
+    assert _bits(resumed.model.params) == _bits(whole.model.params)
+    assert _bits(resumed.train.state) == _bits(whole.train.state)
+    assert resumed.train.history == whole.train.history
+    saved = _final(tmp_path, backend)
+    assert set(saved.optimizer_state) == set(whole.train.state)
+    assert _bits(saved.optimizer_state) == _bits(whole.train.state)
+
+
 def test_resuming_without_the_velocity_would_differ(tmp_path, backend, device, monkeypatch):
     """The check above can fail: drop Momentum's velocity on resume and the run ends
     elsewhere."""

@@ -148,7 +148,7 @@ def test_compile_on_needs_a_compiling_backend(backend, device):
         return
     with pytest.raises(
         XpnnValueError,
-        match=rf"compile='on' needs a backend that compiles "
+        match=rf"compile 'on' needs a backend that compiles "
         rf"\(jax, torch\); {backend} runs the step eagerly",
     ):
         make_step(net, SGD(), compile="on")

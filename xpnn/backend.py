@@ -397,16 +397,13 @@ def check_compile(mode: Any) -> str:
     return mode
 
 
-def compile_step(
-    fn: Callable, backend: str, mode: str, *, device: Any = None, steps: int | None = None
-) -> tuple[Callable, bool]:
-    """``fn`` compiled for ``backend`` where ``mode`` asks for it, and whether it was.
+def compiler_for(backend: str, mode: str, *, steps: int | None = None) -> str | None:
+    """What compiles a step on ``backend`` under ``mode`` (``"jax.jit"``,
+    ``"torch.compile"``), or None for an eager step.
 
-    ``"off"`` returns ``fn``; ``"on"`` compiles (``jax.jit`` on JAX, ``torch.compile`` on
-    PyTorch) or raises; ``"auto"`` compiles on JAX always, and on PyTorch when ``steps``
-    (the run's length, if known) is at least ``AUTO_TORCH_STEPS``. A compiled step is
-    traced once per input shape; a new shape traces it again. On dask every mode
-    returns ``fn`` followed by ``persist`` of its outputs: the step boundary.
+    ``"off"``: None; ``"on"``: the backend's compiler, or an error; ``"auto"``: ``jax.jit``
+    always on JAX, ``torch.compile`` on PyTorch when ``steps`` (the run's length, if known)
+    is at least ``AUTO_TORCH_STEPS``, None elsewhere.
 
     Raises
     ------
@@ -414,24 +411,36 @@ def compile_step(
         ``mode`` is unknown, or ``"on"`` for a backend that does not compile.
     """
     mode = check_compile(mode)
-    if backend == "dask":  # not compiled, but its step boundary persists (see persist)
-        fn = _persisting(fn)
     if mode == "off":
-        return fn, False
+        return None
     if backend not in COMPILERS:
         if mode == "on":
             msg = (
-                f"compile='on' needs a backend that compiles ({', '.join(COMPILERS)}); "
-                f"{backend} runs the step eagerly: use compile='auto' or 'off'"
+                f"compile 'on' needs a backend that compiles ({', '.join(COMPILERS)}); "
+                f"{backend} runs the step eagerly: use 'auto' or 'off'"
             )
             raise XpnnValueError(msg)
+        return None
+    if backend == "torch" and mode == "auto" and (steps is None or steps < AUTO_TORCH_STEPS):
+        return None
+    return COMPILERS[backend]
+
+
+def compile_step(
+    fn: Callable, backend: str, mode: str, *, device: Any = None, steps: int | None = None
+) -> tuple[Callable, bool]:
+    """``fn`` compiled for ``backend`` where ``compiler_for`` says so, and whether it was.
+    A compiled step is traced once per input shape; a new shape traces it again. On dask
+    every mode returns ``fn`` followed by ``persist`` of its outputs: the step boundary."""
+    compiler = compiler_for(backend, mode, steps=steps)
+    if backend == "dask":  # not compiled, but its step boundary persists (see persist)
+        return _persisting(fn), False
+    if compiler is None:
         return fn, False
-    if backend == "jax":
+    if compiler == "jax.jit":
         import jax
 
         return jax.jit(fn), True
-    if mode == "auto" and (steps is None or steps < AUTO_TORCH_STEPS):
-        return fn, False
     import torch
 
     # one graph per shape (no dynamic shapes); CUDA graphs on a GPU (not verified here)

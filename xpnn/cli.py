@@ -19,13 +19,24 @@ from typing import Any, NoReturn
 import numpy as np
 
 from xpnn import __version__, agree, datasets, sweep
-from xpnn.backend import BACKENDS, backend_info, get_namespace, resolve_device, resolve_dtype
+from xpnn.backend import (
+    AUTO_TORCH_STEPS,
+    BACKENDS,
+    COMPILE_MODES,
+    backend_info,
+    compiler_for,
+    get_namespace,
+    resolve_device,
+    resolve_dtype,
+)
 from xpnn.checkpoint import load
 from xpnn.course import notebooks
 from xpnn.course.settings import AddingProblem, BinaryAddition, Regression, Sine, Training
 from xpnn.errors import BackendUnavailable, CheckpointError, TrainingDiverged, XpnnError
 from xpnn.nn.cells import CELLS
+from xpnn.optim import OPTIMIZERS, Adam, Momentum, RMSProp
 from xpnn.training.resume import Checkpointer, check_folder
+from xpnn.training.train import divergence_advice
 
 EXIT_RULE = (
     "exit status: 0 success; 2 a bad command line (an unknown option, a value out of "
@@ -96,6 +107,14 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _rate(text: str) -> float:
+    """A number in [0, 1): Adam's betas, RMSProp's decay."""
+    value = _finite_float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return value
+
+
 def _checkpoint_folder(text: str) -> Path:
     try:
         return check_folder(text)
@@ -163,10 +182,41 @@ def _add_training(p: argparse.ArgumentParser, defaults: Training) -> None:
         "--quiet", action="store_true", help="no progress lines; the final result still prints"
     )
     p.add_argument(
+        "--optimizer",
+        choices=list(OPTIMIZERS),
+        default=defaults.optimizer,
+        help="the optimiser, with --lr and its own options below (default: sgd, or "
+        "momentum where --momentum is given)",
+    )
+    p.add_argument(
         "--momentum",
         type=_fraction,
         default=defaults.momentum,
-        help="SGD with this momentum, in (0, 1) (default: plain SGD)",
+        help="momentum's momentum, in (0, 1) (default: plain SGD; with --optimizer "
+        f"momentum: {Momentum().momentum})",
+    )
+    adam, rmsprop = Adam(), RMSProp()
+    p.add_argument(
+        "--beta1", type=_rate, default=None, help=f"adam's beta1 (default: {adam.beta1})"
+    )
+    p.add_argument(
+        "--beta2", type=_rate, default=None, help=f"adam's beta2 (default: {adam.beta2})"
+    )
+    p.add_argument(
+        "--eps",
+        type=_positive_float,
+        default=None,
+        help=f"adagrad's, rmsprop's and adam's eps (default: {adam.eps:g})",
+    )
+    p.add_argument(
+        "--decay", type=_rate, default=None, help=f"rmsprop's decay (default: {rmsprop.decay})"
+    )
+    p.add_argument(
+        "--compile",
+        choices=COMPILE_MODES,
+        default=defaults.compile,
+        help="compile the training step: auto compiles on jax always and on torch for runs "
+        f"of {AUTO_TORCH_STEPS}+ iterations; on needs jax or torch (default: auto)",
     )
     p.add_argument(
         "--checkpoint",
@@ -402,6 +452,8 @@ def _summary(settings: Training, result: notebooks.RunResult) -> None:
                 **metrics,
                 "seconds": round(result.seconds, 4),
                 "train_seconds": round(result.train.seconds, 4),
+                "compiled": result.train.compiled,
+                "first_step_seconds": round(result.train.compile_seconds, 4),
             }
         )
     )
@@ -422,6 +474,12 @@ def _check(args: argparse.Namespace) -> None:
     parser = args.parser
     if getattr(args, "checkpoint", "absent") is None and (args.resume or args.checkpoint_every):
         parser.error("--resume and --checkpoint-every need --checkpoint DIR")
+    if args.run != "backprop":
+        try:  # an optimiser option it does not take; --compile on where nothing compiles
+            _settings(args, RUNS[args.run][0]).make_optimizer()
+            compiler_for(args.backend, args.compile)
+        except XpnnError as exc:
+            parser.error(str(exc))
     try:
         xp = get_namespace(args.backend)
     except BackendUnavailable:
@@ -478,17 +536,15 @@ def _diverged(args: argparse.Namespace, exc: TrainingDiverged) -> str:
         text += f"The checkpoint {path} holds the last finite state{step}. "
     else:
         text += "The parameters were restored to the last finite reading. "
-    tips = [f"a lower --lr than {args.lr:g}"]
-    if getattr(args, "clip", "absent") is None:
-        tips.append("--clip 1.0")
-    if getattr(args, "momentum", None) is not None:
-        tips.append(f"a lower --momentum than {args.momentum:g}")
-    if getattr(args, "init", None) == "std":
-        tips.append("--init xavier")
-    if hasattr(args, "weight_init_std"):
-        tips.append(f"a smaller --weight-init-std than {args.weight_init_std:g}")
-    joined = tips[0] if len(tips) == 1 else f"{', '.join(tips[:-1])} or {tips[-1]}"
-    text += f"Try {joined}"
+    text += divergence_advice(
+        lr=args.lr,
+        clip=getattr(args, "clip", None),
+        can_clip=hasattr(args, "clip"),
+        momentum=args.momentum,
+        init=getattr(args, "init", None),
+        weight_init_std=getattr(args, "weight_init_std", None),
+        flags=True,
+    )
     if path is not None:
         text += ", starting afresh (a resumed run keeps its settings)"
     return text + "."

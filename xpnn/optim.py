@@ -22,13 +22,14 @@ course's Day-2 code, with its ``1e-7`` made an explicit ``eps``.
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 from collections.abc import Mapping
 from typing import Any
 
 from xpnn.backend import Array, ArrayNamespace, device_of, namespace_of
-from xpnn.errors import XpnnTypeError, XpnnValueError, shown
+from xpnn.errors import XpnnTypeError, XpnnValueError, check_choice, shown
 
 State = dict[str, Array]
 
@@ -357,3 +358,28 @@ class Adam(Optimizer):
 OPTIMIZERS: dict[str, type[Optimizer]] = {
     cls.name: cls for cls in (SGD, Momentum, AdaGrad, RMSProp, Adam)
 }
+
+
+def options_of(name: str) -> tuple[str, ...]:
+    """The hyperparameters optimiser ``name`` takes (its constructor's arguments)."""
+    return tuple(
+        inspect.signature(OPTIMIZERS[check_choice(name, "optimizer", OPTIMIZERS)]).parameters
+    )
+
+
+def build(name: str, **hyperparameters: Any) -> Optimizer:
+    """The optimiser ``name`` (a key of ``OPTIMIZERS``) with ``hyperparameters``; those
+    not given keep the class's defaults.
+
+    Raises
+    ------
+    XpnnValueError
+        An unknown name, a hyperparameter the optimiser does not take (``momentum`` for
+        ``adam``), or a value out of range.
+    """
+    takes = options_of(name)
+    foreign = sorted(set(hyperparameters) - set(takes))
+    if foreign:
+        msg = f"optimizer {name} does not take {', '.join(foreign)}; it takes {', '.join(takes)}"
+        raise XpnnValueError(msg)
+    return OPTIMIZERS[name](**hyperparameters)

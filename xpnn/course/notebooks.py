@@ -27,7 +27,7 @@ from xpnn.course.settings import AddingProblem, BinaryAddition, Regression, Sine
 from xpnn.errors import XpnnValueError
 from xpnn.nn.mlp import MLP
 from xpnn.nn.rnn import RNN
-from xpnn.optim import SGD, Momentum
+from xpnn.optim import SGD
 from xpnn.training.resume import Checkpointer
 from xpnn.training.train import LogEvent, TrainResult, train
 
@@ -99,25 +99,29 @@ class RunResult:
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
-def _fit(net: Any, stream: Any, settings: Training, **kwargs: Any) -> TrainResult:
-    """``train`` with SGD (or Momentum), keeping ``checkpoint/checkpoint.npz`` current
-    every ``checkpoint_every`` iterations (default: ``log_every``) and resuming from it
-    when ``resume``; ``kwargs`` go to ``train``."""
+def _fit(net: Any, stream: Any, settings: Training, echo: Echo, **kwargs: Any) -> TrainResult:
+    """``train`` with the settings' optimiser and ``compile``, keeping
+    ``checkpoint/checkpoint.npz`` current every ``checkpoint_every`` iterations (default:
+    ``log_every``) and resuming from it when ``resume``; ``kwargs`` go to ``train``.
+    Says through ``echo`` whether the step ran compiled."""
     s = settings
-    optimizer = SGD(s.lr) if s.momentum is None else Momentum(s.lr, s.momentum)
-    kwargs = {"iters": s.iters, "log_every": s.log_every, **kwargs}
+    optimizer = s.make_optimizer()
+    kwargs = {"iters": s.iters, "log_every": s.log_every, "compile": s.compile, **kwargs}
     if s.checkpoint is None:
         if s.resume or s.checkpoint_every is not None:
             msg = "resume and checkpoint_every need a checkpoint folder"
             raise XpnnValueError(msg)
-        return train(net, optimizer, stream, **kwargs)
-    keeper = Checkpointer(
-        s.checkpoint,
-        every=s.log_every if s.checkpoint_every is None else s.checkpoint_every,
-        settings=s.recorded(),
-        resume=s.resume,
-    )
-    return keeper.run(net, optimizer, stream, **kwargs)
+        result = train(net, optimizer, stream, **kwargs)
+    else:
+        keeper = Checkpointer(
+            s.checkpoint,
+            every=s.log_every if s.checkpoint_every is None else s.checkpoint_every,
+            settings=s.recorded(),
+            resume=s.resume,
+        )
+        result = keeper.run(net, optimizer, stream, **kwargs)
+    _say(echo, printouts.run_step_line(result))
+    return result
 
 
 def regression(
@@ -144,7 +148,7 @@ def regression(
     def log(event: LogEvent) -> None:
         _say(shown, printouts.loss_line(event, ".6f"))
 
-    result = _fit(net, stream, s, on_log=log)
+    result = _fit(net, stream, s, echo, on_log=log)
     x_test, d_test = datasets.linear(s.n_test, seed=s.seed + 1, low=s.low, high=s.high)
     pred = to_numpy(net.predict(net.asarray(x_test)))
     test_mse = float(((pred - d_test) ** 2).mean())
@@ -200,7 +204,7 @@ def binary_addition(
         if on_reading is not None:
             on_reading(net, event)
 
-    result = _fit(net, stream, s, truncate=s.truncate, clip=s.clip, on_log=log)
+    result = _fit(net, stream, s, echo, truncate=s.truncate, clip=s.clip, on_log=log)
     exact, total = addition_accuracy(net, s.bits)
     seconds = time.perf_counter() - began
     _say(
@@ -242,7 +246,7 @@ def sine(
     def log(event: LogEvent) -> None:
         _say(shown, printouts.loss_line(event, ".6g"))
 
-    result = _fit(net, stream, s, on_log=log)
+    result = _fit(net, stream, s, echo, on_log=log)
     test_pred = to_numpy(net.predict(net.asarray(data.xs_test)))
     test_mse = float(((test_pred - data.ds_test) ** 2).mean())
     window, generated = list(data.f[-s.maxlen :]), []
@@ -299,7 +303,7 @@ def adding_problem(
     def log(event: LogEvent) -> None:
         _say(shown, printouts.loss_line(event, ".6g"))
 
-    result = _fit(net, stream, s, clip=s.clip, on_log=log)
+    result = _fit(net, stream, s, echo, clip=s.clip, on_log=log)
     xs, ds = datasets.adding_problem(s.n_test, s.steps, seed=s.seed + 1)
     test_mse = float(((to_numpy(net.predict(net.asarray(xs))) - ds) ** 2).mean())
     baseline_mse = float(((ds - 1.0) ** 2).mean())

@@ -13,6 +13,8 @@ import os
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
+from xpnn.optim import Optimizer, build
+
 Folder = str | os.PathLike[str] | None
 
 
@@ -20,7 +22,10 @@ Folder = str | os.PathLike[str] | None
 class Training:
     """What every training run shares.
 
-    ``momentum`` chooses Momentum instead of plain SGD; ``checkpoint`` is a folder where
+    ``optimizer`` names one of ``xpnn.optim.OPTIMIZERS`` (default: ``"sgd"``, or
+    ``"momentum"`` where ``momentum`` is given); ``momentum``, ``beta1``, ``beta2``,
+    ``eps`` and ``decay`` are its hyperparameters (None: the optimiser's default; one it
+    does not take is refused). ``compile`` is ``make_step``'s. ``checkpoint`` is a folder where
     ``checkpoint.npz`` is kept current every ``checkpoint_every`` iterations (default
     ``log_every``); ``resume`` continues from that checkpoint (the recorded settings must
     match, and it ends bit for bit where an uninterrupted run would).
@@ -41,8 +46,10 @@ class Training:
             "resume",
             "n_test",
             "n_generate",
+            "compile",  # recorded by the Checkpointer, as a train() argument
         }
     )
+    OPTIONS: ClassVar[tuple[str, ...]] = ("momentum", "beta1", "beta2", "eps", "decay")
 
     iters: int = 1000
     lr: float = 0.1
@@ -52,10 +59,28 @@ class Training:
     backend: str = "numpy"
     device: Any = None
     dtype: str = "float64"
+    optimizer: str | None = None
     momentum: float | None = None
+    beta1: float | None = None
+    beta2: float | None = None
+    eps: float | None = None
+    decay: float | None = None
+    compile: str = "auto"
     checkpoint: Folder = None
     checkpoint_every: int | None = None
     resume: bool = False
+
+    def make_optimizer(self) -> Optimizer:
+        """The run's optimiser, with ``lr`` and the hyperparameters given.
+
+        Raises
+        ------
+        XpnnValueError
+            An unknown optimiser, an option it does not take, or a value out of range.
+        """
+        name = self.optimizer or ("sgd" if self.momentum is None else "momentum")
+        options = {k: getattr(self, k) for k in self.OPTIONS if getattr(self, k) is not None}
+        return build(name, lr=self.lr, **options)
 
     def recorded(self) -> dict[str, Any]:
         """The settings a checkpoint records and a resumed run must repeat."""

@@ -26,13 +26,17 @@ from xpnn.step import check_step_args, make_step
 @dataclass(frozen=True)
 class LogEvent:
     """What ``on_log`` receives: the iteration, its batch's loss (before the update), and
-    that batch's input ``x``, target ``d`` and output ``y`` (backend arrays)."""
+    that batch's input ``x``, target ``d`` and output ``y`` (backend arrays); whether the
+    step runs compiled, and, at the run's first reading only, the seconds its first call
+    took (the compile included, where there is one)."""
 
     iteration: int
     loss: float
     x: Array
     d: Array
     y: Array
+    compiled: bool = False
+    compile_seconds: float | None = None
 
 
 @dataclass
@@ -123,13 +127,12 @@ def train(
     if state is None:
         state = optimizer.init(model.params)
     optimizer.check_state(model.params, state, finite=True)
-    step = make_step(
-        model, optimizer, truncate=truncate, clip=clip, compile=compile, steps=iters - start
-    )
+    step = make_step(model, optimizer, truncate=truncate, clip=clip, compile=compile, steps=iters)
     xp, axis, batch = model.xp, model.batch_axis, stream.batch_size
     rows = default_chunk_rows(batch) if chunks is None else check_size(chunks, "chunks")
     target_axis = getattr(stream, "target_axis", axis)  # sine: (T, N, 1) inputs, (N, 1) targets
     history = list(history or [])
+    readings_before = len(history)
     params, state = model.params, dict(state)
     good = (start, params, state)  # the last finite reading: iteration, params, state
     compile_seconds = 0.0
@@ -155,8 +158,9 @@ def train(
                 good = (i, params, state)
                 history.append((i, value))
                 if on_log is not None:
-                    y, _cache = model._forward(x, params)
-                    on_log(LogEvent(i, value, x, d, y))
+                    y, _cache = model._forward(x, params)  # the output, at readings only
+                    first = compile_seconds if len(history) == readings_before + 1 else None
+                    on_log(LogEvent(i, value, x, d, y, step.compiled, first))
             params, state = new_params, new_state
             model._params = params
             if on_step is not None:
