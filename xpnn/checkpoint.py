@@ -12,11 +12,14 @@ A checkpoint is an ``.npz`` archive written by NumPy and read back with
   dtype of every array;
 * ``sha256``: a 0-d unicode array, the SHA-256 of ``meta`` and of every array's bytes.
 
-Nothing is pickled. A file that is missing, truncated, corrupt, holds an object array,
-lacks an array or has one of the wrong shape or dtype is refused with a
-``CheckpointError`` naming the file and the problem. Writes are atomic: the archive goes
-to a temporary file in the same folder, is flushed and fsync'd, and replaces the target
-with ``os.replace``, so a crash while saving leaves the previous checkpoint whole.
+Nothing is pickled. A file that is missing, truncated, corrupt, compressed, holds an
+object array, lacks an array or has one of the wrong shape or dtype, metadata of the
+wrong types, or optimiser state that is incomplete or not finite is refused with a
+``CheckpointError`` naming the file and the problem, before any array is read (see
+"loading" below). Writes are atomic: the archive goes to a temporary file in the same
+folder (named ``.NAME.PID@HOST.*.tmp``, so a later run knows whose it is), is flushed and
+fsync'd, and replaces the target with ``os.replace``, so a crash while saving leaves the
+previous checkpoint whole.
 
 Float64 parameters round-trip bit for bit, and a checkpoint saved from one backend loads
 on any other. ``xpnn.training.resume.Checkpointer`` keeps a training run's checkpoint current.
