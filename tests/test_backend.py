@@ -68,3 +68,38 @@ def test_device_and_dtype_resolution(backend):
     assert B.resolve_dtype(xp, "float32", dev) == xp.float32
     with pytest.raises(XpnnTypeError, match=r"real floating dtype.*'int32'"):
         B.resolve_dtype(xp, "int32", dev)
+
+
+def test_backend_name_of_namespaces_not_loaded_by_xpnn(monkeypatch):
+    """A namespace from ``array_namespace`` names its library, even when xpnn never
+    loaded it (``jax.numpy`` is JAX, not NumPy)."""
+    monkeypatch.setattr(B, "_NAMESPACES", {})
+    import array_api_compat
+
+    assert B.backend_name(array_api_compat.array_namespace(np.zeros(1))) == "numpy"
+    for name in ("array_api_strict", "torch", "jax"):
+        info = B.backend_info(name)  # loads it (when installed) through xpnn ...
+        if not info.usable:
+            continue
+        monkeypatch.setattr(B, "_NAMESPACES", {})  # ... then forget that it did
+        x = B.get_namespace(name).zeros(1)
+        monkeypatch.setattr(B, "_NAMESPACES", {})
+        assert B.backend_name(array_api_compat.array_namespace(x)) == name
+
+
+def test_a_jax_array_given_to_a_numpy_model_is_named_jax(monkeypatch):
+    if not B.backend_info("jax").usable:
+        pytest.skip(f"jax: {B.backend_info('jax').reason}")
+    x = B.get_namespace("jax").zeros((1, 2))
+    monkeypatch.setattr(B, "_NAMESPACES", {})
+    net = xpnn.MLP([2, 2], backend="numpy")
+    with pytest.raises(XpnnTypeError, match="x is a jax array but the model runs on numpy"):
+        net.forward(x)
+    host = xpnn.to_numpy(x)
+    assert isinstance(host, np.ndarray) and host.shape == (1, 2)
+
+
+def test_device_names_are_short(backend):
+    xp = xpnn.get_namespace(backend)
+    name = B.device_name(B.default_device(xp))
+    assert name in {"cpu", "cpu:0", "CPU_DEVICE", "TFRT_CPU_0", "cuda:0"}, name

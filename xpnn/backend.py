@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import sys
 import warnings
 from collections.abc import Callable
@@ -48,6 +49,13 @@ _INSTALL_HINTS = {
     "dask": 'pip install "xpnn[dask]"',
 }
 _NAMESPACES: dict[str, ArrayNamespace] = {}
+_IS_NAMESPACE = {
+    "numpy": array_api_compat.is_numpy_namespace,
+    "array_api_strict": array_api_compat.is_array_api_strict_namespace,
+    "torch": array_api_compat.is_torch_namespace,
+    "jax": array_api_compat.is_jax_namespace,
+    "cupy": array_api_compat.is_cupy_namespace,
+}
 
 
 @dataclass(frozen=True)
@@ -141,15 +149,11 @@ def available_backends() -> list[str]:
 
 
 def backend_name(xp: ArrayNamespace) -> str:
-    """The backend name of a namespace returned by ``array_namespace``."""
-    for name, namespace in _NAMESPACES.items():
-        if namespace is xp:
+    """The backend name of a namespace (from ``get_namespace`` or ``array_namespace``)."""
+    for name, is_namespace in _IS_NAMESPACE.items():
+        if is_namespace(xp):
             return name
-    module = xp.__name__
-    for name in BACKENDS:
-        if name in module:
-            return name
-    return module
+    return xp.__name__
 
 
 def namespace_of(*arrays: Array) -> ArrayNamespace:
@@ -173,12 +177,16 @@ def device_of(x: Array) -> Any:
 
 
 def device_name(device: Any) -> str:
-    """A short printable name: ``cpu``, ``cuda:0``, ``device1``, ``TFRT_CPU_0``."""
-    if type(device).__module__.startswith("array_api_strict"):
-        return repr(device).split("'")[1]
-    if type(device).__module__.startswith("cupy"):
+    """A short printable name: ``cpu``, ``cuda:0``, ``device1``, ``cpu:0`` (JAX)."""
+    strict = sys.modules.get("array_api_strict")
+    if strict is not None and isinstance(device, strict.Device):
+        # the one device class without a public name: its repr is Device('NAME')
+        match = re.fullmatch(r"array_api_strict\.Device\('(.+)'\)", repr(device))
+        return match.group(1) if match else repr(device)
+    cupy = sys.modules.get("cupy")
+    if cupy is not None and isinstance(device, cupy.cuda.Device):
         return f"cuda:{device.id}"
-    return str(device)
+    return str(device)  # torch.device: cpu, cuda:0; JAX: cpu:0, cuda:0
 
 
 def resolve_device(xp: ArrayNamespace, device: Any) -> Any:
@@ -258,21 +266,20 @@ def resolve_dtype(xp: ArrayNamespace, dtype: Any, device: Any) -> Any:
 
 
 def to_numpy(x: Array) -> np.ndarray:
-    """Copy an array of any backend to a ``numpy.ndarray`` on the host."""
+    """Copy an array of any backend to a ``numpy.ndarray`` on the host (Python numbers
+    and nested lists too)."""
     if isinstance(x, np.ndarray):
         return x
-    if isinstance(x, (int, float)):
-        return np.asarray(x)
-    module = type(x).__module__
-    if module.startswith("torch"):
+    if array_api_compat.is_torch_array(x):
         return x.detach().cpu().numpy()
-    if module.startswith("cupy"):
+    if array_api_compat.is_cupy_array(x):
         return x.get()
-    if module.startswith("array_api_strict"):
-        import array_api_strict
-
-        return np.asarray(array_api_compat.to_device(x, array_api_strict.Device("CPU_DEVICE")))
-    return np.asarray(x)
+    if array_api_compat.is_array_api_obj(x) and array_api_compat.is_array_api_strict_namespace(
+        array_api_compat.array_namespace(x)
+    ):
+        strict = sys.modules["array_api_strict"]
+        return np.asarray(array_api_compat.to_device(x, strict.Device("CPU_DEVICE")))
+    return np.asarray(x)  # NumPy scalars, JAX arrays, Python numbers and lists
 
 
 def gpu_float32_matmul(name: str) -> str | None:
