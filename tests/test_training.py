@@ -7,8 +7,8 @@ import pytest
 
 import xpnn
 from xpnn import datasets
-from xpnn.course import notebooks
-from xpnn.course.settings import BinaryAddition, Sine
+from xpnn.course import notebooks, printouts
+from xpnn.course.settings import BinaryAddition, Sine, SineWave
 from xpnn.step import clip_by_global_norm
 from xpnn.training.train import train
 
@@ -84,3 +84,21 @@ def test_resumed_ranges_equal_one_run():
         train(pieces, opt, stream, iters=stop, start=start)
     for key in one.params:
         np.testing.assert_array_equal(pieces.params[key], one.params[key])
+
+
+def test_the_sine_notebooks_continuation_fades_and_the_hint_says_so(backend, device):
+    """At the notebook's settings the continuation fades to a constant: its amplitude
+    over its last period is near 0 (a sine's is 1), and the hint names sine-wave."""
+    faded = notebooks.sine(Sine(backend=backend, device=device), echo=None).metrics
+    assert faded["generated_amplitude"] < 0.1
+    assert "xpnn train sine-wave" in printouts.sine_hint(faded)
+
+
+@pytest.mark.slow
+def test_sine_wave_generates_a_sine(backend, device):
+    """The sine-wave variant's continuation oscillates with the sine's amplitude (1) to
+    within 20% and stays close to it (MSE 0.046 measured on NumPy, seed 0)."""
+    wave = notebooks.sine(SineWave(backend=backend, device=device), echo=None).metrics
+    assert 0.8 < wave["generated_amplitude"] < 1.2
+    assert wave["generated_mse"] < 0.1
+    assert printouts.sine_hint(wave) is None

@@ -99,9 +99,10 @@ def _load_namespace(name: str) -> ArrayNamespace:
     if name == "torch":
         return importlib.import_module("array_api_compat.torch")
     if name == "jax":
-        module.config.update("jax_enable_x64", True)  # float64 models need it
-        # float32 matmuls in full float32, not TF32 on GPUs: the same numbers as elsewhere
-        module.config.update("jax_default_matmul_precision", "highest")
+        # float32 matmuls in full float32, not TF32 on GPUs: the same numbers as elsewhere,
+        # unless the user has chosen a precision (JAX_DEFAULT_MATMUL_PRECISION or config)
+        if module.config.jax_default_matmul_precision is None:
+            module.config.update("jax_default_matmul_precision", "highest")
         return importlib.import_module("jax.numpy")
     # cupy: importable without a GPU, but it cannot allocate there.
     try:
@@ -116,6 +117,11 @@ def _load_namespace(name: str) -> ArrayNamespace:
 
 def get_namespace(name: str) -> ArrayNamespace:
     """Return the array API namespace of backend ``name``.
+
+    JAX's settings are process-wide, and xpnn changes two of them for your other JAX code
+    too: loading JAX sets ``jax_default_matmul_precision`` to ``"highest"`` (full float32
+    matmuls on GPUs, not TF32) unless you have set a precision yourself, and the first
+    float64 model turns on ``jax_enable_x64``. JAX float32-only use keeps 32-bit defaults.
 
     Raises
     ------
@@ -236,6 +242,14 @@ def resolve_device(xp: ArrayNamespace, device: Any) -> Any:
     raise XpnnValueError(msg)
 
 
+def _enable_float64(xp: ArrayNamespace) -> None:
+    """JAX computes in float32 unless ``jax_enable_x64`` is on: the first float64 model
+    turns it on for the whole process (JAX has no scope that float64 arrays outlive:
+    made inside ``jax.enable_x64(True)``, they compute in float32 outside it)."""
+    if array_api_compat.is_jax_namespace(xp) and not sys.modules["jax"].config.jax_enable_x64:
+        sys.modules["jax"].config.update("jax_enable_x64", True)
+
+
 def resolve_dtype(xp: ArrayNamespace, dtype: Any, device: Any) -> Any:
     """Turn ``dtype`` (``"float32"``, ``"float64"`` or a dtype of ``xp``) into a real
     floating dtype of ``xp`` that ``device`` supports.
@@ -245,6 +259,8 @@ def resolve_dtype(xp: ArrayNamespace, dtype: Any, device: Any) -> Any:
     XpnnTypeError
         ``dtype`` is not a real floating dtype, or the device does not support it.
     """
+    if dtype == "float64" or dtype is getattr(xp, "float64", None):
+        _enable_float64(xp)
     floating = xp.__array_namespace_info__().dtypes(device=device, kind="real floating")
     if dtype is None:  # NumPy would read None as float64; say so on every backend instead
         msg = "dtype must be a real floating dtype (float32 or float64), got None"

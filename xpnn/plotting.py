@@ -1,26 +1,31 @@
-"""Figures for ``--plot``: the loss curve and the sine wave. Needs the ``plot`` extra."""
+"""Figures for ``--plot``: the loss curve and the sine wave. Needs the ``plot`` extra.
+
+The figures are ``matplotlib.figure.Figure`` objects drawn on their own canvas: the
+matplotlib backend of the calling program (``matplotlib.use``, pyplot's figures) is left
+alone.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from xpnn.errors import XpnnValueError
 
+RUNNING_MEAN = 20  # readings averaged by the loss curve's running mean
 
-def _pyplot():
+
+def _figure(width: float, height: float) -> Any:
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure
     except ImportError:
         msg = 'plotting needs matplotlib: pip install "xpnn[plot]"'
         raise XpnnValueError(msg) from None
-    return plt
+    return Figure(figsize=(width, height), layout="tight")
 
 
-def _save(fig, path: str | Path) -> None:
+def _save(fig: Any, path: str | Path) -> None:
     try:
         fig.savefig(path, dpi=120)
     except OSError as exc:
@@ -31,27 +36,56 @@ def _save(fig, path: str | Path) -> None:
         raise XpnnValueError(msg) from None
 
 
+def running_mean(values: Sequence[float], window: int) -> list[float]:
+    """The mean of each value and up to ``window - 1`` values before it."""
+    out, total = [], 0.0
+    for i, value in enumerate(values):
+        total += value
+        if i >= window:
+            total -= values[i - window]
+        out.append(total / min(i + 1, window))
+    return out
+
+
 def loss_curve(history: Sequence[tuple[int, float]], path: str | Path, title: str) -> None:
-    """The ``(iteration, loss)`` history as a PNG line plot."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot([i for i, _ in history], [v for _, v in history], label="loss")
+    """The ``(iteration, loss)`` readings and their running mean over ``RUNNING_MEAN``
+    readings, on a log-scale loss axis, as a PNG."""
+    steps, losses = [i for i, _ in history], [v for _, v in history]
+    fig = _figure(7, 4)
+    ax = fig.subplots()
+    ax.plot(steps, losses, color="0.75", linewidth=0.8, label="loss at each reading")
+    ax.plot(
+        steps,
+        running_mean(losses, RUNNING_MEAN),
+        color="C0",
+        label=f"running mean over {RUNNING_MEAN} readings",
+    )
+    if all(v > 0 for v in losses):
+        ax.set_yscale("log")
     ax.set(xlabel="iteration", ylabel="loss", title=title)
+    ax.title.set_fontsize("medium")
     ax.legend()
-    fig.tight_layout()
     _save(fig, path)
-    plt.close(fig)
 
 
-def sine_figure(t, f, t_test, test_pred, t_gen, generated, path: str | Path) -> None:
-    """The wave, the held-out predictions and the generated continuation as a PNG."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(9, 4))
+def sine_figure(
+    t: Any,
+    f: Any,
+    t_test: Any,
+    test_pred: Any,
+    t_gen: Any,
+    generated: Any,
+    path: str | Path,
+    title: str = "RNN on a sine wave (notebook 3_3)",
+) -> None:
+    """The wave, the held-out predictions and the generated continuation as a PNG, the
+    legend outside the axes so it covers no curve."""
+    fig = _figure(10, 4)
+    ax = fig.subplots()
     ax.plot(t, f, color="0.6", label="sin(t)")
     ax.plot(t_test, test_pred, ".", markersize=3, label="prediction (held-out windows)")
     ax.plot(t_gen, generated, label="generated from its own predictions")
-    ax.set(xlabel="t", ylabel="value", title="RNN on a sine wave (notebook 3_3)")
-    ax.legend(loc="lower left")
-    fig.tight_layout()
+    ax.set(xlabel="t", ylabel="value", title=title)
+    ax.title.set_fontsize("medium")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
     _save(fig, path)
-    plt.close(fig)

@@ -8,6 +8,7 @@ its figures as a ``RunResult``.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -223,8 +224,10 @@ def sine(
     next value of a sine wave from ``maxlen`` values, then continues the wave ``n_generate``
     points from its own predictions.
 
-    ``metrics``: ``test_mse`` on the held-out windows, ``generated`` (the continuation)
-    and ``generated_mse`` against the true ``sin`` continuation.
+    ``metrics``: ``test_mse`` on the held-out windows, ``generated`` (the continuation),
+    ``generated_mse`` against the true ``sin`` continuation and ``generated_amplitude``,
+    half the range of its last ``SINE_PERIOD`` points (a sine's is 1; a continuation that
+    fades to a constant has nearly 0).
     """
     s = Sine() if settings is None else settings
     shown = echo if progress else None  # where the progress lines go
@@ -256,6 +259,7 @@ def sine(
         window.append(generated[-1])
     step = data.t[1] - data.t[0]
     truth = [float(v) for v in datasets.sine_continuation(data.t[-1], step, s.n_generate)]
+    last_period = generated[-round(2 * math.pi / step) :]
     generated_mse = sum((g - t) ** 2 for g, t in zip(generated, truth, strict=False)) / len(truth)
     _say(
         echo,
@@ -270,6 +274,8 @@ def sine(
             "test_mse": test_mse,
             "generated": generated,
             "generated_mse": generated_mse,
+            "generated_amplitude": (max(last_period, default=0.0) - min(last_period, default=0.0))
+            / 2,
             "test_pred": test_pred[:, 0].tolist(),
         },
     )

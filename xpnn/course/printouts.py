@@ -101,3 +101,15 @@ def addition_lines(event: LogEvent) -> str:
         f"True:{d[::-1, 0].astype(int)}\n{a} + {b} = {datasets.decode_bits(y[:, 0])}\n"
         "------------" + _first_reading(event)
     )
+
+
+def sine_hint(metrics: dict[str, Any]) -> str | None:
+    """One line for a continuation that fades instead of oscillating, else None."""
+    if metrics["generated_amplitude"] >= 0.5:
+        return None
+    return (
+        f"hint: the generated wave fades to a constant (amplitude "
+        f"{metrics['generated_amplitude']:.2g} over its last period, the sine's is 1), as "
+        "in the notebook; `xpnn train sine-wave` trains the course's maxlen-5 variant "
+        "longer, and its continuation is a sine"
+    )

@@ -160,3 +160,15 @@ class AddingProblem(Training):
     hidden_size: int = 32
     clip: float | None = 1.0
     n_test: int = 1000
+
+
+@dataclass(frozen=True)
+class SineWave(Sine):
+    """Notebook 3_3's network trained until its continuation is a sine: the course's
+    suggested ``maxlen`` 5, with batches of 10, lr 0.3 and 10000 iterations (the course's
+    500 or 3000 single-window iterations leave a continuation that fades to a constant)."""
+
+    iters: int = 10_000
+    lr: float = 0.3
+    batch_size: int = 10
+    maxlen: int = 5
