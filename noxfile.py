@@ -1,6 +1,7 @@
 """The test matrix. ``nox`` with no arguments runs every CPU session.
 
-* ``tests-<backend>``: the whole test suite with ``XPNN_BACKENDS=<backend>``;
+* ``tests-numpy``, ``tests-array_api_strict``, ``tests-torch``, ``tests-jax`` (all of them:
+  ``nox -t tests``): the whole test suite with ``XPNN_BACKENDS=<backend>``;
 * ``cupy``: the suite on CuPy; skips with the reason where there is no CUDA device;
 * ``agree``: identical seeded training runs on every usable backend against NumPy;
 * ``distributed``: the dask backend and ``xpnn sweep`` on a real two-process LocalCluster
@@ -14,20 +15,50 @@
 from __future__ import annotations
 
 import shutil
+import urllib.request
 
 import nox
 
-nox.options.sessions = ["tests", "cupy", "agree", "distributed", "lint"]
 nox.options.error_on_missing_interpreters = False
 
-# The CPU build of PyTorch: an unpinned "torch" pulls a multi-GB CUDA build.
-TORCH_CPU = "torch==2.13.0"
+# PyTorch's CPU build. On Linux, PyPI's torch wheel is the CUDA build (several GB of
+# CUDA libraries): the CPU build comes from PyTorch's own index.
+TORCH = "torch==2.13.0"
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 BACKEND_PACKAGES = {
     "numpy": [],
     "array_api_strict": [],  # installed with the test extra
-    "torch": [TORCH_CPU],
+    "torch": [],  # install_torch_cpu
     "jax": ["jax"],
 }
+nox.options.sessions = [
+    *(f"tests-{b}" for b in BACKEND_PACKAGES),
+    "cupy",
+    "agree",
+    "distributed",
+    "lint",
+]
+
+
+def install_torch_cpu(session: nox.Session) -> None:
+    """Install PyTorch's CPU build from its CPU index when that index answers within 10 s.
+
+    Where it does not (no internet, only a PyPI mirror), install the pinned ``TORCH`` from
+    the configured indexes instead, and say so: that is the CPU build only where a CPU
+    wheel is available locally (pip's find-links or a local index); from PyPI alone on
+    Linux it is the CUDA build.
+    """
+    try:
+        urllib.request.urlopen(f"{TORCH_CPU_INDEX}/torch/", timeout=10).close()
+    except OSError as exc:
+        session.warn(
+            f"the PyTorch CPU index {TORCH_CPU_INDEX} is unreachable ({exc}); installing "
+            f"{TORCH} from the configured indexes: the CPU build only if one is available "
+            "locally, otherwise (plain PyPI on Linux) the CUDA build, several GB"
+        )
+        session.install(TORCH)
+        return
+    session.install(TORCH, "--index-url", TORCH_CPU_INDEX)
 
 
 def _no_cuda_device() -> str | None:
@@ -37,12 +68,19 @@ def _no_cuda_device() -> str | None:
     return None
 
 
-@nox.session
-@nox.parametrize("backend", list(BACKEND_PACKAGES))
-def tests(session: nox.Session, backend: str) -> None:
-    """The whole suite on one CPU backend; every model test must run, not skip."""
-    session.install("-e", ".[test,plot]", *BACKEND_PACKAGES[backend])
-    session.run("pytest", *session.posargs, env={"XPNN_BACKENDS": backend})
+def _suite(backend: str) -> None:
+    def session_fn(session: nox.Session) -> None:
+        if backend == "torch":
+            install_torch_cpu(session)
+        session.install("-e", ".[test,plot]", *BACKEND_PACKAGES[backend])
+        session.run("pytest", *session.posargs, env={"XPNN_BACKENDS": backend})
+
+    session_fn.__doc__ = f"The whole suite on {backend}; every model test must run, not skip."
+    nox.session(name=f"tests-{backend}", tags=["tests"])(session_fn)
+
+
+for _backend in BACKEND_PACKAGES:
+    _suite(_backend)
 
 
 @nox.session
@@ -59,7 +97,8 @@ def cupy(session: nox.Session) -> None:
 @nox.session
 def agree(session: nox.Session) -> None:
     """Seeded training runs on numpy, array_api_strict, torch and jax against NumPy."""
-    session.install("-e", ".[strict,dask]", TORCH_CPU, "jax")
+    install_torch_cpu(session)
+    session.install("-e", ".[strict,dask]", "jax")
     session.run("xpnn", "agree", *session.posargs)
 
 
@@ -103,7 +142,8 @@ def lint(session: nox.Session) -> None:
 @nox.session(default=False)
 def compile(session: nox.Session) -> None:
     """Every compiled-step case, the slow ``torch.compile`` ones included (minutes)."""
-    session.install("-e", ".[test]", TORCH_CPU, "jax")
+    install_torch_cpu(session)
+    session.install("-e", ".[test]", "jax")
     env = {"XPNN_BACKENDS": "jax,torch", "XPNN_SLOW_COMPILE": "1"}
     session.run("pytest", "tests/test_compile.py", *session.posargs, env=env)
 
@@ -111,7 +151,8 @@ def compile(session: nox.Session) -> None:
 @nox.session(default=False)
 def bench(session: nox.Session) -> None:
     """The benchmark tables (speed is measured here, never asserted in tests)."""
-    session.install("-e", ".[dask]", TORCH_CPU, "jax", "array-api-strict")
+    install_torch_cpu(session)
+    session.install("-e", ".[dask]", "jax", "array-api-strict")
     session.run("python", "benchmarks/rnn_binary_addition.py", *session.posargs)
     session.run("python", "benchmarks/dask_backend.py", *session.posargs)
     session.run("python", "benchmarks/sweep.py", *session.posargs)

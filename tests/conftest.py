@@ -9,21 +9,10 @@ from __future__ import annotations
 import os
 
 import pytest
+from selection import backends_named, selected_backends
 
 import xpnn
-from xpnn.backend import BACKENDS, backend_info, default_device
-
-
-def _selected() -> list[str]:
-    raw = os.environ.get("XPNN_BACKENDS", "all").strip()
-    if raw in ("", "all"):
-        return list(BACKENDS)
-    names = [n.strip() for n in raw.split(",") if n.strip()]
-    unknown = [n for n in names if n not in BACKENDS]
-    if unknown:
-        raise pytest.UsageError(f"XPNN_BACKENDS names unknown backends: {unknown}")
-    return names
-
+from xpnn.backend import backend_info, default_device
 
 # On dask every tiny test batch is a task graph: the whole model suite takes well over
 # 10 minutes there, so it runs when named; tests/test_dask.py and xpnn agree always cover it.
@@ -33,11 +22,10 @@ ONLY_WHEN_NAMED = {
 }
 
 
-@pytest.fixture(params=_selected())
+@pytest.fixture(params=selected_backends())
 def backend(request: pytest.FixtureRequest) -> str:
     """A usable backend name; skips with the reason when the backend cannot run here."""
-    raw = os.environ.get("XPNN_BACKENDS", "all").strip()
-    if request.param in ONLY_WHEN_NAMED and raw in ("", "all"):
+    if request.param in ONLY_WHEN_NAMED and not backends_named():
         pytest.skip(f"{request.param}: {ONLY_WHEN_NAMED[request.param]}")
     info = backend_info(request.param)
     if not info.usable:

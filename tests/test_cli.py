@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import os
 import re
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from selection import selected_backends
 
 from xpnn import cli
 from xpnn.backend import backend_info
@@ -22,10 +22,9 @@ from xpnn.datasets import MAX_ALL_PAIRS_BITS as TOP_BITS
 CLI = [sys.executable, "-m", "xpnn.cli"]
 TIMEOUT = 120
 HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
-_SELECTED = os.environ.get("XPNN_BACKENDS", "all").strip()
 pytestmark = pytest.mark.skipif(
-    _SELECTED not in ("", "all") and "numpy" not in [n.strip() for n in _SELECTED.split(",")],
-    reason=f"the command runs on numpy by default; XPNN_BACKENDS={_SELECTED} leaves it out",
+    "numpy" not in selected_backends(),
+    reason="the command runs on numpy by default; XPNN_BACKENDS leaves numpy out",
 )
 
 

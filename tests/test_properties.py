@@ -4,24 +4,18 @@ stays fast; each test states its number of examples."""
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from selection import selected_backends
 
 import xpnn
 from xpnn.backend import default_device
 from xpnn.nn import functions as F
 
-_SELECTED = os.environ.get("XPNN_BACKENDS", "all").strip()
-PROPERTY_BACKENDS = [
-    name
-    for name in ("numpy", "array_api_strict")
-    if _SELECTED in ("", "all") or name in [n.strip() for n in _SELECTED.split(",")]
-]
+PROPERTY_BACKENDS = [n for n in ("numpy", "array_api_strict") if n in selected_backends()]
 pytestmark = pytest.mark.parametrize("backend", PROPERTY_BACKENDS)
 
 # the device fixture is a plain value read from the environment: safe to share across examples

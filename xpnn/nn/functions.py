@@ -65,27 +65,48 @@ def softmax(x: Array, /, *, xp: ArrayNamespace | None = None) -> Array:
     return e / xp.sum(e, axis=-1, keepdims=True)
 
 
+# Each derivative once, as a layer uses it: f'(u) from the pre-activation ``u`` and the
+# already computed ``z = f(u)`` (``sigmoid'(u) = z * (1 - z)``: fewer array calls).
+
+
+def _sigmoid_slope(u: Array, z: Array, xp: ArrayNamespace) -> Array:
+    return z * (1.0 - z)
+
+
+def _relu_slope(u: Array, z: Array, xp: ArrayNamespace) -> Array:
+    return step_function(u, xp=xp)
+
+
+def _tanh_slope(u: Array, z: Array, xp: ArrayNamespace) -> Array:
+    return 1.0 - z * z
+
+
+def _identity_slope(u: Array, z: Array, xp: ArrayNamespace) -> Array:
+    return xp.ones_like(u)
+
+
 def d_sigmoid(u: Array, /, *, xp: ArrayNamespace | None = None) -> Array:
     """``sigmoid(u) * (1 - sigmoid(u))``, at the pre-activation ``u``."""
-    z = sigmoid(u, xp=xp)
-    return z * (1.0 - z)
+    xp = xp or array_api_compat.array_namespace(u)
+    return _sigmoid_slope(u, sigmoid(u, xp=xp), xp)
 
 
 def d_relu(u: Array, /, *, xp: ArrayNamespace | None = None) -> Array:
     """``1`` where ``u > 0``, else ``0``, in ``u``'s floating dtype."""
-    return step_function(u, xp=xp)
+    xp = xp or array_api_compat.array_namespace(u)
+    return _relu_slope(u, u, xp)
 
 
 def d_tanh(u: Array, /, *, xp: ArrayNamespace | None = None) -> Array:
     """``1 - tanh(u)**2`` (the course's ``1 / cosh(u)**2``, without its overflow)."""
-    z = tanh(u, xp=xp)
-    return 1.0 - z * z
+    xp = xp or array_api_compat.array_namespace(u)
+    return _tanh_slope(u, tanh(u, xp=xp), xp)
 
 
 def d_identity(u: Array, /, *, xp: ArrayNamespace | None = None) -> Array:
     """``1`` everywhere, in ``u``'s dtype."""
     xp = xp or array_api_compat.array_namespace(u)
-    return xp.ones_like(u)
+    return _identity_slope(u, u, xp)
 
 
 @dataclass(frozen=True)
@@ -103,10 +124,10 @@ class Activation:
 
 
 ACTIVATIONS: dict[str, Activation] = {
-    "sigmoid": Activation("sigmoid", sigmoid, lambda u, z, xp: z * (1.0 - z)),
-    "relu": Activation("relu", relu, lambda u, z, xp: xp.astype(u > 0, u.dtype)),
-    "tanh": Activation("tanh", tanh, lambda u, z, xp: 1.0 - z * z),
-    "identity": Activation("identity", identity, lambda u, z, xp: xp.ones_like(u)),
+    "sigmoid": Activation("sigmoid", sigmoid, _sigmoid_slope),
+    "relu": Activation("relu", relu, _relu_slope),
+    "tanh": Activation("tanh", tanh, _tanh_slope),
+    "identity": Activation("identity", identity, _identity_slope),
 }
 
 

@@ -116,8 +116,7 @@ class MLP(Model):
     ) -> MLP:
         """A network with the given ``W1, b1, W2, b2, ...`` (host arrays, nested lists or
         arrays of the backend); the layer widths are read off the weights."""
-        net = cls.__new__(cls)
-        Model.__init__(net, backend=backend, device=device, dtype=dtype)
+        net = cls._unconfigured(backend=backend, device=device, dtype=dtype)
         arrays = net._params_from_host(params)
         n_layers = sum(1 for key in arrays if key.startswith("W"))
         weights = [arrays.get(f"W{layer}") for layer in range(1, n_layers + 1)]
@@ -126,9 +125,7 @@ class MLP(Model):
             raise XpnnValueError(msg)
         sizes = [weights[0].shape[0]] + [w.shape[1] for w in weights]
         net._configure(sizes, hidden, output, loss)
-        net.init, net.weight_init_std, net.seed = "given", None, None
-        net.params = arrays
-        return net
+        return net._given(arrays)
 
     @property
     def config(self) -> dict[str, Any]:

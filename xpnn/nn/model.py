@@ -113,9 +113,22 @@ class Model:
         ``backend``, ``device`` and ``dtype``."""
         net = cls.configured(config)
         Model.__init__(net, backend=backend, device=device, dtype=dtype)
-        net.init, net.weight_init_std, net.seed = "given", None, None
-        net.params = net._params_from_host(params)
+        return net._given(net._params_from_host(params))
+
+    @classmethod
+    def _unconfigured(cls, *, backend: str, device: Any, dtype: Any) -> Model:
+        """A ``cls`` with its backend, device and dtype but no architecture yet: what
+        ``from_params`` starts from before reading the sizes off the given arrays."""
+        net = cls.__new__(cls)
+        Model.__init__(net, backend=backend, device=device, dtype=dtype)
         return net
+
+    def _given(self, arrays: dict[str, Array]) -> Model:
+        """Hold ``arrays`` (checked by the ``params`` setter) as given parameters, not
+        drawn by an initialiser; return ``self``."""
+        self.init, self.weight_init_std, self.seed = "given", None, None
+        self.params = arrays
+        return self
 
     # -- parameters ---------------------------------------------------------------------
 

@@ -147,8 +147,7 @@ class RNN(Model):
         the GRU also ``b_h``, for a network with biases); the sizes are read off ``W_in``
         and ``W_out``: ``I, G*H = W_in.shape`` and ``O = W_out.shape[1]``."""
         gates = make_cell(cell, hidden).gates
-        net = cls.__new__(cls)
-        Model.__init__(net, backend=backend, device=device, dtype=dtype)
+        net = cls._unconfigured(backend=backend, device=device, dtype=dtype)
         arrays = net._params_from_host(params)
         w_in, w_out = arrays.get("W_in"), arrays.get("W_out")
         if w_in is None or w_out is None or w_in.ndim != 2 or w_out.ndim != 2:
@@ -174,9 +173,7 @@ class RNN(Model):
             many_to_one,
             cell,
         )
-        net.init, net.weight_init_std, net.seed = "given", None, None
-        net.params = arrays
-        return net
+        return net._given(arrays)
 
     @property
     def config(self) -> dict[str, Any]:
