@@ -165,16 +165,15 @@ def _add_backend(p: argparse.ArgumentParser) -> None:
 def _add_training(p: argparse.ArgumentParser, defaults: Training) -> None:
     """The options every training run shares, with the run's ``defaults``."""
     _add_backend(p)
-    p.add_argument("--seed", type=_seed, default=defaults.seed, help="seed of weights and data")
-    p.add_argument("--iters", type=_positive_int, default=defaults.iters, help="iterations")
-    p.add_argument("--lr", type=_positive_float, default=defaults.lr, help="learning rate")
-    p.add_argument(
-        "--batch-size", type=_positive_int, default=defaults.batch_size, help="batch size"
-    )
-    p.add_argument(
+    _setting(p, "--seed", defaults, type=_seed, help="seed of weights and data")
+    _setting(p, "--iters", defaults, type=_positive_int, help="iterations")
+    _setting(p, "--lr", defaults, type=_positive_float, help="learning rate")
+    _setting(p, "--batch-size", defaults, type=_positive_int, help="batch size")
+    _setting(
+        p,
         "--log-every",
+        defaults,
         type=_positive_int,
-        default=defaults.log_every,
         help="iterations between progress lines (and loss readings)",
     )
     p.add_argument(
@@ -188,17 +187,19 @@ def _add_training(p: argparse.ArgumentParser, defaults: Training) -> None:
     p.add_argument(
         "--quiet", action="store_true", help="no progress lines; the final result still prints"
     )
-    p.add_argument(
+    _setting(
+        p,
         "--optimizer",
+        defaults,
         choices=list(OPTIMIZERS),
-        default=defaults.optimizer,
         help="the optimiser, with --lr and its own options below (default: sgd, or "
         "momentum where --momentum is given)",
     )
-    p.add_argument(
+    _setting(
+        p,
         "--momentum",
+        defaults,
         type=_fraction,
-        default=defaults.momentum,
         help="momentum's momentum, in (0, 1) (default: plain SGD; with --optimizer "
         f"momentum: {Momentum().momentum})",
     )
@@ -218,10 +219,11 @@ def _add_training(p: argparse.ArgumentParser, defaults: Training) -> None:
     p.add_argument(
         "--decay", type=_rate, default=None, help=f"rmsprop's decay (default: {rmsprop.decay})"
     )
-    p.add_argument(
+    _setting(
+        p,
         "--compile",
+        defaults,
         choices=COMPILE_MODES,
-        default=defaults.compile,
         help="compile the training step: auto compiles on jax always and on torch for runs "
         f"of {AUTO_TORCH_STEPS}+ iterations; on needs jax or torch (default: auto)",
     )
@@ -247,7 +249,13 @@ def _add_training(p: argparse.ArgumentParser, defaults: Training) -> None:
 
 
 def _add_cell(p: argparse.ArgumentParser, defaults: Training) -> None:
-    p.add_argument("--cell", default=defaults.cell, choices=CELLS, help="the recurrent cell")
+    _setting(p, "--cell", defaults, choices=CELLS, help="the recurrent cell")
+
+
+def _setting(p: argparse.ArgumentParser, flag: str, defaults: Training, **kwargs: Any) -> None:
+    """Add the option ``flag`` whose default is the ``defaults`` field of the same name
+    (``--hidden-size``: ``hidden_size``)."""
+    p.add_argument(flag, default=getattr(defaults, flag[2:].replace("-", "_")), **kwargs)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -295,19 +303,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="Notebook 1_3: a 2-10-1 network fits 3*x0 + 2*x1 by per-sample SGD.",
     )
     _add_training(p, defaults)
-    p.add_argument(
-        "--hidden-size", type=_positive_int, default=defaults.hidden_size, help="hidden units"
-    )
-    p.add_argument(
+    _setting(p, "--hidden-size", defaults, type=_positive_int, help="hidden units")
+    _setting(
+        p,
         "--activation",
-        default=defaults.activation,
+        defaults,
         choices=("relu", "sigmoid", "tanh"),
         help="hidden activation",
     )
-    p.add_argument(
-        "--low", type=_finite_float, default=defaults.low, help="inputs uniform in [low, high)"
-    )
-    p.add_argument("--high", type=_finite_float, default=defaults.high, help="see --low")
+    _setting(p, "--low", defaults, type=_finite_float, help="inputs uniform in [low, high)")
+    _setting(p, "--high", defaults, type=_finite_float, help="see --low")
 
     defaults = BinaryAddition()
     p = runs.add_parser(
@@ -317,40 +322,41 @@ def build_parser() -> argparse.ArgumentParser:
         "every operand pair.",
     )
     _add_training(p, defaults)
-    p.add_argument(
-        "--hidden-size", type=_positive_int, default=defaults.hidden_size, help="hidden units"
-    )
-    p.add_argument(
+    _setting(p, "--hidden-size", defaults, type=_positive_int, help="hidden units")
+    _setting(
+        p,
         "--activation",
-        default=defaults.activation,
+        defaults,
         choices=("sigmoid", "tanh", "relu"),
         help="hidden activation",
     )
-    p.add_argument(
-        "--init", default=defaults.init, choices=("std", "xavier", "he"), help="weight init"
-    )
-    p.add_argument(
+    _setting(p, "--init", defaults, choices=("std", "xavier", "he"), help="weight init")
+    _setting(
+        p,
         "--weight-init-std",
+        defaults,
         type=_positive_float,
-        default=defaults.weight_init_std,
         help="standard deviation of the weights with --init std",
     )
-    p.add_argument(
+    _setting(
+        p,
         "--bits",
+        defaults,
         type=_parse_int,
-        default=defaults.bits,
         help=f"bits per number (2 to {datasets.MAX_ALL_PAIRS_BITS})",
     )
-    p.add_argument(
+    _setting(
+        p,
         "--truncate",
+        defaults,
         type=_positive_int,
-        default=defaults.truncate,
         help="truncated BPTT block (default: full BPTT)",
     )
-    p.add_argument(
+    _setting(
+        p,
         "--clip",
+        defaults,
         type=_positive_float,
-        default=defaults.clip,
         help="global gradient norm cap (default: none)",
     )
     _add_cell(p, defaults)
@@ -374,16 +380,13 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         p = runs.add_parser(name, help=summary, description=text)
         _add_training(p, defaults)
-        p.add_argument(
-            "--hidden-size", type=_positive_int, default=defaults.hidden_size, help="hidden units"
-        )
-        p.add_argument(
-            "--maxlen", type=_positive_int, default=defaults.maxlen, help="window length"
-        )
-        p.add_argument(
+        _setting(p, "--hidden-size", defaults, type=_positive_int, help="hidden units")
+        _setting(p, "--maxlen", defaults, type=_positive_int, help="window length")
+        _setting(
+            p,
             "--weight-init-std",
+            defaults,
             type=_positive_float,
-            default=defaults.weight_init_std,
             help="standard deviation of the initial weights",
         )
         _add_cell(p, defaults)
@@ -398,21 +401,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_training(p, defaults)
     _add_cell(p, defaults)
-    p.add_argument(
-        "--steps", type=_positive_int, default=defaults.steps, help="sequence length (at least 2)"
-    )
-    p.add_argument(
-        "--hidden-size", type=_positive_int, default=defaults.hidden_size, help="hidden units"
-    )
-    p.add_argument(
+    _setting(p, "--steps", defaults, type=_positive_int, help="sequence length (at least 2)")
+    _setting(p, "--hidden-size", defaults, type=_positive_int, help="hidden units")
+    _setting(
+        p,
         "--clip",
+        defaults,
         type=_positive_float,
-        default=defaults.clip,
         help="global gradient norm cap",
     )
-    p.add_argument(
-        "--n-test", type=_positive_int, default=defaults.n_test, help="fresh test sequences"
-    )
+    _setting(p, "--n-test", defaults, type=_positive_int, help="fresh test sequences")
     for p in runs.choices.values():
         p.set_defaults(parser=p)
     sweep.add_arguments(
