@@ -77,7 +77,7 @@ def test_backend_name_of_namespaces_not_loaded_by_xpnn(monkeypatch):
     import array_api_compat
 
     assert B.backend_name(array_api_compat.array_namespace(np.zeros(1))) == "numpy"
-    for name in ("array_api_strict", "torch", "jax"):
+    for name in ("array_api_strict", "torch", "jax", "dask"):
         info = B.backend_info(name)  # loads it (when installed) through xpnn ...
         if not info.usable:
             continue

@@ -55,6 +55,7 @@ _IS_NAMESPACE = {
     "torch": array_api_compat.is_torch_namespace,
     "jax": array_api_compat.is_jax_namespace,
     "cupy": array_api_compat.is_cupy_namespace,
+    "dask": array_api_compat.is_dask_namespace,
 }
 
 
@@ -295,7 +296,7 @@ def to_numpy(x: Array) -> np.ndarray:
     ):
         strict = sys.modules["array_api_strict"]
         return np.asarray(array_api_compat.to_device(x, strict.Device("CPU_DEVICE")))
-    return np.asarray(x)  # NumPy scalars, JAX arrays, Python numbers and lists
+    return np.asarray(x)  # NumPy scalars, JAX and dask arrays, Python numbers and lists
 
 
 def gpu_float32_matmul(name: str) -> str | None:
@@ -483,7 +484,7 @@ cost per task would outweigh the arithmetic), a larger one splits into equal chu
 
 def is_dask(x: Any) -> bool:
     """Whether ``x`` is a dask array (without importing dask)."""
-    return type(x).__module__.startswith("dask.")
+    return array_api_compat.is_dask_array(x)
 
 
 def default_chunk_rows(batch: int) -> int:
