@@ -16,7 +16,9 @@ from xpnn.errors import XpnnValueError
 RUNNING_MEAN = 20  # readings averaged by the loss curve's running mean
 
 
-def _figure(width: float, height: float) -> Any:
+def new_figure(width: float, height: float) -> Any:
+    """A ``matplotlib.figure.Figure`` of ``width`` x ``height`` inches, on its own canvas
+    (pyplot and the matplotlib backend are not touched)."""
     try:
         from matplotlib.figure import Figure
     except ImportError:
@@ -25,7 +27,9 @@ def _figure(width: float, height: float) -> Any:
     return Figure(figsize=(width, height), layout="tight")
 
 
-def _save(fig: Any, path: str | Path) -> None:
+def save(fig: Any, path: str | Path) -> None:
+    """Write ``fig`` to ``path`` (its suffix names the format); an ``XpnnValueError``
+    saying why when it cannot."""
     try:
         fig.savefig(path, dpi=120)
     except OSError as exc:
@@ -51,7 +55,7 @@ def loss_curve(history: Sequence[tuple[int, float]], path: str | Path, title: st
     """The ``(iteration, loss)`` readings and their running mean over ``RUNNING_MEAN``
     readings, on a log-scale loss axis, as a PNG."""
     steps, losses = [i for i, _ in history], [v for _, v in history]
-    fig = _figure(7, 4)
+    fig = new_figure(7, 4)
     ax = fig.subplots()
     ax.plot(steps, losses, color="0.75", linewidth=0.8, label="loss at each reading")
     ax.plot(
@@ -65,7 +69,7 @@ def loss_curve(history: Sequence[tuple[int, float]], path: str | Path, title: st
     ax.set(xlabel="iteration", ylabel="loss", title=title)
     ax.title.set_fontsize("medium")
     ax.legend()
-    _save(fig, path)
+    save(fig, path)
 
 
 def sine_figure(
@@ -80,7 +84,7 @@ def sine_figure(
 ) -> None:
     """The wave, the held-out predictions and the generated continuation as a PNG, the
     legend outside the axes so it covers no curve."""
-    fig = _figure(10, 4)
+    fig = new_figure(10, 4)
     ax = fig.subplots()
     ax.plot(t, f, color="0.6", label="sin(t)")
     ax.plot(t_test, test_pred, ".", markersize=3, label="prediction (held-out windows)")
@@ -88,4 +92,4 @@ def sine_figure(
     ax.set(xlabel="t", ylabel="value", title=title)
     ax.title.set_fontsize("medium")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
-    _save(fig, path)
+    save(fig, path)

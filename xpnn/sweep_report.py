@@ -91,9 +91,8 @@ def table(summaries: Sequence[ConfigSummary], keys: Sequence[str]) -> str:
 def figure(summaries: Sequence[ConfigSummary], path: str | Path, title: str) -> None:
     """One horizontal bar a configuration: the fraction of seeds that reached 100%
     (binary addition), or else the median test error; diverged runs are noted."""
-    from xpnn.plotting import _pyplot, _save
+    from xpnn.plotting import new_figure, save
 
-    plt = _pyplot()
     labels = [" ".join(f"{k}={v}" for k, v in s.config.items()) for s in summaries]
     success = all(s.exact is not None for s in summaries)
     if success:
@@ -102,7 +101,8 @@ def figure(summaries: Sequence[ConfigSummary], path: str | Path, title: str) -> 
     else:
         values = [s.median_test_error or 0.0 for s in summaries]
         xlabel, limit = "median test MSE (lower is better)", None
-    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.4 * len(summaries)))
+    fig = new_figure(8, 1.2 + 0.4 * len(summaries))
+    ax = fig.subplots()
     positions = list(range(len(summaries)))[::-1]
     ax.barh(positions, values, color="tab:blue")
     ax.set_yticks(positions, labels)
@@ -114,6 +114,4 @@ def figure(summaries: Sequence[ConfigSummary], path: str | Path, title: str) -> 
     if limit:
         ax.set_xlim(*limit)
     ax.margins(x=0.15)
-    fig.tight_layout()
-    _save(fig, path)
-    plt.close(fig)
+    save(fig, path)
