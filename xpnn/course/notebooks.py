@@ -138,10 +138,7 @@ def regression(
     net = regression_network(
         hidden_size=s.hidden_size,
         activation=s.activation,
-        seed=s.seed,
-        backend=s.backend,
-        device=s.device,
-        dtype=s.dtype,
+        **s.placement(),
     )
     x, d = datasets.linear(s.n_samples, seed=s.seed, low=s.low, high=s.high)
     stream = datasets.SampleStream(x, d, s.batch_size, seed=s.seed)
@@ -192,10 +189,7 @@ def binary_addition(
         init=s.init,
         weight_init_std=s.weight_init_std,
         cell=s.cell,
-        seed=s.seed,
-        backend=s.backend,
-        device=s.device,
-        dtype=s.dtype,
+        **s.placement(),
     )
     stream = datasets.BinaryAdditionStream(s.batch_size, bits=s.bits, seed=s.seed)
 
@@ -226,8 +220,8 @@ def sine(
 
     ``metrics``: ``test_mse`` on the held-out windows, ``generated`` (the continuation),
     ``generated_mse`` against the true ``sin`` continuation and ``generated_amplitude``,
-    half the range of its last ``SINE_PERIOD`` points (a sine's is 1; a continuation that
-    fades to a constant has nearly 0).
+    half the range of its last period (about 100 points; a sine's is 1, a continuation
+    that fades to a constant has nearly 0).
     """
     s = Sine() if settings is None else settings
     shown = echo if progress else None  # where the progress lines go
@@ -236,10 +230,7 @@ def sine(
         hidden_size=s.hidden_size,
         weight_init_std=s.weight_init_std,
         cell=s.cell,
-        seed=s.seed,
-        backend=s.backend,
-        device=s.device,
-        dtype=s.dtype,
+        **s.placement(),
     )
     data = datasets.sine_windows(s.maxlen)
     stream = datasets.SampleStream(
@@ -299,10 +290,7 @@ def adding_problem(
     net = adding_network(
         cell=s.cell,
         hidden_size=s.hidden_size,
-        seed=s.seed,
-        backend=s.backend,
-        device=s.device,
-        dtype=s.dtype,
+        **s.placement(),
     )
     stream = datasets.AddingProblemStream(s.batch_size, s.steps, seed=s.seed)
 

@@ -82,6 +82,11 @@ class Training:
         options = {k: getattr(self, k) for k in self.OPTIONS if getattr(self, k) is not None}
         return build(name, lr=self.lr, **options)
 
+    def placement(self) -> dict[str, Any]:
+        """``seed``, ``backend``, ``device`` and ``dtype``: where a run's network is built,
+        and from what seed (the keyword arguments every network builder takes)."""
+        return {k: getattr(self, k) for k in ("seed", "backend", "device", "dtype")}
+
     def recorded(self) -> dict[str, Any]:
         """The settings a checkpoint records and a resumed run must repeat."""
         values = {k: v for k, v in asdict(self).items() if k not in self.UNRECORDED}
