@@ -122,14 +122,9 @@ def test_training_on_dask_agrees_with_numpy_float64(run) -> None:
 @DISTRIBUTED
 @pytest.mark.parametrize("run", [_addition_run, _regression_run], ids=["rnn", "mlp"])
 def test_training_on_a_two_process_cluster_agrees_with_numpy(run) -> None:
-    from distributed import Client, LocalCluster
+    from xpnn.sweep import connect
 
-    with (
-        LocalCluster(
-            n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None
-        ) as cluster,
-        Client(cluster),
-    ):
+    with connect(None, 2):  # a LocalCluster of two worker processes on 127.0.0.1
         assert backend_info("dask").scheduler.startswith("distributed tcp://127.0.0.1:")
         got = run("dask", chunks=16)
     _assert_agree(got, run("numpy"))

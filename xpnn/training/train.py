@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from xpnn.backend import Array, check_compile, default_chunk_rows
+from xpnn.backend import Array, check_compile, default_chunk_rows, persist
 from xpnn.datasets import CHUNK
 from xpnn.errors import TrainingDiverged, XpnnError, XpnnTypeError, XpnnValueError
 from xpnn.nn.model import check_size
@@ -143,6 +143,7 @@ def train(
         x_host, d_host = stream.batches(lo, hi)
         x_all = model.asarray(x_host, name="x", chunks=rows)
         d_all = model.asarray(d_host, name="d", chunks=rows)
+        x_all, d_all = persist(x_all, d_all)  # dask: the data moves to the workers once
         for i in range(lo, hi):
             j = i - lo
             x = _slice(x_all, axis, j * batch, (j + 1) * batch)
