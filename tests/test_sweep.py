@@ -21,7 +21,7 @@ from xpnn import cli, sweep
 from xpnn.course import notebooks
 from xpnn.course.networks import addition_accuracy
 from xpnn.course.settings import BinaryAddition
-from xpnn.sweep_report import ConfigSummary, figure, summarize, table
+from xpnn.sweep_report import EXACT, TEST_MSE, ConfigSummary, figure, summarize, table
 
 pytest.importorskip("distributed", reason="dask.distributed is not installed (xpnn[dask])")
 
@@ -210,22 +210,26 @@ def test_the_summary_counts_medians_and_divergences() -> None:
         _row(b, 1, 0.9),
     ]
     tanh, relu = summarize([a, b], rows)
-    assert tanh == ConfigSummary(a, 3, 2, 200, 0.3, None, 0)
-    assert relu == ConfigSummary(b, 2, 0, None, 0.9, None, 1)
+    assert tanh == ConfigSummary(a, 3, 2, 200, 0.3, EXACT, (1.0, 1.0, 0.75), 0)
+    assert relu == ConfigSummary(b, 2, 0, None, 0.9, EXACT, (0.75,), 1)
     text = table([tanh, relu], ["act"]).splitlines()
     assert text[0].split()[:3] == ["act", "runs", "reached"]
-    assert text[1].split() == ["tanh", "3", "2/3", "(67%)", "200", "0.3", "0"]
-    assert text[2].split() == ["relu", "2", "0/2", "(0%)", "-", "0.9", "1"]
+    assert text[1].split() == ["tanh", "3", "2/3", "(67%)", "200", "0.3", "100.0%", "0"]
+    assert text[2].split() == ["relu", "2", "0/2", "(0%)", "-", "0.9", "75.0%", "1"]
 
 
 def test_the_summary_of_runs_without_exactness_shows_the_test_error(tmp_path: Path) -> None:
     a = {"lr": "0.1"}
     rows = [_row(a, s, loss, exact=False) for s, loss in enumerate((1.0, 2.0, 4.0))]
     (only,) = summarize([a], rows)
-    assert only == ConfigSummary(a, 3, None, None, 2.0, 0.2, 0)
+    assert only == ConfigSummary(a, 3, None, None, 2.0, TEST_MSE, (0.1, 0.2, 0.4), 0)
     assert "median test MSE" in table([only], ["lr"])
-    figure([only], tmp_path / "s.png", title="t")
-    assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for summaries, name in (
+        ([only], "mse.png"),
+        (summarize([a], [_row(a, 0, 0.1, first=9)]), "x.png"),
+    ):
+        figure(summaries, tmp_path / name, title="t")
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 # -- on a real LocalCluster of two worker processes ----------------------------------------

@@ -19,7 +19,9 @@ import itertools
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -509,6 +511,20 @@ class ProgressBar:
             print(line, file=self.stream, flush=True)
 
 
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """While it lasts, ``kill PID`` stops a sweep as Ctrl-C does: the local cluster is
+    shut down on the way out, and the rows written so far stay for the rerun."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run_sweep(args: argparse.Namespace, options: Sequence[str]) -> int:
     """``xpnn sweep``: check everything, run what the results file lacks, print the
     summary, draw the picture. Returns 2 for bad input (nothing was sent), 1 when a run
@@ -519,7 +535,7 @@ def run_sweep(args: argparse.Namespace, options: Sequence[str]) -> int:
         check_dask()
         sweep = build_sweep(args, options)
         results = ResultsFile(args.out, identity(sweep))
-        with connect(args.scheduler, args.workers) as client:
+        with _sigterm_interrupts(), connect(args.scheduler, args.workers) as client:
             where = (
                 args.scheduler
                 or f"a local cluster of {len(client.scheduler_info()['workers'])} workers"

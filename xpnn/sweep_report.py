@@ -10,25 +10,45 @@ from typing import Any
 
 from xpnn.sweep import row_key
 
+EXACT, TEST_MSE = "exact pairs", "test MSE"
+
 
 @dataclass(frozen=True)
 class ConfigSummary:
-    """One configuration's runs: how many, how many reached every answer exact (None
-    where the run has no such measure), the median iteration of getting there, the
-    median final loss of the runs that did not diverge, the median test error, and how
-    many diverged."""
+    """One configuration's runs.
+
+    ``exact`` counts the runs that reached every answer exact (None where the run has no
+    such measure), ``median_first_exact`` is the median iteration of getting there;
+    ``median_final_loss`` is over the runs that did not diverge; ``scores`` holds each
+    finished run's ``score`` (``EXACT``: the fraction of operand pairs added exactly;
+    ``TEST_MSE``: the test error; ``""``: none); ``diverged`` counts diverged runs.
+    """
 
     config: dict[str, str]
     runs: int
     exact: int | None
     median_first_exact: float | None
     median_final_loss: float | None
-    median_test_error: float | None
+    score: str
+    scores: tuple[float, ...]
     diverged: int
+
+    @property
+    def median_score(self) -> float | None:
+        return _median(self.scores)
 
 
 def _median(values: Sequence[float]) -> float | None:
     return statistics.median(values) if values else None
+
+
+def _scores(rows: Sequence[dict[str, Any]]) -> tuple[str, tuple[float, ...]]:
+    metrics = [r.get("metrics", {}) for r in rows]
+    if metrics and all("exact" in m for m in metrics):
+        return EXACT, tuple(m["exact"] / m["total"] for m in metrics)
+    if metrics and all("test_mse" in m for m in metrics):
+        return TEST_MSE, tuple(m["test_mse"] for m in metrics)
+    return "", ()
 
 
 def summarize(
@@ -42,17 +62,17 @@ def summarize(
     for config in configs:
         mine = by_config[row_key(config, 0)]
         finished = [r for r in mine if r["diverged_at"] is None]
-        has_exact = any("exact" in r.get("metrics", {}) for r in finished)
+        score, scores = _scores(finished)
         reached = [r["first_exact"] for r in mine if r.get("first_exact") is not None]
-        errors = [r["metrics"]["test_mse"] for r in finished if "test_mse" in r.get("metrics", {})]
         summaries.append(
             ConfigSummary(
                 config=config,
                 runs=len(mine),
-                exact=len(reached) if has_exact or not finished else None,
+                exact=len(reached) if score == EXACT or not finished else None,
                 median_first_exact=_median(reached),
                 median_final_loss=_median([r["final_loss"] for r in finished]),
-                median_test_error=_median(errors),
+                score=score,
+                scores=scores,
                 diverged=len(mine) - len(finished),
             )
         )
@@ -63,55 +83,65 @@ def _number(value: float | None, spec: str = ".4g") -> str:
     return "-" if value is None else format(value, spec)
 
 
+def _score_text(s: ConfigSummary) -> str:
+    if s.median_score is None:
+        return "-"
+    return f"{s.median_score:.1%}" if s.score == EXACT else f"{s.median_score:.4g}"
+
+
 def table(summaries: Sequence[ConfigSummary], keys: Sequence[str]) -> str:
     """The summaries as an aligned text table, one row per configuration."""
+    score = next((s.score for s in summaries if s.score), "")
     head = [*keys, "runs", "reached 100%", "median iters to 100%", "median final loss"]
-    with_errors = any(s.median_test_error is not None for s in summaries)
-    head += ["median test MSE"] if with_errors else []
+    head += [f"median {score}"] if score else []
     head += ["diverged"]
     rows = [head]
     for s in summaries:
-        reached = (
-            "-"
-            if s.exact is None
-            else f"{s.exact}/{s.runs} ({100 * s.exact / max(s.runs, 1):.0f}%)"
-        )
+        reached = "-" if s.exact is None else f"{s.exact}/{s.runs} ({s.exact / max(s.runs, 1):.0%})"
         cells = [s.config[k] for k in keys]
         cells += [str(s.runs), reached, _number(s.median_first_exact, ".0f")]
         cells += [_number(s.median_final_loss)]
-        cells += [_number(s.median_test_error)] if with_errors else []
+        cells += [_score_text(s)] if score else []
         cells += [str(s.diverged)]
         rows.append(cells)
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
-    return "\n".join(
-        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
-    )
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return "\n".join(lines)
 
 
 def figure(summaries: Sequence[ConfigSummary], path: str | Path, title: str) -> None:
-    """One horizontal bar a configuration: the fraction of seeds that reached 100%
-    (binary addition), or else the median test error; diverged runs are noted."""
+    """One row a configuration. Where runs can be all exact (binary addition): the
+    fraction of seeds that got there, and beside it each seed's fraction of operand
+    pairs added exactly (dots) with the median (bar). Otherwise each seed's test error
+    with the median. Diverged runs are counted in the labels."""
     from xpnn.plotting import new_figure, save
 
-    labels = [" ".join(f"{k}={v}" for k, v in s.config.items()) for s in summaries]
-    success = all(s.exact is not None for s in summaries)
-    if success:
-        values = [s.exact / s.runs if s.runs else 0.0 for s in summaries]
-        xlabel, limit = "fraction of seeds that reached 100% exact", (0, 1.05)
-    else:
-        values = [s.median_test_error or 0.0 for s in summaries]
-        xlabel, limit = "median test MSE (lower is better)", None
-    fig = new_figure(8, 1.2 + 0.4 * len(summaries))
-    ax = fig.subplots()
+    exact = all(s.exact is not None for s in summaries)
+    panels = 2 if exact else 1
+    fig = new_figure(6 + 4 * panels, 1.4 + 0.45 * len(summaries))
+    axes = fig.subplots(1, panels, sharey=True, squeeze=False)
     positions = list(range(len(summaries)))[::-1]
-    ax.barh(positions, values, color="tab:blue")
-    ax.set_yticks(positions, labels)
-    for y, value, s in zip(positions, values, summaries, strict=True):
-        note = f" {value:.0%}" if success else f" {value:.3g}"
-        note += f" ({s.diverged} diverged)" if s.diverged else ""
-        ax.text(value, y, note, va="center")
-    ax.set(xlabel=xlabel, title=title)
-    if limit:
-        ax.set_xlim(*limit)
-    ax.margins(x=0.15)
+    labels = []
+    for s in summaries:
+        label = " ".join(f"{k}={v}" for k, v in s.config.items())
+        labels.append(label + (f" ({s.diverged} diverged)" if s.diverged else ""))
+    ax = axes[0][0]
+    if exact:
+        rates = [s.exact / s.runs if s.runs else 0.0 for s in summaries]
+        ax.barh(positions, rates, color="tab:green")
+        for y, rate, s in zip(positions, rates, summaries, strict=True):
+            ax.text(rate + 0.02, y, f"{s.exact}/{s.runs}", va="center")
+        ax.set(xlim=(0, 1.15), xlabel="seeds that reached 100% exact")
+        ax = axes[0][1]
+    for y, s in zip(positions, summaries, strict=True):
+        if s.scores:
+            ax.barh(y, s.median_score, color="0.85")
+            ax.plot(s.scores, [y] * len(s.scores), "o", color="tab:blue", alpha=0.7)
+    score = next((s.score for s in summaries if s.score), "")
+    if score == EXACT:
+        ax.set(xlim=(0, 1.02), xlabel="operand pairs added exactly (dots: seeds; bar: median)")
+    else:
+        ax.set(xscale="log", xlabel=f"{score or 'score'} (dots: seeds; bar: median)")
+    axes[0][0].set_yticks(positions, labels)
+    fig.suptitle(title)
     save(fig, path)
