@@ -418,8 +418,9 @@ def build_parser() -> argparse.ArgumentParser:
             "sweep",
             help="a grid of train runs x seeds on dask.distributed",
             description="Every configuration of --grid times seeds 0 .. N-1, each the run "
-            "'xpnn train RUN' makes, one task each on dask.distributed; rows go to --out as "
-            "runs finish, and a rerun finishes only what is missing.",
+            "'xpnn train RUN' makes, one task each on dask.distributed; RUN's other options "
+            "(such as --iters 3000) apply to every run. Rows go to --out as runs finish; a "
+            "rerun finishes only what is missing.",
             epilog="exit status: 0 every run finished (a diverged run is a result); 1 a run "
             "failed (rerun to retry it); 2 bad input, found before any task is sent",
             allow_abbrev=False,

@@ -88,9 +88,9 @@ def add_arguments(p: argparse.ArgumentParser, runs: Sequence[str], plot_path: Ca
     p.add_argument(
         "--grid",
         nargs="+",
-        default=[],
+        default=None,
         metavar="KEY=V1,V2",
-        help="an option of RUN and its values; every combination is run",
+        help="an option of RUN and its values; every combination is run (default: none; required)",
     )
     p.add_argument("--seeds", type=_count, default=1, help="seeds 0 .. N-1 per configuration")
     where = p.add_mutually_exclusive_group()
@@ -101,10 +101,19 @@ def add_arguments(p: argparse.ArgumentParser, runs: Sequence[str], plot_path: Ca
         "--scheduler",
         default=None,
         metavar="ADDRESS",
-        help=f"an existing dask scheduler, e.g. tcp://HOST:8786 ({CONNECT_TIMEOUT} s to connect)",
+        help=f"an existing dask scheduler, e.g. tcp://HOST:8786 ({CONNECT_TIMEOUT} s to "
+        "connect; default: a local cluster)",
     )
-    p.add_argument("--out", type=Path, required=True, metavar="FILE", help="results, JSON lines")
-    p.add_argument("--plot", type=plot_path, default=None, metavar="FILE", help="success picture")
+    p.add_argument(
+        "--out", type=Path, required=True, metavar="FILE", help="results, JSON lines (required)"
+    )
+    p.add_argument(
+        "--plot",
+        type=plot_path,
+        default=None,
+        metavar="FILE",
+        help="a PNG of the summary (default: none)",
+    )
 
 
 def _count(text: str) -> int:
