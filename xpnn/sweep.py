@@ -17,6 +17,7 @@ import hashlib
 import io
 import itertools
 import json
+import logging
 import math
 import os
 import signal
@@ -427,6 +428,7 @@ def connect(scheduler: str | None, workers: int | None) -> Iterator[Any]:
             processes=True,
             host="127.0.0.1",
             dashboard_address="127.0.0.1:0",
+            silence_logs=logging.ERROR,  # not the cancelled-task warnings of a Ctrl-C
         ) as cluster,
         Client(cluster) as client,
     ):
