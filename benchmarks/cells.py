@@ -1,0 +1,204 @@
+"""Issue 10: how fast does xpnn train its LSTM and GRU, beside PyTorch's own modules?
+
+One run measures microseconds per training sequence (forward, full BPTT, an SGD update)
+of a 2-32-1 many-to-one network on the adding problem (16 steps, identity output, squared
+error, lr 0.01) with the LSTM and the GRU cell, for
+
+* ``xpnn-<backend> eager``: ``xpnn.make_step(..., compile="off")`` on NumPy and PyTorch;
+* ``xpnn-jax jit`` and (with ``--torch-compile``) ``xpnn-torch compile``: the same step
+  compiled (``compile="on"``); the compile time is reported apart, not in the medians;
+* ``torch.nn.LSTM`` / ``torch.nn.GRU``: PyTorch's modules with a ``Linear(32, 1)``, the
+  same loss, ``loss.backward()`` and ``torch.optim.SGD``;
+
+at batch 1, 64 and 1024, then prints the tables and the target: at batch 1024 the
+fastest xpnn path at least 2x faster than the PyTorch module. Every implementation
+cycles over the same 4 batches, already on its device. Timing as in
+``rnn_binary_addition.py`` (whose helpers it uses): warm-up, calibrated runs of about
+``--seconds``, interleaved round-robin, medians; one BLAS/OpenMP thread unless
+``--threads`` says otherwise. Speed is only measured here; no test asserts on it.
+
+    python benchmarks/cells.py [--cells lstm,gru] [--batch-sizes 1,64,1024] [--torch-compile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import time
+from typing import Any
+
+from rnn_binary_addition import THREAD_VARIABLES, Case, machine_line, measure
+
+import xpnn
+from xpnn import datasets
+from xpnn.backend import backend_info
+from xpnn.course.networks import adding_network
+
+STEPS, INPUT, HIDDEN, LR, N_BATCHES = 16, 2, 32, 0.01, 4
+TARGET_BATCH, TARGET = 1024, 2.0
+
+
+def _batches(batch: int) -> list[tuple[Any, Any]]:
+    """``N_BATCHES`` host batches of the adding problem: ``(STEPS, batch, 2)``, ``(batch, 1)``."""
+    xs, ds = datasets.AddingProblemStream(batch, STEPS, seed=0).batches(0, N_BATCHES)
+    return [
+        (xs[:, i * batch : (i + 1) * batch], ds[i * batch : (i + 1) * batch])
+        for i in range(N_BATCHES)
+    ]
+
+
+class XpnnStep:
+    """``xpnn.make_step`` in a loop over device-resident batches; ``compile_s`` is the
+    first call's time (tracing and compiling, where the step is compiled)."""
+
+    def __init__(self, cell: str, backend: str, batch: int, compile: str, dtype: str) -> None:
+        self.net = adding_network(cell=cell, hidden_size=HIDDEN, backend=backend, dtype=dtype)
+        self.opt = xpnn.SGD(LR)
+        self.step = xpnn.make_step(self.net, self.opt, compile=compile)
+        self.data = [(self.net.asarray(x), self.net.asarray(d)) for x, d in _batches(batch)]
+        self.params, self.state = self.net.params, self.opt.init(self.net.params)
+        began = time.perf_counter()
+        self(1)
+        self.compile_s = time.perf_counter() - began
+
+    def __call__(self, iters: int) -> None:
+        loss = None
+        for i in range(iters):
+            x, d = self.data[i % N_BATCHES]
+            self.params, self.state, loss = self.step(self.params, self.state, x, d)
+        float(loss)  # sync: the last step has finished
+
+
+class TorchModule:
+    """``torch.nn.LSTM`` / ``torch.nn.GRU`` + ``Linear``, autograd, ``torch.optim.SGD``."""
+
+    def __init__(self, cell: str, batch: int, dtype: str) -> None:
+        torch = importlib.import_module("torch")
+        self.torch = torch
+        dt = getattr(torch, dtype)
+        torch.manual_seed(0)
+        kind = torch.nn.LSTM if cell == "lstm" else torch.nn.GRU
+        self.rnn, self.out = kind(INPUT, HIDDEN, dtype=dt), torch.nn.Linear(HIDDEN, 1, dtype=dt)
+        params = [*self.rnn.parameters(), *self.out.parameters()]
+        self.opt = torch.optim.SGD(params, lr=LR)
+        self.data = [
+            (torch.tensor(x, dtype=dt), torch.tensor(d, dtype=dt)) for x, d in _batches(batch)
+        ]
+        self.batch = batch
+
+    def __call__(self, iters: int) -> None:
+        loss = None
+        for i in range(iters):
+            x, d = self.data[i % N_BATCHES]
+            self.opt.zero_grad(set_to_none=True)
+            hs, _ = self.rnn(x)
+            loss = 0.5 * ((self.out(hs[-1]) - d) ** 2).sum() / self.batch
+            loss.backward()
+            self.opt.step()
+        float(loss.detach())
+
+
+def build_cases(args: argparse.Namespace, batches: list[int]) -> tuple[list[Case], list[str]]:
+    """The cases to time, and lines giving each compiled case's first-call time."""
+    paths = [("numpy", "off", "eager"), ("torch", "off", "eager"), ("jax", "on", "jit")]
+    if args.torch_compile:
+        paths.append(("torch", "on", "compile"))
+    cases, compile_lines = [], []
+    for cell in args.cells.split(","):
+        for backend, compile, label in paths:
+            info = backend_info(backend)
+            if not info.usable:
+                print(f"skipping xpnn-{backend} {label}: {info.reason}")
+                continue
+            for batch in batches:
+                runner = XpnnStep(cell, backend, batch, compile, args.dtype)
+                name = f"{cell} xpnn-{backend} {label}"
+                cases.append(Case(name, batch, runner))
+                if compile == "on":
+                    compile_lines.append(f"| {name} | {batch} | {runner.compile_s:.1f} |")
+                print(f"  built {name}, batch {batch}", flush=True)
+        if backend_info("torch").usable:
+            module = "torch.nn.LSTM" if cell == "lstm" else "torch.nn.GRU"
+            cases += [
+                Case(f"{cell} {module}", b, TorchModule(cell, b, args.dtype)) for b in batches
+            ]
+    return cases, compile_lines
+
+
+def print_tables(cases: list[Case], batches: list[int], args: argparse.Namespace) -> None:
+    by = {(c.name, c.batch): c for c in cases}
+    names = list(dict.fromkeys(c.name for c in cases))
+    print(f"\n### µs per training sequence (median; {args.dtype}; lower is better)\n")
+    print("| implementation | " + " | ".join(f"batch {b}" for b in batches) + " |")
+    print("| --- |" + " ---: |" * len(batches))
+    for name in names:
+        cells = [f"{by[name, b].median:.2f}" if (name, b) in by else "—" for b in batches]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    print(f"\n### target: at batch {TARGET_BATCH}, the fastest xpnn path against the module\n")
+    print("| cell | fastest xpnn path | its µs | module µs | xpnn faster by | target | result |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | --- |")
+    for cell in args.cells.split(","):
+        at_target = [c for c in cases if c.batch == TARGET_BATCH]
+        ours = [c for c in at_target if c.name.startswith(f"{cell} xpnn")]
+        theirs = [c for c in at_target if c.name.startswith(f"{cell} torch")]
+        if not ours or not theirs:
+            print(f"| {cell} | — | — | — | — | ≥{TARGET:g}x | not measured |")
+            continue
+        best = min(ours, key=lambda c: c.median)
+        ratio = theirs[0].median / best.median
+        verdict = "met" if ratio >= TARGET else "not met"
+        print(
+            f"| {cell} | {best.name} | {best.median:.2f} | {theirs[0].median:.2f} | "
+            f"{ratio:.2f}x | ≥{TARGET:g}x | {verdict} |"
+        )
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cells", default="lstm,gru", help="comma list (default lstm,gru)")
+    parser.add_argument("--batch-sizes", default="1,64,1024", help="comma list (default 1,64,1024)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per case (median)")
+    parser.add_argument("--seconds", type=float, default=0.5, help="one timed run (default 0.5)")
+    parser.add_argument("--dtype", default="float32", choices=("float64", "float32"))
+    parser.add_argument(
+        "--threads", type=int, default=1, help="BLAS/OpenMP threads (default 1; 0: the default)"
+    )
+    parser.add_argument(
+        "--torch-compile",
+        action="store_true",
+        help="also time xpnn on torch with torch.compile (tens of seconds per shape to compile)",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    threads = args.threads if args.threads >= 1 else None
+    if threads is not None and os.environ.get("OPENBLAS_NUM_THREADS") != str(threads):
+        # BLAS reads its thread count when NumPy is imported: start again with it set.
+        os.environ.update(dict.fromkeys(THREAD_VARIABLES, str(threads)))
+        os.execv(sys.executable, [sys.executable, *sys.argv])
+    if threads is not None and backend_info("torch").usable:
+        importlib.import_module("torch").set_num_threads(threads)
+    batches = [int(b) for b in args.batch_sizes.split(",")]
+    began = time.perf_counter()
+    print(machine_line(None))
+    print(
+        f"task: adding problem, {STEPS} steps, {INPUT}-{HIDDEN}-1 many-to-one, squared error, "
+        f"SGD lr {LR}; {args.dtype}; {args.repeats} repeats of ~{args.seconds:g} s, interleaved\n"
+    )
+    cases, compile_lines = build_cases(args, batches)
+    measure(cases, args.repeats, args.seconds)
+    print_tables(cases, batches, args)
+    if compile_lines:
+        print("\n### first call of a compiled step (trace and compile), seconds\n")
+        print("| implementation | batch | seconds |\n| --- | ---: | ---: |")
+        print("\n".join(compile_lines))
+    print(f"\n(whole run: {time.perf_counter() - began:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
