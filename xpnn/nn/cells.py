@@ -41,7 +41,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from xpnn.backend import Array, ArrayNamespace, device_of
+from xpnn.backend import Array, ArrayNamespace
 from xpnn.errors import XpnnValueError, check_choice, shown
 from xpnn.nn.functions import get_activation
 
@@ -101,8 +101,10 @@ def _add(a: Array | None, b: Array | None) -> Array:
 
 
 def _zero_state(ux: Array, size: int, xp: ArrayNamespace) -> Array:
-    """Zeros ``(B, size)`` in ``ux``'s dtype, on its device: the state before step 0."""
-    return xp.zeros((ux.shape[0], size), dtype=ux.dtype, device=device_of(ux))
+    """Zeros ``(B, size)`` in ``ux``'s dtype, on its device: the state before step 0.
+    (``zeros_like`` rather than asking ``ux`` for its device, which ``torch.compile``
+    cannot trace through array-api-compat.)"""
+    return xp.zeros_like(ux[:, :size])
 
 
 def _gate(a: Array, xp: ArrayNamespace) -> Array:

@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from xpnn.backend import Array, ArrayNamespace, device_of
+from xpnn.backend import Array, ArrayNamespace
 from xpnn.nn.cells import Cell, State
 from xpnn.nn.losses import OutputLayer
 
@@ -130,9 +130,9 @@ def backward(
         else:
             dh = dh_out[t * batch : (t + 1) * batch, ...]
         if dh is None and carry is None:  # many-to-one, before the last block
-            shape = (batch, params["W"].shape[1])
-            zeros = xp.zeros(shape, dtype=h_rows.dtype, device=device_of(h_rows))
-            d_in[t] = d_rec[t] = zeros
+            # zeros of the last step's shape, dtype and device (the last step always has
+            # a gradient, and is done first)
+            d_in[t] = d_rec[t] = xp.zeros_like(d_in[steps - 1])
             continue
         d_in[t], d_rec[t], carry = cell.step_backward(
             dh, carry, step_caches[t], w_t, xp, t % block != 0
