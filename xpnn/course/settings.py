@@ -152,7 +152,7 @@ class Sine(Training):
 class AddingProblem(Training):
     """The adding problem (``xpnn.datasets.adding_problem``): a 2-``hidden_size``-1
     many-to-one network with the recurrent ``cell`` sums the two marked values of
-    sequences of ``steps`` steps, ``batch_size`` fresh sequences per iteration, the
+    sequences of ``steps`` steps, ``batch_size`` fresh sequences per iteration, Adam, the
     gradient clipped to the global norm ``clip``; tested on ``n_test`` fresh sequences."""
 
     RUN: ClassVar[str] = "adding-problem"
@@ -160,6 +160,7 @@ class AddingProblem(Training):
     iters: int = 1000
     lr: float = 0.01
     batch_size: int = 32
+    optimizer: str | None = "adam"
     cell: str = "lstm"
     steps: int = 100
     hidden_size: int = 32
