@@ -110,7 +110,7 @@ if args.plot:
         f"Adding problem: {args.iters} iterations x {args.batch_size} sequences, "
         f"hidden {args.hidden_size}, Adam {args.lr:g}"
     )
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="center right", fontsize=8)
     fig.tight_layout()
     fig.savefig(args.plot, dpi=120)
     print(f"\nwrote {args.plot}")
