@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from xpnn.backend import Array, check_compile, default_chunk_rows, persist
+from xpnn.backend import Array, check_compile, default_chunk_rows, persist, split_iterations
 from xpnn.datasets import CHUNK
 from xpnn.errors import TrainingDiverged, XpnnError, XpnnTypeError, XpnnValueError
 from xpnn.nn.model import check_size
@@ -53,10 +53,6 @@ class TrainResult:
     seconds: float = 0.0
     compiled: bool = False
     compile_seconds: float = 0.0
-
-
-def _slice(a: Array, axis: int, lo: int, hi: int) -> Array:
-    return a[lo:hi, ...] if axis == 0 else a[:, lo:hi, ...]
 
 
 def train(
@@ -144,10 +140,9 @@ def train(
         x_all = model.asarray(x_host, name="x", chunks=rows)
         d_all = model.asarray(d_host, name="d", chunks=rows)
         x_all, d_all = persist(x_all, d_all)  # dask: the data moves to the workers once
-        for i in range(lo, hi):
-            j = i - lo
-            x = _slice(x_all, axis, j * batch, (j + 1) * batch)
-            d = _slice(d_all, target_axis, j * batch, (j + 1) * batch)
+        xs = split_iterations(x_all, axis, hi - lo)
+        ds = split_iterations(d_all, target_axis, hi - lo)
+        for i, x, d in zip(range(lo, hi), xs, ds, strict=True):
             new_params, new_state, loss = step(params, state, x, d)
             if i == start:  # the first call traces and compiles: time it (one sync)
                 float(loss)
