@@ -10,13 +10,21 @@ batch by batch.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from xpnn.backend import Array, check_compile, default_chunk_rows, persist, split_iterations
+from xpnn.backend import (
+    Array,
+    check_compile,
+    compiler_for,
+    default_chunk_rows,
+    persist,
+    split_iterations,
+)
 from xpnn.datasets import CHUNK
 from xpnn.errors import TrainingDiverged, XpnnError, XpnnTypeError, XpnnValueError
 from xpnn.nn.model import check_size
@@ -123,7 +131,8 @@ def train(
     if state is None:
         state = optimizer.init(model.params)
     optimizer.check_state(model.params, state, finite=True)
-    step = make_step(model, optimizer, truncate=truncate, clip=clip, compile=compile, steps=iters)
+    compiled = compiler_for(model.backend, compile, steps=iters) is not None
+    step = _step_for(model, optimizer, truncate, clip, "on" if compiled else "off")
     xp, axis, batch = model.xp, model.batch_axis, stream.batch_size
     rows = default_chunk_rows(batch) if chunks is None else check_size(chunks, "chunks")
     target_axis = getattr(stream, "target_axis", axis)  # sine: (T, N, 1) inputs, (N, 1) targets
@@ -136,12 +145,13 @@ def train(
     lo = start
     while lo < iters:  # one chunk of the stream at a time, cut at the stream's chunk edges
         hi = min(iters, (lo // CHUNK + 1) * CHUNK)
-        x_host, d_host = stream.batches(lo, hi)
+        base = lo // CHUNK * CHUNK  # the whole chunk, so every split has one shape (JAX
+        x_host, d_host = stream.batches(base, base + CHUNK)  # compiles a split per shape)
         x_all = model.asarray(x_host, name="x", chunks=rows)
         d_all = model.asarray(d_host, name="d", chunks=rows)
         x_all, d_all = persist(x_all, d_all)  # dask: the data moves to the workers once
-        xs = split_iterations(x_all, axis, hi - lo)
-        ds = split_iterations(d_all, target_axis, hi - lo)
+        xs = split_iterations(x_all, axis, CHUNK)[lo - base : hi - base]
+        ds = split_iterations(d_all, target_axis, CHUNK)[lo - base : hi - base]
         for i, x, d in zip(range(lo, hi), xs, ds, strict=True):
             new_params, new_state, loss = step(params, state, x, d)
             if i == start:  # the first call traces and compiles: time it (one sync)
@@ -170,6 +180,13 @@ def train(
     return TrainResult(
         params, state, history, iters - start, seconds, step.compiled, compile_seconds
     )
+
+
+@functools.lru_cache(maxsize=8)
+def _step_for(model: Any, optimizer: Any, truncate: Any, clip: Any, compile: str) -> Any:
+    """``make_step``'s step, kept for the next ``train`` call with the same model and
+    optimiser (a resumed or continued run): a compiled step is compiled once, not per call."""
+    return make_step(model, optimizer, truncate=truncate, clip=clip, compile=compile)
 
 
 def _check_stream(model: Any, stream: Any, iters: int, start: Any) -> None:
