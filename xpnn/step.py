@@ -61,6 +61,7 @@ def make_step(
     clip: float | None = None,
     compile: str = "auto",
     steps: int | None = None,
+    time_steps: int | None = None,
 ) -> Step:
     """The training step of ``model`` with ``optimizer``.
 
@@ -75,10 +76,14 @@ def make_step(
     clip : float, optional
         Clip the gradients to this global norm before the update.
     compile : {"auto", "on", "off"}
-        ``"on"`` compiles (JAX, PyTorch) or raises; ``"auto"`` compiles on JAX always and
-        on PyTorch for runs of at least ``backend.AUTO_TORCH_STEPS`` steps.
+        ``"on"`` compiles (JAX, PyTorch) or raises; ``"auto"`` compiles on JAX unless
+        ``time_steps`` exceeds ``backend.AUTO_JAX_TIME_STEPS``, and on PyTorch for runs of
+        at least ``backend.AUTO_TORCH_STEPS`` steps.
     steps : int, optional
         How many steps the caller means to run (``"auto"`` uses it on PyTorch).
+    time_steps : int, optional
+        An RNN's sequence length ``T`` (``"auto"`` uses it on JAX, whose compile time
+        grows with ``T``).
 
     Returns
     -------
@@ -106,7 +111,9 @@ def make_step(
         params, state = optimizer.apply(params, grads, state, xp=xp)
         return params, state, loss
 
-    run, compiled = compile_step(step, model.backend, compile, device=model.device, steps=steps)
+    run, compiled = compile_step(
+        step, model.backend, compile, device=model.device, steps=steps, time_steps=time_steps
+    )
     return Step(step, run, compiled)
 
 

@@ -127,11 +127,12 @@ def train(
     iters, log_every = check_size(iters, "iters"), check_size(log_every, "log_every")
     check_step_args(model, optimizer, truncate, clip)
     check_compile(compile)
-    _check_stream(model, stream, iters, start)
+    time_steps = _check_stream(model, stream, iters, start)
     if state is None:
         state = optimizer.init(model.params)
     optimizer.check_state(model.params, state, finite=True)
-    compiled = compiler_for(model.backend, compile, steps=iters) is not None
+    compiler = compiler_for(model.backend, compile, steps=iters, time_steps=time_steps)
+    compiled = compiler is not None
     step = _step_for(model, optimizer, truncate, clip, "on" if compiled else "off")
     xp, axis, batch = model.xp, model.batch_axis, stream.batch_size
     rows = default_chunk_rows(batch) if chunks is None else check_size(chunks, "chunks")
@@ -189,10 +190,11 @@ def _step_for(model: Any, optimizer: Any, truncate: Any, clip: Any, compile: str
     return make_step(model, optimizer, truncate=truncate, clip=clip, compile=compile)
 
 
-def _check_stream(model: Any, stream: Any, iters: int, start: Any) -> None:
+def _check_stream(model: Any, stream: Any, iters: int, start: Any) -> int | None:
     """Refuse a stream that is not an xpnn stream or does not fit the model, and a bad
     ``start``; check the first batch through the model's public ``loss`` (shapes, dtype,
-    finiteness: one sync, outside the loop)."""
+    finiteness: one sync, outside the loop). Returns the sequence length ``T`` of an RNN's
+    batches (None for an MLP, or when no batch is left to draw)."""
     if not callable(getattr(stream, "batches", None)) or not hasattr(stream, "batch_size"):
         msg = f"stream must be an xpnn.datasets stream, got {type(stream).__name__}"
         raise XpnnTypeError(msg)
@@ -219,6 +221,9 @@ def _check_stream(model: Any, stream: Any, iters: int, start: Any) -> None:
             )
             raise XpnnValueError(msg) from None
         model.loss(model.asarray(x, name="x"), model.asarray(d, name="d"))
+        if model.batch_axis == 1:  # time-major sequences (T, B, I)
+            return x.shape[0]
+    return None
 
 
 def _diverged(
