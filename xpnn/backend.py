@@ -16,7 +16,8 @@ import os
 import re
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -401,6 +402,14 @@ def check_host_input(x: Any, name: str, target: str) -> Any:
         msg = f"{cannot}: it holds {what} values; expected real numbers"
         raise XpnnTypeError(msg)
     return host
+
+
+@contextmanager
+def float_errors_ignored() -> Iterator[None]:
+    """Silence NumPy's overflow and invalid-value warnings for a training run: a run whose
+    numbers stop being finite ends in ``TrainingDiverged``, which says what to try."""
+    with np.errstate(all="ignore"):
+        yield
 
 
 # -- compiling a training step ---------------------------------------------------------------

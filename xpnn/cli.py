@@ -20,11 +20,13 @@ import numpy as np
 
 from xpnn import __version__, agree, datasets, sweep
 from xpnn.backend import (
+    AUTO_JAX_TIME_STEPS,
     AUTO_TORCH_STEPS,
     BACKENDS,
     COMPILE_MODES,
     backend_info,
     compiler_for,
+    float_errors_ignored,
     get_namespace,
     resolve_device,
     resolve_dtype,
@@ -224,8 +226,9 @@ def _add_training(p: argparse.ArgumentParser, defaults: Training) -> None:
         "--compile",
         defaults,
         choices=COMPILE_MODES,
-        help="compile the training step: auto compiles on jax always and on torch for runs "
-        f"of {AUTO_TORCH_STEPS}+ iterations; on needs jax or torch (default: auto)",
+        help="compile the training step: auto compiles on jax (RNNs of at most "
+        f"{AUTO_JAX_TIME_STEPS} time steps) and on torch for runs of {AUTO_TORCH_STEPS}+ "
+        "iterations; on needs jax or torch (default: auto)",
     )
     p.add_argument(
         "--checkpoint",
@@ -530,7 +533,7 @@ def _train(args: argparse.Namespace) -> None:
     kind, runner = RUNS[args.run]
     settings = _settings(args, kind)
     echo = None if args.json else print
-    with np.errstate(all="ignore"):  # overflow ends in TrainingDiverged, not in warnings
+    with float_errors_ignored():
         result = runner(settings, echo=echo, progress=not args.quiet)
     if args.plot is not None:
         if isinstance(settings, Sine):

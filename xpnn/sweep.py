@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from xpnn.backend import backend_info, install_hint
+from xpnn.backend import backend_info, float_errors_ignored, install_hint
 from xpnn.errors import TrainingDiverged, XpnnValueError
 
 CONNECT_TIMEOUT = 10
@@ -233,8 +233,6 @@ def run_one(argv: list[str]) -> dict[str, Any]:
     """Run ``xpnn`` ``argv`` (a train command) and return its row: the final loss, the
     notebook's scalar measures, the first reading at which every answer was exact
     (binary addition), or the iteration where it diverged; wall time and worker."""
-    import numpy as np
-
     from xpnn import cli
 
     args = parse_run(argv)
@@ -244,7 +242,7 @@ def run_one(argv: list[str]) -> dict[str, Any]:
     began = time.perf_counter()
     row: dict[str, Any] = {"final_loss": None, "diverged_at": None, "first_exact": None}
     try:
-        with np.errstate(all="ignore"):  # overflow ends in TrainingDiverged
+        with float_errors_ignored():
             extra = {} if probe is None else {"on_reading": probe}
             result = runner(settings, echo=None, **extra)
     except TrainingDiverged as exc:
