@@ -1,0 +1,71 @@
+"""What ``train()`` costs on top of its step: the binary-addition RNN at batch 1.
+
+Times ``xpnn.training.train.train`` continuing one run (successive calls with ``start``,
+so a compiled step is compiled once, before timing) against ``make_step``'s step called in
+a bare Python loop over batches already on the device, in µs per iteration, median of
+``--repeats`` interleaved runs. Run it with one BLAS thread::
+
+    OPENBLAS_NUM_THREADS=1 python benchmarks/train_overhead.py --backends numpy,jax
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import xpnn
+from xpnn import datasets
+from xpnn.optim import SGD
+from xpnn.step import make_step
+from xpnn.training.train import train
+
+
+def measure(backend: str, iters: int, repeats: int) -> tuple[float, float, bool]:
+    """Median µs per iteration of ``train()`` and of the raw step, and whether compiled."""
+    net = xpnn.RNN(2, 16, 1, seed=0, backend=backend)
+    opt = SGD(0.1)
+    stream = datasets.BinaryAdditionStream(1, bits=8, seed=0)
+    result = train(net, opt, stream, iters=2, log_every=100)  # warm-up: the compile
+    done, state = 2, result.state
+
+    step = make_step(net, opt, compile="on" if result.compiled else "off")
+    xs, ds = stream.batches(0, datasets.CHUNK)
+    x_all, d_all = net.asarray(xs), net.asarray(ds)
+    batches = [(x_all[:, j : j + 1], d_all[:, j : j + 1]) for j in range(datasets.CHUNK)]
+    params, raw_state = net.params, opt.init(net.params)
+    params, raw_state, loss = step(params, raw_state, *batches[0])
+    float(loss)
+
+    trained, raw = [], []
+    for _ in range(repeats):  # interleaved, so that noise is shared
+        began = time.perf_counter()
+        result = train(net, opt, stream, iters=done + iters, start=done, state=state)
+        xpnn.to_numpy(net.params["W"])  # sync: the last update has finished
+        trained.append((time.perf_counter() - began) / iters * 1e6)
+        done, state = done + iters, result.state
+
+        began = time.perf_counter()
+        for i in range(iters):
+            params, raw_state, loss = step(params, raw_state, *batches[i % len(batches)])
+        float(loss)
+        raw.append((time.perf_counter() - began) / iters * 1e6)
+    return statistics.median(trained), statistics.median(raw), result.compiled
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backends", default="numpy,jax", help="comma list (numpy,jax)")
+    parser.add_argument("--iters", type=int, default=2000, help="iterations a timed run")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs of each")
+    args = parser.parse_args()
+    print("| backend | step | train() µs/iter | raw step µs/iter | ratio |")
+    print("| --- | --- | ---: | ---: | ---: |")
+    for backend in args.backends.split(","):
+        trained, raw, compiled = measure(backend, args.iters, args.repeats)
+        kind = "compiled" if compiled else "eager"
+        print(f"| {backend} | {kind} | {trained:.1f} | {raw:.1f} | {trained / raw:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
