@@ -16,17 +16,18 @@ import time
 
 import xpnn
 from xpnn import datasets
+from xpnn.backend import COMPILERS
 from xpnn.optim import SGD
 from xpnn.step import make_step
 from xpnn.training.train import train
 
 
-def measure(backend: str, iters: int, repeats: int) -> tuple[float, float, bool]:
+def measure(backend: str, compile: str, iters: int, repeats: int) -> tuple[float, float, bool]:
     """Median µs per iteration of ``train()`` and of the raw step, and whether compiled."""
     net = xpnn.RNN(2, 16, 1, seed=0, backend=backend)
     opt = SGD(0.1)
     stream = datasets.BinaryAdditionStream(1, bits=8, seed=0)
-    result = train(net, opt, stream, iters=2, log_every=100)  # warm-up: the compile
+    result = train(net, opt, stream, iters=2, log_every=100, compile=compile)  # the compile
     done, state = 2, result.state
 
     step = make_step(net, opt, compile="on" if result.compiled else "off")
@@ -40,7 +41,9 @@ def measure(backend: str, iters: int, repeats: int) -> tuple[float, float, bool]
     trained, raw = [], []
     for _ in range(repeats):  # interleaved, so that noise is shared
         began = time.perf_counter()
-        result = train(net, opt, stream, iters=done + iters, start=done, state=state)
+        result = train(
+            net, opt, stream, iters=done + iters, start=done, state=state, compile=compile
+        )
         xpnn.to_numpy(net.params["W"])  # sync: the last update has finished
         trained.append((time.perf_counter() - began) / iters * 1e6)
         done, state = done + iters, result.state
@@ -62,9 +65,12 @@ def main() -> None:
     print("| backend | step | train() µs/iter | raw step µs/iter | ratio |")
     print("| --- | --- | ---: | ---: | ---: |")
     for backend in args.backends.split(","):
-        trained, raw, compiled = measure(backend, args.iters, args.repeats)
-        kind = "compiled" if compiled else "eager"
-        print(f"| {backend} | {kind} | {trained:.1f} | {raw:.1f} | {trained / raw:.2f}x |")
+        modes = ("auto", "off") if backend in COMPILERS else ("off",)
+        for mode in modes:  # an eager JAX or torch step is slow: time fewer iterations
+            iters = args.iters if mode == "auto" or backend not in COMPILERS else args.iters // 20
+            trained, raw, compiled = measure(backend, mode, iters, args.repeats)
+            kind = "compiled" if compiled else "eager"
+            print(f"| {backend} | {kind} | {trained:.1f} | {raw:.1f} | {trained / raw:.2f}x |")
 
 
 if __name__ == "__main__":
