@@ -116,6 +116,16 @@ def test_train_refuses_a_foreign_state_before_updating(backend, device):
     assert _bits(net.params) == before
 
 
+@pytest.mark.parametrize("callback", ["on_log", "on_step"])
+def test_train_refuses_a_callback_that_is_not_a_function_before_updating(backend, device, callback):
+    net = _rnn(backend, device)
+    before = _bits(net.params)
+    stream = datasets.BinaryAdditionStream(2, bits=4)
+    with pytest.raises(XpnnTypeError, match=rf"{callback} must be a function or None, got int"):
+        train(net, SGD(), stream, iters=3, **{callback: 5})
+    assert _bits(net.params) == before
+
+
 @pytest.mark.parametrize(
     ("kwargs", "kind", "match"),
     [

@@ -127,6 +127,10 @@ def train(
     iters, log_every = check_size(iters, "iters"), check_size(log_every, "log_every")
     check_step_args(model, optimizer, truncate, clip)
     check_compile(compile)
+    for name, callback in (("on_log", on_log), ("on_step", on_step)):
+        if callback is not None and not callable(callback):
+            msg = f"{name} must be a function or None, got {type(callback).__name__}"
+            raise XpnnTypeError(msg)
     time_steps = _check_stream(model, stream, iters, start)
     if state is None:
         state = optimizer.init(model.params)
