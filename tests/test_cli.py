@@ -77,6 +77,11 @@ BAD_COMMAND_LINES = [
     (["train", "backprop", "--seed", "7"], 2, "unrecognized arguments: --seed 7"),
     (["agree", "--backends", "numpy,nosuch"], 2, "argument --backends: unknown backend nosuch"),
     (["agree", "--runs", "nosuch"], 2, "argument --runs: unknown run nosuch"),
+    (
+        ["agree", "--compiled", "numpy"],
+        2,
+        "argument --compiled: unknown compiling backend numpy",
+    ),
     (["train", "regression", "--iters", "0"], 2, "argument --iters: must be at least 1, got 0"),
     (["train", "regression", "--iters", "-3"], 2, "argument --iters: must be at least 1, got -3"),
     (["train", "regression", "--iters", "abc"], 2, "argument --iters: expected an integer"),
@@ -384,3 +389,18 @@ def test_agree_says_what_it_compared(capsys):
     out = capsys.readouterr().out
     assert code == 0
     assert "compared array_api_strict on CPU_DEVICE with numpy: 1 runs x 2 dtypes, 2 rows" in out
+
+
+def test_agree_compares_the_compiled_step_with_numpy_and_with_its_eager_step(capsys):
+    if not backend_info("jax").usable:
+        pytest.skip(f"jax: {backend_info('jax').reason}")
+    code = cli.main(["agree", "--backends", "jax", "--runs", "mlp-softmax", "--compiled", "jax"])
+    out = capsys.readouterr().out
+    assert code == 0
+    rows = [line.split() for line in out.splitlines() if line.startswith("jax")]
+    assert [(r[0], r[3:6]) for r in rows if r[4] == "vs"] == [
+        ("jax+jax.jit", ["float64", "vs", "float64"]),
+        ("jax+jax.jit", ["float32", "vs", "float32"]),
+    ]
+    assert all(r[-1] == "PASS" for r in rows) and len(rows) == 6
+    assert "(compiled steps also with their eager step)" in out

@@ -13,7 +13,7 @@ from xpnn.agree.diagnostics import explain
 from xpnn.agree.report import report
 from xpnn.agree.runs import DTYPES, LAZY_STEPS, REFERENCE, RUNS, Outcome, Run, execute
 from xpnn.agree.targets import Target, targets
-from xpnn.backend import BACKENDS, backend_info, install_hint, set_cpu_threads
+from xpnn.backend import BACKENDS, COMPILERS, backend_info, install_hint, set_cpu_threads
 from xpnn.errors import BackendUnavailable, XpnnError
 
 DESCRIPTION = "The same seeded training runs on every usable backend, compared with NumPy."
@@ -38,6 +38,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also run torch on cuda (and jax on gpu); fail unless cupy and torch can use a GPU",
     )
+    p.add_argument(
+        "--compiled",
+        type=_names(list(COMPILERS), "compiling backend"),
+        default="jax",
+        help="comma list of backends whose compiled step also runs, against numpy and "
+        "against the same backend's eager step (default: jax; torch.compile takes 10-40 s "
+        "a shape)",
+    )
     p.add_argument("--json", action="store_true", help="print the rows as JSON only")
 
 
@@ -61,7 +69,7 @@ def run_agree(args: argparse.Namespace) -> int:
     runs = [RUNS[n] for n in args.runs]
     say = (lambda *_: None) if args.json else print
     try:
-        found, skipped = targets(args.backends, gpu=args.gpu)
+        found, skipped = targets(args.backends, gpu=args.gpu, compiled=args.compiled)
     except BackendUnavailable as exc:
         print(f"xpnn agree: error: {exc}", file=sys.stderr)
         return 1
@@ -102,6 +110,7 @@ def _nothing_to_compare(names: Sequence[str]) -> str:
 def _compare_all(runs: list[Run], found: list[Target], ref_version: str) -> list[Row]:
     rows: list[Row] = []
     refs: dict[tuple[str, str, int], Outcome] = {}
+    eager: dict[tuple[str, str, str, str], Outcome] = {}  # backend, device, run, dtype
     for run in runs:
         for dtype in DTYPES:
             refs[run.name, dtype, run.steps] = execute(run, REFERENCE, None, dtype)
@@ -117,18 +126,10 @@ def _compare_all(runs: list[Run], found: list[Target], ref_version: str) -> list
                     run = replace(full, steps=min(full.steps, LAZY_STEPS[target.backend]))
                 if (run.name, dtype, run.steps) not in refs:
                     refs[run.name, dtype, run.steps] = execute(run, REFERENCE, None, dtype)
-                row = Row(
-                    target.backend,
-                    target.version,
-                    target.device_label,
-                    dtype,
-                    run.name,
-                    run.steps,
-                    dtype,
-                    tolerance=TOLERANCES[dtype],
-                )
+                row = _row(target, dtype, run, dtype)
                 try:
-                    got = execute(run, target.backend, target.device, dtype)
+                    compile = "on" if target.compiled else "off"
+                    got = execute(run, target.backend, target.device, dtype, compile=compile)
                 except (XpnnError, RuntimeError, TypeError, ValueError) as exc:
                     row.status, row.error = "ERROR", f"{type(exc).__name__}: {exc}"
                     rows.append(row)
@@ -136,4 +137,24 @@ def _compare_all(runs: list[Run], found: list[Target], ref_version: str) -> list
                 compare(row, got, refs[run.name, dtype, run.steps])
                 row.notes = explain(row, target)
                 rows.append(row)
+                key = (target.backend, target.device_label, run.name, dtype)
+                if not target.compiled:
+                    eager[key] = got
+                elif key in eager:  # the compiled step against the same backend's eager one
+                    row = _row(target, dtype, run, f"{dtype} eager")
+                    rows.append(compare(row, got, eager[key]))
     return rows
+
+
+def _row(target: Target, dtype: str, run: Run, reference: str) -> Row:
+    """An empty row of ``target`` running ``run`` in ``dtype`` against ``reference``."""
+    return Row(
+        target.label,
+        target.version,
+        target.device_label,
+        dtype,
+        run.name,
+        run.steps,
+        reference,
+        tolerance=TOLERANCES[dtype],
+    )

@@ -92,8 +92,13 @@ def report(rows: list[Row], skipped: list[str], ref_version: str, *, as_json: bo
     judged = [r for r in rows if r.status != "INFO"]
     pairs = list(dict.fromkeys(f"{r.backend} on {r.device}" for r in judged))
     runs, dtypes = len({r.run for r in judged}), len({r.dtype for r in judged})
+    also = (
+        " (compiled steps also with their eager step)"
+        if any(r.reference.endswith(" eager") for r in judged)
+        else ""
+    )
     print(
-        f"compared {', '.join(pairs)} with {REFERENCE}: {runs} runs x {dtypes} dtypes, "
+        f"compared {', '.join(pairs)} with {REFERENCE}{also}: {runs} runs x {dtypes} dtypes, "
         f"{len(judged)} rows"
     )
     if failed:

@@ -119,11 +119,20 @@ class Outcome:
     seconds: float
 
 
-def execute(run: Run, backend: str, device: Any, dtype: str) -> Outcome:
-    """Train ``run`` on ``backend``/``device`` in ``dtype`` and bring the results home."""
+def execute(run: Run, backend: str, device: Any, dtype: str, *, compile: str = "off") -> Outcome:
+    """Train ``run`` on ``backend``/``device`` in ``dtype``, the step compiled or not
+    (``compile``, as for ``train``), and bring the results home."""
     model, optimizer, stream = run.build(backend, device, dtype)
     began = time.perf_counter()
-    result = train(model, optimizer, stream, iters=run.steps, log_every=1, truncate=run.truncate)
+    result = train(
+        model,
+        optimizer,
+        stream,
+        iters=run.steps,
+        log_every=1,
+        truncate=run.truncate,
+        compile=compile,
+    )
     seconds = time.perf_counter() - began
     losses = to_numpy([loss for _, loss in result.history])
     params = {k: to_numpy(v).astype("float64") for k, v in result.params.items()}

@@ -7,19 +7,34 @@ from dataclasses import dataclass
 from typing import Any
 
 from xpnn.agree.runs import REFERENCE
-from xpnn.backend import backend_info, default_device, device_name, get_namespace, resolve_device
+from xpnn.backend import (
+    COMPILERS,
+    backend_info,
+    default_device,
+    device_name,
+    get_namespace,
+    resolve_device,
+)
 from xpnn.errors import BackendUnavailable
 
 
 @dataclass(frozen=True)
 class Target:
+    """A backend on a device, its step eager or compiled (``jax.jit``, ``torch.compile``)."""
+
     backend: str
     device: Any
     version: str
+    compiled: bool = False
 
     @property
     def device_label(self) -> str:
         return device_name(self.device)
+
+    @property
+    def label(self) -> str:
+        """The table's backend column: ``jax``, or ``jax+jax.jit`` for the compiled step."""
+        return f"{self.backend}+{COMPILERS[self.backend]}" if self.compiled else self.backend
 
 
 def _probe(backend: str, device: str) -> Any:
@@ -35,10 +50,13 @@ def _probe(backend: str, device: str) -> Any:
     return dev
 
 
-def targets(names: Sequence[str], *, gpu: bool) -> tuple[list[Target], list[str]]:
+def targets(
+    names: Sequence[str], *, gpu: bool, compiled: Sequence[str] = ()
+) -> tuple[list[Target], list[str]]:
     """The backend/device pairs to compare with the reference, and lines saying which
-    backends were skipped and why. With ``gpu``, CuPy and PyTorch on ``cuda`` are
-    required (``BackendUnavailable`` if either cannot run)."""
+    backends were skipped and why. Each backend in ``compiled`` comes twice, eager and
+    then compiled. With ``gpu``, CuPy and PyTorch on ``cuda`` are required
+    (``BackendUnavailable`` if either cannot run)."""
     found: list[Target] = []
     skipped: list[str] = []
     if gpu:
@@ -72,4 +90,6 @@ def targets(names: Sequence[str], *, gpu: bool) -> tuple[list[Target], list[str]
             if name == REFERENCE and device_name(dev) == "cpu":
                 continue  # the reference itself
             found.append(Target(name, dev, version))
+            if name in compiled:
+                found.append(Target(name, dev, version, compiled=True))
     return found, skipped
