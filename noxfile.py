@@ -155,5 +155,6 @@ def bench(session: nox.Session) -> None:
     session.install("-e", ".[dask]", "jax", "array-api-strict")
     session.run("python", "benchmarks/rnn_binary_addition.py", *session.posargs)
     session.run("python", "benchmarks/train_overhead.py")
+    session.run("python", "benchmarks/mlp.py")
     session.run("python", "benchmarks/dask_backend.py", *session.posargs)
     session.run("python", "benchmarks/sweep.py", *session.posargs)
