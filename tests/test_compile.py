@@ -14,6 +14,8 @@ import xpnn
 from xpnn import datasets
 from xpnn.optim import OPTIMIZERS, Adam
 from xpnn.step import make_step
+from xpnn.training import train as train_module
+from xpnn.training.train import train
 
 STEPS = 200
 
@@ -156,3 +158,109 @@ def test_compiled_mlp_equals_eager_on_torch(backend, device):
     if backend != "torch":
         pytest.skip(f"{backend}: this case is torch.compile's")
     _compare_mlp(backend, device)
+
+
+# -- train(): a compiled JAX step runs the iterations between readings in one call --------
+
+
+def _train_both(make_net, stream, **kw):
+    """``train`` with the step eager, then compiled: each run's result, and the compiled
+    run's ``Step``."""
+    results = []
+    for compile in ("off", "on"):
+        net, opt = make_net(), OPTIMIZERS["adam"](0.01)
+        logged: list[int] = []
+        result = train(
+            net,
+            opt,
+            stream,
+            compile=compile,
+            on_log=lambda e, seen=logged: seen.append(e.iteration),
+            **kw,
+        )
+        assert result.compiled == (compile == "on")
+        assert logged == [i for i, _ in result.history]
+        results.append(result)
+    step = train_module._step_for(net, opt, kw.get("truncate"), kw.get("clip"), "on")
+    return results, step
+
+
+@pytest.mark.parametrize("layout", ["rnn", "many_to_one", "mlp"])
+def test_train_on_jax_runs_spans_in_one_compiled_loop(backend, device, layout):
+    """300 iterations over three stream chunks (128 each), readings every 50: the same
+    history, parameters and state as the eager step, to 1e-12 in float64, and one compile
+    of the loop for all the spans (their bounds are traced, not baked in)."""
+    if backend != "jax":
+        pytest.skip(f"{backend}: only a compiled JAX step runs spans in one call")
+    if layout == "mlp":
+        x, d = datasets.blobs(64, seed=0)
+        stream = datasets.SampleStream(x, d, batch_size=8, seed=2)
+        net = lambda: xpnn.MLP([2, 8, 3], seed=1, backend=backend, device=device)  # noqa: E731
+    elif layout == "many_to_one":  # (T, B, 2) inputs, (B, 1) targets: two batch axes
+        stream = datasets.AddingProblemStream(3, steps=6, seed=2)
+        net = lambda: _rnn(backend, device, many_to_one=True)  # noqa: E731
+    else:
+        stream = datasets.BinaryAdditionStream(3, bits=5, seed=2)
+        net = lambda: _rnn(backend, device)  # noqa: E731
+    (eager, compiled), step = _train_both(net, stream, iters=300, log_every=50, clip=0.5)
+    assert [i for i, _ in compiled.history] == [0, 50, 100, 150, 200, 250, 299]
+    assert [i for i, _ in eager.history] == [i for i, _ in compiled.history]
+    np.testing.assert_allclose(
+        [v for _, v in compiled.history], [v for _, v in eager.history], rtol=1e-12, atol=1e-12
+    )
+    for tree in ("params", "state"):
+        want, got = getattr(eager, tree), getattr(compiled, tree)
+        for k in want:
+            np.testing.assert_allclose(
+                xpnn.to_numpy(got[k]), xpnn.to_numpy(want[k]), rtol=1e-12, atol=1e-12, err_msg=k
+            )
+    (loop,) = step._loops.values()
+    assert loop._cache_size() == 1
+
+
+def test_train_on_jax_in_pieces_equals_one_run(backend, device):
+    """Resumed pieces cut the spans elsewhere; the numbers are the same bits."""
+    if backend != "jax":
+        pytest.skip(f"{backend}: only a compiled JAX step runs spans in one call")
+    stream = datasets.BinaryAdditionStream(2, bits=5, seed=3)
+    one, opt = _rnn(backend, device), OPTIMIZERS["momentum"](0.05)
+    train(one, opt, stream, iters=300, compile="on")
+    pieces, state = _rnn(backend, device), None
+    for start, stop in [(0, 77), (77, 128), (128, 129), (129, 300)]:
+        result = train(pieces, opt, stream, iters=stop, start=start, state=state, compile="on")
+        state = result.state
+    for k in one.params:
+        np.testing.assert_array_equal(
+            xpnn.to_numpy(pieces.params[k]), xpnn.to_numpy(one.params[k]), err_msg=k
+        )
+
+
+@pytest.mark.parametrize("compile", ["off", "on"])
+def test_on_step_is_called_at_multiples_of_on_step_every(backend, device, compile):
+    if compile == "on" and backend not in ("jax", "torch"):
+        pytest.skip(f"{backend}: nothing to compile")
+    if compile == "on" and backend == "torch":
+        pytest.skip("torch: a torch.compile of this step is slow; the eager case covers it")
+    net, opt = _rnn(backend, device), OPTIMIZERS["sgd"](0.1)
+    stream = datasets.BinaryAdditionStream(1, bits=5, seed=0)
+    calls: list[tuple[int, float]] = []
+
+    def on_step(done, state):
+        calls.append((done, xpnn.to_numpy(net.params["W"]).copy()))
+
+    train(
+        net,
+        opt,
+        stream,
+        iters=300,
+        start=10,
+        log_every=100,
+        on_step=on_step,
+        on_step_every=64,
+        compile=compile,
+    )
+    assert [done for done, _ in calls] == [64, 128, 192, 256]
+    for done, w in (calls[0], calls[-1]):  # net.params at a call: those after `done`
+        again = _rnn(backend, device)
+        train(again, opt, stream, iters=done, start=10, compile=compile)
+        np.testing.assert_array_equal(w, xpnn.to_numpy(again.params["W"]))

@@ -501,6 +501,38 @@ def compile_step(
     return compiled, True
 
 
+def compile_loop(fn: Callable, backend: str, *, rows: int, axis: int, target_axis: int) -> Any:
+    """On JAX, ``fn`` (an uncompiled step) run over a span of a chunk's iterations in one
+    ``jax.jit`` call: ``loop(params, state, x_all, d_all, lo, hi)`` runs iterations
+    ``lo .. hi - 1`` of ``x_all`` and ``d_all`` (the batches of the chunk's iterations
+    joined along ``axis`` and ``target_axis``, ``rows`` batch rows each) and returns
+    ``params, state, losses``, ``losses[k]`` the loss of iteration ``k`` for ``lo <= k <
+    hi``. ``lo`` and ``hi`` are traced, so any span reuses one compile per chunk shape, and
+    the steps in between run without a Python dispatch each. None on other backends."""
+    if backend != "jax":
+        return None
+    import jax
+
+    def loop(params: Any, state: Any, x_all: Any, d_all: Any, lo: Any, hi: Any) -> Any:
+        def body(k: Any, carry: Any) -> Any:
+            params, state, losses = carry
+            x = jax.lax.dynamic_slice_in_dim(x_all, k * rows, rows, axis)
+            d = jax.lax.dynamic_slice_in_dim(d_all, k * rows, rows, target_axis)
+            params, state, loss = fn(params, state, x, d)
+            return params, state, losses.at[k].set(loss)
+
+        losses = jax.numpy.zeros(x_all.shape[axis] // rows, dtype=x_all.dtype)
+        return jax.lax.fori_loop(lo, hi, body, (params, state, losses))
+
+    return jax.jit(loop)
+
+
+def iteration_batch(x: Array, axis: int, rows: int, k: int) -> Array:
+    """Iteration ``k``'s batch of ``x``, the batches of several iterations of ``rows`` rows
+    each joined along ``axis``."""
+    return x[(slice(None),) * axis + (slice(k * rows, (k + 1) * rows),)]
+
+
 def split_iterations(x: Array, axis: int, n: int) -> list[Array]:
     """``x``, the batches of ``n`` iterations joined along ``axis``, as a list of ``n``
     arrays: one ``unstack`` rather than ``n`` slices (on JAX each eager slice costs a
@@ -508,7 +540,7 @@ def split_iterations(x: Array, axis: int, n: int) -> list[Array]:
     the arithmetic on them rounds as on slices. Dask arrays are sliced (lazily)."""
     size = x.shape[axis] // n
     if is_dask(x):
-        return [x[(slice(None),) * axis + (slice(j * size, (j + 1) * size),)] for j in range(n)]
+        return [iteration_batch(x, axis, size, j) for j in range(n)]
     xp = array_api_compat.array_namespace(x)
     parts = xp.reshape(x, (*x.shape[:axis], n, size, *x.shape[axis + 1 :]))
     if axis:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from xpnn.backend import Array, ArrayNamespace, check_compile, compile_step
+from xpnn.backend import Array, ArrayNamespace, check_compile, compile_loop, compile_step
 from xpnn.errors import XpnnTypeError, XpnnValueError
 from xpnn.nn.model import Model, check_positive
 from xpnn.nn.rnn import RNN, check_truncate
@@ -42,15 +42,30 @@ class Step:
         Whether the step runs compiled (``jax.jit`` or ``torch.compile``).
     fn : callable
         The uncompiled step (what a compiler traces).
+    backend : str
+        The model's backend.
     """
 
-    def __init__(self, fn: StepFn, run: StepFn, compiled: bool) -> None:
-        self.fn, self._run, self.compiled = fn, run, compiled
+    def __init__(self, fn: StepFn, run: StepFn, compiled: bool, backend: str) -> None:
+        self.fn, self._run, self.compiled, self.backend = fn, run, compiled, backend
+        self._loops: dict[tuple[int, int, int], Any] = {}
 
     def __call__(
         self, params: dict[str, Array], state: dict[str, Array], x: Array, d: Array
     ) -> tuple[dict[str, Array], dict[str, Array], Array]:
         return self._run(params, state, x, d)
+
+    def loop(self, rows: int, axis: int, target_axis: int) -> Any:
+        """The step run over many iterations in one compiled call (``backend.compile_loop``:
+        compiled JAX steps only, else None), made once per batch layout and kept."""
+        if not self.compiled:
+            return None
+        key = (rows, axis, target_axis)
+        if key not in self._loops:
+            self._loops[key] = compile_loop(
+                self.fn, self.backend, rows=rows, axis=axis, target_axis=target_axis
+            )
+        return self._loops[key]
 
 
 def make_step(
@@ -114,7 +129,7 @@ def make_step(
     run, compiled = compile_step(
         step, model.backend, compile, device=model.device, steps=steps, time_steps=time_steps
     )
-    return Step(step, run, compiled)
+    return Step(step, run, compiled, model.backend)
 
 
 def check_step_args(model: Any, optimizer: Any, truncate: Any, clip: Any) -> None:

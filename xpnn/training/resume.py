@@ -204,7 +204,7 @@ class Checkpointer:
                 on_log(event)
 
         def step(done: int, state: dict[str, Array]) -> None:
-            if done % self.every == 0 and done < iters:
+            if done < iters:
                 self.save(model, optimizer, state, done, iters)
 
         try:
@@ -218,6 +218,7 @@ class Checkpointer:
                 history=history,
                 on_log=log,
                 on_step=step,
+                on_step_every=self.every,
                 **kwargs,
             )
         except TrainingDiverged as exc:  # train() restored the last finite reading's state

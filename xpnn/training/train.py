@@ -5,7 +5,8 @@ Everything is checked once, before the first update. The loop then never reads a
 value except every ``log_every`` iterations (and at the last one), where it reads the
 batch's loss, checks that it is finite and appends it to the history: on a GPU each such
 read waits for the device. Data moves to the device a chunk of iterations at a time, not
-batch by batch.
+batch by batch. A compiled JAX step runs all the iterations from one reading to the next
+in one call (``Step.loop``), so that no Python dispatch is paid per iteration.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import functools
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,7 @@ from xpnn.backend import (
     check_compile,
     compiler_for,
     default_chunk_rows,
+    iteration_batch,
     persist,
     split_iterations,
 )
@@ -77,6 +79,7 @@ def train(
     state: Mapping[str, Array] | None = None,
     on_log: Callable[[LogEvent], None] | None = None,
     on_step: Callable[[int, dict[str, Array]], None] | None = None,
+    on_step_every: int = 1,
     history: list[tuple[int, float]] | None = None,
     chunks: int | None = None,
 ) -> TrainResult:
@@ -109,8 +112,12 @@ def train(
     on_log : callable, optional
         Called with a ``LogEvent`` at every reading.
     on_step : callable, optional
-        Called with the number of iterations done and the optimiser state after each step
-        (checkpoints use it; ``model.params`` holds the parameters).
+        Called with the number of iterations done and the optimiser state whenever that
+        number is a multiple of ``on_step_every`` (checkpoints use it; ``model.params``
+        holds the parameters).
+    on_step_every : int
+        See ``on_step``. A compiled JAX step runs the iterations between readings (and
+        between ``on_step`` calls) in one call, so a larger value keeps those runs long.
     history : list, optional
         The history to continue (a resumed run passes the saved one).
     chunks : int, optional
@@ -125,6 +132,7 @@ def train(
         exception carries them, the optimiser state there and the history.
     """
     iters, log_every = check_size(iters, "iters"), check_size(log_every, "log_every")
+    every = check_size(on_step_every, "on_step_every") if on_step is not None else None
     check_step_args(model, optimizer, truncate, clip)
     check_compile(compile)
     for name, callback in (("on_log", on_log), ("on_step", on_step)):
@@ -147,18 +155,26 @@ def train(
     good = (start, params, state)  # the last finite reading: iteration, params, state
     compile_seconds = 0.0
     began = time.perf_counter()
+    loop = step.loop(batch, axis, target_axis)  # JAX: the steps between readings in one call
     lo = start
     while lo < iters:  # one chunk of the stream at a time, cut at the stream's chunk edges
         hi = min(iters, (lo // CHUNK + 1) * CHUNK)
-        base = lo // CHUNK * CHUNK  # the whole chunk, so every split has one shape (JAX
-        x_host, d_host = stream.batches(base, base + CHUNK)  # compiles a split per shape)
+        base = lo // CHUNK * CHUNK  # the whole chunk, so that every chunk has one shape (JAX
+        x_host, d_host = stream.batches(base, base + CHUNK)  # compiles once per shape)
         x_all = model.asarray(x_host, name="x", chunks=rows)
         d_all = model.asarray(d_host, name="d", chunks=rows)
         x_all, d_all = persist(x_all, d_all)  # dask: the data moves to the workers once
-        xs = split_iterations(x_all, axis, CHUNK)[lo - base : hi - base]
-        ds = split_iterations(d_all, target_axis, CHUNK)[lo - base : hi - base]
-        for i, x, d in zip(range(lo, hi), xs, ds, strict=True):
-            new_params, new_state, loss = step(params, state, x, d)
+        if loop is None:
+            xs = split_iterations(x_all, axis, CHUNK)
+            ds = split_iterations(d_all, target_axis, CHUNK)
+        for i, j in _spans(lo, hi, start, iters, log_every, every, one=loop is None):
+            if loop is None:
+                new_params, new_state, loss = step(params, state, xs[i - base], ds[i - base])
+            else:
+                new_params, new_state, losses = loop(
+                    params, state, x_all, d_all, i - base, j - base
+                )
+                loss = losses[i - base]
             if i == start:  # the first call traces and compiles: time it (one sync)
                 float(loss)
                 compile_seconds = time.perf_counter() - began
@@ -169,13 +185,15 @@ def train(
                 good = (i, params, state)
                 history.append((i, value))
                 if on_log is not None:
+                    x = iteration_batch(x_all, axis, batch, i - base)
+                    d = iteration_batch(d_all, target_axis, batch, i - base)
                     y, _cache = model._forward(x, params)  # the output, at readings only
                     first = compile_seconds if len(history) == readings_before + 1 else None
                     on_log(LogEvent(i, value, x, d, y, step.compiled, first))
             params, state = new_params, new_state
             model._params = params
-            if on_step is not None:
-                on_step(i + 1, state)
+            if on_step is not None and j % every == 0:
+                on_step(j, state)
         lo = hi
     arrays = [*params.values(), *state.values()]  # one sync per array, after the loop
     if start < iters and not all(bool(xp.all(xp.isfinite(a))) for a in arrays):
@@ -185,6 +203,30 @@ def train(
     return TrainResult(
         params, state, history, iters - start, seconds, step.compiled, compile_seconds
     )
+
+
+def _spans(
+    lo: int, hi: int, start: int, iters: int, log_every: int, every: int | None, *, one: bool
+) -> Iterator[tuple[int, int]]:
+    """The spans ``[i, j)`` of iterations ``lo .. hi - 1`` that one call runs: single
+    iterations (``one``), or runs that start at every reading (a multiple of ``log_every``,
+    and the last iteration) and end at the next reading, at ``start + 1`` (the first call,
+    the compile, runs alone) and at every multiple of ``every`` (where ``on_step`` is
+    called)."""
+    i = lo
+    while i < hi:
+        j = i + 1
+        if not one:
+            ends = [hi, (i // log_every + 1) * log_every]
+            if i < iters - 1:
+                ends.append(iters - 1)
+            if i == start:
+                ends.append(start + 1)
+            if every is not None:
+                ends.append((i // every + 1) * every)
+            j = min(ends)
+        yield i, j
+        i = j
 
 
 @functools.lru_cache(maxsize=8)
