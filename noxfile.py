@@ -40,6 +40,10 @@ nox.options.sessions = [
 ]
 
 
+PARALLEL = ("-n", "auto")
+"""pytest-xdist: one test process per CPU core (``nox -s tests-numpy -- -n 0`` runs one)."""
+
+
 def install_torch_cpu(session: nox.Session) -> None:
     """Install PyTorch's CPU build from its CPU index when that index answers within 10 s.
 
@@ -73,7 +77,7 @@ def _suite(backend: str) -> None:
         if backend == "torch":
             install_torch_cpu(session)
         session.install("-e", ".[test,plot]", *BACKEND_PACKAGES[backend])
-        session.run("pytest", *session.posargs, env={"XPNN_BACKENDS": backend})
+        session.run("pytest", *PARALLEL, *session.posargs, env={"XPNN_BACKENDS": backend})
 
     session_fn.__doc__ = f"The whole suite on {backend}; every model test must run, not skip."
     nox.session(name=f"tests-{backend}", tags=["tests"])(session_fn)
