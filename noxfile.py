@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import urllib.request
 
@@ -103,7 +104,8 @@ def agree(session: nox.Session) -> None:
     """Seeded training runs on numpy, array_api_strict, torch and jax against NumPy."""
     install_torch_cpu(session)
     session.install("-e", ".[strict,dask]", "jax")
-    session.run("xpnn", "agree", *session.posargs)
+    jobs = str(min(os.cpu_count() or 1, 8))  # runs at once, one process each
+    session.run("xpnn", "agree", "--jobs", jobs, *session.posargs)
 
 
 @nox.session

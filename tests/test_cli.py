@@ -77,6 +77,7 @@ BAD_COMMAND_LINES = [
     (["train", "backprop", "--seed", "7"], 2, "unrecognized arguments: --seed 7"),
     (["agree", "--backends", "numpy,nosuch"], 2, "argument --backends: unknown backend nosuch"),
     (["agree", "--runs", "nosuch"], 2, "argument --runs: unknown run nosuch"),
+    (["agree", "--jobs", "0"], 2, "argument --jobs: must be a whole number from 1 to 64"),
     (
         ["agree", "--compiled", "numpy"],
         2,
@@ -389,6 +390,20 @@ def test_agree_says_what_it_compared(capsys):
     out = capsys.readouterr().out
     assert code == 0
     assert "compared array_api_strict on CPU_DEVICE with numpy: 1 runs x 2 dtypes, 2 rows" in out
+
+
+def test_agree_with_jobs_gives_the_rows_of_one_process(capsys):
+    """Runs spread over worker processes give every row the same numbers."""
+    if not backend_info("array_api_strict").usable:
+        pytest.skip(f"array_api_strict: {backend_info('array_api_strict').reason}")
+    argv = ["agree", "--backends", "array_api_strict", "--runs", "mlp-softmax,rnn-addition"]
+    tables = []
+    for jobs in ("1", "2"):
+        assert cli.main([*argv, "--json", "--jobs", jobs]) == 0
+        rows = json.loads(capsys.readouterr().out)["rows"]
+        tables.append([{k: v for k, v in row.items() if k != "seconds"} for row in rows])
+    assert len(tables[0]) == 6  # 2 reference rows, 2 runs x 2 dtypes
+    assert tables[1] == tables[0]
 
 
 def test_agree_compares_the_compiled_step_with_numpy_and_with_its_eager_step(capsys):

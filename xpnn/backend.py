@@ -530,7 +530,7 @@ def compile_loop(fn: Callable, backend: str, *, rows: int, axis: int, target_axi
 def iteration_batch(x: Array, axis: int, rows: int, k: int) -> Array:
     """Iteration ``k``'s batch of ``x``, the batches of several iterations of ``rows`` rows
     each joined along ``axis``."""
-    return x[(slice(None),) * axis + (slice(k * rows, (k + 1) * rows),)]
+    return x[(slice(None),) * axis + (slice(k * rows, (k + 1) * rows), ...)]
 
 
 def split_iterations(x: Array, axis: int, n: int) -> list[Array]:
