@@ -1056,3 +1056,19 @@ def test_errors_are_builtin_kinds_too(backend, device):
         net.forward(net.asarray(np.ones((4, 3))))
     with pytest.raises(TypeError, match="non-floating dtype"):
         net.forward(_typed(net, (4, 2), "int32"))
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda v: datasets.binary_addition(4, bits=v),
+        lambda v: datasets.binary_addition(v),
+        lambda v: datasets.adding_problem(4, steps=v),
+        lambda v: datasets.BinaryAdditionStream(v),
+    ],
+    ids=["bits", "n", "steps", "batch_size"],
+)
+def test_datasets_echo_a_long_argument_short(call):
+    with pytest.raises(XpnnValueError) as info:
+        call("x" * 5000)
+    assert "xxx" in str(info.value) and len(str(info.value)) < 200

@@ -577,7 +577,7 @@ def chunk_batch(x: Array, axis: int, rows: int | None = None) -> Array:
         ``rows`` is not a positive integer.
     """
     if rows is not None and (isinstance(rows, bool) or not isinstance(rows, int) or rows < 1):
-        msg = f"chunks must be a positive integer (rows per chunk), got {rows!r}"
+        msg = f"chunks must be a positive integer (rows per chunk), got {shown(rows)}"
         raise XpnnValueError(msg)
     if not is_dask(x) or x.ndim == 0:
         return x

@@ -41,7 +41,7 @@ from xpnn.course.settings import (
     SineWave,
     Training,
 )
-from xpnn.errors import BackendUnavailable, CheckpointError, TrainingDiverged, XpnnError
+from xpnn.errors import BackendUnavailable, CheckpointError, TrainingDiverged, XpnnError, shown
 from xpnn.nn.cells import CELLS
 from xpnn.optim import OPTIMIZERS, Adam, Momentum, RMSProp
 from xpnn.training.resume import Checkpointer, check_folder
@@ -81,7 +81,7 @@ def _parse(text: str, convert: type, what: str) -> Any:
     try:
         return convert(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected {what}, got {shown(text)}") from None
 
 
 def _parse_int(text: str) -> int:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from xpnn.backend import host_rng
-from xpnn.errors import XpnnValueError
+from xpnn.errors import XpnnValueError, shown
 
 CHUNK = 128  # iterations drawn from one generator; part of the seed -> data contract
 MAX_BITS = 62  # a + b must fit in int64
@@ -29,7 +29,7 @@ MAX_ALL_PAIRS_BITS = 11  # all_binary_additions: 4**(bits - 1) pairs, a million 
 
 def _check_count(n: Any, name: str) -> int:
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        msg = f"{name} must be an integer of at least 1, got {n!r}"
+        msg = f"{name} must be an integer of at least 1, got {shown(n)}"
         raise XpnnValueError(msg)
     return int(n)
 
@@ -44,7 +44,7 @@ def _check_seed(seed: Any) -> Any:
 def check_bits(bits: Any, upper: int = MAX_BITS) -> int:
     """``bits`` must be an integer from 2 to ``upper``."""
     if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or not 2 <= bits <= upper:
-        msg = f"bits must be an integer from 2 to {upper}, got {bits!r}"
+        msg = f"bits must be an integer from 2 to {upper}, got {shown(bits)}"
         raise XpnnValueError(msg)
     return int(bits)
 
@@ -133,7 +133,9 @@ def check_windows(maxlen: Any, n_points: Any = 500, n_test: Any = 100) -> tuple[
         )
         raise XpnnValueError(msg)
     if not 1 <= n_test < n_windows:
-        msg = f"n_test must be from 1 to {n_windows - 1} for {n_windows} windows, got {n_test!r}"
+        msg = (
+            f"n_test must be from 1 to {n_windows - 1} for {n_windows} windows, got {shown(n_test)}"
+        )
         raise XpnnValueError(msg)
     return maxlen, n_points, n_test
 
@@ -188,7 +190,7 @@ def _adding_sequences(draws: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def check_steps(steps: Any) -> int:
     """``steps`` (the adding problem's sequence length) must be an integer of at least 2."""
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 2:
-        msg = f"steps must be an integer of at least 2, got {steps!r}"
+        msg = f"steps must be an integer of at least 2, got {shown(steps)}"
         raise XpnnValueError(msg)
     return int(steps)
 
@@ -230,7 +232,7 @@ class SampleStream:
             ("target_axis", self.target_axis, self.d),
         ):
             if isinstance(axis, bool) or not isinstance(axis, int) or not 0 <= axis < a.ndim:
-                msg = f"{name} must be an axis of a {a.ndim}-D array, got {axis!r}"
+                msg = f"{name} must be an axis of a {a.ndim}-D array, got {shown(axis)}"
                 raise XpnnValueError(msg)
         if self.x.shape[batch_axis] != self.d.shape[self.target_axis]:
             msg = (

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from xpnn.backend import Array
-from xpnn.errors import XpnnTypeError, XpnnValueError
+from xpnn.errors import XpnnTypeError, XpnnValueError, shown
 from xpnn.nn.model import Model
 from xpnn.nn.rnn import RNN, check_truncate
 
@@ -47,7 +47,7 @@ def gradient_check(
         msg = f"model must be an xpnn MLP or RNN, got {type(model).__name__}"
         raise XpnnTypeError(msg)
     if isinstance(h, bool) or not isinstance(h, (int, float)) or not 0 < h < 1:
-        msg = f"h must be a finite-difference step in (0, 1), got {h!r}"
+        msg = f"h must be a finite-difference step in (0, 1), got {shown(h)}"
         raise XpnnValueError(msg)
     xp = model.xp
     if model.dtype != xp.float64:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from xpnn.backend import backend_info, float_errors_ignored, install_hint
-from xpnn.errors import TrainingDiverged, XpnnValueError
+from xpnn.errors import TrainingDiverged, XpnnValueError, shown
 
 CONNECT_TIMEOUT = 10
 """Seconds ``--scheduler ADDRESS`` waits for the scheduler before giving up."""
@@ -121,7 +121,7 @@ def _count(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected an integer, got {shown(text)}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value

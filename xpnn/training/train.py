@@ -28,7 +28,7 @@ from xpnn.backend import (
     split_iterations,
 )
 from xpnn.datasets import CHUNK
-from xpnn.errors import TrainingDiverged, XpnnError, XpnnTypeError, XpnnValueError
+from xpnn.errors import TrainingDiverged, XpnnError, XpnnTypeError, XpnnValueError, shown
 from xpnn.nn.model import check_size
 from xpnn.step import check_step_args, make_step
 
@@ -253,7 +253,7 @@ def _check_stream(model: Any, stream: Any, iters: int, start: Any) -> int | None
         )
         raise XpnnValueError(msg)
     if isinstance(start, bool) or not isinstance(start, int) or not 0 <= start <= iters:
-        msg = f"start must be an integer from 0 to iters={iters}, got {start!r}"
+        msg = f"start must be an integer from 0 to iters={iters}, got {shown(start)}"
         raise XpnnValueError(msg)
     if start < iters:
         try:
