@@ -8,6 +8,7 @@
   (127.0.0.1 only; every test stops its cluster);
 * ``lint``: ruff;
 * ``gpu`` (not default): suite and agreement with CuPy and CUDA PyTorch on an NVIDIA GPU;
+* ``slow`` (not default): the cases marked slow, on every CPU backend;
 * ``compile`` (not default): the compiled-step tests with the slow ``torch.compile`` cases;
 * ``bench`` (not default): the speed tables of ``benchmarks/``.
 """
@@ -43,6 +44,9 @@ nox.options.sessions = [
 
 PARALLEL = ("-n", "auto")
 """pytest-xdist: one test process per CPU core (``nox -s tests-numpy -- -n 0`` runs one)."""
+DEFAULT_TESTS = ("-m", "not slow")
+"""The default sessions leave the ``slow`` cases (the rest of the gradient-check matrices
+beyond their covering subsets, long training runs) to ``nox -s slow``."""
 
 
 def install_torch_cpu(session: nox.Session) -> None:
@@ -78,7 +82,8 @@ def _suite(backend: str) -> None:
         if backend == "torch":
             install_torch_cpu(session)
         session.install("-e", ".[test,plot]", *BACKEND_PACKAGES[backend])
-        session.run("pytest", *PARALLEL, *session.posargs, env={"XPNN_BACKENDS": backend})
+        env = {"XPNN_BACKENDS": backend}
+        session.run("pytest", *PARALLEL, *DEFAULT_TESTS, *session.posargs, env=env)
 
     session_fn.__doc__ = f"The whole suite on {backend}; every model test must run, not skip."
     nox.session(name=f"tests-{backend}", tags=["tests"])(session_fn)
@@ -143,6 +148,16 @@ def lint(session: nox.Session) -> None:
     session.install("ruff")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(default=False)
+def slow(session: nox.Session) -> None:
+    """The ``slow`` cases on every CPU backend: all the gradient-check configurations,
+    the long training runs."""
+    install_torch_cpu(session)
+    session.install("-e", ".[test,plot]", "jax")
+    env = {"XPNN_BACKENDS": ",".join(BACKEND_PACKAGES)}
+    session.run("pytest", *PARALLEL, "-m", "slow", *session.posargs, env=env)
 
 
 @nox.session(default=False)

@@ -9,6 +9,7 @@ import json
 
 import numpy as np
 import pytest
+from covering import covering_cases
 from sequences import random_sequences
 
 import xpnn
@@ -23,6 +24,9 @@ OUTPUT_LOSS = [
     ("sigmoid", "cross_entropy"),
     ("softmax", "cross_entropy"),
 ]
+TRIPLES = list(
+    itertools.product([False, True], [False, True], [None, 2])
+)  # bias, many-to-one, truncate
 T, B, I, H, O = 4, 2, 2, 2, 3  # noqa: E741 - the network's sizes, kept small: JAX runs eagerly
 
 
@@ -39,21 +43,11 @@ def _with_random_biases(net: xpnn.RNN, seed: int) -> None:
     }
 
 
-def _gradcheck_cases() -> list:
-    """Every cell x output/loss x bias x many-to-one x truncation. One covering subset runs
-    by default (each cell meets every output/loss pair and every bias x many-to-one x
-    truncation triple); the other cases are marked slow."""
-    triples = list(itertools.product([False, True], [False, True], [None, 2]))
-    cases = []
-    for cell, (k, output_loss), triple in itertools.product(CELLS, enumerate(OUTPUT_LOSS), triples):
-        covering = triples.index(triple) % len(OUTPUT_LOSS) == k
-        marks = () if covering else (pytest.mark.slow,)
-        cases.append(pytest.param(cell, output_loss, *triple, marks=marks))
-    return cases
-
-
 @pytest.mark.parametrize(
-    ("cell", "output_loss", "bias", "many_to_one", "truncate"), _gradcheck_cases()
+    ("cell", "output_loss", "bias", "many_to_one", "truncate"),
+    covering_cases(
+        CELLS, OUTPUT_LOSS, list(itertools.product([False, True], [False, True], [None, 2]))
+    ),
 )
 def test_gradient_check_every_configuration(
     backend, device, cell, output_loss, bias, many_to_one, truncate

@@ -6,6 +6,7 @@ import itertools
 
 import numpy as np
 import pytest
+from covering import covering_cases
 from sequences import random_sequences
 
 import xpnn
@@ -27,7 +28,9 @@ def _data(output: str, many_to_one: bool, seed: int) -> tuple[np.ndarray, np.nda
 
 @pytest.mark.parametrize(
     ("hidden", "output_loss", "bias", "many_to_one", "truncate"),
-    list(itertools.product(HIDDEN, OUTPUT_LOSS, [False, True], [False, True], [None, 2])),
+    covering_cases(
+        HIDDEN, OUTPUT_LOSS, list(itertools.product([False, True], [False, True], [None, 2]))
+    ),
 )
 def test_gradient_check_every_configuration(
     backend, device, hidden, output_loss, bias, many_to_one, truncate
