@@ -264,3 +264,15 @@ def test_on_step_is_called_at_multiples_of_on_step_every(backend, device, compil
         again = _rnn(backend, device)
         train(again, opt, stream, iters=done, start=10, compile=compile)
         np.testing.assert_array_equal(w, xpnn.to_numpy(again.params["W"]))
+
+
+def test_a_models_step_is_kept_however_many_other_models_train():
+    """A continued run reuses its model's step (a compiled one is not compiled again),
+    even after many other models trained in between."""
+    stream = datasets.BinaryAdditionStream(1, bits=5, seed=0)
+    nets = [xpnn.RNN(2, 3, 1, seed=k) for k in range(12)]
+    opt = OPTIMIZERS["sgd"](0.1)
+    first = train_module._step_for(nets[0], opt, None, None, "off")
+    for net in nets:
+        train(net, opt, stream, iters=2)
+    assert train_module._step_for(nets[0], opt, None, None, "off") is first

@@ -11,7 +11,6 @@ in one call (``Step.loop``), so that no Python dispatch is paid per iteration.
 
 from __future__ import annotations
 
-import functools
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -229,11 +228,15 @@ def _spans(
         i = j
 
 
-@functools.lru_cache(maxsize=8)
 def _step_for(model: Any, optimizer: Any, truncate: Any, clip: Any, compile: str) -> Any:
-    """``make_step``'s step, kept for the next ``train`` call with the same model and
-    optimiser (a resumed or continued run): a compiled step is compiled once, not per call."""
-    return make_step(model, optimizer, truncate=truncate, clip=clip, compile=compile)
+    """``make_step``'s step, kept with the model (in ``model._steps``, for as long as the
+    model lives) for its next ``train`` call with the same optimiser and settings (a
+    resumed or continued run): a compiled step is compiled once, not once per call."""
+    steps = model.__dict__.setdefault("_steps", {})
+    key = (optimizer, truncate, clip, compile)
+    if key not in steps:
+        steps[key] = make_step(model, optimizer, truncate=truncate, clip=clip, compile=compile)
+    return steps[key]
 
 
 def _check_stream(model: Any, stream: Any, iters: int, start: Any) -> int | None:
