@@ -40,6 +40,17 @@ def test_a_cell_over_budget_says_so(grid, capsys: pytest.CaptureFixture[str]) ->
     assert "| xpnn-numpy eager | skipped: over budget (1.46e-05 GFLOP/step) |" in out
 
 
+def test_a_slow_compile_skips_the_others_at_that_length(grid, capsys) -> None:
+    pytest.importorskip("jax", reason="jax is not installed: no compiled path to time")
+    tiny = ["--batches", "1,2", "--hidden", "16", "--lengths", "8", "--backends", "jax"]
+    grid.main([*tiny, *FAST, "--compile-budget", "0"])
+    out = capsys.readouterr().out
+    # batch 1 compiles (over the budget of 0 s) and is timed; batch 2 is not built
+    skipped = r"skipped: compile [0-9]+ s at T 8 > --compile-budget 0 s"
+    assert re.search(rf"^\| xpnn-jax jit \| [0-9.]+ \| {skipped} \|$", out, re.MULTILINE)
+    assert re.search(r"^\| xpnn-jax jit \| 8 \| 16 \| 1 \| [0-9.]+ \|$", out, re.MULTILINE)
+
+
 def test_every_implementation_takes_the_same_step(grid) -> None:
     """One SGD step from the same weights on the same batch: the same loss and the same
     updated weights from xpnn (its own backward) and from torch's autograd, both ways."""
