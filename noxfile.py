@@ -177,5 +177,8 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/rnn_binary_addition.py", *session.posargs)
     session.run("python", "benchmarks/train_overhead.py")
     session.run("python", "benchmarks/mlp.py")
+    # a corner of the scale grid; the whole grid (about 10 minutes): no options
+    grid = ["--batches", "1,64,1024", "--hidden", "16,128", "--lengths", "8"]
+    session.run("python", "benchmarks/rnn_scale_grid.py", *grid)
     session.run("python", "benchmarks/dask_backend.py", *session.posargs)
     session.run("python", "benchmarks/sweep.py", *session.posargs)

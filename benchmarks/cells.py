@@ -12,10 +12,10 @@ error, lr 0.01) with the LSTM and the GRU cell, for
 
 at batch 1, 64 and 1024, then prints the tables and the target: at batch 1024 the
 fastest xpnn path at least 2x faster than the PyTorch module. Every implementation
-cycles over the same 4 batches, already on its device. Timing as in
-``rnn_binary_addition.py`` (whose helpers it uses): warm-up, calibrated runs of about
-``--seconds``, interleaved round-robin, medians; one BLAS/OpenMP thread unless
-``--threads`` says otherwise. Speed is only measured here; no test asserts on it.
+cycles over the same 4 batches, already on its device. Timing as in ``_timing.py``:
+warm-up, calibrated runs of about ``--seconds``, interleaved round-robin, medians; one
+BLAS/OpenMP thread unless ``--threads`` says otherwise. Speed is only measured here; no
+test asserts on it.
 
     python benchmarks/cells.py [--cells lstm,gru] [--batch-sizes 1,64,1024] [--torch-compile]
 """
@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 import time
 from typing import Any
 
-from rnn_binary_addition import THREAD_VARIABLES, Case, machine_line, measure
+from _runners import PoolLoop, XpnnModel
+from _timing import Case, machine_line, measure, pin_threads
 
 import xpnn
 from xpnn import datasets
@@ -49,26 +49,11 @@ def _batches(batch: int) -> list[tuple[Any, Any]]:
     ]
 
 
-class XpnnStep:
-    """``xpnn.make_step`` in a loop over device-resident batches; ``compile_s`` is the
-    first call's time (tracing and compiling, where the step is compiled)."""
-
-    def __init__(self, cell: str, backend: str, batch: int, compile: str, dtype: str) -> None:
-        self.net = adding_network(cell=cell, hidden_size=HIDDEN, backend=backend, dtype=dtype)
-        self.opt = xpnn.SGD(LR)
-        self.step = xpnn.make_step(self.net, self.opt, compile=compile)
-        self.data = [(self.net.asarray(x), self.net.asarray(d)) for x, d in _batches(batch)]
-        self.params, self.state = self.net.params, self.opt.init(self.net.params)
-        began = time.perf_counter()
-        self(1)
-        self.compile_s = time.perf_counter() - began
-
-    def __call__(self, iters: int) -> None:
-        loss = None
-        for i in range(iters):
-            x, d = self.data[i % N_BATCHES]
-            self.params, self.state, loss = self.step(self.params, self.state, x, d)
-        float(loss)  # sync: the last step has finished
+def xpnn_step(cell: str, backend: str, batch: int, compile: str, dtype: str) -> PoolLoop:
+    """``xpnn.make_step`` in a loop over device-resident batches; its ``first_call`` is
+    the first call's time (tracing and compiling, where the step is compiled)."""
+    net = adding_network(cell=cell, hidden_size=HIDDEN, backend=backend, dtype=dtype)
+    return PoolLoop(XpnnModel(net, xpnn.SGD(LR), compile), _batches(batch))
 
 
 class TorchModule:
@@ -113,11 +98,11 @@ def build_cases(args: argparse.Namespace, batches: list[int]) -> tuple[list[Case
                 print(f"skipping xpnn-{backend} {label}: {info.reason}")
                 continue
             for batch in batches:
-                runner = XpnnStep(cell, backend, batch, compile, args.dtype)
+                runner = xpnn_step(cell, backend, batch, compile, args.dtype)
                 name = f"{cell} xpnn-{backend} {label}"
                 cases.append(Case(name, batch, runner))
                 if compile == "on":
-                    compile_lines.append(f"| {name} | {batch} | {runner.compile_s:.1f} |")
+                    compile_lines.append(f"| {name} | {batch} | {runner.first_call:.1f} |")
                 print(f"  built {name}, batch {batch}", flush=True)
         if backend_info("torch").usable:
             module = "torch.nn.LSTM" if cell == "lstm" else "torch.nn.GRU"
@@ -175,13 +160,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    threads = args.threads if args.threads >= 1 else None
-    if threads is not None and os.environ.get("OPENBLAS_NUM_THREADS") != str(threads):
-        # BLAS reads its thread count when NumPy is imported: start again with it set.
-        os.environ.update(dict.fromkeys(THREAD_VARIABLES, str(threads)))
-        os.execv(sys.executable, [sys.executable, *sys.argv])
-    if threads is not None and backend_info("torch").usable:
-        importlib.import_module("torch").set_num_threads(threads)
+    pin_threads(args.threads if args.threads >= 1 else None)
     batches = [int(b) for b in args.batch_sizes.split(",")]
     began = time.perf_counter()
     print(machine_line(None))

@@ -18,15 +18,14 @@ SGD update; 8 bits, a 2-16-1 RNN, sigmoid hidden and output, squared error, lr 0
 * ``torch.nn.RNN``: PyTorch's own RNN (tanh, the only sigmoid-like nonlinearity it
   offers) with a ``Linear(16, 1)`` and a sigmoid, the same loss, ``torch.optim.SGD``;
 
-then the wall time xpnn on NumPy needs to add all 16384 operand pairs exactly, and prints
-the tables. Speed is only measured here; no test asserts on it.
+both torch implementations (``_runners.py``) start from xpnn's initial weights, without
+biases like xpnn's network. Then the wall time xpnn on NumPy needs to add all 16384
+operand pairs exactly, and the tables. Speed is only measured here; no test asserts on it.
 
-Timing: every implementation runs once to warm up (JAX compiles, caches fill), its
-iteration count is chosen so that one timed run lasts about ``--seconds``, and the timed
-runs are interleaved round-robin over the implementations so that the machine's noise hits
-all of them alike; the table gives the median. Every timed run ends with a device sync
-(a value read back to the host, or ``torch.cuda.synchronize``). NumPy's BLAS and torch run
-on one thread unless ``--threads`` says otherwise: on a small shared machine two spinning
+Timing (``_timing.py``): a warm-up call, calibrated runs of about ``--seconds``,
+interleaved round-robin over the implementations so that the machine's noise hits all of
+them alike; the table gives the median. NumPy's BLAS, torch and XLA run on one thread
+unless ``--threads`` says otherwise: on a small shared machine two spinning
 BLAS/OpenMP threads per process make the multi-threaded numbers swing by 10x and more.
 
 Run it with ``python benchmarks/rnn_binary_addition.py`` (``--help`` for the options), or
@@ -36,24 +35,19 @@ Run it with ``python benchmarks/rnn_binary_addition.py`` (``--help`` for the opt
 from __future__ import annotations
 
 import argparse
-import importlib
-import os
-import platform
-import statistics
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from _runners import PoolLoop, TorchAutogradRNN, TorchModuleRNN, XpnnModel
+from _timing import Case, machine_line, measure, pin_threads
 
 import xpnn
 from xpnn import datasets
 from xpnn.backend import BACKENDS, COMPILERS, backend_info
 from xpnn.course.networks import addition_accuracy
 from xpnn.optim import SGD
-from xpnn.step import make_step
 from xpnn.training.train import train
 
 BITS, INPUT, HIDDEN, OUTPUT, LR = 8, 2, 16, 1, 0.1
@@ -100,32 +94,17 @@ class XpnnRunner:
         xpnn.to_numpy(self.net.params["W_out"])  # sync: the last update has finished
 
 
-class RawStepRunner:
+def raw_step_runner(backend: str, batch: int, device: Any, dtype: str) -> PoolLoop:
     """``make_step``'s compiled step called once per iteration from a bare Python loop,
     on batches already on the device."""
-
-    def __init__(self, backend: str, batch: int, device: Any, dtype: str) -> None:
-        device = None if backend in ("numpy", "array_api_strict") else device
-        self.net = xpnn.RNN(
-            INPUT, HIDDEN, OUTPUT, seed=0, backend=backend, device=device, dtype=dtype
-        )
-        opt = SGD(LR)
-        self.step = make_step(self.net, opt, compile="on")
-        xs, ds = datasets.BinaryAdditionStream(batch, bits=BITS, seed=0).batches(0, datasets.CHUNK)
-        x_all, d_all = self.net.asarray(xs), self.net.asarray(ds)
-        self.batches = [
-            (x_all[:, j * batch : (j + 1) * batch], d_all[:, j * batch : (j + 1) * batch])
-            for j in range(datasets.CHUNK)
-        ]
-        self.params, self.state = self.net.params, opt.init(self.net.params)
-
-    def __call__(self, iters: int) -> None:
-        params, state, loss = self.params, self.state, None
-        for i in range(iters):
-            x, d = self.batches[i % len(self.batches)]
-            params, state, loss = self.step(params, state, x, d)
-        float(loss)  # sync
-        self.params, self.state = params, state
+    device = None if backend in ("numpy", "array_api_strict") else device
+    net = xpnn.RNN(INPUT, HIDDEN, OUTPUT, seed=0, backend=backend, device=device, dtype=dtype)
+    xs, ds = datasets.BinaryAdditionStream(batch, bits=BITS, seed=0).batches(0, datasets.CHUNK)
+    batches = [
+        (xs[:, j * batch : (j + 1) * batch], ds[:, j * batch : (j + 1) * batch])
+        for j in range(datasets.CHUNK)
+    ]
+    return PoolLoop(XpnnModel(net, SGD(LR), "on"), batches)
 
 
 def _course_functions() -> Any:
@@ -239,135 +218,35 @@ class NotebookRunner:
         self.done += iters_num
 
 
-def _torch_data(stream: Any, lo: int, hi: int, torch: Any, dtype: Any, device: Any) -> Any:
-    xs, ds = stream.batches(lo, hi)
-    return (torch.as_tensor(a, dtype=dtype, device=device) for a in (xs, ds))
+class TorchStreamRunner:
+    """A torch implementation (``_runners``) trained on the binary-addition stream with the
+    same initial weights as xpnn (no biases); data moves to the device 128 iterations at
+    a time, as in ``train``."""
 
-
-def _torch_sync(torch: Any, device: Any) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-class TorchAutogradRunner:
-    """The notebook's cell in torch ops: a loop over time, the output layer as one matmul
-    over all steps, ``loss.backward()``, ``p -= lr * p.grad`` under ``no_grad``. The same
-    initial weights and data as xpnn; data moves to the device 128 iterations at a time."""
-
-    def __init__(self, batch: int, device: str | None, dtype: str) -> None:
-        import torch
-
-        self.torch, self.batch = torch, batch
-        self.device = torch.device(device or "cpu")
-        self.dtype = getattr(torch, dtype)
-        init = xpnn.RNN(INPUT, HIDDEN, OUTPUT, seed=0).params
-        self.params = [
-            torch.tensor(np.asarray(init[k]), dtype=self.dtype, device=self.device).requires_grad_()
-            for k in ("W_in", "W", "W_out")
-        ]
+    def __init__(self, model: TorchAutogradRNN | TorchModuleRNN, batch: int) -> None:
+        self.model, self.batch = model, batch
         self.stream = datasets.BinaryAdditionStream(batch, bits=BITS, seed=0)
 
     def __call__(self, iters: int) -> None:
-        torch, b = self.torch, self.batch
-        w_in, w, w_out = self.params
+        b, loss = self.batch, None
         for lo in range(0, iters, datasets.CHUNK):
             hi = min(iters, lo + datasets.CHUNK)
-            xs_all, ds_all = _torch_data(self.stream, lo, hi, torch, self.dtype, self.device)
+            xs_all, ds_all = (self.model.to_device(a) for a in self.stream.batches(lo, hi))
             for j in range(hi - lo):
                 xs, ds = xs_all[:, j * b : (j + 1) * b], ds_all[:, j * b : (j + 1) * b]
-                z = torch.zeros((b, HIDDEN), dtype=self.dtype, device=self.device)
-                zs = []
-                for t in range(BITS):
-                    z = torch.sigmoid(xs[t] @ w_in + z @ w)
-                    zs.append(z)
-                y = torch.sigmoid(torch.stack(zs) @ w_out)
-                loss = 0.5 * torch.sum((y - ds) ** 2) / b
-                loss.backward()
-                with torch.no_grad():
-                    for p in self.params:
-                        p -= LR * p.grad
-                        p.grad = None
-        _torch_sync(torch, self.device)
+                loss = self.model.step(xs, ds)
+        float(loss)  # sync
 
 
-class TorchRNNRunner:
-    """``torch.nn.RNN(2, 16, nonlinearity="tanh")`` + ``Linear(16, 1)`` + sigmoid, loss
-    ``0.5 * sum((y - d)**2) / B``, ``torch.optim.SGD(lr=0.1)``."""
-
-    def __init__(self, batch: int, device: str | None, dtype: str) -> None:
-        import torch
-
-        self.torch, self.batch = torch, batch
-        self.device = torch.device(device or "cpu")
-        self.dtype = getattr(torch, dtype)
-        torch.manual_seed(0)
-        self.rnn = torch.nn.RNN(INPUT, HIDDEN, nonlinearity="tanh").to(self.device, self.dtype)
-        self.linear = torch.nn.Linear(HIDDEN, OUTPUT).to(self.device, self.dtype)
-        params = [*self.rnn.parameters(), *self.linear.parameters()]
-        self.opt = torch.optim.SGD(params, lr=LR)
-        self.stream = datasets.BinaryAdditionStream(batch, bits=BITS, seed=0)
-
-    def __call__(self, iters: int) -> None:
-        torch, b = self.torch, self.batch
-        for lo in range(0, iters, datasets.CHUNK):
-            hi = min(iters, lo + datasets.CHUNK)
-            xs_all, ds_all = _torch_data(self.stream, lo, hi, torch, self.dtype, self.device)
-            for j in range(hi - lo):
-                xs, ds = xs_all[:, j * b : (j + 1) * b], ds_all[:, j * b : (j + 1) * b]
-                out, _ = self.rnn(xs)
-                y = torch.sigmoid(self.linear(out))
-                loss = 0.5 * torch.sum((y - ds) ** 2) / b
-                self.opt.zero_grad(set_to_none=True)
-                loss.backward()
-                self.opt.step()
-        _torch_sync(torch, self.device)
-
-
-# -- timing ------------------------------------------------------------------------------
-
-
-@dataclass
-class Case:
-    """One implementation at one batch size, and its timed runs (µs per sequence)."""
-
-    name: str
-    batch: int
-    run: Callable[[int], None]
-    iters: int = 0
-    samples: list[float] = field(default_factory=list)
-
-    def time_once(self) -> float:
-        began = time.perf_counter()
-        self.run(self.iters)
-        return time.perf_counter() - began
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.samples)
-
-
-def calibrate(case: Case, seconds: float) -> None:
-    """Warm up, then pick the iteration count for one timed run of about ``seconds``."""
-    case.run(2)  # warm-up: compilation, caches, the first allocations
-    iters = 4
-    while True:
-        case.iters = iters
-        elapsed = case.time_once()
-        if elapsed >= seconds / 4 or iters >= 1 << 20:
-            break
-        iters *= 4
-    case.iters = max(3, round(iters * seconds / max(elapsed, 1e-9)))
-
-
-def measure(cases: list[Case], repeats: int, seconds: float) -> None:
-    for case in cases:
-        calibrate(case, seconds)
-        print(f"  calibrated {case.name} batch {case.batch}: {case.iters} iterations", flush=True)
-    for r in range(repeats):  # round-robin, so that noise is shared
-        for case in cases:
-            elapsed = case.time_once()
-            case.samples.append(elapsed / (case.iters * case.batch) * 1e6)
-        print(f"  repeat {r + 1}/{repeats} done", flush=True)
+def torch_runners(batch: int, device: str | None, dtype: str) -> list[Case]:
+    """The torch autograd cell (sigmoid, as xpnn's) and ``torch.nn.RNN`` (tanh)."""
+    init = {k: xpnn.to_numpy(v) for k, v in xpnn.RNN(INPUT, HIDDEN, OUTPUT, seed=0).params.items()}
+    autograd = TorchAutogradRNN(init, "sigmoid", LR, device, dtype)
+    module = TorchModuleRNN(init, LR, device, dtype)
+    return [
+        Case(TORCH_AUTOGRAD, batch, TorchStreamRunner(autograd, batch)),
+        Case(TORCH_RNN, batch, TorchStreamRunner(module, batch)),
+    ]
 
 
 # -- convergence -------------------------------------------------------------------------
@@ -397,36 +276,6 @@ def time_to_exact(
 
 
 # -- reporting ---------------------------------------------------------------------------
-
-
-def machine_line(device: str | None) -> str:
-    cpu = "unknown CPU"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        cpu = platform.processor() or cpu
-    cores = os.cpu_count()
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cores
-    versions = [f"Python {platform.python_version()}", f"xpnn {xpnn.__version__}"]
-    for module in ("numpy", "array_api_compat", "array_api_strict", "torch", "jax", "cupy"):
-        try:
-            mod = importlib.import_module(module)
-        except Exception:  # not installed, or broken: just leave it out
-            continue
-        versions.append(f"{module} {getattr(mod, '__version__', '?')}")
-        if module == "torch":
-            versions[-1] += f" ({mod.get_num_threads()} threads)"
-            if device and device.startswith("cuda") and mod.cuda.is_available():
-                versions.append(f"GPU {mod.cuda.get_device_name(0)}")
-    threads = ", ".join(f"{k}={os.environ[k]}" for k in THREAD_VARIABLES if k in os.environ)
-    return (
-        f"Machine: {cpu}, {cores} cores ({usable} usable), {platform.system()} "
-        f"{platform.machine()}; " + ", ".join(versions) + (f"; {threads}" if threads else "")
-    )
 
 
 def print_tables(cases: list[Case], batches: list[int], dtype: str) -> None:
@@ -561,13 +410,8 @@ def build_cases(args: argparse.Namespace, batches: list[int]) -> list[Case]:
         if 1 in batches:
             cases.append(Case(NOTEBOOK, 1, NotebookRunner()))
         if has_torch:
-            cases += [
-                Case(TORCH_AUTOGRAD, b, TorchAutogradRunner(b, args.device, args.dtype))
-                for b in batches
-            ]
-            cases += [
-                Case(TORCH_RNN, b, TorchRNNRunner(b, args.device, args.dtype)) for b in batches
-            ]
+            for b in batches:
+                cases += torch_runners(b, args.device, args.dtype)
     for name in backends:
         if name == "numpy":
             continue
@@ -583,26 +427,16 @@ def build_cases(args: argparse.Namespace, batches: list[int]) -> list[Case]:
                     for b in batches
                 ]
                 cases += [
-                    Case(f"{label} raw step", 1, RawStepRunner(name, 1, args.device, args.dtype))
+                    Case(f"{label} raw step", 1, raw_step_runner(name, 1, args.device, args.dtype))
                 ]
         except Exception as exc:  # e.g. no such device for this backend
             print(f"skipping xpnn-{name}: {type(exc).__name__}: {exc}")
     return cases
 
 
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.threads < 1:
-        args.threads = None
-    if args.threads is not None and os.environ.get("OPENBLAS_NUM_THREADS") != str(args.threads):
-        # BLAS reads its thread count when NumPy is imported: start again with it set.
-        os.environ.update(dict.fromkeys(THREAD_VARIABLES, str(args.threads)))
-        os.execv(sys.executable, [sys.executable, *sys.argv])
-    if args.threads is not None and backend_info("torch").usable:
-        importlib.import_module("torch").set_num_threads(args.threads)
+    pin_threads(args.threads if args.threads >= 1 else None)
     batches = [int(b) for b in args.batch_sizes.split(",")]
     began = time.perf_counter()
     print(machine_line(args.device))
