@@ -169,12 +169,12 @@ def _compare_all(
                 compile = "on" if target.compiled else "off"
                 job = Job(run.name, steps, target.backend, target.device_label, dtype, compile)
                 planned.append((target, dtype, job))
-    references = [
-        Job(run.name, run.steps, REFERENCE, None, dtype) for run in runs for dtype in DTYPES
-    ]
-    for _target, dtype, job in planned:
-        references.append(Job(job.run, job.steps, REFERENCE, None, dtype))
-    references = list(dict.fromkeys(references))
+    references = list(  # every run's full length, and the shorter runs of lazy backends
+        dict.fromkeys(
+            [Job(run.name, run.steps, REFERENCE, None, d) for run in runs for d in DTYPES]
+            + [Job(job.run, job.steps, REFERENCE, None, job.dtype) for _, _, job in planned]
+        )
+    )
     outcomes = _execute_all([*references, *(job for _, _, job in planned)], workers)
     for job in references:
         if isinstance(outcomes[job], str):
