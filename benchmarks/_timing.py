@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import xpnn
-from xpnn.backend import backend_info
+from xpnn.backends import backend_info
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 #: XLA's CPU flags for one intra-op thread (what ``--threads 1`` sets for JAX)

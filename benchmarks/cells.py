@@ -33,7 +33,7 @@ from _timing import Case, machine_line, measure, pin_threads
 
 import xpnn
 from xpnn import datasets
-from xpnn.backend import backend_info
+from xpnn.backends import backend_info
 from xpnn.course.networks import adding_network
 
 STEPS, INPUT, HIDDEN, LR, N_BATCHES = 16, 2, 32, 0.01, 4

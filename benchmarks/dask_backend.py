@@ -43,7 +43,7 @@ import time  # noqa: E402
 from typing import Any  # noqa: E402
 
 from xpnn import datasets  # noqa: E402
-from xpnn.backend import persist  # noqa: E402
+from xpnn.backends import persist  # noqa: E402
 from xpnn.course.networks import addition_network, regression_network  # noqa: E402
 from xpnn.optim import SGD  # noqa: E402
 from xpnn.step import make_step  # noqa: E402

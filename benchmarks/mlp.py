@@ -19,7 +19,7 @@ from collections.abc import Callable
 import numpy as np
 
 import xpnn
-from xpnn.backend import backend_info
+from xpnn.backends import backend_info
 from xpnn.optim import SGD
 from xpnn.step import make_step
 

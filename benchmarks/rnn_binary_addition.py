@@ -45,7 +45,7 @@ from _timing import Case, machine_line, measure, pin_threads
 
 import xpnn
 from xpnn import datasets
-from xpnn.backend import BACKENDS, COMPILERS, backend_info
+from xpnn.backends import BACKENDS, COMPILERS, backend_info
 from xpnn.course.networks import addition_accuracy
 from xpnn.optim import SGD
 from xpnn.training.train import train

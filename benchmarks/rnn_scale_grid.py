@@ -46,7 +46,7 @@ from _runners import PoolLoop, TorchAutogradRNN, TorchModuleRNN, XpnnModel
 from _timing import Case, machine_line, measure, pin_threads
 
 import xpnn
-from xpnn.backend import backend_info
+from xpnn.backends import backend_info
 from xpnn.optim import SGD
 
 INPUT, OUTPUT, LR, POOL = 2, 1, 0.01, 2

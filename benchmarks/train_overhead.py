@@ -16,7 +16,7 @@ import time
 
 import xpnn
 from xpnn import datasets
-from xpnn.backend import COMPILERS
+from xpnn.backends import COMPILERS
 from xpnn.optim import SGD
 from xpnn.step import make_step
 from xpnn.training.train import train

@@ -12,7 +12,7 @@ import pytest
 from selection import backends_named, selected_backends
 
 import xpnn
-from xpnn.backend import backend_info, default_device
+from xpnn.backends import backend_info, default_device
 
 # On dask every tiny test batch is a task graph: the whole model suite takes well over
 # 10 minutes there, so it runs when named; tests/test_dask.py and xpnn agree always cover it.

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from xpnn.backend import BACKENDS
+from xpnn.backends import BACKENDS
 
 
 def backends_named() -> bool:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import xpnn
-from xpnn import backend as B
+from xpnn import backends as B
 from xpnn.errors import BackendUnavailable, XpnnTypeError, XpnnValueError
 
 

@@ -18,7 +18,7 @@ import pytest
 
 import xpnn
 from xpnn import checkpoint
-from xpnn.backend import BACKENDS, backend_info
+from xpnn.backends import BACKENDS, backend_info
 from xpnn.checkpoint import load, save
 from xpnn.errors import CheckpointError, XpnnValueError
 from xpnn.optim import SGD, Adam, Momentum

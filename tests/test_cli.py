@@ -16,7 +16,7 @@ import pytest
 from selection import selected_backends
 
 from xpnn import cli
-from xpnn.backend import backend_info
+from xpnn.backends import backend_info
 from xpnn.datasets import MAX_ALL_PAIRS_BITS as TOP_BITS
 
 CLI = [sys.executable, "-m", "xpnn.cli"]

@@ -11,7 +11,7 @@ import pytest
 
 import xpnn
 from xpnn import datasets
-from xpnn.backend import (
+from xpnn.backends import (
     backend_info,
     chunk_batch,
     default_chunk_rows,

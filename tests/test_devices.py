@@ -18,7 +18,7 @@ import pytest
 
 import xpnn
 from xpnn import datasets
-from xpnn.backend import device_name, device_of, resolve_device
+from xpnn.backends import device_name, device_of, resolve_device
 from xpnn.gradcheck import gradient_check
 from xpnn.optim import OPTIMIZERS, Adam
 from xpnn.training.train import train

@@ -7,7 +7,7 @@ import pytest
 from array_api_extra.testing import assert_close
 
 import xpnn
-from xpnn.backend import default_device
+from xpnn.backends import default_device
 from xpnn.errors import XpnnValueError
 from xpnn.nn import functions as F
 from xpnn.nn import losses as L

@@ -12,7 +12,7 @@ from hypothesis.extra import numpy as hnp
 from selection import selected_backends
 
 import xpnn
-from xpnn.backend import default_device
+from xpnn.backends import default_device
 from xpnn.nn import functions as F
 
 PROPERTY_BACKENDS = [n for n in ("numpy", "array_api_strict") if n in selected_backends()]

@@ -167,7 +167,7 @@ def test_compile_on_needs_a_compiling_backend(backend, device):
 
 def test_the_auto_rule(backend, device):
     """JAX: always; PyTorch: for long runs only; the rest: never."""
-    from xpnn.backend import AUTO_TORCH_STEPS
+    from xpnn.backends import AUTO_TORCH_STEPS
 
     net = _rnn(backend, device)
     short = make_step(net, SGD(), compile="auto", steps=100).compiled
@@ -180,7 +180,7 @@ def test_the_auto_rule(backend, device):
 def test_the_auto_rule_on_jax_leaves_long_sequences_eager(backend, device):
     """jax.jit unrolls the time loop: auto compiles RNN steps of at most
     AUTO_JAX_TIME_STEPS time steps; ``train`` reads T off the stream's first batch."""
-    from xpnn.backend import AUTO_JAX_TIME_STEPS
+    from xpnn.backends import AUTO_JAX_TIME_STEPS
 
     net = _rnn(backend, device)
     limit = AUTO_JAX_TIME_STEPS

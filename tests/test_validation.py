@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import xpnn
-from xpnn import backend as xpnn_backend
+from xpnn import backends as xpnn_backend
 from xpnn import datasets
 from xpnn.errors import BackendUnavailable, XpnnError, XpnnTypeError, XpnnValueError
 from xpnn.optim import SGD, Adam, Momentum

@@ -1,7 +1,7 @@
 """xpnn: the networks of a deep-learning course, written once against the array API standard."""
 
 from xpnn import checkpoint, datasets
-from xpnn.backend import available_backends, get_namespace, to_numpy
+from xpnn.backends import available_backends, get_namespace, to_numpy
 from xpnn.errors import (
     BackendUnavailable,
     CheckpointError,

@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from xpnn.backend import Array, to_numpy
+from xpnn.backends import Array, to_numpy
 from xpnn.errors import (
     BackendUnavailable,
     CheckpointError,

@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 import numpy as np
 
 from xpnn import __version__, agree, datasets, sweep
-from xpnn.backend import (
+from xpnn.backends import (
     AUTO_JAX_TIME_STEPS,
     AUTO_TORCH_STEPS,
     BACKENDS,

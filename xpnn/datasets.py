@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from xpnn.backend import host_rng
+from xpnn.backends import host_rng
 from xpnn.errors import XpnnValueError, shown
 
 CHUNK = 128  # iterations drawn from one generator; part of the seed -> data contract

@@ -14,7 +14,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from xpnn.backend import Array
+from xpnn.backends import Array
 from xpnn.errors import XpnnTypeError, XpnnValueError, shown
 from xpnn.nn.model import Model
 from xpnn.nn.rnn import RNN, check_truncate

@@ -28,7 +28,7 @@ import numbers
 from collections.abc import Mapping
 from typing import Any
 
-from xpnn.backend import Array, ArrayNamespace, device_of, namespace_of
+from xpnn.backends import Array, ArrayNamespace, device_of, namespace_of
 from xpnn.errors import XpnnTypeError, XpnnValueError, check_choice, shown
 
 State = dict[str, Array]

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from xpnn.backend import Array, ArrayNamespace, check_compile, compile_loop, compile_step
+from xpnn.backends import Array, ArrayNamespace, check_compile, compile_loop, compile_step
 from xpnn.errors import XpnnTypeError, XpnnValueError
 from xpnn.nn.model import Model, check_positive
 from xpnn.nn.rnn import RNN, check_truncate

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from xpnn.backend import backend_info, float_errors_ignored, install_hint
+from xpnn.backends import backend_info, float_errors_ignored, install_hint
 from xpnn.errors import TrainingDiverged, XpnnValueError, shown
 
 CONNECT_TIMEOUT = 10
@@ -273,7 +273,7 @@ class _ExactProbe:
         self.first: int | None = None
 
     def __call__(self, net: Any, event: Any) -> None:
-        from xpnn.backend import to_numpy
+        from xpnn.backends import to_numpy
         from xpnn.course.networks import addition_accuracy
 
         if self.first is not None:

@@ -15,7 +15,7 @@ from xpnn.agree.diagnostics import explain
 from xpnn.agree.report import report
 from xpnn.agree.runs import DTYPES, LAZY_STEPS, REFERENCE, RUNS, Outcome, Run, execute
 from xpnn.agree.targets import Target, targets
-from xpnn.backend import BACKENDS, COMPILERS, backend_info, install_hint, set_cpu_threads
+from xpnn.backends import BACKENDS, COMPILERS, backend_info, install_hint, set_cpu_threads
 from xpnn.errors import BackendUnavailable, XpnnError, shown
 
 MAX_JOBS = 64

@@ -8,7 +8,7 @@ from typing import Any
 
 from xpnn.agree.compare import Row
 from xpnn.agree.targets import Target
-from xpnn.backend import device_name, gpu_float32_matmul
+from xpnn.backends import device_name, gpu_float32_matmul
 
 EPS = {"float32": 2.0**-23, "float64": 2.0**-52}  # machine epsilon
 ROUNDING_ULPS = 64  # a one-pass difference beyond this many eps is not reduction order

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from xpnn import datasets
-from xpnn.backend import to_numpy
+from xpnn.backends import to_numpy
 from xpnn.course import networks
 from xpnn.nn.mlp import MLP
 from xpnn.optim import SGD, Adam, Momentum

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from xpnn.agree.runs import REFERENCE
-from xpnn.backend import (
+from xpnn.backends import (
     COMPILERS,
     backend_info,
     default_device,

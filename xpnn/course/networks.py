@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from xpnn import datasets
-from xpnn.backend import to_numpy
+from xpnn.backends import to_numpy
 from xpnn.nn.mlp import MLP
 from xpnn.nn.rnn import RNN
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from xpnn import datasets
-from xpnn.backend import to_numpy
+from xpnn.backends import to_numpy
 from xpnn.course import printouts
 from xpnn.course.networks import (
     adding_network,

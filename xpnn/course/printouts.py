@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from xpnn import datasets
-from xpnn.backend import to_numpy
+from xpnn.backends import to_numpy
 from xpnn.training.train import LogEvent, TrainResult
 
 HostArray = Any  # a numpy.ndarray

@@ -41,7 +41,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from xpnn.backend import Array, ArrayNamespace
+from xpnn.backends import Array, ArrayNamespace
 from xpnn.errors import XpnnValueError, check_choice, shown
 from xpnn.nn.functions import get_activation
 

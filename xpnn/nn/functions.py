@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import array_api_compat
 
-from xpnn.backend import Array, ArrayNamespace
+from xpnn.backends import Array, ArrayNamespace
 from xpnn.errors import check_choice
 
 

@@ -1,7 +1,7 @@
 """Weight initialisers, drawn on the host so every backend starts from the same numbers.
 
 Each takes a host random generator (``numpy.random.Generator``, from
-``xpnn.backend.host_rng``) and returns a host array of the given ``(fan_in, fan_out)``
+``xpnn.backends.host_rng``) and returns a host array of the given ``(fan_in, fan_out)``
 shape; the model moves it to its backend with one ``asarray``. Biases start at zero.
 """
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import array_api_compat
 import array_api_extra as xpx
 
-from xpnn.backend import Array, ArrayNamespace
+from xpnn.backends import Array, ArrayNamespace
 from xpnn.errors import XpnnValueError, check_choice
 from xpnn.nn.functions import sigmoid, softmax
 

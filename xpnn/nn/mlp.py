@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
-from xpnn.backend import Array, host_rng
+from xpnn.backends import Array, host_rng
 from xpnn.errors import XpnnValueError, shown
 from xpnn.nn.functions import get_activation
 from xpnn.nn.init import draw_weight

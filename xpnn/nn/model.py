@@ -9,7 +9,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from xpnn.backend import (
+from xpnn.backends import (
     Array,
     backend_name,
     check_host_input,

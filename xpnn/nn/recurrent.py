@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from xpnn.backend import Array, ArrayNamespace
+from xpnn.backends import Array, ArrayNamespace
 from xpnn.nn.cells import Cell, State
 from xpnn.nn.losses import OutputLayer
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from xpnn.backend import Array, host_rng
+from xpnn.backends import Array, host_rng
 from xpnn.errors import XpnnValueError, shown
 from xpnn.nn import recurrent
 from xpnn.nn.cells import State, make_cell

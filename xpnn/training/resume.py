@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from xpnn.backend import Array, device_name
+from xpnn.backends import Array, device_name
 from xpnn.checkpoint import (
     Checkpoint,
     NonFiniteParameters,

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from xpnn.backend import (
+from xpnn.backends import (
     Array,
     check_compile,
     compiler_for,
