@@ -14,8 +14,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from xpnn.backends import Array, ArrayNamespace, check_compile, compile_loop, compile_step
+from xpnn.checks import check_positive
 from xpnn.errors import XpnnTypeError, XpnnValueError
-from xpnn.nn.model import Model, check_positive
+from xpnn.nn.model import Model
 from xpnn.nn.rnn import RNN, check_truncate
 from xpnn.optim import Optimizer
 

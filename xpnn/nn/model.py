@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,31 +22,6 @@ from xpnn.backends import (
     resolve_dtype,
 )
 from xpnn.errors import XpnnTypeError, XpnnValueError, shown
-
-MAX_SIZE = 2**31 - 1  # a layer width past this is a typo, and past NumPy's limits soon after
-
-
-def check_size(value: Any, name: str) -> int:
-    """A size argument: an ``int`` from 1 to ``MAX_SIZE``."""
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_SIZE:
-        msg = f"{name} must be an integer from 1 to {MAX_SIZE}, got {shown(value)}"
-        raise XpnnValueError(msg)
-    return value
-
-
-def check_positive(value: Any, name: str) -> float:
-    """A real number that is positive and finite as a float, such as ``weight_init_std``
-    (``10**400`` is an ``int`` no float can hold: refused, not an ``OverflowError``)."""
-    number = None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        try:
-            number = float(value)
-        except OverflowError:
-            number = None
-    if number is None or not math.isfinite(number) or number <= 0:
-        msg = f"{name} must be a positive finite number, got {shown(value)}"
-        raise XpnnValueError(msg)
-    return number
 
 
 class Model:

@@ -27,12 +27,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from xpnn.backends import Array, host_rng
+from xpnn.checks import check_positive, check_size
 from xpnn.errors import XpnnValueError, shown
 from xpnn.nn import recurrent
 from xpnn.nn.cells import State, make_cell
 from xpnn.nn.init import draw_weight
 from xpnn.nn.losses import OutputLayer
-from xpnn.nn.model import Model, check_positive, check_size, is_integer_array
+from xpnn.nn.model import Model, is_integer_array
 from xpnn.nn.recurrent import RNNCache
 
 

@@ -26,9 +26,9 @@ from xpnn.backends import (
     persist,
     split_iterations,
 )
+from xpnn.checks import check_size
 from xpnn.datasets import CHUNK
 from xpnn.errors import TrainingDiverged, XpnnError, XpnnTypeError, XpnnValueError, shown
-from xpnn.nn.model import check_size
 from xpnn.step import check_step_args, make_step
 
 
