@@ -1,6 +1,6 @@
 """Losses, their gradients, and the output layer that pairs an activation with a loss.
 
-Conventions (``DESIGN.md``): for a batch of ``B`` rows,
+The conventions, for a batch of ``B`` rows:
 
 * squared error is ``0.5 * sum((y - d)**2) / B``, gradient ``(y - d) / B``;
 * cross-entropy is the batch mean of ``-sum(d * log(y))``; after a softmax its gradient
