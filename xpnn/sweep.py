@@ -313,13 +313,16 @@ ROW_FIELDS: dict[str, tuple[type, ...]] = {
 from a diverged run's row."""
 
 
+_JSON_KINDS = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
+
+
 def row_problem(row: object, grid: dict[str, list[str]]) -> str | None:
     """Why ``row`` (a parsed JSON line) is not a complete row of the sweep over ``grid``,
     in a few words; None when it is one: every field of ``ROW_FIELDS`` of its type (a
     bool is no number), the configuration one of the grid's, the seed non-negative,
     exactly one of ``final_loss`` and ``diverged_at`` set, ``metrics`` all numbers."""
     if not isinstance(row, dict):
-        return f"a JSON {type(row).__name__}, not an object"
+        return f"it is {_JSON_KINDS.get(type(row), 'a number')}, not an object"
     for name, kinds in ROW_FIELDS.items():
         if name not in row and name != "metrics":
             return f"it has no {name!r}"
@@ -328,9 +331,11 @@ def row_problem(row: object, grid: dict[str, list[str]]) -> str | None:
             return f"its {name!r} is {shown(value)}"
     config, metrics = row["config"], row.get("metrics", {})
     if set(config) != set(grid) or any(config[k] not in grid[k] for k in grid):
-        return f"its config {shown(config)} is not one of this sweep's grid"
-    if row["seed"] < 0 or (row["final_loss"] is None) == (row["diverged_at"] is None):
-        return "its seed is negative, or not exactly one of final_loss and diverged_at is set"
+        return f"its config {shown(config)} is not a configuration of this sweep's grid"
+    if row["seed"] < 0:
+        return f"its seed is {row['seed']}"
+    if (row["final_loss"] is None) == (row["diverged_at"] is None):
+        return "it needs exactly one of 'final_loss' and 'diverged_at' set"
     if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in metrics.values()):
         return f"its metrics {shown(metrics)} are not all numbers"
     if "exact" in metrics and not metrics.get("total", 0) > 0:
@@ -459,10 +464,17 @@ class ResultsFile:
             raise XpnnValueError(msg) from None
 
     def _write(self, data: bytes) -> None:
+        """Append ``data`` and flush it to disk; on failure, cut back what was written."""
+        end = os.fstat(self._file.fileno()).st_size
         view = memoryview(data)
-        while view:  # a raw write may take only a part
-            view = view[self._file.write(view) :]
-        os.fsync(self._file.fileno())
+        try:
+            while view:  # a raw write may take only a part
+                view = view[self._file.write(view) :]
+            os.fsync(self._file.fileno())
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._file.fileno(), end)
+            raise
 
     def append(self, row: dict[str, Any]) -> None:
         """Write ``row`` as one line, flushed to disk before returning."""
