@@ -46,7 +46,7 @@ class _Disk:
 
 
 def _full_after(room: int):
-    return lambda *args, **kwargs: _Disk(open(*args, **kwargs), room)  # noqa: SIM115
+    return lambda *args, **kwargs: _Disk(open(*args, **kwargs), room)
 
 
 def _refusing(code: int):

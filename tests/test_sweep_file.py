@@ -238,7 +238,7 @@ class _Disk:
 
 def _full_after(room: int):
     """An ``open`` for the sweep module whose files take ``room`` bytes, then are full."""
-    return lambda *args, **kwargs: _Disk(open(*args, **kwargs), room)  # noqa: SIM115
+    return lambda *args, **kwargs: _Disk(open(*args, **kwargs), room)
 
 
 def _refusing(code: int):
