@@ -50,8 +50,11 @@ def _sweep(seeds: int, iters: int) -> sweep.Sweep:
 
 def _run(spec: sweep.Sweep, workers: int) -> tuple[float, list[float]]:
     """Wall seconds of the whole sweep on ``workers`` workers, and each run's seconds."""
-    with tempfile.TemporaryDirectory() as folder, sweep.connect(None, workers) as client:
-        results = sweep.ResultsFile(Path(folder) / "s.jsonl", sweep.identity(spec))
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        sweep.connect(None, workers) as client,
+        sweep.ResultsFile(Path(folder) / "s.jsonl", sweep.identity(spec)) as results,
+    ):
         client.run(_warm_up)  # imports once a worker, not part of any task's cost
         began = time.perf_counter()
         outcome = sweep.execute(spec, results, client, lambda *_: None)

@@ -108,7 +108,7 @@ def _sweep(run: str, grid: dict[str, tuple[str, ...]], options=(), seeds: int = 
 def test_a_results_file_of_another_sweep_is_refused(tmp_path: Path, monkeypatch, capsys) -> None:
     path = tmp_path / "s.jsonl"
     first = _sweep("sine", {"lr": ("0.1", "0.2")}, ["--iters", "5"])
-    sweep.ResultsFile(path, sweep.identity(first))
+    sweep.ResultsFile(path, sweep.identity(first)).close()
     header = path.read_text()
     others = {
         "of 'sine', not regression": _sweep("regression", {"lr": ("0.1", "0.2")}, ["--iters", "5"]),
@@ -123,23 +123,31 @@ def test_a_results_file_of_another_sweep_is_refused(tmp_path: Path, monkeypatch,
         assert expected in str(e.value)
     assert path.read_text() == header  # not mixed, not touched
     same = _sweep("sine", {"lr": ("0.1", "0.2")}, ["--iters=5"], seeds=3)  # more seeds: same
-    assert sweep.ResultsFile(path, sweep.identity(same)).rows == {}
+    with sweep.ResultsFile(path, sweep.identity(same)) as results:
+        assert results.rows == {}
     monkeypatch.setattr(sweep, "connect", _no_tasks)
     argv = ["sweep", "sine", "--grid", "lr=0.1,0.3", "--iters", "5", "--out", str(path)]
     assert cli.main(argv) == 2
     assert "another sweep" in capsys.readouterr().err
 
 
+def _full_row(config: dict[str, str], seed: int, **fields) -> dict:
+    """A complete results row of ``config`` and ``seed``, ``fields`` changed."""
+    row = {"final_loss": 1.0, "diverged_at": None, "first_exact": None, "metrics": {}}
+    return {"config": config, "seed": seed, **row, "seconds": 0.5, "worker": "local", **fields}
+
+
 def test_a_line_cut_short_by_a_kill_is_dropped_and_rows_are_read(tmp_path: Path) -> None:
     path = tmp_path / "s.jsonl"
     ident = sweep.identity(_sweep("sine", {"lr": ("0.1",)}))
-    results = sweep.ResultsFile(path, ident)
-    results.append({"config": {"lr": "0.1"}, "seed": 0, "final_loss": 1.5})
+    with sweep.ResultsFile(path, ident) as results:
+        results.append(_full_row({"lr": "0.1"}, 0, final_loss=1.5))
     with path.open("a") as f:
         f.write('{"config": {"lr": "0.1"}, "seed": 1, "fin')  # the sweep died here
-    again = sweep.ResultsFile(path, ident)
-    assert list(again.rows) == [sweep.row_key({"lr": "0.1"}, 0)]
-    again.append({"config": {"lr": "0.1"}, "seed": 1, "final_loss": 2.5})
+    with sweep.ResultsFile(path, ident) as again:
+        assert list(again.rows) == [sweep.row_key({"lr": "0.1"}, 0)]
+        assert again.ignored == []
+        again.append(_full_row({"lr": "0.1"}, 1, final_loss=2.5))
     lines = path.read_text().splitlines()
     assert [json.loads(line)["seed"] for line in lines[1:]] == [0, 1]
 

@@ -41,7 +41,14 @@ from xpnn.course.settings import (
     SineWave,
     Training,
 )
-from xpnn.errors import BackendUnavailable, CheckpointError, TrainingDiverged, XpnnError, shown
+from xpnn.errors import (
+    BackendUnavailable,
+    CheckpointError,
+    OutputError,
+    TrainingDiverged,
+    XpnnError,
+    shown,
+)
 from xpnn.nn.cells import CELLS
 from xpnn.optim import OPTIMIZERS, Adam, Momentum, RMSProp
 from xpnn.training.resume import Checkpointer, check_folder
@@ -466,7 +473,7 @@ def _settings(args: argparse.Namespace, kind: type[Training]) -> Training:
 def _summary(settings: Training, result: notebooks.RunResult) -> None:
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(settings).items()}
     metrics = {k: v for k, v in result.metrics.items() if k not in ("generated", "test_pred")}
-    print(
+    _print_output(
         json.dumps(
             {
                 "config": {"run": settings.RUN, **config},
@@ -479,6 +486,19 @@ def _summary(settings: Training, result: notebooks.RunResult) -> None:
             }
         )
     )
+
+
+def _print_output(text: str) -> None:
+    """``text`` and a newline on stdout in one write, flushed; a stdout that cannot take
+    it (a full disk behind ``> FILE``) is an ``OutputError``, not a traceback."""
+    try:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:  # main ends quietly: the reader stopped reading
+        raise
+    except OSError as exc:
+        msg = f"cannot write the JSON summary to standard output: {exc.strerror or exc}"
+        raise OutputError(msg) from None
 
 
 RUNS: dict[str, tuple[type[Training], Callable[..., notebooks.RunResult]]] = {

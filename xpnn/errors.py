@@ -64,6 +64,12 @@ class CheckpointError(XpnnValueError):
     """A checkpoint file is missing, truncated, corrupt or does not fit the model."""
 
 
+class OutputError(XpnnError, OSError):
+    """An output (a figure, a JSON summary, a results file) cannot be written: a
+    read-only folder, a full disk, a folder where the file should be. The message names
+    the path and the cause."""
+
+
 SHOWN = 80  # at most this many characters of a user's value go into a message
 
 

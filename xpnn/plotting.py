@@ -7,11 +7,14 @@ alone.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from xpnn.errors import XpnnValueError
+from xpnn.errors import OutputError, XpnnValueError
 
 RUNNING_MEAN = 20  # readings averaged by the loss curve's running mean
 
@@ -28,16 +31,43 @@ def new_figure(width: float, height: float) -> Any:
 
 
 def save(fig: Any, path: str | Path) -> None:
-    """Write ``fig`` to ``path`` (its suffix names the format); an ``XpnnValueError``
-    saying why when it cannot."""
+    """Write ``fig`` to ``path`` whole or not at all (its suffix names the format; PNG
+    without one).
+
+    Raises
+    ------
+    XpnnValueError
+        A suffix matplotlib has no writer for.
+    OutputError
+        The file cannot be written (a read-only folder, a full disk, a folder at
+        ``path``); nothing is left at ``path``.
+    """
+    path = Path(path)
+    buffer = io.BytesIO()
     try:
-        fig.savefig(path, dpi=120)
-    except OSError as exc:
-        msg = f"cannot write the plot to {str(path)!r}: {exc.strerror or exc}"
-        raise XpnnValueError(msg) from None
+        fig.savefig(buffer, format=path.suffix[1:].lower() or "png", dpi=120)
     except ValueError as exc:  # a file suffix matplotlib has no writer for
         msg = f"cannot write the plot to {str(path)!r}: {exc}"
         raise XpnnValueError(msg) from None
+    _write_output(path, buffer.getvalue())
+
+
+def _write_output(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path``, then rename it over ``path``:
+    a reader sees the old file or the whole new one, never a part. On failure the
+    temporary file is removed and an ``OutputError`` names the path and the cause."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(temporary, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        msg = f"cannot write {str(path)!r}: {exc.strerror or exc}"
+        raise OutputError(msg) from None
 
 
 def running_mean(values: Sequence[float], window: int) -> list[float]:

@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from xpnn.backends import backend_info, float_errors_ignored, install_hint
-from xpnn.errors import TrainingDiverged, XpnnValueError, shown
+from xpnn.errors import OutputError, TrainingDiverged, XpnnValueError, shown
+from xpnn.training.lock import FolderLock
 
 CONNECT_TIMEOUT = 10
 """Seconds ``--scheduler ADDRESS`` waits for the scheduler before giving up."""
@@ -298,32 +299,135 @@ def _worker_name() -> str:
 # -- the results file ----------------------------------------------------------------------
 
 
-class ResultsFile:
-    """A JSON-lines file: a header naming the sweep, then one line a finished run.
+ROW_FIELDS: dict[str, tuple[type, ...]] = {
+    "config": (dict,),
+    "seed": (int,),
+    "final_loss": (float, int, type(None)),
+    "diverged_at": (int, type(None)),
+    "first_exact": (int, type(None)),
+    "metrics": (dict,),
+    "seconds": (float, int),
+    "worker": (str,),
+}
+"""The fields of a results row and the JSON types each may hold; ``metrics`` is absent
+from a diverged run's row."""
 
-    Opening checks the header (a file of another sweep is refused) and drops a last line
-    cut short by a killed sweep. ``append`` writes one whole line and flushes it to disk.
+
+_JSON_KINDS = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
+
+
+def row_problem(row: object, grid: dict[str, list[str]]) -> str | None:
+    """Why ``row`` (a parsed JSON line) is not a complete row of the sweep over ``grid``,
+    in a few words; None when it is one: every field of ``ROW_FIELDS`` of its type (a
+    bool is no number), the configuration one of the grid's, the seed non-negative,
+    exactly one of ``final_loss`` and ``diverged_at`` set, ``metrics`` all numbers."""
+    if not isinstance(row, dict):
+        return f"it is {_JSON_KINDS.get(type(row), 'a number')}, not an object"
+    for name, kinds in ROW_FIELDS.items():
+        if name not in row and name != "metrics":
+            return f"it has no {name!r}"
+        value = row.get(name, {})
+        if isinstance(value, bool) or not isinstance(value, kinds):
+            return f"its {name!r} is {shown(value)}"
+    config, metrics = row["config"], row.get("metrics", {})
+    if set(config) != set(grid) or any(config[k] not in grid[k] for k in grid):
+        return f"its config {shown(config)} is not a configuration of this sweep's grid"
+    if row["seed"] < 0:
+        return f"its seed is {row['seed']}"
+    if (row["final_loss"] is None) == (row["diverged_at"] is None):
+        return "it needs exactly one of 'final_loss' and 'diverged_at' set"
+    if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in metrics.values()):
+        return f"its metrics {shown(metrics)} are not all numbers"
+    if "exact" in metrics and not metrics.get("total", 0) > 0:
+        return "its metrics have 'exact' without a positive 'total'"
+    return None
+
+
+def _header(line: bytes) -> dict[str, Any] | None:
+    """The sweep a results file's first line names, or None when it names none: RUN a
+    string, its options an object, its grid an object of lists of strings."""
+    with contextlib.suppress(ValueError, RecursionError):  # not UTF-8, not JSON, too deep
+        header = json.loads(line)
+        header = header.get("xpnn_sweep") if isinstance(header, dict) else None
+        if (
+            isinstance(header, dict)
+            and isinstance(header.get("run"), str)
+            and isinstance(header.get("options"), dict)
+            and isinstance(grid := header.get("grid"), dict)
+            and all(
+                isinstance(v, list) and all(isinstance(x, str) for x in v) for v in grid.values()
+            )
+        ):
+            return header
+    return None
+
+
+class SweepLock(FolderLock):
+    """The lock of a results file ``FILE``: ``FILE.lock`` beside it, held while a sweep
+    reads and writes ``FILE``, taken and recovered as ``FolderLock`` takes a checkpoint
+    folder's."""
+
+    def __init__(self, results: Path) -> None:
+        super().__init__(results.parent)
+        self.path = results.with_name(f"{results.name}.lock")
+        self.results = results
+
+    def _held_message(self, info: dict[str, Any]) -> str:
+        since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(info["started"]))
+        return (
+            f"{self.results} is in use by another xpnn sweep (pid {info['pid']} on "
+            f"{info['host']}, since {since}); wait for it to end or choose another --out. "
+            f"If that sweep is gone, remove {self.path}"
+        )
+
+
+class ResultsFile:
+    """A JSON-lines file: a header naming the sweep, then one line a finished run; use
+    it as a context manager (or ``close`` it) to release its lock.
+
+    Opening opens ``path`` for appending (creating it), takes its ``SweepLock`` (a second
+    sweep on the same file is refused), checks the header (a file of another sweep is
+    refused) and reads the rows. A line that is not a complete row of this sweep (see
+    ``row_problem``) is ignored and listed in ``ignored`` as ``(line number, why)``, so
+    its run runs again; a last line cut short by a killed sweep is dropped. ``append``
+    writes one whole line and flushes it to disk.
+
+    Raises
+    ------
+    XpnnValueError
+        On opening: ``path`` cannot be written, is locked by another sweep, or holds
+        another sweep's results (or no sweep's).
+    OutputError
+        From ``append``: the row cannot be written (a full disk); the rows written
+        before it stay.
     """
 
     def __init__(self, path: Path, identity: dict[str, Any]) -> None:
         self.path = path
         self.rows: dict[str, dict[str, Any]] = {}
-        if path.is_dir() or not path.parent.is_dir():
-            msg = f"cannot write the results file {str(path)!r}"
-            raise XpnnValueError(msg)
-        if path.exists() and path.stat().st_size > 0:
+        self.ignored: list[tuple[int, str]] = []
+        try:
+            self._file = open(path, "ab", buffering=0)  # noqa: SIM115 - closed by close()
+        except OSError as exc:
+            msg = f"cannot write the results file {str(path)!r}: {exc.strerror or exc}"
+            raise XpnnValueError(msg) from None
+        self._lock = SweepLock(path)
+        try:
+            self._lock.acquire()
             self._read(identity)
-        else:
-            path.write_text(json.dumps({"xpnn_sweep": identity}) + "\n")
+        except BaseException:
+            self.close()
+            raise
 
     def _read(self, identity: dict[str, Any]) -> None:
-        text = self.path.read_text()
-        complete = text[: text.rfind("\n") + 1]  # a line without its newline was cut short
-        lines = complete.splitlines()
-        try:
-            header = json.loads(lines[0])["xpnn_sweep"] if lines else None
-        except (json.JSONDecodeError, KeyError, TypeError):
-            header = None
+        data = self.path.read_bytes()
+        first = json.dumps({"xpnn_sweep": identity}).encode() + b"\n"
+        if data != first and first.startswith(data):  # empty, or our header cut short
+            self._rewrite(0, first)
+            return
+        complete = data[: data.rfind(b"\n") + 1]  # a line without its newline was cut short
+        lines = complete.split(b"\n")[:-1]
+        header = _header(lines[0]) if lines else None
         if header is None:
             msg = f"{self.path} is not an xpnn sweep results file; choose another --out"
             raise XpnnValueError(msg)
@@ -333,20 +437,67 @@ class ResultsFile:
                 f"({_difference(header, identity)}); choose another --out or remove the file"
             )
             raise XpnnValueError(msg)
-        for line in lines[1:]:
-            row = json.loads(line)
-            self.rows[row_key(row["config"], row["seed"])] = row
-        if len(complete) < len(text):
-            with self.path.open("r+") as f:
-                f.truncate(len(complete))
+        for number, line in enumerate(lines[1:], start=2):
+            try:
+                row = json.loads(line)
+            except (ValueError, RecursionError):  # not UTF-8, not JSON, too deep
+                problem = "it is not JSON"
+            else:
+                problem = row_problem(row, identity["grid"])
+            key = None if problem else row_key(row["config"], row["seed"])
+            if key in self.rows:
+                problem = "it repeats an earlier row's run"
+            if problem:
+                self.ignored.append((number, problem))
+            else:
+                self.rows[key] = row
+        if len(complete) < len(data):
+            self._rewrite(len(complete), b"")
+
+    def _rewrite(self, size: int, tail: bytes) -> None:
+        """Cut the file to ``size`` bytes and append ``tail``, before any task is sent."""
+        try:
+            os.ftruncate(self._file.fileno(), size)
+            self._write(tail)
+        except OSError as exc:
+            msg = f"cannot write the results file {str(self.path)!r}: {exc.strerror or exc}"
+            raise XpnnValueError(msg) from None
+
+    def _write(self, data: bytes) -> None:
+        """Append ``data`` and flush it to disk; on failure, cut back what was written."""
+        end = os.fstat(self._file.fileno()).st_size
+        view = memoryview(data)
+        try:
+            while view:  # a raw write may take only a part
+                view = view[self._file.write(view) :]
+            os.fsync(self._file.fileno())
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._file.fileno(), end)
+            raise
 
     def append(self, row: dict[str, Any]) -> None:
         """Write ``row`` as one line, flushed to disk before returning."""
-        with self.path.open("a") as f:
-            f.write(json.dumps(row) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            self._write((json.dumps(row) + "\n").encode())
+        except OSError as exc:
+            msg = (
+                f"cannot write to the results file {str(self.path)!r}: {exc.strerror or exc}; "
+                "the sweep stops, the rows written so far stay (rerun it to finish)"
+            )
+            raise OutputError(msg) from None
         self.rows[row_key(row["config"], row["seed"])] = row
+
+    def close(self) -> None:
+        """Close the file and release its lock."""
+        self._file.close()
+        self._lock.release()
+
+    def __enter__(self) -> ResultsFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _difference(old: dict[str, Any], new: dict[str, Any]) -> str:
@@ -534,31 +685,55 @@ def _sigterm_interrupts() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+REPORTED = 5
+"""Ignored lines of a results file shown one a line; the rest are counted."""
+
+
+def _report_ignored(results: ResultsFile) -> None:
+    """One line on stderr for each of the first ``REPORTED`` lines of the results file
+    that are not rows of this sweep, and one counting the rest."""
+    for number, problem in results.ignored[:REPORTED]:
+        print(
+            f"xpnn sweep: warning: {results.path} line {number} is not a complete row of this "
+            f"sweep ({problem}); ignored, its run runs again",
+            file=sys.stderr,
+        )
+    if len(results.ignored) > REPORTED:
+        more = len(results.ignored) - REPORTED
+        print(f"xpnn sweep: warning: {more} more such lines ignored", file=sys.stderr)
+
+
 def run_sweep(args: argparse.Namespace, options: Sequence[str]) -> int:
     """``xpnn sweep``: check everything, run what the results file lacks, print the
-    summary, draw the picture. Returns 2 for bad input (nothing was sent), 1 when a run
-    failed, else 0."""
+    summary, draw the picture. Returns 2 for bad input (nothing was sent; an --out that
+    cannot be written or is locked by another sweep included), 1 when a run failed or a
+    row could not be written, else 0."""
     from xpnn import sweep_report
 
     try:
         check_dask()
         sweep = build_sweep(args, options)
-        results = ResultsFile(args.out, identity(sweep))
-        with _sigterm_interrupts(), connect(args.scheduler, args.workers) as client:
-            where = (
-                args.scheduler
-                or f"a local cluster of {len(client.scheduler_info()['workers'])} workers"
-            )
-            total = len(sweep.tasks())
-            print(
-                f"xpnn sweep: {total} runs ({len(sweep.configs())} configuration(s) x "
-                f"{sweep.seeds} seed(s)) on {where}; {len(results.rows)} already in {args.out}",
-                file=sys.stderr,
-            )
-            outcome = execute(sweep, results, client, ProgressBar())
+        with ResultsFile(args.out, identity(sweep)) as results:
+            _report_ignored(results)
+            with _sigterm_interrupts(), connect(args.scheduler, args.workers) as client:
+                where = (
+                    args.scheduler
+                    or f"a local cluster of {len(client.scheduler_info()['workers'])} workers"
+                )
+                total = len(sweep.tasks())
+                print(
+                    f"xpnn sweep: {total} runs ({len(sweep.configs())} configuration(s) x "
+                    f"{sweep.seeds} seed(s)) on {where}; {len(results.rows)} already in "
+                    f"{args.out}",
+                    file=sys.stderr,
+                )
+                outcome = execute(sweep, results, client, ProgressBar())
     except XpnnValueError as exc:
         print(f"xpnn sweep: error: {exc}", file=sys.stderr)
         return 2
+    except OutputError as exc:
+        print(f"xpnn sweep: error: {exc}", file=sys.stderr)
+        return 1
     print(
         f"xpnn sweep: ran {outcome.finished}, skipped {outcome.skipped} already in "
         f"{args.out}, failed {outcome.failed}",
