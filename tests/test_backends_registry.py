@@ -160,3 +160,18 @@ def test_the_noxfile_runs_the_suite_on_every_eager_cpu_backend() -> None:
     in_noxfile = [ast.literal_eval(key) for key in packages.keys if key is not None]
     registry = [b.name for b in B.registry.backends() if not b.gpu_only and not b.lazy]
     assert in_noxfile == registry
+
+
+def test_thread_and_matmul_settings_belong_to_the_backend_that_has_them() -> None:
+    assert B.set_cpu_threads("numpy", 1) is None
+    assert B.set_cpu_threads("torch", None) is None
+    assert B.gpu_float32_matmul("numpy") is None
+    if not B.backend_info("torch").usable:
+        pytest.skip(f"torch: {B.backend_info('torch').reason}")
+    old = B.set_cpu_threads("torch", 1)
+    try:
+        assert old is not None and old >= 1
+        assert B.set_cpu_threads("torch", 2) == 1
+    finally:
+        B.set_cpu_threads("torch", old)
+    assert B.gpu_float32_matmul("torch").startswith("torch cuda float32 matmul: allow_tf32=")

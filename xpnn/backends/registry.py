@@ -94,7 +94,7 @@ COMPILERS: Mapping[str, str] = _Compilers()
 
 def check_name(name: str) -> None:
     """``XpnnValueError`` unless ``name`` is a registered backend."""
-    if name not in _REGISTRY:
+    if not isinstance(name, str) or name not in _REGISTRY:
         msg = f"unknown backend {shown(name)}; expected one of {', '.join(_REGISTRY)}"
         raise XpnnValueError(msg)
 
@@ -107,7 +107,7 @@ def get_backend(name: str) -> Backend:
 
 def backend_or_plain(name: str) -> Backend:
     """The backend called ``name``, or the protocol's defaults for an unknown name."""
-    return _REGISTRY.get(name, _PLAIN)
+    return _REGISTRY.get(name, _PLAIN) if isinstance(name, str) else _PLAIN
 
 
 def backend_of(xp: ArrayNamespace) -> Backend:
