@@ -27,6 +27,10 @@ nox.options.error_on_missing_interpreters = False
 # CUDA libraries): the CPU build comes from PyTorch's own index.
 TORCH = "torch==2.13.0"
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+
+# The backends of the tests-<backend> sessions: every backend xpnn registers that needs no
+# GPU and is not lazy (cupy: the cupy and gpu sessions; dask: distributed), in its order.
+# tests/test_backends_registry.py checks this list against xpnn's registry.
 BACKEND_PACKAGES = {
     "numpy": [],
     "array_api_strict": [],  # installed with the test extra

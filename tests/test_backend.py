@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pytest
 
@@ -23,15 +25,15 @@ def test_unknown_backend_is_named():
 
 
 def test_unusable_backend_says_why(monkeypatch):
-    real_import = B.importlib.import_module
+    real_import = importlib.import_module
 
     def fake_import(name, *args):
         if name == "torch":
             raise ImportError("No module named 'torch'")
         return real_import(name, *args)
 
-    monkeypatch.setattr(B.importlib, "import_module", fake_import)
-    monkeypatch.setattr(B, "_NAMESPACES", {})
+    monkeypatch.setattr(importlib, "import_module", fake_import)
+    monkeypatch.setattr(B.registry, "_NAMESPACES", {})
     with pytest.raises(BackendUnavailable, match=r"torch is not installed.*xpnn\[torch\]"):
         xpnn.get_namespace("torch")
     info = B.backend_info("torch")
@@ -73,7 +75,7 @@ def test_device_and_dtype_resolution(backend):
 def test_backend_name_of_namespaces_not_loaded_by_xpnn(monkeypatch):
     """A namespace from ``array_namespace`` names its library, even when xpnn never
     loaded it (``jax.numpy`` is JAX, not NumPy)."""
-    monkeypatch.setattr(B, "_NAMESPACES", {})
+    monkeypatch.setattr(B.registry, "_NAMESPACES", {})
     import array_api_compat
 
     assert B.backend_name(array_api_compat.array_namespace(np.zeros(1))) == "numpy"
@@ -81,9 +83,9 @@ def test_backend_name_of_namespaces_not_loaded_by_xpnn(monkeypatch):
         info = B.backend_info(name)  # loads it (when installed) through xpnn ...
         if not info.usable:
             continue
-        monkeypatch.setattr(B, "_NAMESPACES", {})  # ... then forget that it did
+        monkeypatch.setattr(B.registry, "_NAMESPACES", {})  # ... then forget that it did
         x = B.get_namespace(name).zeros(1)
-        monkeypatch.setattr(B, "_NAMESPACES", {})
+        monkeypatch.setattr(B.registry, "_NAMESPACES", {})
         assert B.backend_name(array_api_compat.array_namespace(x)) == name
 
 
@@ -91,7 +93,7 @@ def test_a_jax_array_given_to_a_numpy_model_is_named_jax(monkeypatch):
     if not B.backend_info("jax").usable:
         pytest.skip(f"jax: {B.backend_info('jax').reason}")
     x = B.get_namespace("jax").zeros((1, 2))
-    monkeypatch.setattr(B, "_NAMESPACES", {})
+    monkeypatch.setattr(B.registry, "_NAMESPACES", {})
     net = xpnn.MLP([2, 2], backend="numpy")
     with pytest.raises(XpnnTypeError, match="x is a jax array but the model runs on numpy"):
         net.forward(x)

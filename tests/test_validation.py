@@ -125,8 +125,8 @@ def test_uninstalled_backend_says_what_to_install(monkeypatch, name):
             raise ModuleNotFoundError(f"No module named {name!r}")
         return real_import(module, *args, **kwargs)
 
-    monkeypatch.delitem(xpnn_backend._NAMESPACES, name, raising=False)
-    monkeypatch.setattr(xpnn_backend.importlib, "import_module", fake_import)
+    monkeypatch.delitem(xpnn_backend.registry._NAMESPACES, name, raising=False)
+    monkeypatch.setattr(importlib, "import_module", fake_import)
     match = rf"{name} is not installed \(No module named '{name}'\); install it with: pip install"
     with _raises(BackendUnavailable, match):
         xpnn.MLP([2, 2], backend=name)
@@ -140,7 +140,7 @@ def test_cupy_without_a_gpu(monkeypatch):
     fake = types.ModuleType("cupy")
     fake.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=no_device))
     monkeypatch.setitem(sys.modules, "cupy", fake)
-    monkeypatch.delitem(xpnn_backend._NAMESPACES, "cupy", raising=False)
+    monkeypatch.delitem(xpnn_backend.registry._NAMESPACES, "cupy", raising=False)
     with _raises(BackendUnavailable, r"cupy: no CUDA device \(RuntimeError: cudaErrorNoDevice"):
         xpnn.RNN(2, 2, 1, backend="cupy")
 

@@ -26,12 +26,12 @@ from xpnn.backends import (
     COMPILE_MODES,
     backend_info,
     compiler_for,
-    float_errors_ignored,
     get_namespace,
     resolve_device,
     resolve_dtype,
 )
 from xpnn.checkpoint import load
+from xpnn.checks import float_errors_ignored
 from xpnn.course import notebooks, printouts
 from xpnn.course.settings import (
     AddingProblem,

@@ -29,7 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from xpnn.backends import backend_info, float_errors_ignored, install_hint
+from xpnn.backends import backend_info, install_hint
+from xpnn.checks import float_errors_ignored
 from xpnn.errors import OutputError, TrainingDiverged, XpnnValueError, shown
 from xpnn.training.lock import FolderLock
 

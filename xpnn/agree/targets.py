@@ -12,10 +12,16 @@ from xpnn.backends import (
     backend_info,
     default_device,
     device_name,
+    get_backend,
     get_namespace,
     resolve_device,
 )
 from xpnn.errors import BackendUnavailable
+
+GPU_REQUIRED = ("cupy", "torch")
+"""The backends ``--gpu`` requires on a GPU: a GPU-only one (its default device) and one
+with a GPU device (``Backend.gpu_device``); the other backends with a GPU device (JAX) are
+compared there when they can use it and skipped with the reason otherwise."""
 
 
 @dataclass(frozen=True)
@@ -60,28 +66,31 @@ def targets(
     found: list[Target] = []
     skipped: list[str] = []
     if gpu:
-        if "cupy" not in names or "torch" not in names:
-            raise BackendUnavailable("--gpu needs cupy and torch among --backends")
-        info = backend_info("cupy")
-        if not info.usable:
-            raise BackendUnavailable(f"--gpu needs an NVIDIA GPU; {info.reason}")
+        if any(name not in names for name in GPU_REQUIRED):
+            msg = f"--gpu needs {' and '.join(GPU_REQUIRED)} among --backends"
+            raise BackendUnavailable(msg)
+        for name in GPU_REQUIRED:
+            info = backend_info(name)
+            if get_backend(name).gpu_only and not info.usable:
+                raise BackendUnavailable(f"--gpu needs an NVIDIA GPU; {info.reason}")
     for name in names:
         info = backend_info(name)
         if not info.usable:
-            if gpu and name in ("cupy", "torch"):
+            if gpu and name in GPU_REQUIRED:
                 raise BackendUnavailable(f"--gpu needs {name}: {info.reason}")
             skipped.append(f"skipped {name}: {info.reason}")
             continue
         version = info.version or "?"
         xp = get_namespace(name)
         devices = [default_device(xp)]
-        if gpu and name == "torch":
-            devices.append(_probe("torch", "cuda"))  # raises when torch has no GPU
-        if gpu and name == "jax":
+        spec = get_backend(name).gpu_device
+        if gpu and spec is not None:
             try:
-                devices.append(_probe("jax", "gpu"))
+                devices.append(_probe(name, spec))
             except BackendUnavailable as exc:
-                skipped.append(f"skipped jax on gpu: {exc}")
+                if name in GPU_REQUIRED:
+                    raise
+                skipped.append(f"skipped {name} on {spec}: {exc}")
         seen: list[str] = []
         for dev in devices:
             if device_name(dev) in seen:

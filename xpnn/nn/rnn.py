@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from xpnn.backends import Array, host_rng
+from xpnn.backends import Array
 from xpnn.checks import check_positive, check_size
 from xpnn.errors import XpnnValueError, shown
 from xpnn.nn import recurrent
@@ -35,6 +35,7 @@ from xpnn.nn.init import draw_weight
 from xpnn.nn.losses import OutputLayer
 from xpnn.nn.model import Model, is_integer_array
 from xpnn.nn.recurrent import RNNCache
+from xpnn.seeds import host_rng
 
 
 class RNN(Model):

@@ -1,0 +1,177 @@
+"""The backends package: every registered backend implements the protocol, a new one is
+one class and one ``register`` call, only ``xpnn/backends/`` imports array libraries, and
+the noxfile's test sessions match the registry."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+
+import array_api_compat
+import numpy as np
+import pytest
+
+import xpnn
+from xpnn import backends as B
+from xpnn.backends.base import Backend
+from xpnn.errors import XpnnValueError
+
+ROOT = Path(__file__).resolve().parent.parent
+LIBRARIES = {"jax", "torch", "cupy", "dask", "distributed", "array_api_strict"}
+ALLOWED = {"xpnn/sweep.py": {"dask", "distributed"}}
+"""Modules outside ``xpnn/backends/`` allowed to import a library, and which: the sweep
+runs its workers on ``dask.distributed``."""
+OWN_HOOKS = ("namespace", "is_namespace", "is_array")
+"""The hooks without a default: every backend implements them."""
+
+
+def test_every_registered_backend_implements_the_protocol() -> None:
+    names = [backend.name for backend in B.registry.backends()]
+    assert names == list(B.BACKENDS) and len(set(names)) == len(names)
+    for backend in B.registry.backends():
+        assert isinstance(backend, Backend)
+        assert backend.module and backend.install_hint, backend.name
+        assert B.install_hint(backend.name) == backend.install_hint
+        for hook in OWN_HOOKS:
+            assert getattr(type(backend), hook) is not getattr(Backend, hook), (backend, hook)
+        if backend.compiler is not None:
+            assert type(backend).compile_step is not Backend.compile_step, backend.name
+            assert B.COMPILERS[backend.name] == backend.compiler
+        else:
+            assert backend.name not in B.COMPILERS
+
+
+def test_a_usable_backend_knows_its_namespace_and_arrays(backend: str) -> None:
+    xp = B.get_namespace(backend)
+    x = xp.asarray([[1.0, 2.0]], device=B.default_device(xp))
+    assert B.backend_name(xp) == backend
+    assert B.backend_name(array_api_compat.array_namespace(x)) == backend
+    owners = [b.name for b in B.registry.backends() if b.is_array(x)]
+    assert owners == [backend]
+    host = B.to_numpy(x)
+    assert isinstance(host, np.ndarray)
+    np.testing.assert_array_equal(host, [[1.0, 2.0]])
+
+
+class FakeBackend(Backend):
+    """NumPy under another name, whose step "compiles" by wrapping it."""
+
+    name = "fake"
+    module = "numpy"
+    install_hint = "pip install fake"
+    compiler = "fake.jit"
+
+    def namespace(self, module: ModuleType) -> ModuleType:
+        return array_api_compat.numpy
+
+    def is_namespace(self, xp: ModuleType) -> bool:
+        return False  # its namespace is NumPy's, and stays NumPy's
+
+    def is_array(self, x: object) -> bool:
+        return False
+
+    def compile_step(self, fn: Callable, *, device: object) -> Callable:
+        def compiled(*args: object) -> object:
+            return ("compiled", fn(*args))
+
+        return compiled
+
+
+class MissingBackend(FakeBackend):
+    name = "missing"
+    module = "xpnn_test_no_such_library"
+
+
+@pytest.fixture
+def fake() -> Iterator[None]:
+    B.register(FakeBackend())
+    B.register(MissingBackend())
+    try:
+        yield
+    finally:
+        B.unregister("fake")
+        B.unregister("missing")
+
+
+def test_a_registered_backend_is_picked_up_and_unregistered_after(fake: None) -> None:
+    assert list(B.BACKENDS)[-2:] == ["fake", "missing"]
+    assert "fake" in xpnn.available_backends()
+    assert "missing" not in xpnn.available_backends()
+    assert xpnn.get_namespace("fake") is array_api_compat.numpy
+    info = B.backend_info("missing")
+    assert not info.usable
+    assert info.reason.startswith("missing is not installed (No module named")
+    assert info.reason.endswith("install it with: pip install fake")
+    assert B.compiler_for("fake", "auto") == "fake.jit"
+    step, compiled = B.compile_step(lambda a: a + 1, "fake", "on")
+    assert compiled and step(1) == ("compiled", 2)
+    with pytest.raises(XpnnValueError, match="already registered"):
+        B.register(FakeBackend())
+
+
+def test_unregister_removes_the_backend_and_its_namespace() -> None:
+    B.register(FakeBackend())
+    try:
+        assert "fake" in B.COMPILERS
+        xpnn.get_namespace("fake")
+    finally:
+        B.unregister("fake")
+    assert "fake" not in B.BACKENDS and "fake" not in B.COMPILERS
+    assert "fake" not in xpnn.available_backends()
+    with pytest.raises(XpnnValueError, match="unknown backend 'fake'"):
+        xpnn.get_namespace("fake")
+
+
+def _imports(path: Path) -> Iterator[tuple[int, str]]:
+    """(line, top-level module) of every absolute import in ``path``."""
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node.lineno, alias.name.split(".")[0]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            yield node.lineno, node.module.split(".")[0]
+
+
+def test_only_the_backends_package_imports_array_libraries() -> None:
+    found = []
+    for path in sorted((ROOT / "xpnn").rglob("*.py")):
+        rel = path.relative_to(ROOT).as_posix()
+        if rel.startswith("xpnn/backends/"):
+            continue
+        allowed = ALLOWED.get(rel, set())
+        found += [f"{rel}:{n} imports {m}" for n, m in _imports(path) if m in LIBRARIES - allowed]
+    assert found == []
+
+
+def test_the_noxfile_runs_the_suite_on_every_eager_cpu_backend() -> None:
+    """The noxfile cannot import xpnn before installing it, so it names the backends of its
+    ``tests-<backend>`` sessions itself: every registered backend that needs no GPU and is
+    not lazy (CuPy has the ``cupy`` and ``gpu`` sessions, dask the ``distributed`` one)."""
+    tree = ast.parse((ROOT / "noxfile.py").read_text())
+    packages = next(
+        node.value
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        and any(isinstance(t, ast.Name) and t.id == "BACKEND_PACKAGES" for t in node.targets)
+    )
+    assert isinstance(packages, ast.Dict)
+    in_noxfile = [ast.literal_eval(key) for key in packages.keys if key is not None]
+    registry = [b.name for b in B.registry.backends() if not b.gpu_only and not b.lazy]
+    assert in_noxfile == registry
+
+
+def test_thread_and_matmul_settings_belong_to_the_backend_that_has_them() -> None:
+    assert B.set_cpu_threads("numpy", 1) is None
+    assert B.set_cpu_threads("torch", None) is None
+    assert B.gpu_float32_matmul("numpy") is None
+    if not B.backend_info("torch").usable:
+        pytest.skip(f"torch: {B.backend_info('torch').reason}")
+    old = B.set_cpu_threads("torch", 1)
+    try:
+        assert old is not None and old >= 1
+        assert B.set_cpu_threads("torch", 2) == 1
+    finally:
+        B.set_cpu_threads("torch", old)
+    assert B.gpu_float32_matmul("torch").startswith("torch cuda float32 matmul: allow_tf32=")

@@ -1,0 +1,155 @@
+"""The protocol every backend implements.
+
+A backend is one class in ``xpnn/backends/<name>_backend.py`` and one line in
+``registry.py``. The defaults below are those of an eager library with nothing to compile
+and nothing to persist; a backend overrides only the hooks where it differs. The public
+functions of ``xpnn.backends`` (``get_namespace``, ``resolve_device``, ``to_numpy``,
+``compile_step``, ...) call these hooks and never name a library.
+
+A ``scan`` hook (one loop primitive over time steps, each backend its own way) is not part
+of the protocol yet.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from xpnn.errors import BackendUnavailable
+
+Array = Any
+ArrayNamespace = ModuleType
+
+
+class Backend:
+    """One array library behind xpnn.
+
+    Subclasses set ``name``, ``module`` and ``install_hint`` and implement ``namespace``,
+    ``is_namespace`` and ``is_array``.
+    """
+
+    name: str = ""
+    """The backend's name, as users write it: ``"numpy"``, ``"torch"``."""
+    module: str = ""
+    """The module whose import loads the library: ``"numpy"``, ``"dask.array"``."""
+    install_hint: str = ""
+    """What to run to install it, for ``BackendUnavailable`` messages."""
+    compiler: str | None = None
+    """What compiles a training step (``"jax.jit"``), or None for an eager backend."""
+    gpu_only: bool = False
+    """Whether it needs a GPU (CuPy): the CPU test sessions cannot run it."""
+    lazy: bool = False
+    """Whether arrays are lazy task graphs (dask): computed at ``persist``, on a scheduler."""
+    gpu_device: str | None = None
+    """The device spec of its GPU where that is not its default device (``"cuda"``)."""
+
+    # -- loading ---------------------------------------------------------------------------
+
+    def load(self) -> ArrayNamespace:
+        """Import the library and return its array API namespace.
+
+        Raises
+        ------
+        BackendUnavailable
+            The library is not installed or cannot run here; the message says why.
+        """
+        return self.namespace(self.import_module())
+
+    def import_module(self) -> ModuleType:
+        """``module``, imported; ``BackendUnavailable`` with the install hint if it is not
+        installed."""
+        try:
+            return importlib.import_module(self.module)
+        except ImportError as exc:
+            msg = f"{self.name} is not installed ({exc}); install it with: {self.install_hint}"
+            raise BackendUnavailable(msg) from None
+
+    def namespace(self, module: ModuleType) -> ArrayNamespace:
+        """The array API namespace of the imported ``module`` (a compat wrapper, mostly)."""
+        raise NotImplementedError
+
+    def version(self) -> str:
+        """The installed version of the library (call after a successful ``load``)."""
+        package = importlib.import_module(self.module.split(".")[0])
+        return getattr(package, "__version__", "?")
+
+    def is_namespace(self, xp: ArrayNamespace) -> bool:
+        """Whether ``xp`` is this library's namespace (xpnn's or ``array_namespace``'s)."""
+        raise NotImplementedError
+
+    def is_array(self, x: Any) -> bool:
+        """Whether ``x`` is an array of this library (without importing it)."""
+        raise NotImplementedError
+
+    # -- devices and dtypes ----------------------------------------------------------------
+
+    def device_name(self, device: Any) -> str | None:
+        """A short name for ``device`` if its printed form is not one, else None."""
+        return None
+
+    def find_device(self, xp: ArrayNamespace, device: Any) -> Any | None:
+        """The device that ``device`` (a name or object) means, found the library's own way,
+        or None to match it against ``xp``'s listed devices by name."""
+        return None
+
+    def device_aliases(self, device: Any) -> set[str]:
+        """Names besides ``device_name`` and ``str`` that mean ``device``."""
+        return set()
+
+    def enable_float64(self) -> None:
+        """Make float64 arrays compute in float64 (a process-wide switch on JAX)."""
+
+    def to_numpy(self, x: Array) -> np.ndarray:
+        """``x``, an array of this library, copied to a host ``numpy.ndarray``."""
+        return np.asarray(x)
+
+    def odd_array(self, x: Any) -> str | None:
+        """Why ``x`` would lose its meaning as a plain array of this library (a sparse
+        tensor), as advice to the user, or None."""
+        return None
+
+    def gpu_float32_matmul(self) -> str | None:
+        """How float32 matmuls run on a GPU now (TF32 or full float32, and what decides
+        it), as one report line; None without such a setting, or when not loaded."""
+        return None
+
+    def set_cpu_threads(self, n: int) -> int | None:
+        """Set the library's intra-op CPU threads to ``n``; the previous number, or None
+        where it has no such setting (or is not loaded)."""
+        return None
+
+    # -- the training step -----------------------------------------------------------------
+
+    def auto_compiles(self, *, steps: int | None, time_steps: int | None) -> bool:
+        """Whether ``compile="auto"`` compiles a step here, for a run of ``steps`` steps
+        (None: unknown) of sequences of ``time_steps`` (None: an MLP)."""
+        return True
+
+    def compile_step(self, fn: Callable, *, device: Any) -> Callable:
+        """``fn`` compiled with ``compiler`` (called only where ``compiler`` is set)."""
+        raise NotImplementedError
+
+    def compile_loop(
+        self, fn: Callable, *, rows: int, axis: int, target_axis: int
+    ) -> Callable | None:
+        """Many iterations of ``fn`` in one compiled call (see ``compile_loop`` in
+        ``xpnn.backends.compiling``), or None where the library has no such loop."""
+        return None
+
+    def step_boundary(self, fn: Callable) -> Callable:
+        """``fn`` (an eager step) with whatever must happen after each step: nothing, or
+        ``persist`` of its outputs on a lazy backend."""
+        return fn
+
+    def persist(self, trees: tuple[Any, ...]) -> tuple[Any, ...]:
+        """``trees`` (dicts of arrays, arrays) computed and kept in memory where the work
+        runs; as they are on an eager backend."""
+        return trees
+
+    def scheduler(self) -> str | None:
+        """Where a lazy backend runs its work now; None for an eager one."""
+        return None
