@@ -1,0 +1,221 @@
+"""``train_parallel``: data-parallel training on a dask cluster, one task per worker per
+step.
+
+Each batch is cut into one shard of rows per worker (``shard_bounds``). Each step sends
+every worker, pinned to its shard (``workers=``, loosely, so that a dead worker's task
+reruns elsewhere), the parameters and the iteration; the task makes its rows of the
+batch from the stream (``stream.batch_rows``), runs the model's unchanged forward, loss
+and backward on its backend, and returns its loss and gradients as host arrays. The
+client sums them in shard order, each weighted by its share of the rows (the loss is a
+batch mean, so this is the whole batch's gradient), clips the sum, and applies the
+optimiser once. Only parameters, gradients and the loss cross the network per step; the
+model and the stream (a ``SampleStream``'s arrays included) go to every worker once.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from xpnn.backends import Array, check_compile, to_numpy
+from xpnn.checks import check_size
+from xpnn.errors import XpnnTypeError, XpnnValueError
+from xpnn.step import check_step_args, clip_by_global_norm
+from xpnn.training.train import LogEvent, TrainResult, _check_stream, _diverged
+
+
+def shard_bounds(batch_size: int, shards: int) -> list[tuple[int, int]]:
+    """The rows ``[lo, hi)`` of each of ``shards`` shards of a batch: as even as can be,
+    the larger shards last."""
+    return [(s * batch_size // shards, (s + 1) * batch_size // shards) for s in range(shards)]
+
+
+class Shard:
+    """What every worker holds for a run: the model's class, configuration, backend and
+    dtype, the stream and the truncation. The worker's model is made on first use and
+    not sent back."""
+
+    def __init__(self, model: Any, stream: Any, truncate: int | None) -> None:
+        host = {k: to_numpy(v) for k, v in model.params.items()}
+        self.kind, self.config, self.backend = type(model), model.config, model.backend
+        self.dtype = next(iter(host.values())).dtype.name
+        self.first, self.stream, self.truncate = host, stream, truncate
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "model"}
+
+    def grads(
+        self, params: Mapping[str, Any], i: int, lo: int, hi: int
+    ) -> tuple[float, dict[str, Any]]:
+        """Rows ``lo .. hi - 1`` of iteration ``i``: their mean loss and its gradients
+        (host arrays), with ``params`` (host arrays)."""
+        if "model" not in self.__dict__:
+            self.model = self.kind.from_config(
+                self.config, self.first, backend=self.backend, dtype=self.dtype
+            )
+        model = self.model
+        x, d = self.stream.batch_rows(i, lo, hi)
+        x, d = model.asarray(x, name="x"), model.asarray(d, name="d")
+        on = {k: model.asarray(v, name=k) for k, v in params.items()}
+        _y, cache = model._forward(x, on)
+        loss = model._loss_value(cache, d)
+        grads = model._backward(cache, d, self.truncate)
+        return float(loss), {k: to_numpy(g) for k, g in grads.items()}
+
+
+def _shard_grads(
+    shard: Shard, params: Mapping[str, Any], i: int, lo: int, hi: int
+) -> tuple[float, dict[str, Any]]:
+    return shard.grads(params, i, lo, hi)
+
+
+def check_client(client: Any) -> Any:
+    """``client`` must be a ``distributed.Client``."""
+    try:
+        from distributed import Client
+    except ImportError:
+        Client = None
+    if Client is None or not isinstance(client, Client):
+        msg = f"parallel must be a distributed.Client, got {type(client).__name__}"
+        raise XpnnTypeError(msg)
+    return client
+
+
+def train_parallel(
+    model: Any,
+    optimizer: Any,
+    stream: Any,
+    *,
+    client: Any,
+    iters: int,
+    start: int = 0,
+    log_every: int = 100,
+    truncate: int | None = None,
+    clip: float | None = None,
+    compile: str = "auto",
+    state: Mapping[str, Array] | None = None,
+    on_log: Callable[[LogEvent], None] | None = None,
+    on_step: Callable[[int, dict[str, Array]], None] | None = None,
+    on_step_every: int = 1,
+    history: list[tuple[int, float]] | None = None,
+    chunks: int | None = None,
+) -> TrainResult:
+    """``xpnn.training.train.train`` on the workers of ``client``: the same arguments,
+    the same checks, logging, divergence handling, ``on_log``/``on_step`` calls and
+    result, to rounding (the batch's gradient is summed from the shards').
+
+    The workers run the forward and backward uncompiled (``compile`` is checked, and
+    ``"on"`` refused); ``chunks`` is dask's and ignored. ``on_log``'s ``x``, ``d``, ``y``
+    are the whole batch, made and run forward on the client, at readings only.
+
+    Raises
+    ------
+    XpnnTypeError
+        ``client`` is not a ``distributed.Client``.
+    XpnnValueError
+        What ``train`` refuses; a dask model; a batch smaller than the number of workers;
+        a stream without ``batch_rows``; ``compile="on"``.
+    TrainingDiverged
+        As ``train``.
+    """
+    client = check_client(client)
+    iters, log_every = check_size(iters, "iters"), check_size(log_every, "log_every")
+    every = check_size(on_step_every, "on_step_every") if on_step is not None else None
+    check_step_args(model, optimizer, truncate, clip)
+    if check_compile(compile) == "on":
+        msg = 'compile="on": parallel training runs the workers\' steps uncompiled'
+        raise XpnnValueError(msg)
+    if model.backend == "dask":
+        msg = 'parallel training runs each worker\'s rows on its own backend; use backend="numpy"'
+        raise XpnnValueError(msg)
+    for name, callback in (("on_log", on_log), ("on_step", on_step)):
+        if callback is not None and not callable(callback):
+            msg = f"{name} must be a function or None, got {type(callback).__name__}"
+            raise XpnnTypeError(msg)
+    if not callable(getattr(stream, "batch_rows", None)):
+        msg = f"parallel training needs a stream with batch_rows, got {type(stream).__name__}"
+        raise XpnnTypeError(msg)
+    _check_stream(model, stream, iters, start)
+    workers = sorted(client.scheduler_info()["workers"])
+    if not workers:
+        msg = "the dask cluster has no workers"
+        raise XpnnValueError(msg)
+    if stream.batch_size < len(workers):
+        msg = (
+            f"batch_size={stream.batch_size} is smaller than the number of workers "
+            f"({len(workers)}): every worker needs a row"
+        )
+        raise XpnnValueError(msg)
+    if state is None:
+        state = optimizer.init(model.params)
+    optimizer.check_state(model.params, state, finite=True)
+
+    xp, batch = model.xp, stream.batch_size
+    bounds = shard_bounds(batch, len(workers))
+    weights = [(hi - lo) / batch for lo, hi in bounds]
+    shard = client.scatter(Shard(model, stream, truncate), broadcast=True, hash=False)
+    history = list(history or [])
+    params, state = model.params, dict(state)
+    good = (start, params, state)  # the last finite reading: iteration, params, state
+    began = time.perf_counter()
+    try:
+        for i in range(start, iters):
+            host = {k: to_numpy(v) for k, v in params.items()}
+            alive = sorted(client.scheduler_info()["workers"]) or workers
+            futures = [
+                client.submit(
+                    _shard_grads,
+                    shard,
+                    host,
+                    i,
+                    lo,
+                    hi,
+                    key=f"xpnn-grads-{shard.key}-{i}-{s}",
+                    workers=[alive[s % len(alive)]],
+                    allow_other_workers=True,  # a dead worker's shard reruns elsewhere
+                    pure=False,
+                )
+                for s, (lo, hi) in enumerate(bounds)
+            ]
+            results = client.gather(futures)
+            value = math.fsum(w * loss for w, (loss, _g) in zip(weights, results, strict=True))
+            grads = _weighted_sum(model, weights, [g for _loss, g in results])
+            if clip is not None:
+                grads = clip_by_global_norm(grads, clip, xp)
+            new_params, new_state = optimizer.apply(params, grads, state, xp=xp)
+            if i % log_every == 0 or i == iters - 1:
+                if not math.isfinite(value):
+                    raise _diverged(model, optimizer, clip, good, i, value, history)
+                good = (i, params, state)
+                history.append((i, value))
+                if on_log is not None:
+                    x_host, d_host = stream.batches(i, i + 1)
+                    x, d = model.asarray(x_host, name="x"), model.asarray(d_host, name="d")
+                    y, _cache = model._forward(x, params)
+                    on_log(LogEvent(i, value, x, d, y))
+            params, state = new_params, new_state
+            model._params = params
+            if on_step is not None and (i + 1) % every == 0:
+                on_step(i + 1, state)
+    finally:
+        client.cancel([shard])
+    arrays = [*params.values(), *state.values()]
+    if start < iters and not all(bool(xp.all(xp.isfinite(a))) for a in arrays):
+        raise _diverged(model, optimizer, clip, good, iters - 1, math.nan, history, last=True)
+    model._params = params
+    seconds = time.perf_counter() - began
+    return TrainResult(params, state, history, iters - start, seconds)
+
+
+def _weighted_sum(
+    model: Any, weights: list[float], grads: list[dict[str, Any]]
+) -> dict[str, Array]:
+    """``sum(w * g)`` over the shards, in shard order, as arrays of the model."""
+    total: dict[str, Array] = {}
+    for w, g in zip(weights, grads, strict=True):
+        for key, value in g.items():
+            part = model.asarray(value, name=key) * w
+            total[key] = part if key not in total else total[key] + part
+    return total
