@@ -261,15 +261,15 @@ class SampleStream:
         or shard is asked for (``CHUNK * (hi - lo)`` indices held, never the whole chunk).
         """
         k, lo, hi = _check_rows(i, lo, hi, self.batch_size)
-        if self._rows_key != (k, lo, hi):
+        kept = self._kept
+        if kept is None or kept[0] != (k, lo, hi):  # one assignment: safe across threads
             rng = np.random.default_rng([*np.atleast_1d(self.seed), k])
             n = self.x.shape[self.batch_axis]
-            self._rows = _kept_rows(lambda: rng.integers(0, n, size=self.batch_size), lo, hi)
-            self._rows_key = (k, lo, hi)
-        return self._take(self._rows[i % CHUNK, ...])
+            kept = (k, lo, hi), _kept_rows(lambda: rng.integers(0, n, size=self.batch_size), lo, hi)
+            self._kept = kept
+        return self._take(kept[1][i % CHUNK, ...])
 
-    _rows_key: tuple[int, int, int] | None = None
-    _rows: np.ndarray
+    _kept: tuple[tuple[int, int, int], np.ndarray] | None = None
 
     def _take(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return np.take(self.x, idx, axis=self.batch_axis), np.take(
@@ -331,14 +331,16 @@ class AddingProblemStream:
         chunk are drawn, against ``steps`` values for the whole batch)."""
         k, lo, hi = _check_rows(i, lo, hi, self.batch_size)
         seed, n, steps = [*np.atleast_1d(self.seed), k], CHUNK * self.batch_size, self.steps
-        if self._marks_key != (k, lo, hi):
+        kept = self._kept
+        if kept is None or kept[0] != (k, lo, hi):  # one assignment: safe across threads
             rng = np.random.default_rng(seed)
             rng.bit_generator.advance(steps * n)  # past the chunk's values
             first = _kept_rows(lambda: rng.integers(0, steps // 2, size=self.batch_size), lo, hi)
             second = _kept_rows(
                 lambda: rng.integers(steps // 2, steps, size=self.batch_size), lo, hi
             )
-            self._marks, self._marks_key = (first, second), (k, lo, hi)
+            kept = (k, lo, hi), first, second
+            self._kept = kept
         at = (i % CHUNK) * self.batch_size + lo
         rng = np.random.default_rng(seed)
         rng.bit_generator.advance(at)
@@ -346,13 +348,12 @@ class AddingProblemStream:
         for _ in range(steps):  # value (t, j) of the chunk is 64-bit draw t * n + j
             values.append(rng.uniform(size=hi - lo))
             rng.bit_generator.advance(n - (hi - lo))
-        first, second = (m[i % CHUNK, ...] for m in self._marks)
+        first, second = (m[i % CHUNK, ...] for m in kept[1:])
         t = np.arange(steps)[:, None]
         marks = ((t == first) | (t == second)).astype(np.float64)
         return _adding_sequences(np.stack([np.stack(values), marks]))
 
-    _marks_key: tuple[int, int, int] | None = None
-    _marks: tuple[np.ndarray, np.ndarray]
+    _kept: tuple[tuple[int, int, int], np.ndarray, np.ndarray] | None = None
 
 
 def _span(chunk: Any, start: int, stop: int, batch_size: int) -> np.ndarray:
