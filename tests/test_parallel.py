@@ -258,6 +258,7 @@ def test_a_killed_worker_changes_no_number() -> None:
                 os.kill(pids[sorted(pids)[0]], signal.SIGKILL)
 
         killed = _run("lstm", "adam", 10, client, on_step=kill)
+        assert pids[sorted(pids)[0]] not in client.run(os.getpid).values()  # it did die
     for key in quiet.params:
         np.testing.assert_array_equal(killed.params[key], quiet.params[key])
 
