@@ -21,7 +21,7 @@ import xpnn
 from xpnn import checkpoint, datasets
 from xpnn.errors import XpnnTypeError, XpnnValueError
 from xpnn.parallel import cluster
-from xpnn.parallel.train import shard_bounds
+from xpnn.parallel.train import shard_bounds, train_parallel
 from xpnn.training.train import train
 
 distributed = pytest.importorskip("distributed", reason="dask.distributed is not installed")
@@ -201,12 +201,13 @@ def _assert_close(a: object, b: object) -> None:
         np.testing.assert_allclose(b.params[key], a.params[key], rtol=0, atol=TOL)
 
 
-@pytest.fixture
-def local_client() -> Iterator[object]:
-    """Two in-process workers (dask's inproc transport: no socket), stopped after the test."""
+@pytest.fixture(params=[2])
+def local_client(request) -> Iterator[object]:
+    """In-process workers (2, or the test's ``indirect`` count; dask's inproc transport:
+    no socket), stopped after the test."""
     with (
         distributed.LocalCluster(
-            n_workers=2,
+            n_workers=request.param,
             threads_per_worker=1,
             processes=False,
             dashboard_address=None,
@@ -220,6 +221,23 @@ def local_client() -> Iterator[object]:
 def test_two_in_process_workers_train_as_one_process(local_client) -> None:
     for kind in ("mlp", "lstm"):
         _assert_close(_run(kind, "adam", 11), _run(kind, "adam", 11, local_client))
+
+
+@pytest.mark.parametrize("local_client", [3], indirect=True)
+def test_a_tree_reduction_on_the_workers_trains_as_one_process(local_client) -> None:
+    net, stream = _setup("gru", 11)  # shards of 3, 4 and 4 rows: one goes up a level alone
+    train_parallel(
+        net,
+        xpnn.Adam(0.01),
+        stream,
+        client=local_client,
+        iters=12,
+        log_every=5,
+        clip=0.5,
+        truncate=3,
+        reduce="tree",
+    )
+    _assert_close(_run("gru", "adam", 11), net)
 
 
 def test_a_batch_smaller_than_the_workers_is_refused(local_client, tmp_path: Path) -> None:

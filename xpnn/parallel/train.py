@@ -21,7 +21,7 @@ from typing import Any
 
 from xpnn.backends import Array, check_compile, to_numpy
 from xpnn.checks import check_size
-from xpnn.errors import XpnnTypeError, XpnnValueError
+from xpnn.errors import XpnnTypeError, XpnnValueError, check_choice
 from xpnn.step import check_step_args, clip_by_global_norm
 from xpnn.training.train import LogEvent, TrainResult, _check_stream, _diverged
 
@@ -101,6 +101,7 @@ def train_parallel(
     on_step_every: int = 1,
     history: list[tuple[int, float]] | None = None,
     chunks: int | None = None,
+    reduce: str = "client",
 ) -> TrainResult:
     """``xpnn.training.train.train`` on the workers of ``client``: the same arguments,
     the same checks, logging, divergence handling, ``on_log``/``on_step`` calls and
@@ -109,6 +110,12 @@ def train_parallel(
     The workers run the forward and backward uncompiled (``compile`` is checked, and
     ``"on"`` refused); ``chunks`` is dask's and ignored. ``on_log``'s ``x``, ``d``, ``y``
     are the whole batch, made and run forward on the client, at readings only.
+
+    ``reduce="client"`` (what ``train(..., parallel=client)`` uses) sums the shards'
+    gradients on the client, in shard order; ``reduce="tree"`` sums them pairwise on
+    the workers, in a fixed binary tree, so the client receives one gradient a step
+    instead of one a worker, at the price of one more task round trip per tree level:
+    for gradients large beside the client's link.
 
     Raises
     ------
@@ -121,6 +128,7 @@ def train_parallel(
         As ``train``.
     """
     client = check_client(client)
+    reduce = check_choice(reduce, "reduction", ("client", "tree"))
     iters, log_every = check_size(iters, "iters"), check_size(log_every, "log_every")
     every = check_size(on_step_every, "on_step_every") if on_step is not None else None
     check_step_args(model, optimizer, truncate, clip)
@@ -154,7 +162,6 @@ def train_parallel(
 
     xp, batch = model.xp, stream.batch_size
     bounds = shard_bounds(batch, len(workers))
-    weights = [(hi - lo) / batch for lo, hi in bounds]
     shard = client.scatter(Shard(model, stream, truncate), broadcast=True, hash=False)
     history = list(history or [])
     params, state = model.params, dict(state)
@@ -164,24 +171,7 @@ def train_parallel(
         for i in range(start, iters):
             host = {k: to_numpy(v) for k, v in params.items()}
             alive = sorted(client.scheduler_info()["workers"]) or workers
-            futures = [
-                client.submit(
-                    _shard_grads,
-                    shard,
-                    host,
-                    i,
-                    lo,
-                    hi,
-                    key=f"xpnn-grads-{shard.key}-{i}-{s}",
-                    workers=[alive[s % len(alive)]],
-                    allow_other_workers=True,  # a dead worker's shard reruns elsewhere
-                    pure=False,
-                )
-                for s, (lo, hi) in enumerate(bounds)
-            ]
-            results = client.gather(futures)
-            value = math.fsum(w * loss for w, (loss, _g) in zip(weights, results, strict=True))
-            grads = _weighted_sum(model, weights, [g for _loss, g in results])
+            value, grads = _summed(client, shard, host, i, bounds, alive, reduce, model)
             if clip is not None:
                 grads = clip_by_global_norm(grads, clip, xp)
             new_params, new_state = optimizer.apply(params, grads, state, xp=xp)
@@ -207,6 +197,78 @@ def train_parallel(
     model._params = params
     seconds = time.perf_counter() - began
     return TrainResult(params, state, history, iters - start, seconds)
+
+
+def _summed(
+    client: Any,
+    shard: Any,
+    host: dict[str, Any],
+    i: int,
+    bounds: list[tuple[int, int]],
+    alive: list[str],
+    reduce: str,
+    model: Any,
+) -> tuple[float, dict[str, Array]]:
+    """Iteration ``i``'s batch loss and gradients (arrays of ``model``), from one task a
+    shard, shard ``s`` pinned to worker ``alive[s % len(alive)]`` (loosely: a dead
+    worker's task reruns elsewhere), each weighted by its share of the rows."""
+    batch = bounds[-1][1]
+    weights = [(hi - lo) / batch for lo, hi in bounds]
+    where = [[alive[s % len(alive)]] for s in range(len(bounds))]
+    tag = f"{shard.key}-{i}"
+    leaf = _shard_grads if reduce == "client" else _weighted_shard_grads
+    level = [
+        client.submit(
+            leaf,
+            shard,
+            host,
+            i,
+            lo,
+            hi,
+            *([] if reduce == "client" else [w]),
+            key=f"xpnn-grads-{tag}-{s}",
+            workers=where[s],
+            allow_other_workers=True,
+            pure=False,
+        )
+        for s, ((lo, hi), w) in enumerate(zip(bounds, weights, strict=True))
+    ]
+    if reduce == "client":
+        results = client.gather(level)
+        value = math.fsum(w * loss for w, (loss, _g) in zip(weights, results, strict=True))
+        return value, _weighted_sum(model, weights, [g for _loss, g in results])
+    depth = 0
+    while len(level) > 1:  # pairs (0, 1), (2, 3), ...; an odd last one goes up alone
+        depth += 1
+        pairs = [level[k : k + 2] for k in range(0, len(level), 2)]
+        level = [
+            pair[0]
+            if len(pair) == 1
+            else client.submit(
+                _add,
+                *pair,
+                key=f"xpnn-sum-{tag}-{depth}-{k}",
+                workers=where[k * 2**depth],  # the left operand's worker
+                allow_other_workers=True,
+                pure=False,
+            )
+            for k, pair in enumerate(pairs)
+        ]
+    value, grads = level[0].result()
+    return value, {k: model.asarray(g, name=k) for k, g in grads.items()}
+
+
+def _weighted_shard_grads(
+    shard: Shard, params: Mapping[str, Any], i: int, lo: int, hi: int, weight: float
+) -> tuple[float, dict[str, Any]]:
+    loss, grads = shard.grads(params, i, lo, hi)
+    return weight * loss, {k: g * weight for k, g in grads.items()}
+
+
+def _add(
+    a: tuple[float, dict[str, Any]], b: tuple[float, dict[str, Any]]
+) -> tuple[float, dict[str, Any]]:
+    return a[0] + b[0], {k: a[1][k] + b[1][k] for k in a[1]}
 
 
 def _weighted_sum(
