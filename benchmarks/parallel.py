@@ -29,7 +29,6 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
-import logging  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
@@ -140,42 +139,39 @@ def _worker_cpu(shard: Shard, params: dict, rows: int, n: int) -> float:
     return (time.process_time() - began) / n
 
 
-def _settings(rows_list: list[int], n: int, repeats: int) -> None:
-    """Worker CPU seconds a step, with and without dask's ``MALLOC_TRIM_THRESHOLD_``:
-    one single-threaded worker each, both up at once, their runs interleaved."""
-    import dask
-    from distributed import Client, LocalCluster
+def _malloc_variables() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k.startswith("MALLOC")}
 
-    key = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
-    labels = {"65536": "dask's 65536", None: "unset (glibc dynamic)"}
+
+def _settings(rows_list: list[int], n: int, repeats: int) -> None:
+    """Worker CPU seconds a step, with dask's ``MALLOC_TRIM_THRESHOLD_=65536`` and with
+    ``cluster.worker_environment``'s thresholds: one single-threaded worker each, both up
+    at once, their runs interleaved."""
+    from distributed import Client
+
+    mine = {k: v for k, v in cluster.worker_environment(1).items() if k.startswith("MALLOC")}
+    labels = {"dask": {"MALLOC_TRIM_THRESHOLD_": "65536"}, "xpnn": mine}
     clients = {}
     with contextlib.ExitStack() as stack:
-        for trim in labels:
-            with dask.config.set({key: trim}):
-                local = stack.enter_context(
-                    LocalCluster(
-                        n_workers=1,
-                        threads_per_worker=1,
-                        host="127.0.0.1",
-                        dashboard_address="127.0.0.1:0",
-                        silence_logs=logging.ERROR,
-                    )
-                )
-            clients[trim] = stack.enter_context(Client(local))
+        for name, environ in labels.items():
+            local = stack.enter_context(cluster.local_cluster(1, 1, environ))
+            clients[name] = stack.enter_context(Client(local))
+            seen = clients[name].run(_malloc_variables)
+            print(f"  {name} workers: {', '.join(map(str, seen.values()))}")
         print("\nworker CPU a step, one worker (CPU time: less hit by load than wall time)")
         for rows in rows_list:
             net, stream = _problem("rnn", rows)
             shard = Shard(net, stream, None)
             params = {k: xpnn.to_numpy(v) for k, v in net.params.items()}
-            cpu: dict[Any, list[float]] = {trim: [] for trim in labels}
+            cpu: dict[str, list[float]] = {name: [] for name in labels}
             for _ in range(repeats):
-                for trim, client in clients.items():
+                for name, client in clients.items():
                     task = client.submit(_worker_cpu, shard, params, rows, n, pure=False)
-                    cpu[trim].append(task.result())
-            for trim, label in labels.items():
+                    cpu[name].append(task.result())
+            for name, environ in labels.items():
                 print(
-                    f"  MALLOC_TRIM_THRESHOLD_ {label:22s} rows {rows:7d}: "
-                    f"{1000 * statistics.median(cpu[trim]):8.2f} ms CPU ({_load()})"
+                    f"  {' '.join(f'{k}={v}' for k, v in environ.items()):70s} rows {rows:6d}: "
+                    f"{1000 * statistics.median(cpu[name]):8.2f} ms CPU ({_load()})"
                 )
 
 

@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -263,6 +264,29 @@ def test_worker_processes_train_as_one_process(process_client, batch) -> None:
     for kind in ("mlp", "rnn", "lstm", "gru"):
         for opt in ("sgd", "adam"):
             _assert_close(_run(kind, opt, batch), _run(kind, opt, batch, process_client))
+
+
+def _settings_seen() -> dict[str, str]:
+    names = cluster.worker_environment(1)
+    return {k: v for k, v in os.environ.items() if k in names}
+
+
+@DISTRIBUTED
+def test_local_workers_get_their_settings_even_over_dasks_in_this_environment(
+    monkeypatch,
+) -> None:
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")  # what an earlier dask cluster leaves
+    with cluster.connect(workers=1, threads_per_worker=2) as client:
+        seen = client.run(_settings_seen)
+        pid = next(iter(client.run(os.getpid).values()))
+        os.kill(pid, signal.SIGKILL)  # the nanny's restart too
+        for _ in range(600):  # until the restarted worker answers (a minute at most)
+            if set(client.run(os.getpid, on_error="ignore").values()) - {pid}:
+                break
+            time.sleep(0.1)
+        seen_again = client.run(_settings_seen)
+    assert list(seen.values()) == [cluster.worker_environment(2)]
+    assert list(seen_again.values()) == [cluster.worker_environment(2)]
 
 
 @DISTRIBUTED

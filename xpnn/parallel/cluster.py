@@ -37,15 +37,26 @@ def check_dask(what: str = "xpnn sweep") -> None:
         raise XpnnValueError(msg) from None
 
 
-def worker_environment(threads_per_worker: int) -> dict[str, str | None]:
+MMAP_THRESHOLD = 32 << 20
+"""glibc's largest dynamic mmap threshold on 64-bit: below it, freed memory is reused."""
+
+
+def worker_environment(threads_per_worker: int) -> dict[str, str]:
     """What a local worker process gets before it starts (dask's
     ``distributed.nanny.pre-spawn-environ``): one BLAS/OpenMP thread per worker thread,
-    and glibc's own dynamic malloc thresholds (dask's ``MALLOC_TRIM_THRESHOLD_=65536``
-    removed: set, it pins the mmap threshold at 128 KiB, so every batch-sized array is
-    mapped and unmapped, and its pages faulted in, on every step)."""
+    and malloc thresholds that keep batch-sized arrays in the heap.
+
+    dask sets ``MALLOC_TRIM_THRESHOLD_=65536``; setting any glibc threshold stops glibc
+    from raising its mmap threshold (128 KiB) as it sees large frees, so every array
+    past 128 KiB (a 8192 x 16 float64 activation is 1 MiB) is mapped, faulted in page by
+    page and unmapped on every step. Both thresholds are set where glibc's dynamic rule
+    ends up (an unset variable would not do: see ``local_cluster``):
+    ``MALLOC_MMAP_THRESHOLD_`` its 32 MiB maximum, ``MALLOC_TRIM_THRESHOLD_`` twice that.
+    """
     threads = str(threads_per_worker)
     return {
-        "MALLOC_TRIM_THRESHOLD_": None,
+        "MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD),
+        "MALLOC_TRIM_THRESHOLD_": str(2 * MMAP_THRESHOLD),
         "OMP_NUM_THREADS": threads,
         "OPENBLAS_NUM_THREADS": threads,
         "MKL_NUM_THREADS": threads,
@@ -77,7 +88,7 @@ def connect(
         xpnn or has another version.
     """
     check_dask("a dask cluster")
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     threads_per_worker = _count(threads_per_worker, "threads_per_worker")
     if scheduler is not None:
@@ -101,25 +112,44 @@ def connect(
             check_workers(client)
             yield client
         return
-    import dask
-
     n = (os.cpu_count() or 1) if workers is None else _count(workers, "workers")
-    environ = {
-        f"distributed.nanny.pre-spawn-environ.{k}": v
-        for k, v in worker_environment(threads_per_worker).items()
-    }
-    with dask.config.set(environ):  # read by each worker's nanny as it is made
-        cluster = LocalCluster(
-            n_workers=n,
-            threads_per_worker=threads_per_worker,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address="127.0.0.1:0",
-            silence_logs=logging.ERROR,  # not the cancelled-task warnings of a Ctrl-C
-        )
-    with cluster, Client(cluster) as client:
+    local = local_cluster(n, threads_per_worker, worker_environment(threads_per_worker))
+    with local, Client(local) as client:
         check_workers(client)
         yield client
+
+
+def local_cluster(workers: int, threads_per_worker: int, environ: dict[str, str]) -> Any:
+    """A ``LocalCluster`` of ``workers`` processes of ``threads_per_worker`` threads on
+    127.0.0.1, whose workers start with the variables ``environ``, restarted ones too.
+
+    The nanny takes a variable from this process's environment before its own
+    configuration, and writes what it sets into this environment: both are put right
+    for the time the cluster is made (its restarts reuse what the nanny read then, and,
+    as dask's own do, write it into this environment again).
+    """
+    import dask
+    from distributed import LocalCluster
+
+    config = {f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in environ.items()}
+    saved = {k: os.environ.get(k) for k in environ}
+    try:
+        os.environ.update(environ)
+        with dask.config.set(config):
+            return LocalCluster(
+                n_workers=workers,
+                threads_per_worker=threads_per_worker,
+                processes=True,
+                host="127.0.0.1",
+                dashboard_address="127.0.0.1:0",
+                silence_logs=logging.ERROR,  # not the cancelled-task warnings of a Ctrl-C
+            )
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def probe_scheduler(address: Any, timeout: float) -> None:
