@@ -20,6 +20,7 @@ import pytest
 
 import xpnn
 from xpnn import checkpoint, datasets
+from xpnn.backends import float_errors_ignored
 from xpnn.errors import XpnnTypeError, XpnnValueError
 from xpnn.parallel import cluster
 from xpnn.parallel.train import shard_bounds, train_parallel
@@ -221,7 +222,29 @@ def local_client(request) -> Iterator[object]:
 
 def test_two_in_process_workers_train_as_one_process(local_client) -> None:
     for kind in ("mlp", "lstm"):
-        _assert_close(_run(kind, "adam", 11), _run(kind, "adam", 11, local_client))
+        events: dict[object, list] = {None: [], local_client: []}
+        nets = [_run(kind, "adam", 11, c, on_log=events[c].append) for c in events]
+        _assert_close(*nets)
+        one, two = events.values()
+        assert [e.iteration for e in one] == [e.iteration for e in two] == [0, 5, 10, 11]
+        for a, b in zip(one, two, strict=True):
+            assert abs(a.loss - b.loss) <= TOL
+            np.testing.assert_array_equal(b.x, a.x)
+            np.testing.assert_allclose(b.y, a.y, rtol=0, atol=TOL)
+
+
+def test_a_diverging_run_restores_the_last_finite_reading_as_one_process(local_client) -> None:
+    caught = []
+    for client in (None, local_client):
+        net, stream = _net_and_stream(10)
+        with pytest.raises(xpnn.TrainingDiverged) as info, float_errors_ignored():
+            train(net, xpnn.SGD(1e3), stream, iters=80, log_every=2, parallel=client)
+        caught.append((net, info.value))
+    (one, one_exc), (two, two_exc) = caught
+    assert (two_exc.iteration, two_exc.good_step) == (one_exc.iteration, one_exc.good_step)
+    assert len(two_exc.history) == len(one_exc.history)
+    for key in one.params:  # restored, and large by then: relative
+        np.testing.assert_allclose(two.params[key], one.params[key], rtol=TOL)
 
 
 @pytest.mark.parametrize("local_client", [3], indirect=True)

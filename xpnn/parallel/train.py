@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from xpnn.backends import Array, check_compile, to_numpy
+from xpnn.backends import Array, check_compile, float_errors_ignored, to_numpy
 from xpnn.checks import check_size
 from xpnn.errors import XpnnTypeError, XpnnValueError, check_choice
 from xpnn.step import check_step_args, clip_by_global_norm
@@ -50,7 +50,9 @@ class Shard:
         self, params: Mapping[str, Any], i: int, lo: int, hi: int
     ) -> tuple[float, dict[str, Any]]:
         """Rows ``lo .. hi - 1`` of iteration ``i``: their mean loss and its gradients
-        (host arrays), with ``params`` (host arrays)."""
+        (host arrays), with ``params`` (host arrays). NumPy's overflow warnings are
+        silenced, as the command line does for a run: the client's readings catch a
+        non-finite loss."""
         if "model" not in self.__dict__:
             self.model = self.kind.from_config(
                 self.config, self.first, backend=self.backend, dtype=self.dtype
@@ -59,10 +61,25 @@ class Shard:
         x, d = self.stream.batch_rows(i, lo, hi)
         x, d = model.asarray(x, name="x"), model.asarray(d, name="d")
         on = {k: model.asarray(v, name=k) for k, v in params.items()}
-        _y, cache = model._forward(x, on)
-        loss = model._loss_value(cache, d)
-        grads = model._backward(cache, d, self.truncate)
-        return float(loss), {k: to_numpy(g) for k, g in grads.items()}
+        with float_errors_ignored():  # a diverging run ends in TrainingDiverged, as ever
+            _y, cache = model._forward(x, on)
+            loss = model._loss_value(cache, d)
+            grads = model._backward(cache, d, self.truncate)
+            return float(loss), {k: to_numpy(g) for k, g in grads.items()}
+
+
+class _WholeBatch:
+    """``stream`` as ``train``'s checks see it, but whose ``batches(i, i + 1)`` makes
+    iteration ``i``'s batch alone (``batch_rows``), not the stream's chunk of 128."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream, self.batch_size = stream, stream.batch_size
+        for name in ("batch_axis", "target_axis"):
+            if hasattr(stream, name):
+                setattr(self, name, getattr(stream, name))
+
+    def batches(self, start: int, stop: int) -> tuple[Any, Any]:
+        return self.stream.batch_rows(start, 0, self.batch_size)
 
 
 def _shard_grads(
@@ -145,7 +162,7 @@ def train_parallel(
     if not callable(getattr(stream, "batch_rows", None)):
         msg = f"parallel training needs a stream with batch_rows, got {type(stream).__name__}"
         raise XpnnTypeError(msg)
-    _check_stream(model, stream, iters, start)
+    _check_stream(model, _WholeBatch(stream), iters, start)
     workers = sorted(client.scheduler_info()["workers"])
     if not workers:
         msg = "the dask cluster has no workers"
@@ -181,7 +198,7 @@ def train_parallel(
                 good = (i, params, state)
                 history.append((i, value))
                 if on_log is not None:
-                    x_host, d_host = stream.batches(i, i + 1)
+                    x_host, d_host = stream.batch_rows(i, 0, batch)
                     x, d = model.asarray(x_host, name="x"), model.asarray(d_host, name="d")
                     y, _cache = model._forward(x, params)
                     on_log(LogEvent(i, value, x, d, y))
