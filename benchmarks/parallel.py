@@ -8,11 +8,13 @@ For each size it times, interleaved round-robin (``--repeats`` rounds, the media
   the first step (which draws the stream's chunk state and builds the worker's model) is
   not timed.
 
-Then the per-step overhead (a batch of one row a worker: what is left is dask's and
-xpnn's cost), the round trip of one task (what running the optimiser on a worker instead
-of the client would add per step) beside the optimiser's own time on the client, and,
-with ``--settings``, the worker CPU seconds per step with and without dask's
-``MALLOC_TRIM_THRESHOLD_=65536`` and one worker of 2 threads against 2 of one.
+``--workers 2,1x2`` sets two single-threaded workers against one of two threads (BLAS
+on both threads; NumPy's elementwise work stays on one). Then the per-step overhead (a
+batch of one row a worker: what is left is dask's and xpnn's cost), the round trip of
+one task (what running the optimiser on a worker instead of the client would add per
+step) beside the optimiser's own time on the client, and, with ``--settings``, the
+worker CPU seconds per step with dask's ``MALLOC_TRIM_THRESHOLD_=65536`` and with
+``cluster.worker_environment``'s malloc thresholds.
 
 The load average (1 minute) is printed beside every figure: on a loaded machine the
 ratios mean little. Sizes: ``--rnn 16384,65536,262144`` (binary addition, hidden 16),
@@ -179,7 +181,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rnn", default="16384,65536,262144", help="RNN batch sizes")
     parser.add_argument("--mlp", default="1000000", help="MLP rows (one full batch)")
-    parser.add_argument("--workers", default="1,2", help="worker counts")
+    parser.add_argument(
+        "--workers", default="1,2", help="worker counts; NxT: N workers of T threads (1x2)"
+    )
     parser.add_argument("--iters", type=int, default=10, help="timed steps a run")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds")
     parser.add_argument("--settings", action="store_true", help="also the worker settings")
@@ -189,14 +193,21 @@ def main(argv: list[str] | None = None) -> None:
         args.rnn, args.mlp, args.iters, args.repeats = "512", "2048", 3, 1
     sizes = [("rnn", int(b)) for b in args.rnn.split(",") if b]
     sizes += [("mlp", int(b)) for b in args.mlp.split(",") if b]
-    counts = [int(w) for w in args.workers.split(",")]
+    counts = [w if "x" in w else f"{w}x1" for w in args.workers.split(",")]
     print(f"{os.cpu_count()} CPUs, {_load()} at the start")
     with contextlib.ExitStack() as stack:
-        clients = {n: stack.enter_context(cluster.connect(workers=n)) for n in counts}
+        clients = {
+            name: stack.enter_context(
+                cluster.connect(
+                    workers=int(name.split("x")[0]), threads_per_worker=int(name.split("x")[1])
+                )
+            )
+            for name in counts
+        }
         for kind, batch in sizes:
             cases = {"one process": _one_process(kind, batch, args.iters)}
             for n, client in clients.items():
-                cases[f"{n} worker(s)"] = _parallel(kind, batch, args.iters, client)
+                cases[f"{n} workers"] = _parallel(kind, batch, args.iters, client)
             result = _interleaved(cases, args.repeats)
             base = result["one process"][0]
             print(f"\n{kind.upper()} batch {batch}: ms a step, speed-up over one process")
@@ -204,10 +215,11 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"  {name:12s} {1000 * seconds:9.2f} ms  {base / seconds:5.2f}x  ({load})")
         print("\nper-step overhead (one row a worker):")
         for n, client in clients.items():
+            rows = len(client.scheduler_info()["workers"])
             seconds = statistics.median(
-                _parallel("mlp", n, args.iters * 5, client)() for _ in range(args.repeats)
+                _parallel("mlp", rows, args.iters * 5, client)() for _ in range(args.repeats)
             )
-            print(f"  {n} worker(s): {1000 * seconds:7.2f} ms a step ({_load()})")
+            print(f"  {n} workers: {1000 * seconds:7.2f} ms a step ({_load()})")
         client = clients[counts[-1]]
         trip = _round_trip(client, 50 if args.quick else 200)
         print(
