@@ -119,13 +119,16 @@ def agree(session: nox.Session) -> None:
 
 @nox.session
 def distributed(session: nox.Session) -> None:
-    """The dask backend and ``xpnn sweep`` on a real LocalCluster of two worker processes:
-    sweep rows equal lone runs, a killed worker or sweep loses and duplicates nothing."""
+    """The dask backend, ``xpnn sweep`` and parallel training on real LocalClusters of
+    worker processes: sweep rows equal lone runs, a killed worker or sweep loses and
+    duplicates nothing, parallel runs equal one process (a killed worker and a resume on
+    another number of workers included)."""
     session.install("-e", ".[test,plot,dask]")
     session.run(
         "pytest",
         "tests/test_dask.py",
         "tests/test_sweep.py",
+        "tests/test_parallel.py",
         *session.posargs,
         env={"XPNN_DISTRIBUTED": "1", "XPNN_BACKENDS": "numpy"},
     )
@@ -186,3 +189,4 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/rnn_scale_grid.py", *grid)
     session.run("python", "benchmarks/dask_backend.py", *session.posargs)
     session.run("python", "benchmarks/sweep.py", *session.posargs)
+    session.run("python", "benchmarks/parallel.py", *session.posargs)

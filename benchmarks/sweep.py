@@ -7,7 +7,8 @@ The sweep is ``xpnn sweep binary-addition --grid activation=sigmoid,tanh,relu --
 worker processes (127.0.0.1 only). It reports
 
 * throughput: runs a minute, from the wall time of ``execute`` (the cluster is started
-  before the clock runs), with 1 and with 2 workers, and their ratio;
+  before the clock runs), with 1 and with 2 workers, interleaved over ``--repeats``
+  rounds (the median kept), and their ratio, the load average beside every figure;
 * overhead a task: the workers first import xpnn (once a worker, not timed); on 1
   worker the runs go one after another, so ``(wall - sum of the runs' own seconds) /
   runs`` is what the scheduler, the transfers and the results file add to each run; as
@@ -78,6 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, default=4, help="seeds per configuration")
     parser.add_argument("--iters", type=int, default=1000, help="iterations a run")
     parser.add_argument("--empty", type=int, default=500, help="no-op tasks to time")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds")
     args = parser.parse_args(argv)
     spec = _sweep(args.seeds, args.iters)
     n = len(spec.tasks())
@@ -86,21 +88,33 @@ def main(argv: list[str] | None = None) -> None:
         f"sweep: binary-addition, 3 activations x {args.seeds} seeds = {n} runs, "
         f"--iters {args.iters}"
     )
-    wall1, runs1 = _run(spec, 1)
-    wall2, runs2 = _run(spec, 2)
+    walls: dict[int, list[float]] = {1: [], 2: []}
+    runs: dict[int, list[float]] = {1: [], 2: []}
+    loads: dict[int, str] = {}
+    for _ in range(args.repeats):  # 1 and 2 workers in turn: the load hits both alike
+        for workers in (1, 2):
+            wall, times = _run(spec, workers)
+            walls[workers].append(wall)
+            runs[workers] += times
+            loads[workers] = f"{os.getloadavg()[0]:.2f}"
     empty = _empty_tasks(args.empty)
     print(f"load average {os.getloadavg()[0]:.2f} at the end\n")
-    median_run = statistics.median(runs1)
-    overhead = (wall1 - sum(runs1)) / n
-    rows = [
-        ("workers", "wall s", "runs/minute", "median run s"),
-        ("1", f"{wall1:.1f}", f"{60 * n / wall1:.1f}", f"{median_run:.3f}"),
-        ("2", f"{wall2:.1f}", f"{60 * n / wall2:.1f}", f"{statistics.median(runs2):.3f}"),
-    ]
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    wall1, wall2 = statistics.median(walls[1]), statistics.median(walls[2])
+    median_run = statistics.median(runs[1])
+    overhead = (wall1 - sum(runs[1]) / args.repeats) / n
+    rows = [("workers", "wall s", "runs/minute", "median run s", "load")]
+    for workers, wall in ((1, wall1), (2, wall2)):
+        median = statistics.median(runs[workers])
+        rows.append(
+            (str(workers), f"{wall:.1f}", f"{60 * n / wall:.1f}", f"{median:.3f}", loads[workers])
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
-    print(f"\nthroughput 2 workers / 1 worker: {wall1 / wall2:.2f}x (target >= 1.8x)")
+    print(
+        f"\nthroughput 2 workers / 1 worker: {wall1 / wall2:.2f}x (target >= 1.8x; "
+        f"load {os.getloadavg()[0]:.2f})"
+    )
     print(
         f"overhead a task on 1 worker: {1000 * overhead:.1f} ms = "
         f"{100 * overhead / median_run:.1f}% of the median run (target <= 5%)"

@@ -21,6 +21,7 @@ from xpnn import cli, sweep
 from xpnn.course import notebooks
 from xpnn.course.networks import addition_accuracy
 from xpnn.course.settings import BinaryAddition
+from xpnn.parallel import cluster as xpnn_cluster
 from xpnn.sweep_report import EXACT, TEST_MSE, ConfigSummary, figure, summarize, table
 
 pytest.importorskip("distributed", reason="dask.distributed is not installed (xpnn[dask])")
@@ -82,14 +83,14 @@ def test_an_unreachable_scheduler_fails_in_time_naming_the_address(
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    monkeypatch.setattr(sweep, "CONNECT_TIMEOUT", 1)
+    monkeypatch.setattr(xpnn_cluster, "CONNECT_TIMEOUT", 1)
     address = f"tcp://127.0.0.1:{port}"
     argv = ["sweep", "sine", "--grid", "lr=0.1", "--scheduler", address]
     rc = cli.main([*argv, "--out", str(tmp_path / "s.jsonl")])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2
     assert err[-1] == f"xpnn sweep: error: cannot reach the dask scheduler at '{address}' " + (
-        "within 1 s (OSError)"
+        "within 1 s (ConnectionRefusedError)"
     )
 
 

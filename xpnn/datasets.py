@@ -8,7 +8,9 @@
 Training draws batches from a *stream*: ``stream.batches(start, stop)`` returns the
 samples of iterations ``start .. stop - 1`` joined along the batch axis. Iteration ``i``
 always gets the same samples, however the range is cut, so a resumed run sees the data
-an uninterrupted one would.
+an uninterrupted one would. ``stream.batch_rows(i, lo, hi)`` returns rows ``lo .. hi - 1``
+of iteration ``i``'s batch, bit-identical to the same rows of ``stream.batches(i, i + 1)``,
+without drawing the whole batch: what a worker of ``xpnn.parallel`` makes of its shard.
 """
 
 from __future__ import annotations
@@ -248,6 +250,28 @@ class SampleStream:
     def batches(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         """The samples of iterations ``start .. stop - 1``, joined along the batch axis."""
         idx = _span(self._chunk, start, stop, self.batch_size)
+        return self._take(idx)
+
+    def batch_rows(self, i: int, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+        """Rows ``lo .. hi - 1`` of iteration ``i``'s batch.
+
+        The indices come from rejection sampling (``Generator.integers``), whose draws
+        cannot be skipped: the chunk's indices are drawn a batch at a time, and rows
+        ``lo .. hi - 1`` of each of its ``CHUNK`` iterations are kept until another chunk
+        or shard is asked for (``CHUNK * (hi - lo)`` indices held, never the whole chunk).
+        """
+        k, lo, hi = _check_rows(i, lo, hi, self.batch_size)
+        kept = self._kept
+        if kept is None or kept[0] != (k, lo, hi):  # one assignment: safe across threads
+            rng = np.random.default_rng([*np.atleast_1d(self.seed), k])
+            n = self.x.shape[self.batch_axis]
+            kept = (k, lo, hi), _kept_rows(lambda: rng.integers(0, n, size=self.batch_size), lo, hi)
+            self._kept = kept
+        return self._take(kept[1][i % CHUNK, ...])
+
+    _kept: tuple[tuple[int, int, int], np.ndarray] | None = None
+
+    def _take(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return np.take(self.x, idx, axis=self.batch_axis), np.take(
             self.d, idx, axis=self.target_axis
         )
@@ -271,6 +295,16 @@ class BinaryAdditionStream:
         a, b = _span(self._chunk, start, stop, self.batch_size)
         return _addition_sequences(a, b, self.bits)
 
+    def batch_rows(self, i: int, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+        """Rows ``lo .. hi - 1`` of iteration ``i``'s sequences: the generator skips to
+        them (``PCG64.advance``), so the cost is that of the rows alone."""
+        k, lo, hi = _check_rows(i, lo, hi, self.batch_size)
+        seed, n = [*np.atleast_1d(self.seed), k], CHUNK * self.batch_size
+        at, high = (i % CHUNK) * self.batch_size + lo, 2 ** (self.bits - 1)
+        a = _integers_at(seed, high, at, hi - lo)
+        b = _integers_at(seed, high, n + at, hi - lo)
+        return _addition_sequences(a, b, self.bits)
+
 
 class AddingProblemStream:
     """Fresh adding-problem sequences for every iteration: ``(steps, B, 2)`` and ``(B, 1)``."""
@@ -289,6 +323,38 @@ class AddingProblemStream:
         """The sequences of iterations ``start .. stop - 1``, joined along axis 1."""
         return _adding_sequences(_span(self._chunk, start, stop, self.batch_size))
 
+    def batch_rows(self, i: int, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+        """Rows ``lo .. hi - 1`` of iteration ``i``'s sequences. The values are skipped
+        to (``PCG64.advance``); the markers come from rejection sampling, so the chunk's
+        markers are drawn a batch at a time and rows ``lo .. hi - 1`` of each iteration
+        kept until another chunk or shard is asked for (2 integers a sequence of the
+        chunk are drawn, against ``steps`` values for the whole batch)."""
+        k, lo, hi = _check_rows(i, lo, hi, self.batch_size)
+        seed, n, steps = [*np.atleast_1d(self.seed), k], CHUNK * self.batch_size, self.steps
+        kept = self._kept
+        if kept is None or kept[0] != (k, lo, hi):  # one assignment: safe across threads
+            rng = np.random.default_rng(seed)
+            rng.bit_generator.advance(steps * n)  # past the chunk's values
+            first = _kept_rows(lambda: rng.integers(0, steps // 2, size=self.batch_size), lo, hi)
+            second = _kept_rows(
+                lambda: rng.integers(steps // 2, steps, size=self.batch_size), lo, hi
+            )
+            kept = (k, lo, hi), first, second
+            self._kept = kept
+        at = (i % CHUNK) * self.batch_size + lo
+        rng = np.random.default_rng(seed)
+        rng.bit_generator.advance(at)
+        values = []
+        for _ in range(steps):  # value (t, j) of the chunk is 64-bit draw t * n + j
+            values.append(rng.uniform(size=hi - lo))
+            rng.bit_generator.advance(n - (hi - lo))
+        first, second = (m[i % CHUNK, ...] for m in kept[1:])
+        t = np.arange(steps)[:, None]
+        marks = ((t == first) | (t == second)).astype(np.float64)
+        return _adding_sequences(np.stack([np.stack(values), marks]))
+
+    _kept: tuple[tuple[int, int, int], np.ndarray, np.ndarray] | None = None
+
 
 def _span(chunk: Any, start: int, stop: int, batch_size: int) -> np.ndarray:
     """Draws for iterations ``start .. stop - 1`` from per-chunk generators (last axis)."""
@@ -296,3 +362,47 @@ def _span(chunk: Any, start: int, stop: int, batch_size: int) -> np.ndarray:
     draws = np.concatenate([chunk(k) for k in range(first, last + 1)], axis=-1)
     offset = first * CHUNK
     return draws[..., (start - offset) * batch_size : (stop - offset) * batch_size]
+
+
+def _check_rows(i: Any, lo: Any, hi: Any, batch_size: int) -> tuple[int, int, int]:
+    """``batch_rows``' arguments: an iteration ``i >= 0`` and rows ``0 <= lo < hi <=
+    batch_size``. Returns ``i``'s chunk, ``lo`` and ``hi`` as integers."""
+    values = (i, lo, hi)
+    if any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in values) or not (
+        i >= 0 and 0 <= lo < hi <= batch_size
+    ):
+        msg = (
+            f"batch_rows needs an iteration i >= 0 and rows 0 <= lo < hi <= batch_size="
+            f"{batch_size}, got i={shown(i)}, lo={shown(lo)}, hi={shown(hi)}"
+        )
+        raise XpnnValueError(msg)
+    return int(i) // CHUNK, int(lo), int(hi)
+
+
+def _kept_rows(draw: Any, lo: int, hi: int) -> np.ndarray:
+    """``draw()`` (one batch's draws, ``(batch_size,)``) called once per iteration of a
+    chunk, in order, keeping columns ``lo .. hi - 1``: ``(CHUNK, hi - lo)``. Consecutive
+    calls continue one stream of numbers, so this equals the chunk drawn in one call."""
+    return np.stack([draw()[lo:hi] for _ in range(CHUNK)])
+
+
+def _integers_at(seed: list[int], high: int, at: int, count: int) -> np.ndarray:
+    """``default_rng(seed).integers(0, high, size=at + count)[at:]`` without drawing the
+    first ``at``, for a power of two ``high``.
+
+    A power-of-two range is never rejected by NumPy's bounded-integer draw (Lemire's
+    method: its threshold ``-high % high`` is 0), so every value takes one draw: a 32-bit
+    half of a 64-bit output, low half first, up to ``high = 2**32``, else a whole 64-bit
+    output. The generator skips the draws before ``at`` (``advance``), and a value that
+    starts in an output's high half gets the buffered half, as NumPy's own draw does.
+    """
+    rng = np.random.default_rng(seed)
+    bitgen = rng.bit_generator
+    if high > 2**32:
+        bitgen.advance(at)
+        return rng.integers(0, high, size=count)
+    bitgen.advance(at // 2)
+    if at % 2:
+        upper = int(bitgen.random_raw()) >> 32
+        bitgen.state = {**bitgen.state, "has_uint32": 1, "uinteger": upper}
+    return rng.integers(0, high, size=count)

@@ -17,7 +17,6 @@ import hashlib
 import io
 import itertools
 import json
-import logging
 import math
 import os
 import signal
@@ -29,13 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from xpnn.backends import backend_info, install_hint
+from xpnn.backends import backend_info
 from xpnn.checks import float_errors_ignored
 from xpnn.errors import OutputError, TrainingDiverged, XpnnValueError, shown
+from xpnn.parallel.cluster import CONNECT_TIMEOUT, check_dask, connect
 from xpnn.training.lock import FolderLock
-
-CONNECT_TIMEOUT = 10
-"""Seconds ``--scheduler ADDRESS`` waits for the scheduler before giving up."""
 
 RESERVED = {
     "seed": "the seeds are 0 .. --seeds N - 1",
@@ -530,59 +527,6 @@ def identity(sweep: Sweep) -> dict[str, Any]:
         "options": options,
         "grid": {k: list(v) for k, v in sweep.grid.items()},
     }
-
-
-# -- the cluster -----------------------------------------------------------------------------
-
-
-def check_dask() -> None:
-    """Raise XpnnValueError with the extra to install when dask.distributed is missing."""
-    try:
-        import dask.array  # noqa: F401
-        import distributed  # noqa: F401
-    except ImportError as exc:
-        msg = f"xpnn sweep needs dask.distributed ({exc}); install it with: {install_hint('dask')}"
-        raise XpnnValueError(msg) from None
-
-
-@contextlib.contextmanager
-def connect(scheduler: str | None, workers: int | None) -> Iterator[Any]:
-    """A ``distributed.Client``: on the scheduler at ``scheduler`` (within
-    ``CONNECT_TIMEOUT`` seconds), or on a local cluster of ``workers`` single-threaded
-    worker processes (default: one a core) listening on 127.0.0.1 only, stopped on exit.
-
-    Raises
-    ------
-    XpnnValueError
-        The scheduler cannot be reached.
-    """
-    from distributed import Client, LocalCluster
-
-    if scheduler is not None:
-        try:
-            client = Client(scheduler, timeout=CONNECT_TIMEOUT)
-        except (OSError, TimeoutError, ValueError) as exc:
-            msg = (
-                f"cannot reach the dask scheduler at {_short(scheduler)} within "
-                f"{CONNECT_TIMEOUT} s ({type(exc).__name__})"
-            )
-            raise XpnnValueError(msg) from None
-        with client:
-            yield client
-        return
-    n = workers or os.cpu_count() or 1
-    with (
-        LocalCluster(
-            n_workers=n,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address="127.0.0.1:0",
-            silence_logs=logging.ERROR,  # not the cancelled-task warnings of a Ctrl-C
-        ) as cluster,
-        Client(cluster) as client,
-    ):
-        yield client
 
 
 # -- running -------------------------------------------------------------------------------

@@ -81,6 +81,7 @@ def train(
     on_step_every: int = 1,
     history: list[tuple[int, float]] | None = None,
     chunks: int | None = None,
+    parallel: Any = None,
 ) -> TrainResult:
     """Train ``model`` in place with ``optimizer`` on batches from ``stream``.
 
@@ -122,6 +123,9 @@ def train(
     chunks : int, optional
         Dask only: batch rows per chunk (default ``backend.default_chunk_rows`` of the
         batch size, so every batch is whole chunks); other backends ignore it.
+    parallel : distributed.Client, optional
+        Train data-parallel on the client's workers, one task per worker per step
+        (``xpnn.parallel.train.train_parallel``): the same run, to rounding.
 
     Raises
     ------
@@ -130,6 +134,27 @@ def train(
         non-finite. The model keeps the parameters of the last finite reading; the
         exception carries them, the optimiser state there and the history.
     """
+    if parallel is not None:
+        from xpnn.parallel.train import train_parallel
+
+        return train_parallel(
+            model,
+            optimizer,
+            stream,
+            client=parallel,
+            iters=iters,
+            start=start,
+            log_every=log_every,
+            truncate=truncate,
+            clip=clip,
+            compile=compile,
+            state=state,
+            on_log=on_log,
+            on_step=on_step,
+            on_step_every=on_step_every,
+            history=history,
+            chunks=chunks,
+        )
     iters, log_every = check_size(iters, "iters"), check_size(log_every, "log_every")
     every = check_size(on_step_every, "on_step_every") if on_step is not None else None
     check_step_args(model, optimizer, truncate, clip)
