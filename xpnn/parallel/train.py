@@ -20,8 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from xpnn.backends import Array, check_compile, to_numpy
-from xpnn.checks import float_errors_ignored
-from xpnn.checks import check_size
+from xpnn.checks import check_size, float_errors_ignored
 from xpnn.errors import XpnnTypeError, XpnnValueError, check_choice
 from xpnn.step import check_step_args, clip_by_global_norm
 from xpnn.training.train import LogEvent, TrainResult, _check_stream, _diverged
