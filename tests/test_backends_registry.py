@@ -20,9 +20,15 @@ from xpnn.errors import XpnnValueError
 
 ROOT = Path(__file__).resolve().parent.parent
 LIBRARIES = {"jax", "torch", "cupy", "dask", "distributed", "array_api_strict"}
-ALLOWED = {"xpnn/sweep.py": {"dask", "distributed"}}
+DISTRIBUTED = {"dask", "distributed"}
+ALLOWED = {
+    "xpnn/sweep.py": DISTRIBUTED,
+    "xpnn/parallel/cluster.py": DISTRIBUTED,
+    "xpnn/parallel/train.py": DISTRIBUTED,
+}
 """Modules outside ``xpnn/backends/`` allowed to import a library, and which: the sweep
-runs its workers on ``dask.distributed``."""
+and data-parallel training run their workers on ``dask.distributed`` (a cluster, not an
+array backend)."""
 OWN_HOOKS = ("namespace", "is_namespace", "is_array")
 """The hooks without a default: every backend implements them."""
 
