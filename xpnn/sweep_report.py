@@ -203,7 +203,7 @@ def figure(summaries: Sequence[ConfigSummary], path: str | Path, title: str) -> 
     if exact:
         ax = axes[0][1]
         iters = [i for s in summaries for i in s.first_exact]
-        right = max(iters, default=1) * 1.15
+        right = max(iters, default=1) * 1.35  # room for "never" beside the dots
         for y, s in zip(positions, summaries, strict=True):
             ax.plot(s.first_exact, [y] * len(s.first_exact), "o", color="tab:green", alpha=0.7)
             if s.exact < s.runs:
