@@ -43,8 +43,8 @@ _MODULES = {
 _INSTALL_HINTS = {
     "numpy": "pip install numpy",
     "array_api_strict": 'pip install "xpnn[strict]"',
-    "torch": 'pip install "xpnn[torch]" (or the CPU build: pip install torch --index-url '
-    "https://download.pytorch.org/whl/cpu)",
+    "torch": "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu (the "
+    'CPU build, as nox installs it), or pip install "xpnn[torch]" (on Linux the CUDA build, GBs)',
     "jax": 'pip install "xpnn[jax]"',
     "cupy": 'pip install "xpnn[cuda12]" or "xpnn[cuda13]", on a machine with an NVIDIA GPU',
     "dask": 'pip install "xpnn[dask]"',
