@@ -191,15 +191,17 @@ def figure(summaries: Sequence[ConfigSummary], path: str | Path, title: str) -> 
         label = ", ".join(s.config.values())
         labels.append(label + (f" ({s.diverged} diverged)" if s.diverged else ""))
     ax = axes[0][0]
-    for y, s in zip(positions, summaries, strict=True):
-        if s.scores:
-            ax.barh(y, s.median_score, color="0.85")
-            ax.plot(s.scores, [y] * len(s.scores), "o", color="tab:blue", alpha=0.7)
     score = next((s.score for s in summaries if s.score), "")
+    for y, s in zip(positions, summaries, strict=True):
+        if s.scores and score == EXACT:  # a fraction: a bar from 0 means something
+            ax.barh(y, s.median_score, color="0.85")
+        elif s.scores:  # an error on a log axis: the median as a tick, not a bar
+            ax.plot([s.median_score], [y], "|", color="0.2", markersize=16)
+        ax.plot(s.scores, [y] * len(s.scores), "o", color="tab:blue", alpha=0.7)
     if score == EXACT:
         ax.set(xlim=(0, 1.02), xlabel="pairs added exactly at the end\n(dots: seeds; bar: median)")
     else:
-        ax.set(xscale="log", xlabel=f"{score or 'score'} (dots: seeds; bar: median)")
+        ax.set(xscale="log", xlabel=f"{score or 'score'} (dots: seeds; tick: median)")
     if exact:
         ax = axes[0][1]
         iters = [i for s in summaries for i in s.first_exact]
@@ -213,6 +215,7 @@ def figure(summaries: Sequence[ConfigSummary], path: str | Path, title: str) -> 
             xlim=(0, right * 1.02), xlabel="iteration of the first reading with\nevery pair exact"
         )
     axes[0][0].set_yticks(positions, labels)
+    axes[0][0].set_ylim(-0.6, len(summaries) - 0.4)
     axes[0][0].set_ylabel(", ".join(summaries[0].config) if summaries else "")
     fig.suptitle(title, fontsize="medium")
     save(fig, path)
