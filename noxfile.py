@@ -129,6 +129,7 @@ def distributed(session: nox.Session) -> None:
         "tests/test_dask.py",
         "tests/test_sweep.py",
         "tests/test_parallel.py",
+        "tests/test_docs.py",  # the docs' dask snippets (the other sessions lack dask)
         *session.posargs,
         env={"XPNN_DISTRIBUTED": "1", "XPNN_BACKENDS": "numpy"},
     )

@@ -96,19 +96,24 @@ if args.plot:
 
     fig = Figure(figsize=(7, 4.2))
     ax = fig.subplots()
+    ticks, names = [], []
     for k, cell in enumerate(cells):
         for j, steps in enumerate(lengths):
             mses = [r["test_mse"] for r in runs if r["steps"] == steps and r["cell"] == cell]
-            x = j + (k - (len(cells) - 1) / 2) * 0.22
-            ax.scatter([x] * len(mses), mses, s=18, color=f"C{k}", label=cell if j == 0 else None)
+            x = j + (k - (len(cells) - 1) / 2) * 0.25
+            ax.scatter([x] * len(mses), mses, s=18, color=f"C{k}")
+            ticks.append(x)
+            names.append(f"{cell}\nT = {steps}")
     baseline = statistics.mean(r["baseline_mse"] for r in runs)
-    ax.axhline(baseline, color="0.4", linestyle="--", label=f"baseline (predict 1): {baseline:.3f}")
+    ax.axhline(baseline, color="0.4", linestyle="--", label=f"always predicting 1: {baseline:.3f}")
     ax.set_yscale("log")
-    ax.set_xticks(range(len(lengths)), [f"T = {t}" for t in lengths])
-    ax.set_ylabel("test MSE (log scale, one dot per seed)")
+    ax.set_xticks(ticks, names)
+    ax.set_xlim(-0.5, len(lengths) - 0.5)
+    ax.set_ylabel("test MSE on 1000 fresh sequences\n(log scale, one dot per seed)")
     ax.set_title(
-        f"Adding problem: {args.iters} iterations x {args.batch_size} sequences, "
-        f"hidden {args.hidden_size}, Adam {args.lr:g}"
+        f"Adding problem: {args.iters} iterations x {args.batch_size} sequences, hidden "
+        f"{args.hidden_size},\nAdam lr {args.lr:g}, {args.seeds} seeds, {args.backend} float64",
+        fontsize="medium",
     )
     ax.legend(loc="center right", fontsize=8)
     fig.tight_layout()

@@ -296,7 +296,25 @@ def test_train_with_adam_says_how_the_step_ran(workdir):
     lines = result.stdout.splitlines()
     assert lines[0].startswith("iters:0 loss:")
     assert lines[1].startswith("step: eager (not compiled); first call ")
-    assert sum(line.startswith("step: eager") for line in lines) == 2  # and in the result
+    assert sum(line.startswith("step: eager") for line in lines) == 1
+    assert "compiling" not in result.stderr
+    result = _run([*args, "--log-every", "1", "--quiet"], workdir)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert sum(line.startswith("step: eager") for line in lines) == 1  # in the result
+
+
+@pytest.mark.skipif(
+    not backend_info("jax").usable or "jax" not in selected_backends(), reason="needs jax"
+)
+def test_a_compiled_run_says_on_stderr_when_its_compile_starts_and_ends(workdir):
+    args = ["train", "regression", "--iters", "3", "--backend", "jax", "--compile", "on"]
+    result = _run(args, workdir)
+    assert result.returncode == 0, result.stderr
+    said = result.stderr.splitlines()
+    assert said[0] == "compiling the step for jax (jax.jit); this takes a while the first time"
+    assert re.fullmatch(r"compiled: the first call took \d+\.\d s", said[1])
+    assert len(said) == 2
 
 
 @pytest.mark.skipif(not HAS_MATPLOTLIB, reason="matplotlib is not installed (the plot extra)")

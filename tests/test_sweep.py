@@ -22,7 +22,16 @@ from xpnn.course import notebooks
 from xpnn.course.networks import addition_accuracy
 from xpnn.course.settings import BinaryAddition
 from xpnn.parallel import cluster as xpnn_cluster
-from xpnn.sweep_report import EXACT, TEST_MSE, ConfigSummary, figure, summarize, table
+from xpnn.sweep_report import (
+    EXACT,
+    TEST_MSE,
+    ConfigSummary,
+    conclusion,
+    figure,
+    summarize,
+    table,
+    title,
+)
 
 pytest.importorskip("distributed", reason="dask.distributed is not installed (xpnn[dask])")
 
@@ -204,6 +213,8 @@ def test_a_diverging_run_is_a_result() -> None:
 
 def _row(config, seed, loss, first=None, diverged=None, exact=True):
     metrics = {"exact": 4 if first else 3, "total": 4} if exact else {"test_mse": loss / 10}
+    if exact and loss is not None:
+        metrics["eval_loss"] = loss / 100  # the loss on all pairs, apart from the last reading
     row = {"config": config, "seed": seed, "final_loss": loss, "first_exact": first}
     row["diverged_at"] = diverged
     return {**row, "metrics": {} if diverged is not None else metrics}
@@ -212,27 +223,53 @@ def _row(config, seed, loss, first=None, diverged=None, exact=True):
 def test_the_summary_counts_medians_and_divergences() -> None:
     a, b = {"act": "tanh"}, {"act": "relu"}
     rows = [
-        _row(a, 0, 0.1, first=300),
-        _row(a, 1, 0.3, first=100),
-        _row(a, 2, 0.5),
+        _row(a, 0, 10.0, first=300),
+        _row(a, 1, 30.0, first=100),
+        _row(a, 2, 50.0),
         _row(b, 0, None, diverged=12),
-        _row(b, 1, 0.9),
+        _row(b, 1, 90.0),
     ]
     tanh, relu = summarize([a, b], rows)
-    assert tanh == ConfigSummary(a, 3, 2, 200, 0.3, EXACT, (1.0, 1.0, 0.75), 0)
-    assert relu == ConfigSummary(b, 2, 0, None, 0.9, EXACT, (0.75,), 1)
+    assert tanh == ConfigSummary(a, 3, 2, (300, 100), 0.3, EXACT, (1.0, 1.0, 0.75), 0)
+    assert tanh.median_first_exact == 200
+    assert relu == ConfigSummary(b, 2, 0, (), 0.9, EXACT, (0.75,), 1)
     text = table([tanh, relu], ["act"]).splitlines()
     assert text[0].split()[:3] == ["act", "runs", "reached"]
+    assert "median loss on all pairs" in text[0]
     assert text[1].split() == ["tanh", "3", "2/3", "(67%)", "200", "0.3", "100.0%", "0"]
     assert text[2].split() == ["relu", "2", "0/2", "(0%)", "-", "0.9", "75.0%", "1"]
+
+
+def test_the_conclusion_names_what_learned_how_fast_and_what_did_not() -> None:
+    a, b, c = {"act": "sigmoid"}, {"act": "tanh"}, {"act": "relu"}
+    rows = [_row(a, s, 1.0, first=f) for s, f in enumerate((500, 700, 900))]
+    rows += [_row(b, 0, 1.0, first=400), _row(b, 1, 1.0)]
+    rows += [_row(c, s, 1.0) for s in range(3)]
+    text = conclusion(summarize([a, b, c], rows)).splitlines()
+    assert text == [
+        "Every seed learned to add all pairs exactly with act=sigmoid (700): median "
+        "iterations to get there in brackets, fastest first.",
+        "Some seeds learned with act=tanh (1/2 seeds).",
+        "No seed learned with act=relu; the best of these, act=relu, adds 75.0% of the "
+        "pairs exactly (median).",
+    ]
+
+
+def test_the_title_carries_the_options_every_run_shares() -> None:
+    options = {"iters": 10000, "lr": 0.1, "batch_size": 1, "hidden_size": 16}
+    assert title("binary-addition", options, 3) == (
+        "xpnn sweep binary-addition: 10000 iterations, lr 0.1, batch 1, 3 seeds"
+    )
 
 
 def test_the_summary_of_runs_without_exactness_shows_the_test_error(tmp_path: Path) -> None:
     a = {"lr": "0.1"}
     rows = [_row(a, s, loss, exact=False) for s, loss in enumerate((1.0, 2.0, 4.0))]
     (only,) = summarize([a], rows)
-    assert only == ConfigSummary(a, 3, None, None, 2.0, TEST_MSE, (0.1, 0.2, 0.4), 0)
+    assert only == ConfigSummary(a, 3, None, (), None, TEST_MSE, (0.1, 0.2, 0.4), 0)
     assert "median test MSE" in table([only], ["lr"])
+    assert "loss on all pairs" not in table([only], ["lr"])
+    assert conclusion([only]) == "Lowest median test MSE: lr=0.1 (0.2); highest: lr=0.1 (0.2)."
     for summaries, name in (
         ([only], "mse.png"),
         (summarize([a], [_row(a, 0, 0.1, first=9)]), "x.png"),

@@ -556,14 +556,7 @@ def _train(args: argparse.Namespace) -> None:
     with float_errors_ignored():
         result = runner(settings, echo=echo, progress=not args.quiet)
     if args.plot is not None:
-        if isinstance(settings, Sine):
-            _plot_sine(settings, result, args.plot)
-        else:
-            title = (
-                f"xpnn train {args.run}: {settings.backend}, lr {settings.lr:g}, "
-                f"seed {settings.seed}"
-            )
-            plotting.loss_curve(result.train.history, args.plot, title=title)
+        plotting.run_figure(settings, result, args.plot, run=args.run)
         if echo is not None:
             echo(f"wrote {args.plot}")
     if isinstance(settings, Sine) and echo is not None:
@@ -599,24 +592,6 @@ def _diverged(args: argparse.Namespace, exc: TrainingDiverged) -> str:
     if path is not None:
         text += ", starting afresh (a resumed run keeps its settings)"
     return text + "."
-
-
-def _plot_sine(settings: Sine, result: notebooks.RunResult, path: Path) -> None:
-    from xpnn import plotting
-
-    data = datasets.sine_windows(settings.maxlen)
-    step = data.t[1] - data.t[0]
-    n_test = data.ds_test.shape[0]
-    t_test = data.t[-n_test:]
-    generated = result.metrics["generated"]
-    t_gen = data.t[-1] + step * np.arange(1, len(generated) + 1)
-    title = (
-        f"RNN on a sine wave (notebook 3_3): maxlen {settings.maxlen}, "
-        f"{settings.iters} iterations, {settings.backend}, lr {settings.lr:g}, seed {settings.seed}"
-    )
-    plotting.sine_figure(
-        data.t, data.f, t_test, result.metrics["test_pred"], t_gen, generated, path, title=title
-    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

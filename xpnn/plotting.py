@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,7 +17,16 @@ from typing import Any
 
 from xpnn.errors import OutputError, XpnnValueError
 
-RUNNING_MEAN = 20  # readings averaged by the loss curve's running mean
+SMOOTH_MIN = 20  # fewer loss readings than this are drawn as they are, unsmoothed
+FIGURE_FIELDS = (
+    ("init", "init"),
+    ("steps", "T"),
+    ("maxlen", "maxlen"),
+    ("bits", "bits"),
+    ("hidden_size", "hidden"),
+)
+"""The settings a run's title names after its cell, with their labels."""
+SMOOTH_FRACTION = 0.05  # the smoothing window reaches this share of the readings each way
 
 
 def new_figure(width: float, height: float) -> Any:
@@ -70,35 +80,68 @@ def _write_output(path: Path, data: bytes) -> None:
         raise OutputError(msg) from None
 
 
-def running_mean(values: Sequence[float], window: int) -> list[float]:
-    """The mean of each value and up to ``window - 1`` values before it."""
-    out, total = [], 0.0
-    for i, value in enumerate(values):
-        total += value
-        if i >= window:
-            total -= values[i - window]
-        out.append(total / min(i + 1, window))
+def smoothed(values: Sequence[float], min_readings: int = SMOOTH_MIN) -> list[float] | None:
+    """The loss readings smoothed, or None when there are fewer than ``min_readings``.
+
+    Each reading becomes the geometric mean (the mean in log space; the arithmetic mean
+    where a value is not positive) of a window centred on it: ``SMOOTH_FRACTION`` of the
+    readings on each side, narrowing at both ends to what is there, so the first and last
+    values are the first and last readings. A centred window follows a steady fall in
+    the log of the loss exactly and lags nowhere; a running mean lags behind a falling
+    loss, and its first readings dominate a short curve.
+    """
+    n = len(values)
+    if n < min_readings:
+        return None
+    logs = all(v > 0 for v in values)
+    ys = [math.log(v) for v in values] if logs else [float(v) for v in values]
+    half = max(1, round(SMOOTH_FRACTION * n))
+    out = []
+    for i in range(n):
+        k = min(half, i, n - 1 - i)
+        mean = math.fsum(ys[i - k : i + k + 1]) / (2 * k + 1)
+        out.append(math.exp(mean) if logs else mean)
     return out
 
 
-def loss_curve(history: Sequence[tuple[int, float]], path: str | Path, title: str) -> None:
-    """The ``(iteration, loss)`` readings and their running mean over ``RUNNING_MEAN``
-    readings, on a log-scale loss axis, as a PNG."""
+def loss_curve(
+    history: Sequence[tuple[int, float]],
+    path: str | Path,
+    title: str,
+    *,
+    baseline: tuple[float, str] | None = None,
+    final: tuple[float, str] | None = None,
+) -> None:
+    """The ``(iteration, loss)`` readings and, from ``SMOOTH_MIN`` readings on, their
+    smoothed curve (``smoothed``), on a log-scale loss axis, as a PNG. ``baseline``
+    (value, label) draws a dashed level to beat; ``final`` (value, label) marks a loss
+    measured on a fixed set after the last iteration."""
     steps, losses = [i for i, _ in history], [v for _, v in history]
     fig = new_figure(7, 4)
     ax = fig.subplots()
-    ax.plot(steps, losses, color="0.75", linewidth=0.8, label="loss at each reading")
+    curve = smoothed(losses)
+    few = curve is None
     ax.plot(
         steps,
-        running_mean(losses, RUNNING_MEAN),
-        color="C0",
-        label=f"running mean over {RUNNING_MEAN} readings",
+        losses,
+        color="C0" if few else "0.7",
+        linewidth=1.2 if few else 0.8,
+        marker="o" if few else None,
+        markersize=3,
+        label="loss of the batch at each reading",
     )
+    if curve is not None:
+        k = max(1, round(SMOOTH_FRACTION * len(losses)))
+        ax.plot(steps, curve, color="C0", label=f"smoothed (centred over {2 * k + 1} readings)")
+    if baseline is not None:
+        ax.axhline(baseline[0], color="C3", linestyle="--", linewidth=1, label=baseline[1])
+    if final is not None:
+        ax.plot([steps[-1]], [final[0]], "D", color="C2", label=final[1])
     if all(v > 0 for v in losses):
         ax.set_yscale("log")
     ax.set(xlabel="iteration", ylabel="loss", title=title)
     ax.title.set_fontsize("medium")
-    ax.legend()
+    ax.legend(fontsize="small")
     save(fig, path)
 
 
@@ -112,14 +155,90 @@ def sine_figure(
     path: str | Path,
     title: str = "RNN on a sine wave (notebook 3_3)",
 ) -> None:
-    """The wave, the held-out predictions and the generated continuation as a PNG, the
-    legend outside the axes so it covers no curve."""
-    fig = new_figure(10, 4)
+    """The wave ``f = sin(t)``, the held-out predictions, the generated continuation and
+    beside it the true one (``sin(t_gen)``) as a PNG, the legend below the axes so it
+    covers no curve."""
+    fig = new_figure(9, 4.2)
     ax = fig.subplots()
-    ax.plot(t, f, color="0.6", label="sin(t)")
-    ax.plot(t_test, test_pred, ".", markersize=3, label="prediction (held-out windows)")
-    ax.plot(t_gen, generated, label="generated from its own predictions")
+    ax.plot(t, f, color="0.6", label="sin(t): training windows, the last 100 held out")
+    ax.plot(t_test, test_pred, ".", markersize=3, label="one step ahead on held-out windows")
+    ax.plot(
+        t_gen,
+        [math.sin(v) for v in t_gen],
+        color="0.6",
+        linestyle="--",
+        label="true continuation",
+    )
+    ax.plot(t_gen, generated, color="C3", label="generated from its own predictions")
+    ax.axvline(t[-1], color="0.3", linewidth=0.6)
     ax.set(xlabel="t", ylabel="value", title=title)
     ax.title.set_fontsize("medium")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncols=2, fontsize="small")
     save(fig, path)
+
+
+def run_title(settings: Any, run: str | None = None) -> str:
+    """What names a ``xpnn train`` run (an ``xpnn.course.settings`` object) among others:
+    the run, cell, activation, sequence length, optimiser, lr, iterations and batch,
+    backend, dtype and seed; only those the run has. ``run``: the command's name, where
+    it is not the settings' ``RUN`` (``sine-wave``)."""
+    s = settings
+    what = []
+    if hasattr(s, "cell"):
+        rnn_activation = s.cell == "rnn" and hasattr(s, "activation")
+        what.append(s.cell + (f" ({s.activation})" if rnn_activation else ""))
+    elif hasattr(s, "activation"):
+        what.append(s.activation)
+    what += [f"{label} {getattr(s, k)}" for k, label in FIGURE_FIELDS if hasattr(s, k)]
+    optimizer = type(s.make_optimizer()).__name__
+    how = f"{optimizer} lr {s.lr:g}, {s.iters} iters x batch {s.batch_size}"
+    return (
+        f"xpnn train {run or s.RUN}: {', '.join(what)}\n{how}, {s.backend} {s.dtype}, seed {s.seed}"
+    )
+
+
+def run_figure(settings: Any, result: Any, path: str | Path, run: str | None = None) -> None:
+    """The figure of one ``xpnn train`` run (``settings`` and its ``RunResult``): the sine
+    runs' wave and continuation, every other run's loss curve with the level to beat
+    (always predicting 1 on the adding problem, the mean on the regression) and the loss
+    on the fixed set where the run measures one (binary addition: every operand pair).
+    ``run`` names the command in the title (see ``run_title``)."""
+    from xpnn import datasets
+
+    title = run_title(settings, run)
+    metrics = result.metrics
+    if "generated" in metrics:
+        data = datasets.sine_windows(settings.maxlen)
+        step = float(data.t[1] - data.t[0])
+        n_test = data.ds_test.shape[0]
+        t_gen = [float(data.t[-1]) + step * k for k in range(1, len(metrics["generated"]) + 1)]
+        sine_figure(
+            data.t,
+            data.f,
+            data.t[-n_test:],
+            metrics["test_pred"],
+            t_gen,
+            metrics["generated"],
+            path,
+            title=title,
+        )
+        return
+    # The training loss is half the squared error (the course's mean_squared_error),
+    # so a constant prediction's loss is half its test MSE.
+    baseline = None
+    if "baseline_mse" in metrics:
+        level = metrics["baseline_mse"] / 2
+        baseline = (level, f"always predicting 1 (test set): {level:.3g}")
+    elif "target_variance" in metrics:
+        level = metrics["target_variance"] / 2
+        baseline = (level, f"always predicting the mean (test set): {level:.3g}")
+    final = None
+    if "eval_loss" in metrics:
+        final = (
+            metrics["eval_loss"],
+            f"at the end, on all {metrics['total']} pairs: {metrics['eval_loss']:.3g}",
+        )
+    elif "test_mse" in metrics:
+        level = metrics["test_mse"] / 2
+        final = (level, f"at the end, on the test set: {level:.3g}")
+    loss_curve(result.train.history, path, title, baseline=baseline, final=final)

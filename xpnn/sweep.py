@@ -687,10 +687,10 @@ def run_sweep(args: argparse.Namespace, options: Sequence[str]) -> int:
     rows = [results.rows[row_key(c, s)] for c, s in sweep.tasks() if row_key(c, s) in results.rows]
     summaries = sweep_report.summarize(sweep.configs(), rows)
     print(sweep_report.table(summaries, list(sweep.grid)))
+    print(sweep_report.conclusion(summaries))
     if args.plot is not None:
-        sweep_report.figure(
-            summaries, args.plot, title=f"xpnn sweep {sweep.run}: {sweep.seeds} seeds"
-        )
+        title = sweep_report.title(sweep.run, identity(sweep)["options"], sweep.seeds)
+        sweep_report.figure(summaries, args.plot, title=title)
         print(f"wrote {args.plot}")
     if outcome.failed:
         print(

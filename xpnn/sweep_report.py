@@ -11,6 +11,7 @@ from typing import Any
 from xpnn.sweep import row_key
 
 EXACT, TEST_MSE = "exact pairs", "test MSE"
+EVAL_LOSS = "loss on all pairs"  # binary addition's fixed evaluation set
 
 
 @dataclass(frozen=True)
@@ -18,20 +19,27 @@ class ConfigSummary:
     """One configuration's runs.
 
     ``exact`` counts the runs that reached every answer exact (None where the run has no
-    such measure), ``median_first_exact`` is the median iteration of getting there;
-    ``median_final_loss`` is over the runs that did not diverge; ``scores`` holds each
-    finished run's ``score`` (``EXACT``: the fraction of operand pairs added exactly;
-    ``TEST_MSE``: the test error; ``""``: none); ``diverged`` counts diverged runs.
+    such measure), ``first_exact`` holds the iteration each of them got there (its median
+    is ``median_first_exact``); ``median_eval_loss`` is the median, over the runs that did
+    not diverge, of the loss on a fixed evaluation set (binary addition: every operand
+    pair; None where the rows have none: there ``scores`` is the fixed-set measure);
+    ``scores`` holds each finished run's ``score`` (``EXACT``: the fraction of operand
+    pairs added exactly; ``TEST_MSE``: the test error; ``""``: none); ``diverged``
+    counts diverged runs.
     """
 
     config: dict[str, str]
     runs: int
     exact: int | None
-    median_first_exact: float | None
-    median_final_loss: float | None
+    first_exact: tuple[int, ...]
+    median_eval_loss: float | None
     score: str
     scores: tuple[float, ...]
     diverged: int
+
+    @property
+    def median_first_exact(self) -> float | None:
+        return _median(self.first_exact)
 
     @property
     def median_score(self) -> float | None:
@@ -64,13 +72,14 @@ def summarize(
         finished = [r for r in mine if r["diverged_at"] is None]
         score, scores = _scores(finished)
         reached = [r["first_exact"] for r in mine if r.get("first_exact") is not None]
+        losses = [r["metrics"]["eval_loss"] for r in finished if "eval_loss" in r["metrics"]]
         summaries.append(
             ConfigSummary(
                 config=config,
                 runs=len(mine),
                 exact=len(reached) if score == EXACT or not finished else None,
-                median_first_exact=_median(reached),
-                median_final_loss=_median([r["final_loss"] for r in finished]),
+                first_exact=tuple(reached),
+                median_eval_loss=_median(losses) if len(losses) == len(finished) else None,
                 score=score,
                 scores=scores,
                 diverged=len(mine) - len(finished),
@@ -92,7 +101,9 @@ def _score_text(s: ConfigSummary) -> str:
 def table(summaries: Sequence[ConfigSummary], keys: Sequence[str]) -> str:
     """The summaries as an aligned text table, one row per configuration."""
     score = next((s.score for s in summaries if s.score), "")
-    head = [*keys, "runs", "reached 100%", "median iters to 100%", "median final loss"]
+    evaluated = any(s.median_eval_loss is not None for s in summaries)
+    head = [*keys, "runs", "reached 100%", "median iters to 100%"]
+    head += [f"median {EVAL_LOSS}"] if evaluated else []
     head += [f"median {score}"] if score else []
     head += ["diverged"]
     rows = [head]
@@ -100,7 +111,7 @@ def table(summaries: Sequence[ConfigSummary], keys: Sequence[str]) -> str:
         reached = "-" if s.exact is None else f"{s.exact}/{s.runs} ({s.exact / max(s.runs, 1):.0%})"
         cells = [s.config[k] for k in keys]
         cells += [str(s.runs), reached, _number(s.median_first_exact, ".0f")]
-        cells += [_number(s.median_final_loss)]
+        cells += [_number(s.median_eval_loss)] if evaluated else []
         cells += [_score_text(s)] if score else []
         cells += [str(s.diverged)]
         rows.append(cells)
@@ -109,39 +120,102 @@ def table(summaries: Sequence[ConfigSummary], keys: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+def _name(s: ConfigSummary) -> str:
+    return " ".join(f"{k}={v}" for k, v in s.config.items())
+
+
+def conclusion(summaries: Sequence[ConfigSummary]) -> str:
+    """What the sweep shows, in a few sentences: which configurations learned (every
+    seed exact) and how fast, which did in some seeds, which in none; or, without an
+    exact measure, the best and the worst median test error."""
+    done = [s for s in summaries if s.runs]
+    if not done:
+        return "no finished runs yet"
+    if all(s.exact is not None for s in done):
+        every = sorted((s for s in done if s.exact == s.runs), key=lambda s: s.median_first_exact)
+        some = [s for s in done if 0 < s.exact < s.runs]
+        none = [s for s in done if s.exact == 0]
+        lines = []
+        if every:
+            fast = ", ".join(f"{_name(s)} ({s.median_first_exact:.0f})" for s in every)
+            lines.append(
+                f"Every seed learned to add all pairs exactly with {fast}: median iterations "
+                "to get there in brackets, fastest first."
+            )
+        if some:
+            part = ", ".join(f"{_name(s)} ({s.exact}/{s.runs} seeds)" for s in some)
+            lines.append(f"Some seeds learned with {part}.")
+        if none:
+            best = max(none, key=lambda s: s.median_score or 0.0)
+            lines.append(
+                f"No seed learned with {', '.join(_name(s) for s in none)}; the best of "
+                f"these, {_name(best)}, adds {_score_text(best)} of the pairs exactly "
+                "(median)."
+            )
+        return "\n".join(lines)
+    scored = [s for s in done if s.median_score is not None]
+    if not scored:
+        return "every run diverged"
+    best = min(scored, key=lambda s: s.median_score)
+    worst = max(scored, key=lambda s: s.median_score)
+    return (
+        f"Lowest median {best.score}: {_name(best)} ({_score_text(best)}); highest: "
+        f"{_name(worst)} ({_score_text(worst)})."
+    )
+
+
+def title(run: str, options: dict[str, Any], seeds: int) -> str:
+    """The figure's title: RUN and the options every run shares that decide its result
+    most (``iters``, ``lr``, ``batch_size``; taken from ``options``, the resolved ones)."""
+    fixed = [f"{options['iters']} iterations"] if "iters" in options else []
+    fixed += [f"lr {options['lr']:g}"] if "lr" in options else []
+    fixed += [f"batch {options['batch_size']}"] if "batch_size" in options else []
+    return f"xpnn sweep {run}: {', '.join([*fixed, f'{seeds} seeds'])}"
+
+
 def figure(summaries: Sequence[ConfigSummary], path: str | Path, title: str) -> None:
-    """One row a configuration. Where runs can be all exact (binary addition): the
-    fraction of seeds that got there, and beside it each seed's fraction of operand
-    pairs added exactly (dots) with the median (bar). Otherwise each seed's test error
-    with the median. Diverged runs are counted in the labels."""
+    """One row a configuration, labelled by its grid values. Where runs can be all exact
+    (binary addition): each seed's fraction of operand pairs added exactly at the end
+    (dots) with the median (bar), and beside it the iteration at which each seed first
+    added every pair exactly ("never" counts the others). Otherwise each seed's test
+    error with the median. Diverged runs are counted in the labels."""
     from xpnn.plotting import new_figure, save
 
     exact = all(s.exact is not None for s in summaries)
     panels = 2 if exact else 1
-    fig = new_figure(6 + 4 * panels, 1.4 + 0.45 * len(summaries))
+    fig = new_figure(4.5 + 2.5 * panels, 1.5 + 0.32 * len(summaries))
     axes = fig.subplots(1, panels, sharey=True, squeeze=False)
     positions = list(range(len(summaries)))[::-1]
     labels = []
     for s in summaries:
-        label = " ".join(f"{k}={v}" for k, v in s.config.items())
+        label = ", ".join(s.config.values())
         labels.append(label + (f" ({s.diverged} diverged)" if s.diverged else ""))
     ax = axes[0][0]
-    if exact:
-        rates = [s.exact / s.runs if s.runs else 0.0 for s in summaries]
-        ax.barh(positions, rates, color="tab:green")
-        for y, rate, s in zip(positions, rates, summaries, strict=True):
-            ax.text(rate + 0.02, y, f"{s.exact}/{s.runs}", va="center")
-        ax.set(xlim=(0, 1.15), xlabel="seeds that reached 100% exact")
-        ax = axes[0][1]
-    for y, s in zip(positions, summaries, strict=True):
-        if s.scores:
-            ax.barh(y, s.median_score, color="0.85")
-            ax.plot(s.scores, [y] * len(s.scores), "o", color="tab:blue", alpha=0.7)
     score = next((s.score for s in summaries if s.score), "")
+    for y, s in zip(positions, summaries, strict=True):
+        if s.scores and score == EXACT:  # a fraction: a bar from 0 means something
+            ax.barh(y, s.median_score, color="0.85")
+        elif s.scores:  # an error on a log axis: the median as a tick, not a bar
+            ax.plot([s.median_score], [y], "|", color="0.2", markersize=16)
+        ax.plot(s.scores, [y] * len(s.scores), "o", color="tab:blue", alpha=0.7)
     if score == EXACT:
-        ax.set(xlim=(0, 1.02), xlabel="operand pairs added exactly (dots: seeds; bar: median)")
+        ax.set(xlim=(0, 1.02), xlabel="pairs added exactly at the end\n(dots: seeds; bar: median)")
     else:
-        ax.set(xscale="log", xlabel=f"{score or 'score'} (dots: seeds; bar: median)")
+        ax.set(xscale="log", xlabel=f"{score or 'score'} (dots: seeds; tick: median)")
+    if exact:
+        ax = axes[0][1]
+        iters = [i for s in summaries for i in s.first_exact]
+        right = max(iters, default=1) * 1.35  # room for "never" beside the dots
+        for y, s in zip(positions, summaries, strict=True):
+            ax.plot(s.first_exact, [y] * len(s.first_exact), "o", color="tab:green", alpha=0.7)
+            if s.exact < s.runs:
+                text = f"never: {s.runs - s.exact}" if s.exact else "never"
+                ax.text(right, y, text, va="center", ha="right", color="0.4", fontsize="small")
+        ax.set(
+            xlim=(0, right * 1.02), xlabel="iteration of the first reading with\nevery pair exact"
+        )
     axes[0][0].set_yticks(positions, labels)
-    fig.suptitle(title)
+    axes[0][0].set_ylim(-0.6, len(summaries) - 0.4)
+    axes[0][0].set_ylabel(", ".join(summaries[0].config) if summaries else "")
+    fig.suptitle(title, fontsize="medium")
     save(fig, path)

@@ -137,3 +137,15 @@ def addition_accuracy(net: RNN, bits: int) -> tuple[int, int]:
         ys = to_numpy(net.predict(net.asarray(xs[:, part])))
         exact += int(((ys >= 0.5) == (ds[:, part] >= 0.5)).all(axis=(0, 2)).sum())
     return exact, total
+
+
+def addition_loss(net: RNN, bits: int) -> float:
+    """The training loss (summed over the steps, mean over the sequences) on all
+    ``4**(bits-1)`` operand pairs: a fixed evaluation set, unlike one reading's batch."""
+    xs, ds = datasets.all_binary_additions(bits)
+    total, weighted = ds.shape[1], 0.0
+    for lo in range(0, total, ACCURACY_BATCH):  # bounded device memory at any bits
+        part = slice(lo, lo + ACCURACY_BATCH)
+        loss = net.loss(net.asarray(xs[:, part]), net.asarray(ds[:, part]))
+        weighted += float(to_numpy(loss)) * ds[:, part].shape[1]
+    return weighted / total

@@ -9,17 +9,19 @@ its figures as a ``RunResult``.
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from xpnn import datasets
-from xpnn.backends import to_numpy
+from xpnn.backends import compiler_for, to_numpy
 from xpnn.course import printouts
 from xpnn.course.networks import (
     adding_network,
     addition_accuracy,
+    addition_loss,
     addition_network,
     regression_network,
     sine_network,
@@ -100,14 +102,19 @@ class RunResult:
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
-def _fit(net: Any, stream: Any, settings: Training, echo: Echo, **kwargs: Any) -> TrainResult:
+def _fit(
+    net: Any, stream: Any, settings: Training, echo: Echo, *, progress: bool, **kwargs: Any
+) -> TrainResult:
     """``train`` with the settings' optimiser and ``compile``, keeping
     ``checkpoint/checkpoint.npz`` current every ``checkpoint_every`` iterations (default:
     ``log_every``) and resuming from it when ``resume``; ``kwargs`` go to ``train``.
-    Says through ``echo`` whether the step ran compiled."""
+    Says through ``echo`` whether the step ran compiled, unless the ``progress`` lines
+    said it at the first reading; a step that compiles says so on stderr when its compile
+    starts and when it is done."""
     s = settings
     optimizer = s.make_optimizer()
     kwargs = {"iters": s.iters, "log_every": s.log_every, "compile": s.compile, **kwargs}
+    kwargs["on_log"] = _saying_compile(stream, s, kwargs.get("on_log"))
     if s.checkpoint is None:
         if s.resume or s.checkpoint_every is not None:
             msg = "resume and checkpoint_every need a checkpoint folder"
@@ -121,8 +128,41 @@ def _fit(net: Any, stream: Any, settings: Training, echo: Echo, **kwargs: Any) -
             resume=s.resume,
         )
         result = keeper.run(net, optimizer, stream, **kwargs)
-    _say(echo, printouts.run_step_line(result))
+    if not progress:
+        _say(echo, printouts.run_step_line(result))
     return result
+
+
+def _saying_compile(
+    stream: Any, s: Training, on_log: Callable[[LogEvent], None] | None
+) -> Callable[[LogEvent], None]:
+    """``on_log``, after saying on stderr that the step compiles (now, before the first
+    call) and, at the first reading, how long the compile took."""
+    compiler = compiler_for(s.backend, s.compile, steps=s.iters)
+    if compiler is not None and stream.batch_axis == 1:  # an RNN: auto looks at its length
+        try:
+            time_steps = stream.batches(0, 1)[0].shape[0]
+        except (ValueError, MemoryError):  # train() refuses such a stream, saying why
+            time_steps = None
+        compiler = compiler_for(s.backend, s.compile, steps=s.iters, time_steps=time_steps)
+    if compiler is not None:
+        print(
+            f"compiling the step for {s.backend} ({compiler}); this takes a while the first time",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def log(event: LogEvent) -> None:
+        if compiler is not None and event.compile_seconds is not None:
+            print(
+                f"compiled: the first call took {event.compile_seconds:.1f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+        if on_log is not None:
+            on_log(event)
+
+    return log
 
 
 def regression(
@@ -146,7 +186,7 @@ def regression(
     def log(event: LogEvent) -> None:
         _say(shown, printouts.loss_line(event, ".6f"))
 
-    result = _fit(net, stream, s, echo, on_log=log)
+    result = _fit(net, stream, s, echo, progress=progress, on_log=log)
     x_test, d_test = datasets.linear(s.n_test, seed=s.seed + 1, low=s.low, high=s.high)
     pred = to_numpy(net.predict(net.asarray(x_test)))
     test_mse = float(((pred - d_test) ** 2).mean())
@@ -177,7 +217,7 @@ def binary_addition(
     Every ``log_every`` iterations it prints the notebook's lines for the batch's first
     sequence, and calls ``on_reading(net, event)`` if given (``xpnn sweep`` finds the
     first reading with every operand pair exact). ``metrics`` holds ``exact`` and
-    ``total`` over all operand pairs.
+    ``total`` over all operand pairs, and ``eval_loss``, the loss over all of them.
     """
     s = BinaryAddition() if settings is None else settings
     shown = echo if progress else None  # where the progress lines go
@@ -199,7 +239,9 @@ def binary_addition(
         if on_reading is not None:
             on_reading(net, event)
 
-    result = _fit(net, stream, s, echo, truncate=s.truncate, clip=s.clip, on_log=log)
+    result = _fit(
+        net, stream, s, echo, progress=progress, truncate=s.truncate, clip=s.clip, on_log=log
+    )
     exact, total = addition_accuracy(net, s.bits)
     seconds = time.perf_counter() - began
     _say(
@@ -208,7 +250,8 @@ def binary_addition(
         f"({100.0 * exact / total:.2f}%)\nwall time: {seconds:.2f} s "
         f"(training {result.seconds:.2f} s)",
     )
-    return RunResult(net, result, seconds, {"exact": exact, "total": total})
+    metrics = {"exact": exact, "total": total, "eval_loss": addition_loss(net, s.bits)}
+    return RunResult(net, result, seconds, metrics)
 
 
 def sine(
@@ -240,7 +283,7 @@ def sine(
     def log(event: LogEvent) -> None:
         _say(shown, printouts.loss_line(event, ".6g"))
 
-    result = _fit(net, stream, s, echo, on_log=log)
+    result = _fit(net, stream, s, echo, progress=progress, on_log=log)
     test_pred = to_numpy(net.predict(net.asarray(data.xs_test)))
     test_mse = float(((test_pred - data.ds_test) ** 2).mean())
     window, generated = list(data.f[-s.maxlen :]), []
@@ -297,7 +340,7 @@ def adding_problem(
     def log(event: LogEvent) -> None:
         _say(shown, printouts.loss_line(event, ".6g"))
 
-    result = _fit(net, stream, s, echo, clip=s.clip, on_log=log)
+    result = _fit(net, stream, s, echo, progress=progress, clip=s.clip, on_log=log)
     xs, ds = datasets.adding_problem(s.n_test, s.steps, seed=s.seed + 1)
     test_mse = float(((to_numpy(net.predict(net.asarray(xs))) - ds) ** 2).mean())
     baseline_mse = float(((ds - 1.0) ** 2).mean())
