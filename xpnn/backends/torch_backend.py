@@ -25,7 +25,8 @@ class TorchBackend(Backend):
     module = "torch"
     install_hint = (
         "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu (the "
-        'CPU build, as nox installs it), or pip install "xpnn[torch]" (on Linux the CUDA build, GBs)'
+        'CPU build, as nox installs it), or pip install "xpnn[torch]" (on Linux the CUDA '
+        "build, GBs)"
     )
     compiler = "torch.compile"
     gpu_device = "cuda"
