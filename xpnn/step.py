@@ -79,9 +79,8 @@ class Step:
         return self._run(params, state, x, d)
 
     def _check_call(self, params: Any, state: Any, x: Any, d: Any) -> None:
-        """Check the arguments (``make_step``'s ``check``) unless their structure passed
-        before: the key is the parameters' and state's keys and every array's type,
-        shape, dtype and device, read from metadata only."""
+        """Check the arguments (``make_step``'s ``check``) unless their structure
+        (``_structure``, metadata only) passed before."""
         try:
             key = _structure(params, state, x, d)
             if key in self._checked:
@@ -183,15 +182,17 @@ def make_step(
 
 
 def _structure(params: Any, state: Any, x: Any, d: Any) -> tuple:
-    """What the step's check depends on, as a hashable key: the keys of ``params`` and
-    ``state`` and the type, shape, dtype and device of every array (dask arrays have no
-    device attribute: None). An ``AttributeError`` or ``TypeError`` where the arguments
-    are not dicts of arrays."""
-    arrays = (*params.values(), *state.values(), x, d)
+    """What the step's check depends on, as a hashable key read from metadata: every
+    parameter's and state array's key, type, shape and dtype, and the type, shape, dtype
+    and device of ``x`` and ``d`` (a batch is new at every call; the parameters and state
+    are the previous step's, on its device: reading every array's device would double the
+    key's cost on JAX). An ``AttributeError`` or ``TypeError`` where the arguments are not
+    dicts of arrays."""
     return (
-        tuple(params),
-        tuple(state),
-        tuple([(type(a), a.shape, a.dtype, getattr(a, "device", None)) for a in arrays]),
+        tuple([(k, type(a), a.shape, a.dtype) for k, a in params.items()]),
+        tuple([(k, type(a), a.shape, a.dtype) for k, a in state.items()]),
+        (type(x), x.shape, x.dtype, getattr(x, "device", None)),  # dask: no device
+        (type(d), d.shape, d.dtype, getattr(d, "device", None)),
     )
 
 
