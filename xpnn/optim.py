@@ -12,9 +12,13 @@ Because the state is plain arrays, a step that updates it compiles (``jax.jit``,
 average of squared gradients, ``m`` and ``v`` Adam's moments) and, for Adam, ``"t"``,
 the number of steps taken, a 0-d array.
 
-``update`` checks its arguments (every grad an array of its parameter's shape, dtype and
-backend; the state of this optimiser for these parameters); ``apply`` is the same update
-unchecked, for the compiled training step (``xpnn.make_step``).
+``init`` and ``update`` check their arguments (params a dict of floating arrays keyed by
+strings; every grad an array of its parameter's shape, dtype and backend; the state of
+this optimiser for these parameters); ``apply`` is the same update unchecked, for the
+compiled training step (``xpnn.make_step``). ``check_state_values`` reads a state's values
+(where a state enters: ``train``, a checkpoint's load). An optimiser is frozen: a
+compiled step keeps the hyperparameters it was made with, so ``opt.lr = ...`` raises and
+``opt.with_(lr=...)`` makes a new optimiser.
 
 Defaults are those of "Deep Learning from Scratch" (``common/optimizer.py``), the
 course's Day-2 code, with its ``1e-7`` made an explicit ``eps``.
