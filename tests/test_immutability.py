@@ -68,9 +68,10 @@ def _guard(model: Any) -> Any:
 
 
 def _frozen_optimizer(optimizer: Any) -> Any:
-    """``optimizer`` whose state and updates come back frozen (``update`` runs ``apply``)."""
-    optimizer.init = _frozen(optimizer.init)
-    optimizer.apply = _frozen(optimizer.apply)
+    """``optimizer`` whose state and updates come back frozen (``update`` runs ``apply``);
+    an optimiser refuses attribute changes, so they go past its ``__setattr__``."""
+    object.__setattr__(optimizer, "init", _frozen(optimizer.init))
+    object.__setattr__(optimizer, "apply", _frozen(optimizer.apply))
     return optimizer
 
 

@@ -248,4 +248,4 @@ def test_update_refuses_foreign_state(backend, device):
         Adam().update(params, grads, None)
     nan = {k: v * float("nan") for k, v in Adam().init(params).items()}
     with pytest.raises(XpnnValueError, match=r"contains NaN or infinity"):
-        Adam().check_state(params, nan, finite=True)
+        Adam().check_state(params, nan, values=True)

@@ -416,6 +416,7 @@ def test_a_non_finite_last_update_is_caught_at_the_final_save(
 
         poisoned.compiled = step.compiled
         poisoned.loop = lambda rows, axis, target_axis: None  # one call per iteration
+        poisoned.unchecked = poisoned  # what train calls
         return poisoned
 
     monkeypatch.setattr(train_module, "make_step", make_step)

@@ -144,7 +144,7 @@ def _architecture(config: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in config.items() if k not in (*RUN_KEYS, "dtype")}
 
 
-def _check_history(history: Any, where: str) -> list[tuple[int, float]]:
+def _check_history(history: Any, where: str, step: int) -> list[tuple[int, float]]:
     out = []
     for entry in history or []:
         ok = isinstance(entry, (list, tuple)) and len(entry) == 2
@@ -156,7 +156,20 @@ def _check_history(history: Any, where: str) -> list[tuple[int, float]]:
             msg = f"{where}: history must be (iteration, finite loss) pairs, got {shown(entry)}"
             raise XpnnValueError(msg)
         out.append((int(i), float(loss)))
+    behind = _behind(out, step)
+    if behind:
+        raise XpnnValueError(f"{where}: {behind}")
     return out
+
+
+def _behind(history: Sequence[Sequence[Any]], step: int) -> str | None:
+    """What is wrong where ``step`` (iterations done) is behind a reading of ``history``
+    (a reading at iteration ``i`` happens before update ``i``: ``i <= step``); None if
+    nothing is."""
+    last = max((i for i, _loss in history), default=0)
+    if last <= step:
+        return None
+    return f"its step {step} is behind its history, which has a reading at iteration {last}"
 
 
 def _digest(meta_text: str, arrays: Mapping[str, np.ndarray]) -> str:
@@ -217,7 +230,7 @@ def save(
         "model": _model_config(model, dtypes.pop()),
         "step": int(step),
         "optimizer": spec,
-        "history": [list(h) for h in _check_history(history, str(path))],
+        "history": [list(h) for h in _check_history(history, str(path), int(step))],
         "extra": extra,
         "arrays": {
             key: {"shape": list(a.shape), "dtype": a.dtype.str} for key, a in arrays.items()
@@ -460,6 +473,9 @@ def _parse_meta(path: Path, text: str) -> dict[str, Any]:
         isinstance(h, list) and len(h) == 2 and _is_int(h[0]) and _is_number(h[1]) for h in history
     ):
         raise _fail(path, "its history must be a list of [iteration, finite loss] pairs")
+    behind = _behind(history, meta["step"])
+    if behind:
+        raise _fail(path, behind)
     arrays = meta["arrays"]
     if not isinstance(arrays, dict) or not all(
         isinstance(info, dict)
@@ -507,8 +523,12 @@ def _state_shapes(
     and shapes of the saved optimiser's ``init`` (none for SGD or without an optimiser)."""
     if spec is None:
         return {}
-    hyper = {k: v for k, v in spec.items() if k != "name"}
-    return OPTIMIZERS[spec["name"]](**hyper).state_shapes(shapes)
+    return _optimizer(spec).state_shapes(shapes)
+
+
+def _optimizer(spec: Mapping[str, Any]) -> Optimizer:
+    """The optimiser a checked ``spec`` (``{"name": ..., **hyperparameters}``) describes."""
+    return OPTIMIZERS[spec["name"]](**{k: v for k, v in spec.items() if k != "name"})
 
 
 def _check_headers(
@@ -615,6 +635,11 @@ def load(
     bad = sorted(k for k, a in host_state.items() if not np.all(np.isfinite(a)))
     if bad:
         raise _fail(path, f"optimizer state {bad} holds NaN or infinity")
+    if meta["optimizer"] is not None:
+        try:
+            _optimizer(meta["optimizer"]).check_state_values(host_state)
+        except XpnnValueError as exc:
+            raise _fail(path, f"optimizer {exc}") from None
     where = {"backend": backend, "device": device, "dtype": dtype or config["dtype"]}
     try:
         model = MODELS[config["model"]].from_config(_architecture(config), params, **where)

@@ -20,6 +20,10 @@ class XpnnTypeError(XpnnError, TypeError):
     """An array is of the wrong kind: another backend, another device, a non-floating dtype."""
 
 
+class XpnnAttributeError(XpnnError, AttributeError):
+    """An attribute cannot be set: the object is frozen (an optimiser's hyperparameters)."""
+
+
 class BackendUnavailable(XpnnValueError):
     """The backend cannot run here; the message says why and what to install."""
 

@@ -12,9 +12,13 @@ Because the state is plain arrays, a step that updates it compiles (``jax.jit``,
 average of squared gradients, ``m`` and ``v`` Adam's moments) and, for Adam, ``"t"``,
 the number of steps taken, a 0-d array.
 
-``update`` checks its arguments (every grad an array of its parameter's shape, dtype and
-backend; the state of this optimiser for these parameters); ``apply`` is the same update
-unchecked, for the compiled training step (``xpnn.make_step``).
+``init`` and ``update`` check their arguments (params a dict of floating arrays keyed by
+strings; every grad an array of its parameter's shape, dtype and backend; the state of
+this optimiser for these parameters); ``apply`` is the same update unchecked, for the
+compiled training step (``xpnn.make_step``). ``check_state_values`` reads a state's values
+(where a state enters: ``train``, a checkpoint's load). An optimiser is frozen: a
+compiled step keeps the hyperparameters it was made with, so ``opt.lr = ...`` raises and
+``opt.with_(lr=...)`` makes a new optimiser.
 
 Defaults are those of "Deep Learning from Scratch" (``common/optimizer.py``), the
 course's Day-2 code, with its ``1e-7`` made an explicit ``eps``.
@@ -29,7 +33,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from xpnn.backends import Array, ArrayNamespace, device_of, namespace_of
-from xpnn.errors import XpnnTypeError, XpnnValueError, check_choice, shown
+from xpnn.errors import XpnnAttributeError, XpnnTypeError, XpnnValueError, check_choice, shown
 
 State = dict[str, Array]
 
@@ -66,21 +70,55 @@ def _fraction(value: Any, name: str, *, open_low: bool = False) -> float:
 
 
 class Optimizer:
-    """What every optimiser shares: its state layout, ``init``, and the checks of
-    ``update``. Subclasses set ``slots`` (per-parameter state arrays), ``counts_steps``
-    (a 0-d ``"t"``) and write ``apply``."""
+    """What every optimiser shares: its state layout, ``init``, the checks of ``update``
+    and of a state's values. Subclasses set ``slots`` (per-parameter state arrays),
+    ``counts_steps`` (a 0-d ``"t"``), ``nonnegative`` (the slots that sum or average
+    squared gradients) and write ``apply``.
+
+    An optimiser is frozen: its hyperparameters are fixed at construction, because a step
+    made by ``make_step`` (compiled by ``jax.jit`` or ``torch.compile``) keeps the values
+    it was made with. ``opt.with_(lr=1e-4)`` makes a new one.
+    """
 
     name = ""
     slots: tuple[str, ...] = ()
     counts_steps = False
+    nonnegative: tuple[str, ...] = ()
+    lr: float
 
-    def __init__(self, lr: float) -> None:
-        self.lr = _positive(lr, "lr")
+    def __init__(self, **hyperparameters: float) -> None:
+        """Hold ``hyperparameters`` (already checked by the subclass) as attributes."""
+        object.__setattr__(self, "_hyperparameters", dict(hyperparameters))
+        for key, value in hyperparameters.items():
+            object.__setattr__(self, key, value)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        msg = (
+            f"{self!r} is frozen: {name} cannot change after construction, since a step "
+            f"made by make_step keeps the values it was made with; make a new optimiser "
+            f"with opt.with_({name}=...) and a new step"
+        )
+        raise XpnnAttributeError(msg)
+
+    def __delattr__(self, name: str) -> None:
+        self.__setattr__(name, None)
 
     @property
     def hyperparameters(self) -> dict[str, float]:
         """The constructor's arguments, by name (what a checkpoint stores)."""
-        return {"lr": self.lr}
+        return dict(self._hyperparameters)
+
+    def with_(self, **changes: Any) -> Optimizer:
+        """A new optimiser of this kind with ``changes`` to its hyperparameters
+        (``Adam(0.01).with_(lr=1e-4)``); this one is left as it is.
+
+        Raises
+        ------
+        XpnnValueError
+            A hyperparameter this optimiser does not take, or a value out of range.
+        """
+        _check_takes(type(self), changes)
+        return type(self)(**{**self.hyperparameters, **changes})
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters.items())
@@ -99,13 +137,21 @@ class Optimizer:
 
     def init(self, params: Mapping[str, Array]) -> State:
         """The state before the first step: zeros of each parameter's shape, dtype and
-        device per slot (and ``t = 0``)."""
+        device per slot (and ``t = 0``).
+
+        Raises
+        ------
+        XpnnTypeError, XpnnValueError
+            ``params`` is not a non-empty dict of floating arrays of one backend and
+            device keyed by strings.
+        """
+        check_params(params)
         state = {}
         for slot in self.slots:
             for key, p in params.items():
                 xp = namespace_of(p)
                 state[f"{slot}.{key}"] = xp.zeros(p.shape, dtype=p.dtype, device=device_of(p))
-        if self.counts_steps and params:
+        if self.counts_steps:
             p = next(iter(params.values()))
             state["t"] = namespace_of(p).zeros((), dtype=p.dtype, device=device_of(p))
         return state
@@ -118,6 +164,7 @@ class Optimizer:
         Parameters
         ----------
         params : dict of arrays
+            Keyed by strings, of a floating dtype, one backend and device.
         grads : dict of arrays
             The same keys; each grad has its parameter's shape, dtype and device.
         state : dict of arrays
@@ -126,17 +173,20 @@ class Optimizer:
         Raises
         ------
         XpnnValueError, XpnnTypeError
-            A grad or state array is missing, extra, not an array, or of the wrong shape,
-            dtype, backend or device.
+            ``params`` is not such a dict; a grad or state array is missing, extra, not an
+            array, or of the wrong shape, dtype, backend or device.
         """
+        check_params(params)
         check_like(params, grads, "grads", "params")
         self.check_state(params, state)
         return self.apply(params, grads, state, xp=namespace_of(*params.values()))
 
-    def check_state(self, params: Mapping[str, Array], state: Any, *, finite: bool = False) -> None:
-        """Refuse a ``state`` that is not this optimiser's for ``params``: missing or
-        extra keys, arrays of another shape, dtype or device, and (where ``finite``, a
-        sync point) NaN or infinity."""
+    def check_state(self, params: Mapping[str, Array], state: Any, *, values: bool = False) -> None:
+        """Refuse ``params`` that ``check_params`` refuses and a ``state`` that is not this
+        optimiser's for ``params``: not a dict, missing or extra keys, arrays of another
+        shape, dtype or device; where ``values`` (a sync point), values that
+        ``check_state_values`` refuses."""
+        check_params(params)
         if not isinstance(state, Mapping):
             msg = (
                 f"state must be the dict of arrays from {self!r}.init(params), got "
@@ -147,18 +197,61 @@ class Optimizer:
         if set(state) != set(shapes):
             msg = (
                 f"state does not belong to {self!r} and these parameters: it must have the keys "
-                f"{sorted(shapes)}, got {shown(sorted(state))}"
+                f"{sorted(shapes)}, got {shown(sorted(state, key=str))}"
             )
             raise XpnnValueError(msg)
-        like = next(iter(params.values()), None)
+        like = next(iter(params.values()))
         for key, shape in shapes.items():
             ref = params[key.split(".", 1)[1]] if "." in key else like
             _check_one(state[key], ref, f"state[{key!r}]", shape)
-            if finite:
-                xp = namespace_of(state[key])
-                if not bool(xp.all(xp.isfinite(state[key]))):
-                    msg = f"state[{key!r}] contains NaN or infinity"
-                    raise XpnnValueError(msg)
+        if values:
+            self.check_state_values(state)
+
+    def check_state_values(self, state: Mapping[str, Array]) -> None:
+        """Refuse state values that no run of this optimiser reaches: NaN or infinity, a
+        negative value in a slot of squared gradients (``nonnegative``: Adam's ``v``,
+        AdaGrad's and RMSProp's ``h``), a step count ``t`` that is negative or not whole.
+        ``state`` has passed ``check_state``. Reads the values: one sync when they hold
+        (call it where a state enters: ``train``, a checkpoint's load), one per array to
+        name the culprit when they do not.
+
+        Raises
+        ------
+        XpnnValueError
+            Names the state array and what is wrong with it.
+        """
+        if not state:
+            return
+        xp = namespace_of(*state.values())
+        fine = [self._value_ok(key, a, xp) for key, a in state.items()]
+        if bool(xp.all(xp.stack(fine))):
+            return
+        for key, a in state.items():
+            if bool(self._value_ok(key, a, xp)):
+                continue
+            if not bool(xp.all(xp.isfinite(a))):
+                msg = f"state[{key!r}] contains NaN or infinity"
+            elif key == "t":
+                msg = (
+                    "state['t'] is the number of steps taken, a whole number >= 0; "
+                    f"got {float(a)!r}"
+                )
+            else:
+                msg = (
+                    f"state[{key!r}] holds negative values, but {type(self).__name__}'s "
+                    f"{key.split('.', 1)[0]!r} accumulates squared gradients and is never "
+                    "negative; pass the state that init or update returned"
+                )
+            raise XpnnValueError(msg)
+
+    def _value_ok(self, key: str, a: Array, xp: ArrayNamespace) -> Array:
+        """A 0-d boolean: whether state array ``key`` holds values this optimiser reaches."""
+        ok = xp.all(xp.isfinite(a))
+        if key == "t" and self.counts_steps:
+            ok = ok & (a >= 0) & (a == xp.floor(a))
+        elif key.split(".", 1)[0] in self.nonnegative:
+            ok = ok & xp.all(a >= 0)
+        return ok
 
     def apply(
         self,
@@ -171,6 +264,39 @@ class Optimizer:
         """``update`` without the checks, ``xp`` the parameters' namespace: pure, no
         host reads (the training step's)."""
         raise NotImplementedError
+
+
+def check_params(params: Any, name: str = "params") -> None:
+    """Refuse ``params`` unless it is a non-empty dict keyed by strings (parameter names)
+    of arrays of a real floating dtype, all of one backend and device. Metadata only."""
+    if not isinstance(params, Mapping):
+        kind = type(params).__name__
+        msg = f"{name} must be a dict of parameter arrays keyed by name, got {kind}"
+        raise XpnnTypeError(msg)
+    if not params:
+        msg = f"{name} is empty; it must hold at least one parameter array"
+        raise XpnnValueError(msg)
+    first = None
+    for key, p in params.items():
+        if not isinstance(key, str):
+            msg = f"{name} must be keyed by strings (parameter names), got the key {shown(key)}"
+            raise XpnnTypeError(msg)
+        try:
+            xp = namespace_of(p)
+        except XpnnTypeError:
+            msg = f"{name}[{key!r}] must be an array, got {type(p).__name__}"
+            raise XpnnTypeError(msg) from None
+        if not xp.isdtype(p.dtype, "real floating"):
+            msg = f"{name}[{key!r}] must have a real floating dtype, got {p.dtype}"
+            raise XpnnTypeError(msg)
+        if first is None:
+            first = key
+        elif xp is not namespace_of(params[first]) or device_of(p) != device_of(params[first]):
+            msg = (
+                f"{name}[{key!r}] is not on the backend and device of {name}[{first!r}]; "
+                "every parameter must be"
+            )
+            raise XpnnTypeError(msg)
 
 
 def check_like(reference: Mapping[str, Array], tree: Any, name: str, reference_name: str) -> None:
@@ -215,7 +341,7 @@ class SGD(Optimizer):
     name = "sgd"
 
     def __init__(self, lr: float = 0.01) -> None:
-        super().__init__(lr)
+        super().__init__(lr=_positive(lr, "lr"))
 
     def apply(self, params, grads, state, *, xp):
         return {key: p - self.lr * grads[key] for key, p in params.items()}, {}
@@ -234,13 +360,12 @@ class Momentum(Optimizer):
     name = "momentum"
     slots = ("v",)
 
-    def __init__(self, lr: float = 0.01, momentum: float = 0.9) -> None:
-        super().__init__(lr)
-        self.momentum = _fraction(momentum, "momentum", open_low=True)
+    momentum: float
 
-    @property
-    def hyperparameters(self) -> dict[str, float]:
-        return {"lr": self.lr, "momentum": self.momentum}
+    def __init__(self, lr: float = 0.01, momentum: float = 0.9) -> None:
+        super().__init__(
+            lr=_positive(lr, "lr"), momentum=_fraction(momentum, "momentum", open_low=True)
+        )
 
     def apply(self, params, grads, state, *, xp):
         new_params, new_state = {}, {}
@@ -262,14 +387,11 @@ class AdaGrad(Optimizer):
 
     name = "adagrad"
     slots = ("h",)
+    nonnegative = ("h",)
+    eps: float
 
     def __init__(self, lr: float = 0.01, eps: float = 1e-7) -> None:
-        super().__init__(lr)
-        self.eps = _positive(eps, "eps")
-
-    @property
-    def hyperparameters(self) -> dict[str, float]:
-        return {"lr": self.lr, "eps": self.eps}
+        super().__init__(lr=_positive(lr, "lr"), eps=_positive(eps, "eps"))
 
     def apply(self, params, grads, state, *, xp):
         new_params, new_state = {}, {}
@@ -292,15 +414,14 @@ class RMSProp(Optimizer):
 
     name = "rmsprop"
     slots = ("h",)
+    nonnegative = ("h",)
+    decay: float
+    eps: float
 
     def __init__(self, lr: float = 0.01, decay: float = 0.99, eps: float = 1e-7) -> None:
-        super().__init__(lr)
-        self.decay = _fraction(decay, "decay")
-        self.eps = _positive(eps, "eps")
-
-    @property
-    def hyperparameters(self) -> dict[str, float]:
-        return {"lr": self.lr, "decay": self.decay, "eps": self.eps}
+        super().__init__(
+            lr=_positive(lr, "lr"), decay=_fraction(decay, "decay"), eps=_positive(eps, "eps")
+        )
 
     def apply(self, params, grads, state, *, xp):
         new_params, new_state = {}, {}
@@ -329,18 +450,20 @@ class Adam(Optimizer):
     name = "adam"
     slots = ("m", "v")
     counts_steps = True
+    nonnegative = ("v",)
+    beta1: float
+    beta2: float
+    eps: float
 
     def __init__(
         self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-7
     ) -> None:
-        super().__init__(lr)
-        self.beta1 = _fraction(beta1, "beta1")
-        self.beta2 = _fraction(beta2, "beta2")
-        self.eps = _positive(eps, "eps")
-
-    @property
-    def hyperparameters(self) -> dict[str, float]:
-        return {"lr": self.lr, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
+        super().__init__(
+            lr=_positive(lr, "lr"),
+            beta1=_fraction(beta1, "beta1"),
+            beta2=_fraction(beta2, "beta2"),
+            eps=_positive(eps, "eps"),
+        )
 
     def apply(self, params, grads, state, *, xp):
         t = state["t"] + 1
@@ -377,9 +500,17 @@ def build(name: str, **hyperparameters: Any) -> Optimizer:
         An unknown name, a hyperparameter the optimiser does not take (``momentum`` for
         ``adam``), or a value out of range.
     """
-    takes = options_of(name)
-    foreign = sorted(set(hyperparameters) - set(takes))
-    if foreign:
-        msg = f"optimizer {name} does not take {', '.join(foreign)}; it takes {', '.join(takes)}"
-        raise XpnnValueError(msg)
+    _check_takes(OPTIMIZERS[check_choice(name, "optimizer", OPTIMIZERS)], hyperparameters)
     return OPTIMIZERS[name](**hyperparameters)
+
+
+def _check_takes(cls: type[Optimizer], hyperparameters: Mapping[str, Any]) -> None:
+    """Refuse a hyperparameter that optimiser class ``cls`` does not take."""
+    takes = tuple(inspect.signature(cls).parameters)
+    foreign = sorted(set(hyperparameters) - set(takes), key=str)
+    if foreign:
+        msg = (
+            f"optimizer {cls.name} does not take {', '.join(map(str, foreign))}; "
+            f"it takes {', '.join(takes)}"
+        )
+        raise XpnnValueError(msg)

@@ -2,10 +2,14 @@
 
 A step is a pure function ``params, state, loss = step(params, state, x, d)``: forward,
 backward (full or truncated BPTT), optional clipping by global norm, the optimiser's
-update, and the batch loss as a 0-D array computed before the update. It checks nothing,
-reads no value on the host and keeps no Python-side state, so ``jax.jit`` and
-``torch.compile`` can compile it (``compile=``); ``train`` checks its input once, at the
-boundary, and then calls the step in a loop.
+update, and the batch loss as a 0-D array computed before the update. It reads no value
+on the host, so ``jax.jit`` and ``torch.compile`` can compile it (``compile=``).
+
+Calling the step checks its arguments' structure (keys, shapes, dtypes, backend, device
+and the optimiser state's layout: metadata only, no value read) the first time it meets
+that structure, before the compiled call; later calls with the same structure cost one
+key of that metadata and a set lookup. ``train`` checks its input once, at the boundary,
+and then runs the step unchecked (``Step.unchecked``) in a loop.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from xpnn.backends import Array, ArrayNamespace, check_compile, compile_loop, compile_step
-from xpnn.checks import check_positive
+from xpnn.checks import check_positive, check_size
 from xpnn.errors import XpnnTypeError, XpnnValueError
 from xpnn.nn.model import Model
 from xpnn.nn.rnn import RNN, check_truncate
@@ -47,14 +51,45 @@ class Step:
         The model's backend.
     """
 
-    def __init__(self, fn: StepFn, run: StepFn, compiled: bool, backend: str) -> None:
+    def __init__(
+        self,
+        fn: StepFn,
+        run: StepFn,
+        compiled: bool,
+        backend: str,
+        *,
+        check: Callable[[Any, Any, Any, Any], None],
+    ) -> None:
         self.fn, self._run, self.compiled, self.backend = fn, run, compiled, backend
+        self._check = check
+        self._checked: set[tuple] = set()  # the argument structures that passed the check
         self._loops: dict[tuple[int, int, int], Any] = {}
 
     def __call__(
         self, params: dict[str, Array], state: dict[str, Array], x: Array, d: Array
     ) -> tuple[dict[str, Array], dict[str, Array], Array]:
+        self._check_call(params, state, x, d)
         return self._run(params, state, x, d)
+
+    def unchecked(
+        self, params: dict[str, Array], state: dict[str, Array], x: Array, d: Array
+    ) -> tuple[dict[str, Array], dict[str, Array], Array]:
+        """The step without the check of ``__call__``: for a caller that checked its
+        arguments (``train``)."""
+        return self._run(params, state, x, d)
+
+    def _check_call(self, params: Any, state: Any, x: Any, d: Any) -> None:
+        """Check the arguments (``make_step``'s ``check``) unless their structure
+        (``_structure``, metadata only) passed before."""
+        try:
+            key = _structure(params, state, x, d)
+            if key in self._checked:
+                return
+        except (AttributeError, TypeError):  # not dicts of arrays: the check says what
+            key = None
+        self._check(params, state, x, d)
+        if key is not None:
+            self._checked.add(key)
 
     def loop(self, rows: int, axis: int, target_axis: int) -> Any:
         """The step run over many iterations in one compiled call (``backend.compile_loop``:
@@ -106,16 +141,23 @@ def make_step(
     Step
         ``step(params, state, x, d) -> (params, state, loss)``: ``x`` and ``d`` a batch as
         the model's ``_forward`` and loss take them (``x`` ``(B, n_in)`` or ``(T, B, I)``;
-        ``d`` floating targets), ``loss`` 0-D, the batch's loss before the update.
+        ``d`` floating targets), ``loss`` 0-D, the batch's loss before the update. A call
+        whose arguments have a structure the step has not met raises ``XpnnTypeError``
+        or ``XpnnValueError`` for parameters, state or a batch that do not fit the model
+        and optimiser (``model.check_params``, ``optimizer.check_state``,
+        ``model.check_batch``).
 
     Raises
     ------
     XpnnTypeError, XpnnValueError
-        A bad model, optimiser, ``truncate``, ``clip`` or ``compile``.
+        A bad model, optimiser, ``truncate``, ``clip``, ``compile``, ``steps`` or
+        ``time_steps``.
     """
     check_step_args(model, optimizer, truncate, clip)
     check_compile(compile)
     truncate = check_truncate(truncate)
+    steps = None if steps is None else check_size(steps, "steps")
+    time_steps = None if time_steps is None else check_size(time_steps, "time_steps")
     xp = model.xp
 
     def step(params, state, x, d):
@@ -127,10 +169,31 @@ def make_step(
         params, state = optimizer.apply(params, grads, state, xp=xp)
         return params, state, loss
 
+    def check(params: Any, state: Any, x: Any, d: Any) -> None:
+        """Metadata only: no value is read, no device waited for."""
+        model.check_params(params)
+        optimizer.check_state(params, state)
+        model.check_batch(x, d)
+
     run, compiled = compile_step(
         step, model.backend, compile, device=model.device, steps=steps, time_steps=time_steps
     )
-    return Step(step, run, compiled, model.backend)
+    return Step(step, run, compiled, model.backend, check=check)
+
+
+def _structure(params: Any, state: Any, x: Any, d: Any) -> tuple:
+    """What the step's check depends on, as a hashable key read from metadata: every
+    parameter's and state array's key, type, shape and dtype, and the type, shape, dtype
+    and device of ``x`` and ``d`` (a batch is new at every call; the parameters and state
+    are the previous step's, on its device: reading every array's device would double the
+    key's cost on JAX). An ``AttributeError`` or ``TypeError`` where the arguments are not
+    dicts of arrays."""
+    return (
+        tuple([(k, type(a), a.shape, a.dtype) for k, a in params.items()]),
+        tuple([(k, type(a), a.shape, a.dtype) for k, a in state.items()]),
+        (type(x), x.shape, x.dtype, getattr(x, "device", None)),  # dask: no device
+        (type(d), d.shape, d.dtype, getattr(d, "device", None)),
+    )
 
 
 def check_step_args(model: Any, optimizer: Any, truncate: Any, clip: Any) -> None:

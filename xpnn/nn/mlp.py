@@ -171,6 +171,13 @@ class MLP(Model):
         """The output ``y`` ``(B, n_out)`` for ``x`` ``(B, n_in)``."""
         return self.forward(x)[0]
 
+    def check_batch(self, x: Array, d: Array) -> None:
+        """Refuse a batch the unchecked core cannot take: ``x`` ``(B, n_in)`` and floating
+        targets ``d`` ``(B, n_out)``, arrays of the model's backend, device and dtype.
+        Metadata only: no value is read (``make_step``'s check)."""
+        self.check_array(x, "x", shape=(None, self.sizes[0]))
+        self.check_array(d, "d", shape=(x.shape[0], self.sizes[-1]))
+
     def _check_x(self, x: Array) -> None:
         self.check_array(x, "x", shape=(None, self.sizes[0]))
         self.check_finite(x, "x")

@@ -114,6 +114,15 @@ class Model:
     def params(self, params: Mapping[str, Array]) -> None:
         """Replace every parameter at once: arrays of the model's backend, device, dtype
         and shapes, all finite (a sync point); on any refusal the model keeps its own."""
+        self.check_params(params)
+        for key, value in params.items():
+            self.check_finite(value, key)
+        self._params = dict(params)
+
+    def check_params(self, params: Any) -> None:
+        """Refuse ``params`` unless it is a dict with exactly this model's parameter names,
+        each an array of the model's backend, device, dtype and shape. Metadata only: no
+        value is read (the ``params`` setter adds the finiteness check)."""
         if not isinstance(params, Mapping):
             msg = f"params must be a dict of parameter arrays, got {type(params).__name__}"
             raise XpnnTypeError(msg)
@@ -125,8 +134,6 @@ class Model:
             raise XpnnValueError(msg)
         for key, value in params.items():
             self.check_array(value, key, shape=self.param_shapes[key])
-            self.check_finite(value, key)
-        self._params = dict(params)
 
     def asarray(self, x: Any, *, name: str = "x", chunks: int | None = None) -> Array:
         """``x`` (a host array, nested lists, or an array of any backend on the host) as

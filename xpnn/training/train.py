@@ -166,7 +166,7 @@ def train(
     time_steps = _check_stream(model, stream, iters, start)
     if state is None:
         state = optimizer.init(model.params)
-    optimizer.check_state(model.params, state, finite=True)
+    optimizer.check_state(model.params, state, values=True)  # one sync
     compiler = compiler_for(model.backend, compile, steps=iters, time_steps=time_steps)
     compiled = compiler is not None
     step = _step_for(model, optimizer, truncate, clip, "on" if compiled else "off")
@@ -193,7 +193,9 @@ def train(
             ds = split_iterations(d_all, target_axis, CHUNK)
         for i, j in _spans(lo, hi, start, iters, log_every, every, one=loop is None):
             if loop is None:
-                new_params, new_state, loss = step(params, state, xs[i - base], ds[i - base])
+                new_params, new_state, loss = step.unchecked(
+                    params, state, xs[i - base], ds[i - base]
+                )
             else:
                 new_params, new_state, losses = loop(
                     params, state, x_all, d_all, i - base, j - base
