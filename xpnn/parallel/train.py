@@ -175,7 +175,7 @@ def train_parallel(
         raise XpnnValueError(msg)
     if state is None:
         state = optimizer.init(model.params)
-    optimizer.check_state(model.params, state, finite=True)
+    optimizer.check_state(model.params, state, values=True)
 
     xp, batch = model.xp, stream.batch_size
     bounds = shard_bounds(batch, len(workers))
