@@ -212,7 +212,7 @@ def local_client(request) -> Iterator[object]:
             n_workers=request.param,
             threads_per_worker=1,
             processes=False,
-            dashboard_address=None,
+            dashboard_address="127.0.0.1:0",  # None still takes :8787
             silence_logs=logging.ERROR,
         ) as local,
         distributed.Client(local) as client,
