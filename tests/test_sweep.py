@@ -5,6 +5,7 @@ loses and duplicates nothing."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -20,7 +21,9 @@ import pytest
 from xpnn import cli, sweep
 from xpnn.course import notebooks
 from xpnn.course.networks import addition_accuracy
-from xpnn.course.settings import BinaryAddition
+from xpnn.course.settings import BinaryAddition, Regression
+from xpnn.runs.options import parse_options
+from xpnn.runs.registry import RUNS
 from xpnn.sweep_report import EXACT, TEST_MSE, ConfigSummary, figure, summarize, table
 
 pytest.importorskip("distributed", reason="dask.distributed is not installed (xpnn[dask])")
@@ -102,7 +105,8 @@ def test_without_dask_the_sweep_names_the_extra(tmp_path: Path, capsys, monkeypa
 
 
 def _sweep(run: str, grid: dict[str, tuple[str, ...]], options=(), seeds: int = 1) -> sweep.Sweep:
-    return sweep.Sweep(run, tuple(options), grid, seeds)
+    items = [f"{key}={','.join(values)}" for key, values in grid.items()]
+    return sweep.build_sweep(argparse.Namespace(run=run, grid=items, seeds=seeds), list(options))
 
 
 def test_a_results_file_of_another_sweep_is_refused(tmp_path: Path, monkeypatch, capsys) -> None:
@@ -165,7 +169,7 @@ def _train_json(argv: list[str], capsys) -> dict:
     ],
 )
 def test_a_sweep_row_is_the_train_commands_run_to_the_bit(argv: list[str], capsys) -> None:
-    row = sweep.run_one(["train", *argv, "--seed", "2", "--quiet"])
+    row = sweep.run_one(parse_options(RUNS[argv[0]].settings, [*argv[1:], "--seed", "2"]))
     alone = _train_json(["train", *argv, "--seed", "2"], capsys)
     assert row["final_loss"] == alone["losses"][-1][1]
     for key, value in row["metrics"].items():
@@ -173,22 +177,20 @@ def test_a_sweep_row_is_the_train_commands_run_to_the_bit(argv: list[str], capsy
 
 
 def test_first_exact_is_the_first_reading_with_every_pair_right() -> None:
-    argv = ["binary-addition", "--bits", "3", "--batch-size", "16", "--iters", "2000"]
-    argv += ["--lr", "1", "--log-every", "50", "--seed", "0"]
-    row = sweep.run_one(["train", *argv, "--quiet"])
+    settings = BinaryAddition(bits=3, batch_size=16, iters=2000, lr=1.0, log_every=50)
+    row = sweep.run_one(settings)
     readings = []  # independently: count every pair at every reading, no shortcut
 
     def count(net, event) -> None:
         readings.append((event.iteration, addition_accuracy(net, 3)))
 
-    settings = BinaryAddition(bits=3, batch_size=16, iters=2000, lr=1.0, log_every=50)
     notebooks.binary_addition(settings, echo=None, on_reading=count)
     first = next(i for i, (exact, total) in readings if exact == total)
     assert row["first_exact"] == first
 
 
 def test_a_diverging_run_is_a_result() -> None:
-    row = sweep.run_one(["train", "regression", "--lr", "5", "--iters", "300", "--seed", "0"])
+    row = sweep.run_one(Regression(lr=5.0, iters=300, seed=0))
     assert row["diverged_at"] is not None
     assert row["final_loss"] is None
 
@@ -309,10 +311,10 @@ def test_a_killed_worker_loses_and_duplicates_no_row(cluster, tmp_path: Path, ca
     keys_seen = [sweep.row_key(r["config"], r["seed"]) for r in rows]
     assert len(rows) == 12
     assert len(set(keys_seen)) == 12
-    spec = sweep.Sweep(
+    spec = _sweep(
         "binary-addition",
-        ("--iters", "600"),
         {"activation": ("sigmoid", "tanh"), "hidden-size": ("8", "16", "24")},
+        ["--iters", "600"],
         2,
     )
     tasks = spec.tasks()
