@@ -79,6 +79,85 @@ def test_bad_sweeps_exit_2_with_one_line_before_any_task(
     assert not out.exists()  # nothing was written either
 
 
+def _refused(argv: list[str], tmp_path: Path, capsys) -> str:
+    """``xpnn sweep binary-addition ARGV``'s one-line error; the sweep must end with exit
+    status 2 before writing or sending anything."""
+    out = tmp_path / "s.jsonl"
+    rc = _main(["sweep", "binary-addition", *argv, "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert not out.exists()
+    return err
+
+
+def test_repeated_grids_merge(tmp_path: Path, capsys, monkeypatch) -> None:
+    def stop(*_args, **_kwargs):  # after the results file's header, before any task
+        raise sweep.XpnnValueError("stopped before connecting")
+
+    monkeypatch.setattr(sweep, "connect", stop)
+    out = tmp_path / "s.jsonl"
+    argv = ["sweep", "binary-addition", "--grid", "activation=sigmoid,tanh", "--grid"]
+    assert _main([*argv, "init=std,he", "--out", str(out)]) == 2
+    assert "stopped before connecting" in capsys.readouterr().err
+    header = json.loads(out.read_text().splitlines()[0])["xpnn_sweep"]
+    assert header["grid"] == {"activation": ["sigmoid", "tanh"], "init": ["std", "he"]}
+    out.unlink()
+    argv = ["--grid", "init=std", "--grid", "init=he"]
+    assert "grid key 'init' is given twice" in _refused(argv, tmp_path, capsys)
+
+
+@pytest.mark.parametrize(
+    ("item", "expected"),
+    [
+        ("activation=tanh,tanh", "grid key 'activation' lists the value 'tanh' twice"),
+        ("activation=tanh, tanh ", "grid key 'activation' lists the value 'tanh' twice"),
+        ("lr=0.1,0.10", "grid key 'lr' lists the value '0.10' twice (as '0.1')"),
+        ("hidden-size=8,08", "grid key 'hidden-size' lists the value '08' twice (as '8')"),
+    ],
+)
+def test_a_value_given_twice_is_refused(item, expected, tmp_path: Path, capsys, monkeypatch):
+    monkeypatch.setattr(sweep, "connect", _no_tasks)
+    assert expected in _refused(["--grid", item], tmp_path, capsys)
+
+
+@pytest.mark.parametrize(
+    "item",
+    ["activation=ta\nnh", "activation=tanh,\nrelu", "activation=tanh\n", "act\nivation=tanh"],
+)
+def test_a_control_character_in_the_grid_is_refused_in_one_line(
+    item, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    monkeypatch.setattr(sweep, "connect", _no_tasks)
+    err = _refused(["--grid", item], tmp_path, capsys)
+    assert "holds a newline or another control character" in err
+
+
+def _no_configurations(*_args, **_kwargs):
+    raise AssertionError("a sweep too large to run was expanded into configurations")
+
+
+@pytest.mark.parametrize(
+    ("argv", "configs", "seeds"),
+    [
+        (["hidden-size=" + ",".join(str(n) for n in range(1, 1001))], 1000 * 1000, 1),
+        (["init=std", "--seeds", "100000000000"], 1000, 100_000_000_000),
+    ],
+)
+def test_a_sweep_too_large_to_finish_is_refused_before_anything_is_made(
+    argv, configs, seeds, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    monkeypatch.setattr(sweep, "connect", _no_tasks)
+    for method in ("configs", "tasks"):
+        monkeypatch.setattr(sweep.Sweep, method, _no_configurations)
+    iters = "iters=" + ",".join(str(n) for n in range(1, 1001))
+    err = _refused(["--grid", iters, *argv], tmp_path, capsys)
+    runs = configs * seeds
+    expected = f"the sweep has {runs} runs ({configs} configuration(s) x {seeds} seed(s))"
+    assert expected in err
+    assert f"one sweep takes at most {sweep.MAX_RUNS}" in err
+
+
 def test_an_unreachable_scheduler_fails_in_time_naming_the_address(
     tmp_path: Path, capsys, monkeypatch
 ) -> None:
