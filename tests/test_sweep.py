@@ -133,6 +133,29 @@ def test_a_control_character_in_the_grid_is_refused_in_one_line(
     assert "holds a newline or another control character" in err
 
 
+def test_values_are_checked_once_and_related_keys_together(monkeypatch) -> None:
+    checked = []
+    check = BinaryAddition.check
+
+    def counted(self, label=str) -> None:
+        checked.append(self)
+        check(self, label)
+
+    monkeypatch.setattr(BinaryAddition, "check", counted)
+    iters, sizes = [str(n) for n in range(1, 101)], [str(n) for n in range(1, 51)]
+    spec = _sweep("binary-addition", {"iters": iters, "hidden-size": sizes})
+    assert len(spec.configs()) == 100 * 50
+    assert len(checked) == 100 + 50  # unrelated keys: each value once
+    grid = {"cell": ("rnn", "lstm"), "activation": ("sigmoid", "tanh")}
+    expected = "configuration cell=lstm activation=tanh: --activation applies to --cell rnn only"
+    with pytest.raises(sweep.XpnnValueError, match=expected):
+        _sweep("binary-addition", grid)
+    spec = _sweep("regression", {"low": ("2", "3"), "high": ("5", "6")})  # each pair valid
+    assert len(spec.configs()) == 4
+    with pytest.raises(sweep.XpnnValueError, match="configuration low=2 high=1: need finite"):
+        _sweep("regression", {"low": ("0", "2"), "high": ("1", "3")})
+
+
 def _no_configurations(*_args, **_kwargs):
     raise AssertionError("a sweep too large to run was expanded into configurations")
 

@@ -230,28 +230,46 @@ def _values(key: str, item: str, spec: Spec) -> dict[str, Any]:
 
 
 def _check_configs(sweep: Sweep) -> None:
-    """Every configuration's settings (``check()``), then each distinct backend, device
-    and dtype: usable here, the device the backend's, the dtype one it holds."""
+    """Check the configurations that can fail, not all of them: the grid keys fall into
+    groups that RUN's settings judge together (``RELATIONS``); each group's every
+    combination is checked with the other keys at their first value, so each check is of
+    a real configuration and every value and every related combination is seen (a
+    1000 x 100 grid of unrelated keys is 1100 checks). Each distinct backend, device and
+    dtype is also checked on its backend: usable here, the device the backend's, the
+    dtype one it holds."""
     label = flag_label(type(sweep.base))
-    placements = {}
-    for config in sweep.configs():
-        settings = sweep.settings(config, 0)
-        try:
-            settings.check(label)
-        except XpnnValueError as exc:
-            msg = f"configuration {_describe(config)}: {exc}"
-            raise XpnnValueError(msg) from None
-        where = (settings.backend, settings.device, settings.dtype)
-        placements.setdefault(where, (config, settings))
-    for config, settings in placements.values():
-        info = backend_info(settings.backend)
-        try:
-            if not info.usable:
-                raise XpnnValueError(info.reason)
-            check_placement(settings)
-        except XpnnValueError as exc:
-            msg = f"configuration {_describe(config)}: {exc}"
-            raise XpnnValueError(msg) from None
+    first = {key: next(iter(values)) for key, values in sweep.grid.items()}
+    placed: set[tuple[str, str, str]] = set()
+    for keys in _groups(sweep):
+        for values in itertools.product(*(sweep.grid[key] for key in keys)):
+            config = {**first, **dict(zip(keys, values, strict=True))}
+            settings = sweep.settings(config, 0)
+            where = (settings.backend, repr(settings.device), settings.dtype)
+            try:
+                settings.check(label)
+                if where not in placed:
+                    placed.add(where)
+                    _check_placement(settings)
+            except XpnnValueError as exc:
+                msg = f"configuration {_describe(config)}: {exc}"
+                raise XpnnValueError(msg) from None
+
+
+def _groups(sweep: Sweep) -> list[list[str]]:
+    """The grid keys, grouped where RUN's ``RELATIONS`` tie them, in grid order."""
+    groups = [{key} for key in sweep.grid]
+    for related in type(sweep.base).RELATIONS:
+        tied = [g for g in groups if any(key.replace("-", "_") in related for key in g)]
+        if len(tied) > 1:
+            groups = [g for g in groups if g not in tied] + [set().union(*tied)]
+    return [[key for key in sweep.grid if key in group] for group in groups]
+
+
+def _check_placement(settings: Any) -> None:
+    info = backend_info(settings.backend)
+    if not info.usable:
+        raise XpnnValueError(info.reason)
+    check_placement(settings)
 
 
 def _describe(config: dict[str, str]) -> str:

@@ -120,6 +120,14 @@ class Training:
         }
     )
     OPTIONS: ClassVar[tuple[str, ...]] = ("momentum", "beta1", "beta2", "eps", "decay")
+    # The fields that check() (and xpnn.runs.registry.check_placement) judge together;
+    # every other field is judged alone. Keep in step with check(): xpnn sweep checks
+    # every combination of the grid keys tied here, and one value of the others.
+    RELATIONS: ClassVar[tuple[frozenset[str], ...]] = (
+        frozenset({"checkpoint", "resume", "checkpoint_every"}),
+        frozenset({"optimizer", "lr", *OPTIONS}),
+        frozenset({"backend", "device", "dtype", "compile"}),
+    )
 
     iters: int = option(1000, "iterations", kind=COUNT)
     lr: float = option(0.1, "learning rate", kind=POSITIVE)
@@ -171,9 +179,9 @@ class Training:
     )
 
     def check(self, label: Label = str) -> None:
-        """Check every field, then what fields say together: the checkpoint options, the
-        optimiser and its options, ``compile`` on the backend. ``label`` names a field in
-        the message (``str``: by its name).
+        """Check every field, then what fields say together (``RELATIONS``): the
+        checkpoint options, the optimiser and its options, ``compile`` on the backend.
+        ``label`` names a field in the message (``str``: by its name).
 
         Raises
         ------
@@ -217,6 +225,7 @@ class Regression(Training):
     ``n_samples`` inputs uniform in ``[low, high)``; tested on ``n_test`` fresh ones."""
 
     RUN: ClassVar[str] = "regression"
+    RELATIONS = (*Training.RELATIONS, frozenset({"low", "high"}))
 
     iters: int = 1000
     lr: float = 0.07
@@ -228,7 +237,7 @@ class Regression(Training):
     high: float = option(1.0, "see --low", kind=FINITE)
 
     def check(self, label: Label = str) -> None:
-        """``Training.check``, and ``low < high``."""
+        """``Training.check``, and ``low < high`` (a relation)."""
         super().check(label)
         datasets.check_interval(self.low, self.high)
 
@@ -241,6 +250,7 @@ class BinaryAddition(Training):
     gated cells have their own."""
 
     RUN: ClassVar[str] = "binary-addition"
+    RELATIONS = (*Training.RELATIONS, frozenset({"cell", "activation"}))
 
     iters: int = 10_000
     lr: float = 0.1
@@ -257,7 +267,7 @@ class BinaryAddition(Training):
 
     def check(self, label: Label = str) -> None:
         """``Training.check``; ``bits`` small enough to test every operand pair; an
-        ``activation`` other than the default only with the simple RNN."""
+        ``activation`` other than the default only with the simple RNN (a relation)."""
         super().check(label)
         datasets.check_bits(self.bits, datasets.MAX_ALL_PAIRS_BITS)
         if self.cell != "rnn" and self.activation != type(self).activation:

@@ -9,6 +9,7 @@ metadata is found on the class that declared it with ``option``.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import MISSING, dataclass, field, fields
@@ -183,7 +184,8 @@ class Spec:
         return None if self.kind is None else self.kind.problem(value)
 
 
-def specs(cls: type) -> list[Spec]:
+@functools.cache
+def specs(cls: type) -> tuple[Spec, ...]:
     """Every setting of the settings class ``cls``, in field order."""
     found = []
     for f in fields(cls):
@@ -204,7 +206,7 @@ def specs(cls: type) -> list[Spec]:
                 unset=unset(cls) if callable(unset) else unset,
             )
         )
-    return found
+    return tuple(found)
 
 
 def _declared(cls: type, name: str) -> Any:
