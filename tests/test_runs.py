@@ -14,7 +14,7 @@ from xpnn.runs.registry import RUNS
     ("settings", "match"),
     [
         (Regression(iters=0), "iters must be at least 1, got 0"),
-        (Regression(iters=True), "iters expected an integer, got True"),
+        (Regression(iters=True), "iters must be an integer, got True"),
         (Regression(lr=float("nan")), "lr must be positive and finite, got nan"),
         (Regression(seed=-1), "seed must be a non-negative integer, got -1"),
         (Regression(activation="softplus"), "activation must be one of relu, sigmoid, tanh"),

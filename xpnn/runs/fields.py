@@ -57,7 +57,7 @@ class Kind:
     def problem(self, value: Any) -> str | None:
         """What is wrong with the Python value ``value`` (None: nothing)."""
         if not self.is_type(value):
-            return f"expected {self.what}, got {shown(value)}"
+            return f"must be {self.what}, got {shown(value)}"
         return self._broken(value, shown(value))
 
     def _broken(self, value: Any, said: Any) -> str | None:
