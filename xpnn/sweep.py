@@ -41,8 +41,9 @@ CONNECT_TIMEOUT = 10
 """Seconds ``--scheduler ADDRESS`` waits for the scheduler before giving up."""
 
 MAX_RUNS = 100_000
-"""The most runs (configurations x seeds) one sweep takes: at a second a run that is
-more than a day on 16 workers, and every task is held by the client at once."""
+"""The most runs (configurations x seeds) one sweep takes. The client holds a task for
+each at once, and 100,000 runs of a second are about 2 hours on 16 workers; a larger
+sweep is refused from its sizes alone, before anything is made: split it."""
 
 RESERVED = {
     "seed": "the seeds are 0 .. --seeds N - 1",
@@ -146,9 +147,9 @@ def _count(text: str) -> int:
 
 def build_sweep(args: argparse.Namespace, options: Sequence[str]) -> Sweep:
     """The sweep the command line describes: each grid key checked against RUN's
-    fields, each value parsed once, the size checked before any configuration is made,
-    then every configuration's settings checked (``check()``), so no bad value reaches a
-    worker.
+    fields, the size checked before any value is parsed, each value parsed once, then
+    the configurations that can fail checked (``_check_configs``), so no bad value
+    reaches a worker.
 
     Raises
     ------
