@@ -41,12 +41,14 @@ def _noop(i: int) -> int:
 
 
 def _warm_up() -> None:
-    import xpnn.cli  # noqa: F401
+    import xpnn.runs.registry  # noqa: F401
 
 
 def _sweep(seeds: int, iters: int) -> sweep.Sweep:
-    grid = {"activation": ("sigmoid", "tanh", "relu")}
-    return sweep.Sweep("binary-addition", ("--iters", str(iters)), grid, seeds)
+    args = argparse.Namespace(
+        run="binary-addition", grid=["activation=sigmoid,tanh,relu"], seeds=seeds
+    )
+    return sweep.build_sweep(args, ["--iters", str(iters)])
 
 
 def _run(spec: sweep.Sweep, workers: int) -> tuple[float, list[float]]:

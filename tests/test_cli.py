@@ -4,12 +4,14 @@ status and one short message on stderr, never a traceback; a few good ones succe
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib.util
 import json
 import re
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,7 @@ from selection import selected_backends
 from xpnn import cli
 from xpnn.backends import backend_info
 from xpnn.datasets import MAX_ALL_PAIRS_BITS as TOP_BITS
+from xpnn.runs.registry import RUNS
 
 CLI = [sys.executable, "-m", "xpnn.cli"]
 TIMEOUT = 120
@@ -437,3 +440,81 @@ def test_agree_compares_the_compiled_step_with_numpy_and_with_its_eager_step(cap
     ]
     assert all(r[-1] == "PASS" for r in rows) and len(rows) == 6
     assert "(compiled steps also with their eager step)" in out
+
+
+# -- help generated from the settings -----------------------------------------------------
+
+
+def _run_parser(run: str) -> argparse.ArgumentParser:
+    return next(p for p in _subparsers(cli.build_parser()) if p.prog == f"xpnn train {run}")
+
+
+@pytest.mark.parametrize("run", list(RUNS))
+def test_help_and_defaults_are_the_settings_own(run, capsys):
+    """Every option's default, parsed and as ``--help`` shows it, is the settings
+    class's; no help names another run's default."""
+    with pytest.raises(SystemExit) as done:
+        cli.main(["train", run, "--help"])
+    assert done.value.code == 0
+    shown = " ".join(capsys.readouterr().out.split())
+    defaults = RUNS[run].settings()
+    parser = _run_parser(run)
+    parsed = vars(parser.parse_args([]))
+    formatter = cli._Formatter(parser.prog)
+    names = {f.name for f in fields(defaults)}
+    options = [a for a in parser._actions if a.dest in names]
+    assert {a.dest for a in options} >= {"backend", "device", "dtype"}
+    for action in options:
+        value = getattr(defaults, action.dest)
+        assert parsed[action.dest] == value, action.dest
+        text = " ".join(formatter._expand_help(action).split())
+        assert text in shown, action.dest
+        if value is None:
+            assert "(default: " in text and "(default: None)" not in text, text
+        elif value is not False:
+            assert f"(default: {value})" in text, text
+    if getattr(defaults, "optimizer", None) is not None:  # adding-problem: adam
+        assert "(default: sgd" not in shown and "plain SGD" not in shown
+
+
+# -- layout -------------------------------------------------------------------------------
+
+XPNN = Path(cli.__file__).parent
+
+
+def _imports() -> dict[str, set[str]]:
+    """Each module under xpnn/ (``xpnn.sweep``) and the xpnn modules it imports, at its
+    top or inside a function."""
+    paths = {}
+    for path in XPNN.rglob("*.py"):
+        parts = path.relative_to(XPNN.parent).with_suffix("").parts
+        paths[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph = {}
+    for name, path in paths.items():
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                found |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                found.add(node.module)
+                found |= {f"{node.module}.{alias.name}" for alias in node.names}
+        graph[name] = {m for m in found if m in paths and m != name}
+    return graph
+
+
+def test_no_library_module_imports_the_cli():
+    """Only the command's entry points (``__main__``) import ``xpnn.cli``."""
+    importers = sorted(m for m, found in _imports().items() if "xpnn.cli" in found)
+    assert importers == ["xpnn.__main__", "xpnn.agree.__main__"]
+
+
+def test_the_import_graph_has_no_cycle():
+    graph = _imports()
+    for start in graph:
+        reached, todo = set(), list(graph[start])
+        while todo:
+            module = todo.pop()
+            if module not in reached:
+                reached.add(module)
+                todo.extend(graph[module])
+        assert start not in reached, f"{start} imports itself through {sorted(reached)}"

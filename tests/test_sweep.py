@@ -5,6 +5,7 @@ loses and duplicates nothing."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -20,8 +21,10 @@ import pytest
 from xpnn import cli, sweep
 from xpnn.course import notebooks
 from xpnn.course.networks import addition_accuracy
-from xpnn.course.settings import BinaryAddition
+from xpnn.course.settings import BinaryAddition, Regression
 from xpnn.parallel import cluster as xpnn_cluster
+from xpnn.runs.options import parse_options
+from xpnn.runs.registry import RUNS
 from xpnn.sweep_report import (
     EXACT,
     TEST_MSE,
@@ -86,6 +89,108 @@ def test_bad_sweeps_exit_2_with_one_line_before_any_task(
     assert not out.exists()  # nothing was written either
 
 
+def _refused(argv: list[str], tmp_path: Path, capsys) -> str:
+    """``xpnn sweep binary-addition ARGV``'s one-line error; the sweep must end with exit
+    status 2 before writing or sending anything."""
+    out = tmp_path / "s.jsonl"
+    rc = _main(["sweep", "binary-addition", *argv, "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert not out.exists()
+    return err
+
+
+def test_repeated_grids_merge(tmp_path: Path, capsys, monkeypatch) -> None:
+    def stop(*_args, **_kwargs):  # after the results file's header, before any task
+        raise sweep.XpnnValueError("stopped before connecting")
+
+    monkeypatch.setattr(sweep, "connect", stop)
+    out = tmp_path / "s.jsonl"
+    argv = ["sweep", "binary-addition", "--grid", "activation=sigmoid,tanh", "--grid"]
+    assert _main([*argv, "init=std,he", "--out", str(out)]) == 2
+    assert "stopped before connecting" in capsys.readouterr().err
+    header = json.loads(out.read_text().splitlines()[0])["xpnn_sweep"]
+    assert header["grid"] == {"activation": ["sigmoid", "tanh"], "init": ["std", "he"]}
+    out.unlink()
+    argv = ["--grid", "init=std", "--grid", "init=he"]
+    assert "grid key 'init' is given twice" in _refused(argv, tmp_path, capsys)
+
+
+@pytest.mark.parametrize(
+    ("item", "expected"),
+    [
+        ("activation=tanh,tanh", "grid key 'activation' lists the value 'tanh' twice"),
+        ("activation=tanh, tanh ", "grid key 'activation' lists the value 'tanh' twice"),
+        ("lr=0.1,0.10", "grid key 'lr' lists the value '0.10' twice (as '0.1')"),
+        ("hidden-size=8,08", "grid key 'hidden-size' lists the value '08' twice (as '8')"),
+    ],
+)
+def test_a_value_given_twice_is_refused(item, expected, tmp_path: Path, capsys, monkeypatch):
+    monkeypatch.setattr(sweep, "connect", _no_tasks)
+    assert expected in _refused(["--grid", item], tmp_path, capsys)
+
+
+@pytest.mark.parametrize(
+    "item",
+    ["activation=ta\nnh", "activation=tanh,\nrelu", "activation=tanh\n", "act\nivation=tanh"],
+)
+def test_a_control_character_in_the_grid_is_refused_in_one_line(
+    item, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    monkeypatch.setattr(sweep, "connect", _no_tasks)
+    err = _refused(["--grid", item], tmp_path, capsys)
+    assert "holds a newline or another control character" in err
+
+
+def test_values_are_checked_once_and_related_keys_together(monkeypatch) -> None:
+    checked = []
+    check = BinaryAddition.check
+
+    def counted(self, label=str) -> None:
+        checked.append(self)
+        check(self, label)
+
+    monkeypatch.setattr(BinaryAddition, "check", counted)
+    iters, sizes = [str(n) for n in range(1, 101)], [str(n) for n in range(1, 51)]
+    spec = _sweep("binary-addition", {"iters": iters, "hidden-size": sizes})
+    assert len(spec.configs()) == 100 * 50
+    assert len(checked) == 100 + 50  # unrelated keys: each value once
+    grid = {"cell": ("rnn", "lstm"), "activation": ("sigmoid", "tanh")}
+    expected = "configuration cell=lstm activation=tanh: --activation applies to --cell rnn only"
+    with pytest.raises(sweep.XpnnValueError, match=expected):
+        _sweep("binary-addition", grid)
+    spec = _sweep("regression", {"low": ("2", "3"), "high": ("5", "6")})  # each pair valid
+    assert len(spec.configs()) == 4
+    with pytest.raises(sweep.XpnnValueError, match="configuration low=2 high=1: need finite"):
+        _sweep("regression", {"low": ("0", "2"), "high": ("1", "3")})
+
+
+def _no_configurations(*_args, **_kwargs):
+    raise AssertionError("a sweep too large to run was expanded into configurations")
+
+
+@pytest.mark.parametrize(
+    ("argv", "configs", "seeds"),
+    [
+        (["hidden-size=" + ",".join(str(n) for n in range(1, 1001))], 1000 * 1000, 1),
+        (["init=std", "--seeds", "100000000000"], 1000, 100_000_000_000),
+    ],
+)
+def test_a_sweep_too_large_to_finish_is_refused_before_anything_is_made(
+    argv, configs, seeds, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    monkeypatch.setattr(sweep, "connect", _no_tasks)
+    for method in ("configs", "tasks"):
+        monkeypatch.setattr(sweep.Sweep, method, _no_configurations)
+    iters = "iters=" + ",".join(str(n) for n in range(1, 1001))
+    err = _refused(["--grid", iters, *argv], tmp_path, capsys)
+    runs = configs * seeds
+    expected = f"the sweep has {runs} runs ({configs} configuration(s) x {seeds} seed(s))"
+    assert expected in err
+    assert f"one sweep takes at most {sweep.MAX_RUNS}" in err
+
+
 def test_an_unreachable_scheduler_fails_in_time_naming_the_address(
     tmp_path: Path, capsys, monkeypatch
 ) -> None:
@@ -112,7 +217,8 @@ def test_without_dask_the_sweep_names_the_extra(tmp_path: Path, capsys, monkeypa
 
 
 def _sweep(run: str, grid: dict[str, tuple[str, ...]], options=(), seeds: int = 1) -> sweep.Sweep:
-    return sweep.Sweep(run, tuple(options), grid, seeds)
+    items = [f"{key}={','.join(values)}" for key, values in grid.items()]
+    return sweep.build_sweep(argparse.Namespace(run=run, grid=items, seeds=seeds), list(options))
 
 
 def test_a_results_file_of_another_sweep_is_refused(tmp_path: Path, monkeypatch, capsys) -> None:
@@ -183,7 +289,7 @@ def _train_json(argv: list[str], capsys) -> dict:
     ],
 )
 def test_a_sweep_row_is_the_train_commands_run_to_the_bit(argv: list[str], capsys) -> None:
-    row = sweep.run_one(["train", *argv, "--seed", "2", "--quiet"])
+    row = sweep.run_one(parse_options(RUNS[argv[0]].settings, [*argv[1:], "--seed", "2"]))
     alone = _train_json(["train", *argv, "--seed", "2"], capsys)
     assert row["final_loss"] == alone["losses"][-1][1]
     for key, value in row["metrics"].items():
@@ -191,22 +297,20 @@ def test_a_sweep_row_is_the_train_commands_run_to_the_bit(argv: list[str], capsy
 
 
 def test_first_exact_is_the_first_reading_with_every_pair_right() -> None:
-    argv = ["binary-addition", "--bits", "3", "--batch-size", "16", "--iters", "2000"]
-    argv += ["--lr", "1", "--log-every", "50", "--seed", "0"]
-    row = sweep.run_one(["train", *argv, "--quiet"])
+    settings = BinaryAddition(bits=3, batch_size=16, iters=2000, lr=1.0, log_every=50)
+    row = sweep.run_one(settings)
     readings = []  # independently: count every pair at every reading, no shortcut
 
     def count(net, event) -> None:
         readings.append((event.iteration, addition_accuracy(net, 3)))
 
-    settings = BinaryAddition(bits=3, batch_size=16, iters=2000, lr=1.0, log_every=50)
     notebooks.binary_addition(settings, echo=None, on_reading=count)
     first = next(i for i, (exact, total) in readings if exact == total)
     assert row["first_exact"] == first
 
 
 def test_a_diverging_run_is_a_result() -> None:
-    row = sweep.run_one(["train", "regression", "--lr", "5", "--iters", "300", "--seed", "0"])
+    row = sweep.run_one(Regression(lr=5.0, iters=300, seed=0))
     assert row["diverged_at"] is not None
     assert row["final_loss"] is None
 
@@ -355,10 +459,10 @@ def test_a_killed_worker_loses_and_duplicates_no_row(cluster, tmp_path: Path, ca
     keys_seen = [sweep.row_key(r["config"], r["seed"]) for r in rows]
     assert len(rows) == 12
     assert len(set(keys_seen)) == 12
-    spec = sweep.Sweep(
+    spec = _sweep(
         "binary-addition",
-        ("--iters", "600"),
         {"activation": ("sigmoid", "tanh"), "hidden-size": ("8", "16", "24")},
+        ["--iters", "600"],
         2,
     )
     tasks = spec.tasks()

@@ -1,8 +1,11 @@
-"""The ``xpnn`` command: ``xpnn backends``, ``xpnn agree``, ``xpnn train {backprop,
-regression,binary-addition,sine,adding-problem}``.
+"""The ``xpnn`` command: ``xpnn backends``, ``xpnn agree``, ``xpnn train RUN`` (RUN one of
+``xpnn.runs.registry.RUNS``: backprop, regression, binary-addition, sine, sine-wave,
+adding-problem) and ``xpnn sweep RUN``.
 
-Every failure the user can cause ends in one line on stderr and a non-zero exit status
-(``EXIT_RULE``), never a traceback.
+Each run's options are generated from its settings class; the command parses them into
+the settings, checks them (``check()``) and runs the run. Every failure the user can
+cause ends in one line on stderr and a non-zero exit status (``EXIT_RULE``), never a
+traceback.
 """
 
 from __future__ import annotations
@@ -11,47 +14,22 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, fields
+from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, NoReturn
 
-import numpy as np
-
-from xpnn import __version__, agree, datasets, sweep
-from xpnn.backends import (
-    AUTO_JAX_TIME_STEPS,
-    AUTO_TORCH_STEPS,
-    BACKENDS,
-    COMPILE_MODES,
-    backend_info,
-    compiler_for,
-    get_namespace,
-    resolve_device,
-    resolve_dtype,
-)
+from xpnn import __version__, agree, sweep
+from xpnn.backends import BACKENDS, backend_info
 from xpnn.checkpoint import load
 from xpnn.checks import float_errors_ignored
 from xpnn.course import notebooks, printouts
-from xpnn.course.settings import (
-    AddingProblem,
-    BinaryAddition,
-    Regression,
-    Sine,
-    SineWave,
-    Training,
-)
-from xpnn.errors import (
-    BackendUnavailable,
-    CheckpointError,
-    OutputError,
-    TrainingDiverged,
-    XpnnError,
-    shown,
-)
-from xpnn.nn.cells import CELLS
-from xpnn.optim import OPTIMIZERS, Adam, Momentum, RMSProp
-from xpnn.training.resume import Checkpointer, check_folder
+from xpnn.course.settings import Sine, Training
+from xpnn.errors import CheckpointError, OutputError, TrainingDiverged, XpnnError
+from xpnn.runs.fields import flag_label
+from xpnn.runs.options import add_options, from_namespace
+from xpnn.runs.registry import RUNS, TRAINING_RUNS, check_placement
+from xpnn.training.resume import Checkpointer
 from xpnn.training.train import divergence_advice
 
 EXIT_RULE = (
@@ -84,67 +62,6 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _parse(text: str, convert: type, what: str) -> Any:
-    try:
-        return convert(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected {what}, got {shown(text)}") from None
-
-
-def _parse_int(text: str) -> int:
-    return _parse(text, int, "an integer")
-
-
-def _positive_int(text: str) -> int:
-    value = _parse_int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = _parse(text, float, "a number")
-    if not np.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive and finite, got {text}")
-    return value
-
-
-def _finite_float(text: str) -> float:
-    value = _parse(text, float, "a number")
-    if not np.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be finite, got {text}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    value = _positive_float(text)
-    if value >= 1:
-        raise argparse.ArgumentTypeError(f"must be below 1, got {text}")
-    return value
-
-
-def _rate(text: str) -> float:
-    """A number in [0, 1): Adam's betas, RMSProp's decay."""
-    value = _finite_float(text)
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
-    return value
-
-
-def _checkpoint_folder(text: str) -> Path:
-    try:
-        return check_folder(text)
-    except CheckpointError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _seed(text: str) -> int:
-    value = _parse_int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {value}")
-    return value
-
-
 def _writable_path(text: str) -> Path:
     path = Path(text)
     if path.is_dir() or not path.parent.is_dir():
@@ -161,111 +78,21 @@ def _writable_path(text: str) -> Path:
     return path
 
 
-def _add_backend(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backend", default="numpy", choices=BACKENDS, help="array backend")
-    p.add_argument(
-        "--device", default=None, help="device name, e.g. cpu, cuda:0 (default: the backend's)"
-    )
-    p.add_argument(
-        "--dtype", default="float64", choices=("float32", "float64"), help="floating dtype"
-    )
-
-
-def _add_training(p: argparse.ArgumentParser, defaults: Training) -> None:
-    """The options every training run shares, with the run's ``defaults``."""
-    _add_backend(p)
-    _setting(p, "--seed", defaults, type=_seed, help="seed of weights and data")
-    _setting(p, "--iters", defaults, type=_positive_int, help="iterations")
-    _setting(p, "--lr", defaults, type=_positive_float, help="learning rate")
-    _setting(p, "--batch-size", defaults, type=_positive_int, help="batch size")
-    _setting(
-        p,
-        "--log-every",
-        defaults,
-        type=_positive_int,
-        help="iterations between progress lines (and loss readings)",
-    )
-    p.add_argument(
+def _add_run_independent(p: argparse.ArgumentParser) -> None:
+    """The options of every training run that are not its settings: where its output
+    goes (and, later, where it runs)."""
+    group = p.add_argument_group("options of every training run")
+    group.add_argument(
         "--plot",
         type=_writable_path,
         default=None,
         metavar="FILE",
         help="write a PNG figure (needs the plot extra) (default: none)",
     )
-    p.add_argument("--json", action="store_true", help="print a JSON summary only")
-    p.add_argument(
+    group.add_argument("--json", action="store_true", help="print a JSON summary only")
+    group.add_argument(
         "--quiet", action="store_true", help="no progress lines; the final result still prints"
     )
-    _setting(
-        p,
-        "--optimizer",
-        defaults,
-        choices=list(OPTIMIZERS),
-        help="the optimiser, with --lr and its own options below (default: sgd, or "
-        "momentum where --momentum is given)",
-    )
-    _setting(
-        p,
-        "--momentum",
-        defaults,
-        type=_fraction,
-        help="momentum's momentum, in (0, 1) (default: plain SGD; with --optimizer "
-        f"momentum: {Momentum().momentum})",
-    )
-    adam, rmsprop = Adam(), RMSProp()
-    p.add_argument(
-        "--beta1", type=_rate, default=None, help=f"adam's beta1 (default: {adam.beta1})"
-    )
-    p.add_argument(
-        "--beta2", type=_rate, default=None, help=f"adam's beta2 (default: {adam.beta2})"
-    )
-    p.add_argument(
-        "--eps",
-        type=_positive_float,
-        default=None,
-        help=f"adagrad's, rmsprop's and adam's eps (default: {adam.eps:g})",
-    )
-    p.add_argument(
-        "--decay", type=_rate, default=None, help=f"rmsprop's decay (default: {rmsprop.decay})"
-    )
-    _setting(
-        p,
-        "--compile",
-        defaults,
-        choices=COMPILE_MODES,
-        help="compile the training step: auto compiles on jax (RNNs of at most "
-        f"{AUTO_JAX_TIME_STEPS} time steps) and on torch for runs of {AUTO_TORCH_STEPS}+ "
-        "iterations; on needs jax or torch (default: auto)",
-    )
-    p.add_argument(
-        "--checkpoint",
-        type=_checkpoint_folder,
-        default=None,
-        metavar="DIR",
-        help=f"keep DIR/{Checkpointer.FILENAME} current (DIR must exist) (default: none)",
-    )
-    p.add_argument(
-        "--checkpoint-every",
-        type=_positive_int,
-        default=None,
-        metavar="N",
-        help="iterations between checkpoints (default: --log-every)",
-    )
-    p.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue from the checkpoint in --checkpoint DIR, with the same settings",
-    )
-
-
-def _add_cell(p: argparse.ArgumentParser, defaults: Training) -> None:
-    _setting(p, "--cell", defaults, choices=CELLS, help="the recurrent cell")
-
-
-def _setting(p: argparse.ArgumentParser, flag: str, defaults: Training, **kwargs: Any) -> None:
-    """Add the option ``flag`` whose default is the ``defaults`` field of the same name
-    (``--hidden-size``: ``hidden_size``)."""
-    p.add_argument(flag, default=getattr(defaults, flag[2:].replace("-", "_")), **kwargs)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -297,131 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     runs = train.add_subparsers(dest="run", required=True, parser_class=_Parser)
 
-    p = runs.add_parser(
-        "backprop",
-        help="seed 001: one backpropagation step, printed",
-        description="Seed 001: one forward pass, one backward pass and one SGD step of a "
-        "fixed 2-3-2 network (no random numbers, so no --seed), printed with the "
-        "notebook's labels.",
-    )
-    _add_backend(p)
-
-    defaults = Regression()
-    p = runs.add_parser(
-        "regression",
-        help="notebook 1_3: SGD on 3*x0 + 2*x1",
-        description="Notebook 1_3: a 2-10-1 network fits 3*x0 + 2*x1 by per-sample SGD.",
-    )
-    _add_training(p, defaults)
-    _setting(p, "--hidden-size", defaults, type=_positive_int, help="hidden units")
-    _setting(
-        p,
-        "--activation",
-        defaults,
-        choices=("relu", "sigmoid", "tanh"),
-        help="hidden activation",
-    )
-    _setting(p, "--low", defaults, type=_finite_float, help="inputs uniform in [low, high)")
-    _setting(p, "--high", defaults, type=_finite_float, help="see --low")
-
-    defaults = BinaryAddition()
-    p = runs.add_parser(
-        "binary-addition",
-        help="notebook 3_1: an RNN learns binary addition",
-        description="Notebook 3_1: a 2-16-1 RNN learns to add binary numbers, then adds "
-        "every operand pair.",
-    )
-    _add_training(p, defaults)
-    _setting(p, "--hidden-size", defaults, type=_positive_int, help="hidden units")
-    _setting(
-        p,
-        "--activation",
-        defaults,
-        choices=("sigmoid", "tanh", "relu"),
-        help="hidden activation",
-    )
-    _setting(p, "--init", defaults, choices=("std", "xavier", "he"), help="weight init")
-    _setting(
-        p,
-        "--weight-init-std",
-        defaults,
-        type=_positive_float,
-        help="standard deviation of the weights with --init std",
-    )
-    _setting(
-        p,
-        "--bits",
-        defaults,
-        type=_parse_int,
-        help=f"bits per number (2 to {datasets.MAX_ALL_PAIRS_BITS})",
-    )
-    _setting(
-        p,
-        "--truncate",
-        defaults,
-        type=_positive_int,
-        help="truncated BPTT block (default: full BPTT)",
-    )
-    _setting(
-        p,
-        "--clip",
-        defaults,
-        type=_positive_float,
-        help="global gradient norm cap (default: none)",
-    )
-    _add_cell(p, defaults)
-
-    for name, defaults, summary, text in (
-        (
-            "sine",
-            Sine(),
-            "notebook 3_3: a many-to-one RNN on a sine wave",
-            "Notebook 3_3: a 1-5-1 many-to-one RNN predicts a sine wave one step ahead, "
-            "then continues it from its own predictions. At the notebook's settings the "
-            "continuation fades to a constant: see sine-wave.",
-        ),
-        (
-            "sine-wave",
-            SineWave(),
-            "notebook 3_3, trained until its continuation is a sine",
-            "Notebook 3_3's network with the course's suggested windows of 5, trained "
-            "longer (batches of 10, lr 0.3, 10000 iterations): its continuation is a sine.",
-        ),
-    ):
-        p = runs.add_parser(name, help=summary, description=text)
-        _add_training(p, defaults)
-        _setting(p, "--hidden-size", defaults, type=_positive_int, help="hidden units")
-        _setting(p, "--maxlen", defaults, type=_positive_int, help="window length")
-        _setting(
-            p,
-            "--weight-init-std",
-            defaults,
-            type=_positive_float,
-            help="standard deviation of the initial weights",
-        )
-        _add_cell(p, defaults)
-
-    defaults = AddingProblem()
-    p = runs.add_parser(
-        "adding-problem",
-        help="day 3: LSTM, GRU or simple RNN on the adding problem",
-        description="The adding problem (Hochreiter and Schmidhuber, 1997): sum the two "
-        "marked values of a long sequence. Always predicting the mean scores a test MSE "
-        "of about 0.167; only a network that remembers the marked values does better.",
-    )
-    _add_training(p, defaults)
-    _add_cell(p, defaults)
-    _setting(p, "--steps", defaults, type=_positive_int, help="sequence length (at least 2)")
-    _setting(p, "--hidden-size", defaults, type=_positive_int, help="hidden units")
-    _setting(
-        p,
-        "--clip",
-        defaults,
-        type=_positive_float,
-        help="global gradient norm cap",
-    )
-    _setting(p, "--n-test", defaults, type=_positive_int, help="fresh test sequences")
-    for p in runs.choices.values():
+    for name, run in RUNS.items():
+        p = runs.add_parser(name, help=run.summary, description=run.description)
+        add_options(p, run.settings)
+        if run.trains:
+            _add_run_independent(p)
         p.set_defaults(parser=p)
     sweep.add_arguments(
         sub.add_parser(
@@ -435,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
             "failed (rerun to retry it); 2 bad input, found before any task is sent",
             allow_abbrev=False,
         ),
-        runs=[name for name in runs.choices if name != "backprop"],
+        runs=TRAINING_RUNS,
         plot_path=_writable_path,
     )
     return parser
@@ -463,11 +170,6 @@ def _usable(info: Any) -> str:
     if not info.usable:
         return f"no: {info.reason}"
     return "yes" if info.scheduler is None else f"yes (scheduler: {info.scheduler})"
-
-
-def _settings(args: argparse.Namespace, kind: type[Training]) -> Training:
-    """The run's settings object, filled from the options of the same names."""
-    return kind(**{f.name: getattr(args, f.name) for f in fields(kind) if hasattr(args, f.name)})
 
 
 def _summary(settings: Training, result: notebooks.RunResult) -> None:
@@ -501,60 +203,30 @@ def _print_output(text: str) -> None:
         raise OutputError(msg) from None
 
 
-RUNS: dict[str, tuple[type[Training], Callable[..., notebooks.RunResult]]] = {
-    "regression": (Regression, notebooks.regression),
-    "binary-addition": (BinaryAddition, notebooks.binary_addition),
-    "sine": (Sine, notebooks.sine),
-    "adding-problem": (AddingProblem, notebooks.adding_problem),
-    "sine-wave": (SineWave, notebooks.sine),
-}
-
-
-def _check(args: argparse.Namespace) -> None:
-    """Refuse (exit 2) what the parser alone cannot see: option pairs, the device and
-    dtype on the backend, the run's data settings. A backend that is not installed is
-    not a command-line mistake: it ends in exit 1 when the run starts."""
-    parser = args.parser
-    if getattr(args, "checkpoint", "absent") is None and (args.resume or args.checkpoint_every):
-        parser.error("--resume and --checkpoint-every need --checkpoint DIR")
-    if args.run != "backprop":
-        try:  # an optimiser option it does not take; --compile on where nothing compiles
-            _settings(args, RUNS[args.run][0]).make_optimizer()
-            compiler_for(args.backend, args.compile)
-        except XpnnError as exc:
-            parser.error(str(exc))
+def _settings(args: argparse.Namespace) -> Any:
+    """The run's settings from its options, checked: a bad one is refused (exit 2) with
+    the option named. A backend that is not installed is not a command-line mistake: it
+    ends in exit 1 when the run starts."""
+    kind = RUNS[args.run].settings
+    settings = from_namespace(kind, args)
     try:
-        xp = get_namespace(args.backend)
-    except BackendUnavailable:
-        return
-    try:
-        device = resolve_device(xp, args.device)
-        resolve_dtype(xp, args.dtype, device)
-        if args.run == "regression":
-            datasets.check_interval(args.low, args.high)
-        elif args.run == "binary-addition":
-            datasets.check_bits(args.bits, datasets.MAX_ALL_PAIRS_BITS)
-            if args.cell != "rnn" and args.activation != BinaryAddition.activation:
-                parser.error(f"--activation applies to --cell rnn only, not {args.cell}")
-        elif args.run == "adding-problem":
-            datasets.check_steps(args.steps)
-        elif hasattr(args, "maxlen"):  # the sine runs
-            datasets.check_windows(args.maxlen)
+        settings.check(flag_label(kind))
+        check_placement(settings)
     except XpnnError as exc:
-        parser.error(str(exc))
+        args.parser.error(str(exc))
+    return settings
 
 
-def _train(args: argparse.Namespace) -> None:
+def _train(args: argparse.Namespace, settings: Any) -> None:
     from xpnn import plotting
 
-    if args.run == "backprop":
-        notebooks.backprop_step(backend=args.backend, device=args.device, dtype=args.dtype)
+    run = RUNS[args.run]
+    if not run.trains:
+        run.run(settings)
         return
-    kind, runner = RUNS[args.run]
-    settings = _settings(args, kind)
     echo = None if args.json else print
     with float_errors_ignored():
-        result = runner(settings, echo=echo, progress=not args.quiet)
+        result = run.run(settings, echo=echo, progress=not args.quiet)
     if args.plot is not None:
         plotting.run_figure(settings, result, args.plot, run=args.run)
         if echo is not None:
@@ -567,10 +239,10 @@ def _train(args: argparse.Namespace) -> None:
         _summary(settings, result)
 
 
-def _diverged(args: argparse.Namespace, exc: TrainingDiverged) -> str:
+def _diverged(settings: Training, exc: TrainingDiverged) -> str:
     """One message: what happened, what the checkpoint holds, what to try."""
     text = f"training diverged: the loss at iteration {exc.iteration} is not finite. "
-    checkpoint = getattr(args, "checkpoint", None)
+    checkpoint = settings.checkpoint
     path = None if checkpoint is None else checkpoint / Checkpointer.FILENAME
     if path is not None and path.is_file():
         try:
@@ -581,12 +253,12 @@ def _diverged(args: argparse.Namespace, exc: TrainingDiverged) -> str:
     else:
         text += "The parameters were restored to the last finite reading. "
     text += divergence_advice(
-        lr=args.lr,
-        clip=getattr(args, "clip", None),
-        can_clip=hasattr(args, "clip"),
-        momentum=args.momentum,
-        init=getattr(args, "init", None),
-        weight_init_std=getattr(args, "weight_init_std", None),
+        lr=settings.lr,
+        clip=getattr(settings, "clip", None),
+        can_clip=hasattr(settings, "clip"),
+        momentum=settings.momentum,
+        init=getattr(settings, "init", None),
+        weight_init_std=getattr(settings, "weight_init_std", None),
         flags=True,
     )
     if path is not None:
@@ -600,8 +272,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "sweep":  # a sweep hands RUN's own options to its runs
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    if args.command == "train":
-        _check(args)
+    settings = _settings(args) if args.command == "train" else None
     try:
         if args.command == "backends":
             _backends()
@@ -610,9 +281,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "sweep":
             return sweep.run_sweep(args, extra)
         else:
-            _train(args)
+            _train(args, settings)
     except TrainingDiverged as exc:
-        print(f"xpnn: {_diverged(args, exc)}", file=sys.stderr)
+        print(f"xpnn: {_diverged(settings, exc)}", file=sys.stderr)
         return 1
     except XpnnError as exc:
         print(f"xpnn: error: {exc}", file=sys.stderr)

@@ -1,20 +1,21 @@
 """``xpnn sweep``: every configuration of a grid times every seed, one run a task on
 dask.distributed, each row appended to a JSON-lines file as its run finishes.
 
-A sweep's run is the very run ``xpnn train RUN`` makes: its command line is built from
-RUN's options, the grid values and ``--seed``, and parsed by the train command's own
-parser into the train command's settings and notebook function (``cli.RUNS``). The
-results file starts with a header naming the sweep (RUN, its resolved options, the
-grid); a rerun of the same sweep skips the runs already written, a different sweep is
-refused. Every user error is found before a task is sent.
+A sweep's run is the very run ``xpnn train RUN`` makes: RUN's settings class
+(``xpnn.runs.registry.RUNS``) takes RUN's other options, each grid key is checked once
+against its fields and each value parsed once, and every worker gets its run's settings
+object (``dataclasses.replace`` of those values and ``seed``). The results file starts
+with a header naming the sweep (RUN, its resolved options, the grid); a rerun of the
+same sweep skips the runs already written, a different sweep is refused. Every user
+error, a sweep too large to finish included, is found before a task is sent.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import hashlib
-import io
 import itertools
 import json
 import math
@@ -28,11 +29,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from xpnn import sweep_report
 from xpnn.backends import backend_info
 from xpnn.checks import float_errors_ignored
 from xpnn.errors import OutputError, TrainingDiverged, XpnnValueError, shown
 from xpnn.parallel.cluster import CONNECT_TIMEOUT, check_dask, connect
+from xpnn.runs.fields import Spec, flag_label
+from xpnn.runs.options import command_line, parse_options
+from xpnn.runs.registry import RUNS, check_placement
 from xpnn.training.lock import FolderLock
+
+MAX_RUNS = 100_000
+"""The most runs (configurations x seeds) one sweep takes. The client holds a task for
+each at once, and 100,000 runs of a second are about 2 hours on 16 workers; a larger
+sweep is refused from its sizes alone, before anything is made: split it."""
 
 RESERVED = {
     "seed": "the seeds are 0 .. --seeds N - 1",
@@ -48,26 +58,27 @@ RESERVED = {
 
 @dataclass(frozen=True)
 class Sweep:
-    """RUN, RUN's options outside the grid, the grid (option name to its values, as
-    typed) and the number of seeds."""
+    """RUN, RUN's settings outside the grid (``base``), the grid (option name, such as
+    ``hidden-size``, to its values: each as typed, to the value it stands for) and the
+    number of seeds."""
 
     run: str
-    options: tuple[str, ...]
-    grid: dict[str, tuple[str, ...]]
+    base: Any
+    grid: dict[str, dict[str, Any]]
     seeds: int
 
     def configs(self) -> list[dict[str, str]]:
-        """Every combination of grid values, the first key varying slowest."""
+        """Every combination of grid values as typed, the first key varying slowest."""
         keys = list(self.grid)
         return [
             dict(zip(keys, values, strict=True))
             for values in itertools.product(*self.grid.values())
         ]
 
-    def argv(self, config: dict[str, str], seed: int) -> list[str]:
-        """The ``xpnn`` command line of one run."""
-        grid_args = [arg for key, value in config.items() for arg in (f"--{key}", value)]
-        return ["train", self.run, *self.options, *grid_args, "--seed", str(seed), "--quiet"]
+    def settings(self, config: dict[str, str], seed: int) -> Any:
+        """The settings of one run: ``base`` with ``config``'s values and ``seed``."""
+        values = {key.replace("-", "_"): self.grid[key][text] for key, text in config.items()}
+        return dataclasses.replace(self.base, seed=seed, **values)
 
     def tasks(self) -> list[tuple[dict[str, str], int]]:
         """Every ``(config, seed)`` pair, in a stable order."""
@@ -88,11 +99,18 @@ def add_arguments(p: argparse.ArgumentParser, runs: Sequence[str], plot_path: Ca
     p.add_argument(
         "--grid",
         nargs="+",
+        action="extend",
         default=None,
         metavar="KEY=V1,V2",
-        help="an option of RUN and its values; every combination is run (default: none; required)",
+        help="an option of RUN and its distinct values; every combination is run; a second "
+        "--grid adds its keys (default: none; required)",
     )
-    p.add_argument("--seeds", type=_count, default=1, help="seeds 0 .. N-1 per configuration")
+    p.add_argument(
+        "--seeds",
+        type=_count,
+        default=1,
+        help=f"seeds 0 .. N-1 per configuration (configurations x seeds at most {MAX_RUNS})",
+    )
     where = p.add_mutually_exclusive_group()
     where.add_argument(
         "--workers", type=_count, default=None, help="local cluster size (default: one a core)"
@@ -127,69 +145,59 @@ def _count(text: str) -> int:
 
 
 def build_sweep(args: argparse.Namespace, options: Sequence[str]) -> Sweep:
-    """The sweep the command line describes; every run's command line is parsed by the
-    train parser here, so no bad value reaches a worker.
+    """The sweep the command line describes: each grid key checked against RUN's
+    fields, the size checked before any value is parsed, each value parsed once, then
+    the configurations that can fail checked (``_check_configs``), so no bad value
+    reaches a worker.
 
     Raises
     ------
     XpnnValueError
-        An empty or malformed grid, an unknown or reserved key, a value RUN refuses, a
-        backend that cannot run here.
+        An empty or malformed grid, an unknown, reserved or repeated key, a repeated
+        value, a value RUN refuses, more than ``MAX_RUNS`` runs, a backend that cannot
+        run here.
     """
     if not args.grid:
         msg = "the grid is empty: give --grid KEY=V1,V2 (an option of RUN and its values)"
         raise XpnnValueError(msg)
-    known = _run_options(args.run)
-    grid: dict[str, tuple[str, ...]] = {}
+    kind = RUNS[args.run].settings
+    known = command_line(kind)
+    items: dict[str, str] = {}
     for item in args.grid:
-        key, sep, values = item.partition("=")
+        key, sep, _ = item.partition("=")
         key = key.removeprefix("--")
-        split = tuple(v.strip() for v in values.split(","))
-        if not sep or not key or not all(split):
+        if not item.isprintable():
+            msg = f"--grid {_short(item)} holds a newline or another control character"
+            raise XpnnValueError(msg)
+        if not sep or not key:
             msg = f"--grid takes KEY=V1,V2,... got {_short(item)}"
             raise XpnnValueError(msg)
         _check_key(key, args.run, known)
-        if key in grid:
+        if key in items:
             msg = f"grid key {key!r} is given twice"
             raise XpnnValueError(msg)
-        grid[key] = split
+        items[key] = item
     given = {o.split("=")[0].removeprefix("--").replace("_", "-") for o in options}
     for key in sorted(given & set(RESERVED)):
         msg = f"--{key} cannot be given to a sweep: {RESERVED[key]}"
         raise XpnnValueError(msg)
-    for key in sorted(given & set(grid)):
+    for key in sorted(given & set(items)):
         msg = f"--{key} is both a grid key and a fixed option; give it once"
         raise XpnnValueError(msg)
-    sweep = Sweep(args.run, tuple(options), grid, args.seeds)
-    for config in sweep.configs():
-        parsed = parse_run(sweep.argv(config, 0), config)
-        info = backend_info(parsed.backend)
-        if not info.usable:
-            msg = f"configuration {_describe(config)}: {info.reason}"
-            raise XpnnValueError(msg)
+    configs = math.prod(item.count(",") + 1 for item in items.values())
+    if configs * args.seeds > MAX_RUNS:
+        msg = (
+            f"the sweep has {configs * args.seeds} runs ({configs} configuration(s) x "
+            f"{args.seeds} seed(s)); one sweep takes at most {MAX_RUNS}: split it"
+        )
+        raise XpnnValueError(msg)
+    grid = {key: _values(key, item, known[key]) for key, item in items.items()}
+    sweep = Sweep(args.run, parse_options(kind, options), grid, args.seeds)
+    _check_configs(sweep)
     return sweep
 
 
-def _run_options(run: str) -> dict[str, argparse.Action]:
-    """RUN's options by name (``hidden-size``), from the train parser."""
-    from xpnn.cli import build_parser
-
-    runs = _subparsers(build_parser())["train"]
-    parser = _subparsers(runs)[run]
-    return {
-        s[2:]: action
-        for action in parser._actions
-        for s in action.option_strings
-        if s.startswith("--") and s != "--help"
-    }
-
-
-def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
-    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    return dict(action.choices)
-
-
-def _check_key(key: str, run: str, known: dict[str, argparse.Action]) -> None:
+def _check_key(key: str, run: str, known: dict[str, Spec]) -> None:
     if key in RESERVED:
         msg = f"grid key {key!r} cannot be swept: {RESERVED[key]}"
         raise XpnnValueError(msg)
@@ -199,22 +207,69 @@ def _check_key(key: str, run: str, known: dict[str, argparse.Action]) -> None:
         raise XpnnValueError(msg)
 
 
-def parse_run(argv: list[str], config: dict[str, str] | None = None) -> argparse.Namespace:
-    """``argv`` parsed by the ``xpnn`` parser; its one-line complaint becomes an
-    XpnnValueError naming the configuration."""
-    from xpnn.cli import _check, build_parser
+def _values(key: str, item: str, spec: Spec) -> dict[str, Any]:
+    """The values of ``item`` (``KEY=V1,V2``) as typed, each to the value it stands for;
+    a value given twice, even as other text (``0.1,0.10``), is refused."""
+    values: dict[str, Any] = {}
+    seen: dict[Any, str] = {}
+    for text in (v.strip() for v in item.partition("=")[2].split(",")):
+        if not text:
+            msg = f"--grid takes KEY=V1,V2,... got {_short(item)}"
+            raise XpnnValueError(msg)
+        try:
+            value = spec.parse(text)
+        except XpnnValueError as exc:
+            msg = f"grid value {key}={text}: argument --{key}: {exc}"
+            raise XpnnValueError(msg) from None
+        if value in seen:
+            again = "twice" if seen[value] == text else f"twice (as {seen[value]!r})"
+            msg = f"grid key {key!r} lists the value {text!r} {again}; give each value once"
+            raise XpnnValueError(msg)
+        seen[value], values[text] = text, value
+    return values
 
-    stderr = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(stderr):
-            args = build_parser().parse_args(argv)
-            _check(args)  # what the train command refuses beyond its parser
-            return args
-    except SystemExit:
-        complaint = stderr.getvalue().strip().split("error: ", 1)[-1].split(" (see ")[0]
-        where = f"configuration {_describe(config)}: " if config else ""
-        msg = f"{where}{complaint}"
-        raise XpnnValueError(msg) from None
+
+def _check_configs(sweep: Sweep) -> None:
+    """Check the configurations that can fail, not all of them: the grid keys fall into
+    groups that RUN's settings judge together (``RELATIONS``); each group's every
+    combination is checked with the other keys at their first value, so each check is of
+    a real configuration and every value and every related combination is seen (a
+    1000 x 100 grid of unrelated keys is 1100 checks). Each distinct backend, device and
+    dtype is also checked on its backend: usable here, the device the backend's, the
+    dtype one it holds."""
+    label = flag_label(type(sweep.base))
+    first = {key: next(iter(values)) for key, values in sweep.grid.items()}
+    placed: set[tuple[str, str, str]] = set()
+    for keys in _groups(sweep):
+        for values in itertools.product(*(sweep.grid[key] for key in keys)):
+            config = {**first, **dict(zip(keys, values, strict=True))}
+            settings = sweep.settings(config, 0)
+            where = (settings.backend, repr(settings.device), settings.dtype)
+            try:
+                settings.check(label)
+                if where not in placed:
+                    placed.add(where)
+                    _check_placement(settings)
+            except XpnnValueError as exc:
+                msg = f"configuration {_describe(config)}: {exc}"
+                raise XpnnValueError(msg) from None
+
+
+def _groups(sweep: Sweep) -> list[list[str]]:
+    """The grid keys, grouped where RUN's ``RELATIONS`` tie them, in grid order."""
+    groups = [{key} for key in sweep.grid]
+    for related in type(sweep.base).RELATIONS:
+        tied = [g for g in groups if any(key.replace("-", "_") in related for key in g)]
+        if len(tied) > 1:
+            groups = [g for g in groups if g not in tied] + [set().union(*tied)]
+    return [[key for key in sweep.grid if key in group] for group in groups]
+
+
+def _check_placement(settings: Any) -> None:
+    info = backend_info(settings.backend)
+    if not info.usable:
+        raise XpnnValueError(info.reason)
+    check_placement(settings)
 
 
 def _describe(config: dict[str, str]) -> str:
@@ -228,22 +283,17 @@ def _short(text: str) -> str:
 # -- one run, on a worker ------------------------------------------------------------------
 
 
-def run_one(argv: list[str]) -> dict[str, Any]:
-    """Run ``xpnn`` ``argv`` (a train command) and return its row: the final loss, the
-    notebook's scalar measures, the first reading at which every answer was exact
+def run_one(settings: Any) -> dict[str, Any]:
+    """Run the run of ``settings`` (``RUN`` names it) and return its row: the final loss,
+    the notebook's scalar measures, the first reading at which every answer was exact
     (binary addition), or the iteration where it diverged; wall time and worker."""
-    from xpnn import cli
-
-    args = parse_run(argv)
-    kind, runner = cli.RUNS[args.run]
-    settings = cli._settings(args, kind)
-    probe = _ExactProbe(getattr(args, "bits", None)) if args.run == "binary-addition" else None
+    probe = _ExactProbe(settings.bits) if settings.RUN == "binary-addition" else None
     began = time.perf_counter()
     row: dict[str, Any] = {"final_loss": None, "diverged_at": None, "first_exact": None}
     try:
         with float_errors_ignored():
             extra = {} if probe is None else {"on_reading": probe}
-            result = runner(settings, echo=None, **extra)
+            result = RUNS[settings.RUN].run(settings, echo=None, progress=False, **extra)
     except TrainingDiverged as exc:
         row["diverged_at"] = exc.iteration
     else:
@@ -256,7 +306,9 @@ def run_one(argv: list[str]) -> dict[str, Any]:
         if probe is not None:
             exact, total = result.metrics["exact"], result.metrics["total"]
             row["first_exact"] = (
-                probe.first if probe.first is not None else (args.iters if exact == total else None)
+                probe.first
+                if probe.first is not None
+                else (settings.iters if exact == total else None)
             )
     row["seconds"] = time.perf_counter() - began
     row["worker"] = _worker_name()
@@ -514,17 +566,15 @@ def _difference(old: dict[str, Any], new: dict[str, Any]) -> str:
 
 
 def identity(sweep: Sweep) -> dict[str, Any]:
-    """What names a sweep in its results file: RUN, every resolved option outside the
-    grid (defaults included, so ``--iters 3000`` and ``--iters=3000`` agree) and the grid.
+    """What names a sweep in its results file: RUN, every option outside the grid
+    (defaults included, so ``--iters 3000`` and ``--iters=3000`` agree) and the grid.
     The number of seeds is not part of it: a rerun with more seeds adds the new ones."""
-    parsed = vars(parse_run(sweep.argv(sweep.configs()[0], 0)))
-    skip = {"command", "run", "seed", "quiet", "json", "plot", "checkpoint", "checkpoint_every"}
-    skip |= {key.replace("-", "_") for key in sweep.grid} | {"resume"}
-    plain = (str, int, float, bool, type(None))  # not the parser the namespace carries
-    options = {k: v for k, v in sorted(parsed.items()) if k not in skip and isinstance(v, plain)}
+    skip = {"seed", "checkpoint", "checkpoint_every", "resume"}
+    skip |= {key.replace("-", "_") for key in sweep.grid}
+    names = sorted(s.name for s in command_line(type(sweep.base)).values())
     return {
         "run": sweep.run,
-        "options": options,
+        "options": {name: getattr(sweep.base, name) for name in names if name not in skip},
         "grid": {k: list(v) for k, v in sweep.grid.items()},
     }
 
@@ -560,7 +610,7 @@ def execute(
         else:
             pending[f"{tag}-{index}"] = (config, seed)
     futures = {
-        client.submit(run_one, sweep.argv(config, seed), key=key, pure=False): (config, seed)
+        client.submit(run_one, sweep.settings(config, seed), key=key, pure=False): (config, seed)
         for key, (config, seed) in pending.items()
     }
     progress(outcome, len(pending))
@@ -653,7 +703,6 @@ def run_sweep(args: argparse.Namespace, options: Sequence[str]) -> int:
     summary, draw the picture. Returns 2 for bad input (nothing was sent; an --out that
     cannot be written or is locked by another sweep included), 1 when a run failed or a
     row could not be written, else 0."""
-    from xpnn import sweep_report
 
     try:
         check_dask()

@@ -8,8 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from xpnn.sweep import row_key
-
 EXACT, TEST_MSE = "exact pairs", "test MSE"
 EVAL_LOSS = "loss on all pairs"  # binary addition's fixed evaluation set
 
@@ -59,16 +57,21 @@ def _scores(rows: Sequence[dict[str, Any]]) -> tuple[str, tuple[float, ...]]:
     return "", ()
 
 
+def _key(config: dict[str, str]) -> tuple:
+    """A configuration as a dictionary key."""
+    return tuple(sorted(config.items()))
+
+
 def summarize(
     configs: Sequence[dict[str, str]], rows: Sequence[dict[str, Any]]
 ) -> list[ConfigSummary]:
     """A ``ConfigSummary`` per configuration, in grid order, from the results rows."""
-    by_config: dict[str, list[dict[str, Any]]] = {row_key(c, 0): [] for c in configs}
+    by_config: dict[tuple, list[dict[str, Any]]] = {_key(c): [] for c in configs}
     for row in rows:
-        by_config[row_key(row["config"], 0)].append(row)
+        by_config[_key(row["config"])].append(row)
     summaries = []
     for config in configs:
-        mine = by_config[row_key(config, 0)]
+        mine = by_config[_key(config)]
         finished = [r for r in mine if r["diverged_at"] is None]
         score, scores = _scores(finished)
         reached = [r["first_exact"] for r in mine if r.get("first_exact") is not None]

@@ -1,18 +1,20 @@
 """The agreement runs: a registry of seeded training runs, and their execution on one
-backend, device and dtype."""
+backend, device and dtype. The course's runs take their settings from ``xpnn train``'s
+registry (``xpnn.runs.registry.RUNS``), changed where a short agreement run needs it."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from xpnn import datasets
 from xpnn.backends import to_numpy
 from xpnn.course import networks
 from xpnn.nn.mlp import MLP
-from xpnn.optim import SGD, Adam, Momentum
+from xpnn.optim import Momentum
+from xpnn.runs.registry import RUNS as COURSE_RUNS
 from xpnn.training.train import train
 
 HostArray = Any  # a numpy.ndarray, from xpnn.to_numpy or xpnn.datasets
@@ -33,11 +35,22 @@ class Run:
     truncate: int | None = None
 
 
+def _course(run: str, backend: str, device: Any, dtype: str, **changes: Any) -> Any:
+    """The settings of ``xpnn train`` ``run`` at ``SEED`` on ``backend``/``device`` in
+    ``dtype``, with ``changes``."""
+    defaults = COURSE_RUNS[run].settings()
+    return replace(defaults, seed=SEED, backend=backend, device=device, dtype=dtype, **changes)
+
+
 def _regression(backend: str, device: Any, dtype: str) -> tuple[Any, Any, Any]:
-    """Notebook 1_3: 2-10-1, relu hidden, identity output, squared error, lr 0.07, batch 1."""
-    net = networks.regression_network(seed=SEED, backend=backend, device=device, dtype=dtype)
+    """Notebook 1_3 (``xpnn train regression``): 2-10-1, relu hidden, identity output,
+    squared error, SGD lr 0.07, batch 1; 10,000 samples."""
+    s = _course("regression", backend, device, dtype)
+    net = networks.regression_network(
+        hidden_size=s.hidden_size, activation=s.activation, **s.placement()
+    )
     x, d = _linear_data()
-    return net, SGD(0.07), datasets.SampleStream(x, d, 1, seed=SEED)
+    return net, s.make_optimizer(), datasets.SampleStream(x, d, s.batch_size, seed=SEED)
 
 
 def _classifier(backend: str, device: Any, dtype: str) -> tuple[Any, Any, Any]:
@@ -59,20 +72,40 @@ def _classifier(backend: str, device: Any, dtype: str) -> tuple[Any, Any, Any]:
 
 
 def _addition(backend: str, device: Any, dtype: str) -> tuple[Any, Any, Any]:
-    """Notebook 3_1: a 2-16-1 sigmoid RNN on 8-bit binary addition, lr 0.1, batch 32."""
-    net = networks.addition_network(seed=SEED, backend=backend, device=device, dtype=dtype)
-    return net, SGD(0.1), datasets.BinaryAdditionStream(32, bits=8, seed=SEED)
+    """Notebook 3_1 (``xpnn train binary-addition``): a 2-16-1 sigmoid RNN on 8-bit
+    binary addition, SGD lr 0.1, batch 32."""
+    s = _course("binary-addition", backend, device, dtype, batch_size=32)
+    net = networks.addition_network(
+        hidden_size=s.hidden_size,
+        activation=s.activation,
+        init=s.init,
+        weight_init_std=s.weight_init_std,
+        cell=s.cell,
+        **s.placement(),
+    )
+    stream = datasets.BinaryAdditionStream(s.batch_size, bits=s.bits, seed=SEED)
+    return net, s.make_optimizer(), stream
 
 
 def _adding(cell: str) -> Callable[[str, Any, str], tuple[Any, Any, Any]]:
-    """Day 3: a 2-8-1 many-to-one ``cell`` network on the adding problem (10 steps),
-    Adam (lr 0.01), batch 16."""
+    """Day 3 (``xpnn train adding-problem``): a 2-8-1 many-to-one ``cell`` network on the
+    adding problem (10 steps), Adam lr 0.01, batch 16, no clipping."""
 
     def build(backend: str, device: Any, dtype: str) -> tuple[Any, Any, Any]:
-        net = networks.adding_network(
-            cell=cell, hidden_size=8, seed=SEED, backend=backend, device=device, dtype=dtype
+        s = _course(
+            "adding-problem",
+            backend,
+            device,
+            dtype,
+            cell=cell,
+            hidden_size=8,
+            steps=10,
+            batch_size=16,
+            clip=None,
         )
-        return net, Adam(0.01), datasets.AddingProblemStream(16, steps=10, seed=SEED)
+        net = networks.adding_network(cell=s.cell, hidden_size=s.hidden_size, **s.placement())
+        stream = datasets.AddingProblemStream(s.batch_size, steps=s.steps, seed=SEED)
+        return net, s.make_optimizer(), stream
 
     return build
 

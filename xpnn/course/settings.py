@@ -1,10 +1,12 @@
-"""The settings of the notebooks' training runs, one dataclass per run.
+"""The settings of the notebooks' runs, one frozen dataclass per run.
 
-``Training`` holds what every run shares (the backend, the optimiser, the loop, the
-checkpoint); ``Regression``, ``BinaryAddition`` and ``Sine`` add each notebook's own
-numbers, with the notebook's values as defaults; ``AddingProblem`` is the long-memory
-task of the course's Day-3 cells. ``xpnn train`` builds them from its
-options by field name, so a new field here is a new setting everywhere.
+``Training`` holds what every training run shares (the backend, the optimiser, the
+loop, the checkpoint); ``Regression``, ``BinaryAddition`` and ``Sine`` add each
+notebook's own numbers, with the notebook's values as defaults; ``AddingProblem`` is the
+long-memory task of the course's Day-3 cells; ``Backprop`` is seed 001's single step.
+Each field is an ``xpnn.runs.fields.option``: its help, flag and choices are what
+``xpnn train RUN --help`` shows, and ``check()`` checks every value once. ``RUN`` is the
+run's name in ``xpnn.runs.registry.RUNS``.
 """
 
 from __future__ import annotations
@@ -13,9 +15,77 @@ import os
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
-from xpnn.optim import Optimizer, build
+from xpnn import datasets
+from xpnn.backends import (
+    AUTO_JAX_TIME_STEPS,
+    AUTO_TORCH_STEPS,
+    BACKENDS,
+    COMPILE_MODES,
+    compiler_for,
+)
+from xpnn.errors import XpnnValueError
+from xpnn.nn.cells import CELLS
+from xpnn.optim import OPTIMIZERS, Adam, Momentum, Optimizer, RMSProp, build
+from xpnn.runs.fields import (
+    COUNT,
+    FINITE,
+    FLAG,
+    FRACTION,
+    INTEGER,
+    POSITIVE,
+    RATE,
+    SEED,
+    Kind,
+    Label,
+    check_fields,
+    option,
+)
+from xpnn.training.resume import Checkpointer, check_folder
 
 Folder = str | os.PathLike[str] | None
+
+FOLDER = Kind("a folder", check_folder, lambda v: isinstance(v, (str, os.PathLike)))
+"""A checkpoint folder: on the command line it must exist and be writable now; a
+Python value is checked where the checkpoint is kept."""
+
+_ADAM, _RMSPROP = Adam(), RMSProp()
+
+
+def _backend() -> Any:
+    return option("numpy", "array backend", choices=BACKENDS)
+
+
+def _dtype() -> Any:
+    return option("float64", "floating dtype", choices=("float32", "float64"))
+
+
+def _momentum_unset(cls: type) -> str:
+    """Without --momentum: plain SGD where the run's optimiser is SGD's default."""
+    plain = "plain SGD" if cls.optimizer is None else "none"
+    return f"{plain}; with --optimizer momentum: {Momentum().momentum}"
+
+
+def _hidden_size(default: int) -> Any:
+    return option(default, "hidden units", kind=COUNT)
+
+
+def _cell(default: str) -> Any:
+    return option(default, "the recurrent cell", choices=CELLS)
+
+
+@dataclass(frozen=True)
+class Backprop:
+    """Seed 001: one step of a fixed 2-3-2 network on ``backend``, ``device``, ``dtype``."""
+
+    RUN: ClassVar[str] = "backprop"
+
+    backend: str = _backend()
+    device: Any = option(None, "device name, e.g. cpu, cuda:0", unset="the backend's")
+    dtype: str = _dtype()
+
+    def check(self, label: Label = str) -> None:
+        """Raise ``XpnnValueError`` naming the first wrong field (by ``label``)."""
+        check_fields(self, label)
 
 
 @dataclass(frozen=True)
@@ -50,25 +120,81 @@ class Training:
         }
     )
     OPTIONS: ClassVar[tuple[str, ...]] = ("momentum", "beta1", "beta2", "eps", "decay")
+    # The fields that check() (and xpnn.runs.registry.check_placement) judge together;
+    # every other field is judged alone. Keep in step with check(): xpnn sweep checks
+    # every combination of the grid keys tied here, and one value of the others.
+    RELATIONS: ClassVar[tuple[frozenset[str], ...]] = (
+        frozenset({"checkpoint", "resume", "checkpoint_every"}),
+        frozenset({"optimizer", "lr", *OPTIONS}),
+        frozenset({"backend", "device", "dtype", "compile"}),
+    )
 
-    iters: int = 1000
-    lr: float = 0.1
-    batch_size: int = 1
-    log_every: int = 100
-    seed: int = 0
-    backend: str = "numpy"
-    device: Any = None
-    dtype: str = "float64"
-    optimizer: str | None = None
-    momentum: float | None = None
-    beta1: float | None = None
-    beta2: float | None = None
-    eps: float | None = None
-    decay: float | None = None
-    compile: str = "auto"
-    checkpoint: Folder = None
-    checkpoint_every: int | None = None
-    resume: bool = False
+    iters: int = option(1000, "iterations", kind=COUNT)
+    lr: float = option(0.1, "learning rate", kind=POSITIVE)
+    batch_size: int = option(1, "batch size", kind=COUNT)
+    log_every: int = option(
+        100, "iterations between progress lines (and loss readings)", kind=COUNT
+    )
+    seed: int = option(0, "seed of weights and data", kind=SEED)
+    backend: str = _backend()
+    device: Any = option(None, "device name, e.g. cpu, cuda:0", unset="the backend's")
+    dtype: str = _dtype()
+    optimizer: str | None = option(
+        None,
+        "the optimiser, with --lr and its own options below",
+        choices=tuple(OPTIMIZERS),
+        unset="sgd, or momentum where --momentum is given",
+        optional=True,
+    )
+    momentum: float | None = option(
+        None, "momentum's momentum, in (0, 1)", kind=FRACTION, unset=_momentum_unset
+    )
+    beta1: float | None = option(None, "adam's beta1", kind=RATE, unset=f"{_ADAM.beta1}")
+    beta2: float | None = option(None, "adam's beta2", kind=RATE, unset=f"{_ADAM.beta2}")
+    eps: float | None = option(
+        None, "adagrad's, rmsprop's and adam's eps", kind=POSITIVE, unset=f"{_ADAM.eps:g}"
+    )
+    decay: float | None = option(None, "rmsprop's decay", kind=RATE, unset=f"{_RMSPROP.decay}")
+    compile: str = option(
+        "auto",
+        "compile the training step: auto compiles on jax (RNNs of at most "
+        f"{AUTO_JAX_TIME_STEPS} time steps) and on torch for runs of {AUTO_TORCH_STEPS}+ "
+        "iterations; on needs jax or torch",
+        choices=COMPILE_MODES,
+    )
+    checkpoint: Folder = option(
+        None,
+        f"keep DIR/{Checkpointer.FILENAME} current (DIR must exist)",
+        kind=FOLDER,
+        unset="none",
+        metavar="DIR",
+    )
+    checkpoint_every: int | None = option(
+        None, "iterations between checkpoints", kind=COUNT, unset="--log-every", metavar="N"
+    )
+    resume: bool = option(
+        False,
+        "continue from the checkpoint in --checkpoint DIR, with the same settings",
+        kind=FLAG,
+    )
+
+    def check(self, label: Label = str) -> None:
+        """Check every field, then what fields say together (``RELATIONS``): the
+        checkpoint options, the optimiser and its options, ``compile`` on the backend.
+        ``label`` names a field in the message (``str``: by its name).
+
+        Raises
+        ------
+        XpnnValueError
+            The first wrong field or combination.
+        """
+        check_fields(self, label)
+        if self.checkpoint is None and (self.resume or self.checkpoint_every is not None):
+            names = (label("resume"), label("checkpoint_every"), label("checkpoint"))
+            msg = "{} and {} need {}".format(*names)
+            raise XpnnValueError(msg)
+        self.make_optimizer()
+        compiler_for(self.backend, self.compile)
 
     def make_optimizer(self) -> Optimizer:
         """The run's optimiser, with ``lr`` and the hyperparameters given.
@@ -99,15 +225,21 @@ class Regression(Training):
     ``n_samples`` inputs uniform in ``[low, high)``; tested on ``n_test`` fresh ones."""
 
     RUN: ClassVar[str] = "regression"
+    RELATIONS = (*Training.RELATIONS, frozenset({"low", "high"}))
 
     iters: int = 1000
     lr: float = 0.07
-    hidden_size: int = 10
-    activation: str = "relu"
-    n_samples: int = 100_000
-    n_test: int = 1000
-    low: float = 0.0
-    high: float = 1.0
+    hidden_size: int = _hidden_size(10)
+    activation: str = option("relu", "hidden activation", choices=("relu", "sigmoid", "tanh"))
+    n_samples: int = option(100_000, "training samples", kind=COUNT, cli=False)
+    n_test: int = option(1000, "fresh test samples", kind=COUNT, cli=False)
+    low: float = option(0.0, "inputs uniform in [low, high)", kind=FINITE)
+    high: float = option(1.0, "see --low", kind=FINITE)
+
+    def check(self, label: Label = str) -> None:
+        """``Training.check``, and ``low < high`` (a relation)."""
+        super().check(label)
+        datasets.check_interval(self.low, self.high)
 
 
 @dataclass(frozen=True)
@@ -118,17 +250,29 @@ class BinaryAddition(Training):
     gated cells have their own."""
 
     RUN: ClassVar[str] = "binary-addition"
+    RELATIONS = (*Training.RELATIONS, frozenset({"cell", "activation"}))
 
     iters: int = 10_000
     lr: float = 0.1
-    hidden_size: int = 16
-    activation: str = "sigmoid"
-    init: str = "std"
-    weight_init_std: float = 1.0
-    bits: int = 8
-    truncate: int | None = None
-    clip: float | None = None
-    cell: str = "rnn"
+    hidden_size: int = _hidden_size(16)
+    activation: str = option("sigmoid", "hidden activation", choices=("sigmoid", "tanh", "relu"))
+    init: str = option("std", "weight init", choices=("std", "xavier", "he"))
+    weight_init_std: float = option(
+        1.0, "standard deviation of the weights with --init std", kind=POSITIVE
+    )
+    bits: int = option(8, f"bits per number (2 to {datasets.MAX_ALL_PAIRS_BITS})", kind=INTEGER)
+    truncate: int | None = option(None, "truncated BPTT block", kind=COUNT, unset="full BPTT")
+    clip: float | None = option(None, "global gradient norm cap", kind=POSITIVE, unset="none")
+    cell: str = _cell("rnn")
+
+    def check(self, label: Label = str) -> None:
+        """``Training.check``; ``bits`` small enough to test every operand pair; an
+        ``activation`` other than the default only with the simple RNN (a relation)."""
+        super().check(label)
+        datasets.check_bits(self.bits, datasets.MAX_ALL_PAIRS_BITS)
+        if self.cell != "rnn" and self.activation != type(self).activation:
+            msg = f"{label('activation')} applies to {label('cell')} rnn only, not {self.cell}"
+            raise XpnnValueError(msg)
 
 
 @dataclass(frozen=True)
@@ -141,11 +285,18 @@ class Sine(Training):
 
     iters: int = 500
     lr: float = 0.1
-    hidden_size: int = 5
-    maxlen: int = 2
-    weight_init_std: float = 0.01
-    n_generate: int = 200
-    cell: str = "rnn"
+    hidden_size: int = _hidden_size(5)
+    maxlen: int = option(2, "window length", kind=COUNT)
+    weight_init_std: float = option(
+        0.01, "standard deviation of the initial weights", kind=POSITIVE
+    )
+    n_generate: int = option(200, "points generated", kind=COUNT, cli=False)
+    cell: str = _cell("rnn")
+
+    def check(self, label: Label = str) -> None:
+        """``Training.check``, and ``maxlen`` short enough to leave training windows."""
+        super().check(label)
+        datasets.check_windows(self.maxlen)
 
 
 @dataclass(frozen=True)
@@ -161,11 +312,16 @@ class AddingProblem(Training):
     lr: float = 0.01
     batch_size: int = 32
     optimizer: str | None = "adam"
-    cell: str = "lstm"
-    steps: int = 100
-    hidden_size: int = 32
-    clip: float | None = 1.0
-    n_test: int = 1000
+    cell: str = _cell("lstm")
+    steps: int = option(100, "sequence length (at least 2)", kind=COUNT)
+    hidden_size: int = _hidden_size(32)
+    clip: float | None = option(1.0, "global gradient norm cap", kind=POSITIVE, optional=True)
+    n_test: int = option(1000, "fresh test sequences", kind=COUNT)
+
+    def check(self, label: Label = str) -> None:
+        """``Training.check``, and ``steps`` of at least 2."""
+        super().check(label)
+        datasets.check_steps(self.steps)
 
 
 @dataclass(frozen=True)
@@ -173,6 +329,8 @@ class SineWave(Sine):
     """Notebook 3_3's network trained until its continuation is a sine: the course's
     suggested ``maxlen`` 5, with batches of 10, lr 0.3 and 10000 iterations (the course's
     500 or 3000 single-window iterations leave a continuation that fades to a constant)."""
+
+    RUN: ClassVar[str] = "sine-wave"
 
     iters: int = 10_000
     lr: float = 0.3
