@@ -21,7 +21,7 @@ from xpnn.checkpoint import load
 from xpnn.course import notebooks
 from xpnn.course.settings import BinaryAddition, Regression, Sine
 from xpnn.errors import CheckpointError, TrainingDiverged
-from xpnn.training import lock
+from xpnn.io import lock
 from xpnn.training import train as train_module
 from xpnn.training.resume import Checkpointer
 
@@ -106,11 +106,11 @@ def test_every_optimizer_resumes_bit_exactly(tmp_path, backend, device, optimize
         _go("binary-addition", **kw, echo=_stop_at(150), checkpoint=tmp_path, checkpoint_every=100)
     resumed = _go("binary-addition", **kw, checkpoint=tmp_path, checkpoint_every=100, resume=True)
     assert _bits(resumed.model.params) == _bits(whole.model.params)
-    assert _bits(resumed.train.state) == _bits(whole.train.state)
+    assert _bits(resumed.train.opt_state) == _bits(whole.train.opt_state)
     assert resumed.train.history == whole.train.history
     saved = _final(tmp_path, backend)
-    assert set(saved.optimizer_state) == set(whole.train.state)
-    assert _bits(saved.optimizer_state) == _bits(whole.train.state)
+    assert set(saved.optimizer_state) == set(whole.train.opt_state)
+    assert _bits(saved.optimizer_state) == _bits(whole.train.opt_state)
 
 
 def test_resuming_without_the_velocity_would_differ(tmp_path, backend, device, monkeypatch):
@@ -434,7 +434,7 @@ def test_a_non_finite_last_update_is_caught_at_the_final_save(
 
 HOLD = """
 import sys, time
-from xpnn.training.lock import FolderLock
+from xpnn.io.lock import FolderLock
 lock = FolderLock(sys.argv[1])
 lock.acquire()
 print("held", flush=True)

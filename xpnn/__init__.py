@@ -15,6 +15,8 @@ from xpnn.nn.mlp import MLP
 from xpnn.nn.rnn import RNN
 from xpnn.optim import SGD, AdaGrad, Adam, Momentum, RMSProp
 from xpnn.step import make_step
+from xpnn.training.state import TrainState
+from xpnn.training.train import train
 
 __version__ = "0.1.0"
 
@@ -28,6 +30,7 @@ __all__ = [
     "CheckpointError",
     "Momentum",
     "RMSProp",
+    "TrainState",
     "TrainingDiverged",
     "XpnnError",
     "XpnnTypeError",
@@ -39,4 +42,5 @@ __all__ = [
     "gradient_check",
     "make_step",
     "to_numpy",
+    "train",
 ]

@@ -473,9 +473,9 @@ def _summary(settings: Training, result: notebooks.RunResult) -> None:
                 "losses": [[i, v] for i, v in result.train.history],
                 **metrics,
                 "seconds": round(result.seconds, 4),
-                "train_seconds": round(result.train.seconds, 4),
-                "compiled": result.train.compiled,
-                "first_step_seconds": round(result.train.compile_seconds, 4),
+                "train_seconds": round(result.train.stats.seconds, 4),
+                "compiled": result.train.stats.compiled,
+                "first_step_seconds": round(result.train.stats.compile_seconds, 4),
             }
         )
     )

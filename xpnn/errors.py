@@ -20,6 +20,16 @@ class XpnnTypeError(XpnnError, TypeError):
     """An array is of the wrong kind: another backend, another device, a non-floating dtype."""
 
 
+class NonFiniteError(XpnnValueError):
+    """An array holds NaN or infinity where only finite numbers may be (a model's
+    parameters, its input)."""
+
+
+class OutputError(XpnnError, OSError):
+    """A file cannot be written (a full disk, a read-only folder); the message names the
+    path and the operating system's reason, and a previous file at that path is whole."""
+
+
 class BackendUnavailable(XpnnValueError):
     """The backend cannot run here; the message says why and what to install."""
 

@@ -1,20 +1,22 @@
 """The training loop: batches from a stream, one ``make_step`` step per batch, a loss
-history.
+history; the run's place is a ``TrainState`` (``xpnn.training.state``).
 
 Everything is checked once, before the first update. The loop then never reads an array
 value except every ``log_every`` iterations (and at the last one), where it reads the
-batch's loss, checks that it is finite and appends it to the history: on a GPU each such
-read waits for the device. Data moves to the device a chunk of iterations at a time, not
-batch by batch. A compiled JAX step runs all the iterations from one reading to the next
-in one call (``Step.loop``), so that no Python dispatch is paid per iteration.
+batch's loss, checks that it and the parameters and optimiser state it came from are
+finite, and appends it to the history: on a GPU each such read waits for the device.
+Data moves to the device a chunk of iterations at a time, not batch by batch. A compiled
+JAX step runs all the iterations from one reading to the next in one call (``Step.loop``),
+so that no Python dispatch is paid per iteration.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+import weakref
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from xpnn.backends import (
@@ -28,8 +30,16 @@ from xpnn.backends import (
 )
 from xpnn.checks import check_size
 from xpnn.datasets import CHUNK
-from xpnn.errors import TrainingDiverged, XpnnError, XpnnTypeError, XpnnValueError, shown
-from xpnn.step import check_step_args, make_step
+from xpnn.errors import (
+    NonFiniteError,
+    TrainingDiverged,
+    XpnnError,
+    XpnnTypeError,
+    XpnnValueError,
+    shown,
+)
+from xpnn.step import Step, check_step_args, make_step
+from xpnn.training.state import RunStats, TrainState
 
 
 @dataclass(frozen=True)
@@ -48,22 +58,6 @@ class LogEvent:
     compile_seconds: float | None = None
 
 
-@dataclass
-class TrainResult:
-    """The outcome of ``train``: the final parameters (also set on the model) and
-    optimiser state, the ``(iteration, loss)`` history, the number of iterations run, the
-    wall time, whether the step ran compiled and how long its first call (the compile,
-    where there is one) took."""
-
-    params: dict[str, Array]
-    state: dict[str, Array] = field(default_factory=dict)
-    history: list[tuple[int, float]] = field(default_factory=list)
-    iterations: int = 0
-    seconds: float = 0.0
-    compiled: bool = False
-    compile_seconds: float = 0.0
-
-
 def train(
     model: Any,
     optimizer: Any,
@@ -77,12 +71,13 @@ def train(
     compile: str = "auto",
     state: Mapping[str, Array] | None = None,
     on_log: Callable[[LogEvent], None] | None = None,
-    on_step: Callable[[int, dict[str, Array]], None] | None = None,
+    on_step: Callable[[TrainState], None] | None = None,
     on_step_every: int = 1,
-    history: list[tuple[int, float]] | None = None,
+    history: Sequence[tuple[int, float]] | None = None,
     chunks: int | None = None,
-) -> TrainResult:
-    """Train ``model`` in place with ``optimizer`` on batches from ``stream``.
+) -> TrainState:
+    """Train ``model`` with ``optimizer`` on batches from ``stream``; return the
+    ``TrainState`` reached, whose parameters ``model.params`` then holds too.
 
     Every argument, the optimiser state and the first batch are checked before the first
     update; the loop then runs ``make_step``'s step and reads a value on the host only
@@ -97,7 +92,7 @@ def train(
     iters : int
         The iteration to stop before (a resumed run passes the same ``iters``).
     start : int
-        The first iteration (0, or where a checkpoint left off).
+        The first iteration (0, or where a checkpoint left off: a ``TrainState``'s ``step``).
     log_every : int
         Iterations between loss readings; iteration ``start`` and the last are always read.
     truncate : int, optional
@@ -107,28 +102,37 @@ def train(
     compile : {"auto", "on", "off"}
         Whether the step is compiled (see ``make_step``).
     state : dict of arrays, optional
-        The optimiser state to continue from (a resumed run's); ``optimizer.init`` if None.
+        The optimiser state to continue from (a ``TrainState``'s ``opt_state``);
+        ``optimizer.init`` if None.
     on_log : callable, optional
         Called with a ``LogEvent`` at every reading.
     on_step : callable, optional
-        Called with the number of iterations done and the optimiser state whenever that
-        number is a multiple of ``on_step_every`` (checkpoints use it; ``model.params``
-        holds the parameters).
+        Called with the ``TrainState`` after every multiple of ``on_step_every``
+        iterations (checkpoints use it); its ``stats`` are zeros.
     on_step_every : int
         See ``on_step``. A compiled JAX step runs the iterations between readings (and
         between ``on_step`` calls) in one call, so a larger value keeps those runs long.
-    history : list, optional
-        The history to continue (a resumed run passes the saved one).
+    history : sequence of (int, float), optional
+        The readings to continue (a ``TrainState``'s ``history``): ``(iteration, finite
+        loss)`` pairs, iterations increasing and below ``start``.
     chunks : int, optional
         Dask only: batch rows per chunk (default ``backend.default_chunk_rows`` of the
         batch size, so every batch is whole chunks); other backends ignore it.
 
+    Returns
+    -------
+    TrainState
+        ``step == iters``, the final parameters and optimiser state, the whole history,
+        and the call's ``stats`` (wall time, compiled or not, first call's seconds).
+
     Raises
     ------
     TrainingDiverged
-        A reading found a non-finite loss, or the last update made a parameter
-        non-finite. The model keeps the parameters of the last finite reading; the
-        exception carries them, the optimiser state there and the history.
+        A reading found a non-finite loss, or non-finite parameters or optimiser state
+        behind a finite loss (a compiled step may hide NaN: XLA computes ``relu(NaN)`` as
+        0), or the last update made them non-finite. The model keeps the parameters of
+        the last finite reading; the exception carries them, the optimiser state there
+        and the history.
     """
     iters, log_every = check_size(iters, "iters"), check_size(log_every, "log_every")
     every = check_size(on_step_every, "on_step_every") if on_step is not None else None
@@ -139,6 +143,7 @@ def train(
             msg = f"{name} must be a function or None, got {type(callback).__name__}"
             raise XpnnTypeError(msg)
     time_steps = _check_stream(model, stream, iters, start)
+    history = _check_history(history, start)
     if state is None:
         state = optimizer.init(model.params)
     optimizer.check_state(model.params, state, finite=True)
@@ -148,7 +153,6 @@ def train(
     xp, axis, batch = model.xp, model.batch_axis, stream.batch_size
     rows = default_chunk_rows(batch) if chunks is None else check_size(chunks, "chunks")
     target_axis = getattr(stream, "target_axis", axis)  # sine: (T, N, 1) inputs, (N, 1) targets
-    history = list(history or [])
     readings_before = len(history)
     params, state = model.params, dict(state)
     good = (start, params, state)  # the last finite reading: iteration, params, state
@@ -179,29 +183,70 @@ def train(
                 compile_seconds = time.perf_counter() - began
             if i % log_every == 0 or i == iters - 1:
                 value = float(loss)
-                if not math.isfinite(value):
+                finite = math.isfinite(value) and _all_finite(xp, params, state)
+                if not finite:
                     raise _diverged(model, optimizer, clip, good, i, value, history)
                 good = (i, params, state)
                 history.append((i, value))
                 if on_log is not None:
                     x = iteration_batch(x_all, axis, batch, i - base)
                     d = iteration_batch(d_all, target_axis, batch, i - base)
-                    y, _cache = model._forward(x, params)  # the output, at readings only
+                    y, _cache = model.forward_unchecked(x, params)  # the output, at readings only
                     first = compile_seconds if len(history) == readings_before + 1 else None
                     on_log(LogEvent(i, value, x, d, y, step.compiled, first))
             params, state = new_params, new_state
-            model._params = params
             if on_step is not None and j % every == 0:
-                on_step(j, state)
+                on_step(TrainState(j, params, state, tuple(history)))
         lo = hi
-    arrays = [*params.values(), *state.values()]  # one sync per array, after the loop
-    if start < iters and not all(bool(xp.all(xp.isfinite(a))) for a in arrays):
-        raise _diverged(model, optimizer, clip, good, iters - 1, math.nan, history, last=True)
-    model._params = params  # checked just above: the setter's own check would sync again
-    seconds = time.perf_counter() - began
-    return TrainResult(
-        params, state, history, iters - start, seconds, step.compiled, compile_seconds
-    )
+    if start < iters:
+        # the last update's result: the state in one sync, the parameters by the setter's
+        # own finiteness check (one sync each), so nothing is checked twice
+        if not _all_finite(xp, state):
+            raise _diverged(model, optimizer, clip, good, iters - 1, math.nan, history, last=True)
+        try:
+            model.params = params
+        except NonFiniteError:
+            raise _diverged(
+                model, optimizer, clip, good, iters - 1, math.nan, history, last=True
+            ) from None
+    stats = RunStats(time.perf_counter() - began, step.compiled, compile_seconds)
+    return TrainState(iters, params, state, tuple(history), stats)
+
+
+def _all_finite(xp: Any, *trees: Mapping[str, Array]) -> bool:
+    """Whether every entry of every array in ``trees`` is finite: one sync, however many
+    arrays."""
+    flags = [xp.all(xp.isfinite(a)) for tree in trees for a in tree.values()]
+    return not flags or bool(xp.all(xp.stack(flags)))
+
+
+def _check_history(history: Any, start: int) -> list[tuple[int, float]]:
+    """``history`` as a new list of ``(iteration, loss)`` pairs: integer iterations,
+    increasing and below ``start``, with finite losses."""
+    if history is None:
+        return []
+    if not isinstance(history, (list, tuple)):
+        msg = (
+            "history must be a list of (iteration, loss) pairs (a TrainState's history), "
+            f"got {type(history).__name__}"
+        )
+        raise XpnnTypeError(msg)
+    out: list[tuple[int, float]] = []
+    for entry in history:
+        ok = isinstance(entry, (list, tuple)) and len(entry) == 2
+        if ok:
+            i, loss = entry
+            ok = isinstance(i, int) and not isinstance(i, bool)
+            ok = ok and isinstance(loss, (int, float)) and not isinstance(loss, bool)
+            ok = ok and math.isfinite(loss) and (not out or i > out[-1][0]) and 0 <= i < start
+        if not ok:
+            msg = (
+                "history must hold (iteration, finite loss) pairs with increasing iterations "
+                f"below start={start}, got {shown(entry)}"
+            )
+            raise XpnnValueError(msg)
+        out.append((int(i), float(loss)))
+    return out
 
 
 def _spans(
@@ -228,11 +273,16 @@ def _spans(
         i = j
 
 
-def _step_for(model: Any, optimizer: Any, truncate: Any, clip: Any, compile: str) -> Any:
-    """``make_step``'s step, kept with the model (in ``model._steps``, for as long as the
-    model lives) for its next ``train`` call with the same optimiser and settings (a
-    resumed or continued run): a compiled step is compiled once, not once per call."""
-    steps = model.__dict__.setdefault("_steps", {})
+_STEPS: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], Step]] = weakref.WeakKeyDictionary()
+"""Each model's steps, for as long as the model lives: a step is built on ``model.core``
+(not on the model), so an entry does not keep its model alive."""
+
+
+def _step_for(model: Any, optimizer: Any, truncate: Any, clip: Any, compile: str) -> Step:
+    """``make_step``'s step, kept in ``_STEPS`` for the model's next ``train`` call with
+    the same optimiser and settings (a resumed or continued run): a compiled step is
+    compiled once, not once per call."""
+    steps = _STEPS.setdefault(model, {})
     key = (optimizer, truncate, clip, compile)
     if key not in steps:
         steps[key] = make_step(model, optimizer, truncate=truncate, clip=clip, compile=compile)
@@ -289,11 +339,12 @@ def _diverged(
     """Put the last finite reading's parameters back on the model; the exception to raise."""
     good_step, params, state = good
     model.params = params
-    what = (
-        "a parameter or optimiser state is not finite after the last iteration"
-        if last
-        else f"the loss at iteration {iteration} is {loss}"
-    )
+    if last:
+        what = "a parameter or optimiser state is not finite after the last iteration"
+    elif math.isfinite(loss):
+        what = f"a parameter or optimiser state is not finite at iteration {iteration}"
+    else:
+        what = f"the loss at iteration {iteration} is {loss}"
     tips = divergence_advice(
         lr=optimizer.lr,
         clip=clip,
