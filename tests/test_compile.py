@@ -276,3 +276,18 @@ def test_a_models_step_is_kept_however_many_other_models_train():
     for net in nets:
         train(net, opt, stream, iters=2)
     assert train_module._step_for(nets[0], opt, None, None, "off") is first
+
+
+def test_the_kept_steps_do_not_keep_a_model_alive():
+    """The steps are kept by model in a weak dictionary, and built on ``model.core``: once
+    nothing else holds the model, it and its steps go."""
+    import gc
+    import weakref
+
+    net = xpnn.RNN(2, 3, 1, seed=0)
+    train(net, OPTIMIZERS["sgd"](0.1), datasets.BinaryAdditionStream(1, bits=5), iters=2)
+    assert net in train_module._STEPS
+    gone = weakref.ref(net)
+    del net
+    gc.collect()
+    assert gone() is None

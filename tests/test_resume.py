@@ -557,3 +557,49 @@ def test_resume_refuses_a_changed_backend_or_log_every(tmp_path, capsys):
     assert saved.extra["checkpoint_every"] == 7
     assert saved.extra["settings"]["backend"] == "numpy"
     assert saved.extra["settings"]["log_every"] == 20
+
+
+# -- a full disk --------------------------------------------------------------------------
+
+
+def _disk_full_after_half(file, contents):
+    """``checkpoint._write_npz`` on a disk that fills up half way through the archive."""
+    file.write(b"PK\x03\x04 half an archive")
+    raise OSError(28, "No space left on device")
+
+
+@pytest.mark.parametrize("resume", [False, True])
+def test_cli_on_a_full_disk_says_so_in_one_line_and_keeps_the_checkpoint(
+    tmp_path, capsys, monkeypatch, resume
+):
+    """Fresh or resumed: exit 1, one line naming the checkpoint (its folder) and the
+    cause, the previous checkpoint byte for byte, no temporary file."""
+    from xpnn import checkpoint
+
+    short = [a if a != "120" else "60" for a in SMALL]
+    if resume:
+        assert cli.main([*short, "--checkpoint", str(tmp_path)]) == 0
+    before = sorted(p.name for p in tmp_path.iterdir())
+    data = (tmp_path / "checkpoint.npz").read_bytes() if resume else None
+    monkeypatch.setattr(checkpoint, "_write_npz", _disk_full_after_half)
+    extra = ["--resume"] if resume else []
+    folder = ["--checkpoint", str(tmp_path), "--checkpoint-every", "50"]
+    code, err = _main(capsys, *SMALL, *folder, *extra)
+    assert code == 1
+    assert f"cannot write the checkpoint {tmp_path / 'checkpoint.npz'}" in err
+    assert "No space left on device" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    if resume:
+        assert (tmp_path / "checkpoint.npz").read_bytes() == data
+
+
+def test_a_lock_that_cannot_be_written_is_given_back(tmp_path, monkeypatch):
+    def full(*args):
+        raise OSError(28, "No space left on device")
+
+    folder_lock = lock.FolderLock(tmp_path)
+    monkeypatch.setattr(lock.os, "write", full)
+    with pytest.raises(CheckpointError, match=r"cannot write the lock .*No space left"):
+        folder_lock.acquire()
+    monkeypatch.undo()
+    assert not folder_lock.held and list(tmp_path.iterdir()) == []
