@@ -55,6 +55,13 @@ class MLP(Model):
         Seed of the host generator: the same seed gives the same weights on every backend.
     backend, device, dtype
         Where the parameters live and in which floating dtype they compute.
+
+    Notes
+    -----
+    ``forward``, ``backward``, ``loss`` and ``loss_and_grad`` check their input, then run
+    the unchecked core (``forward_unchecked``, ``loss_unchecked``, ``backward_unchecked``,
+    ``targets_unchecked``; see ``xpnn.nn.core``): pure functions of explicit parameters,
+    for callers that have checked their arrays once already (``make_step``, ``train``).
     """
 
     batch_axis = 0

@@ -62,6 +62,12 @@ class RNN(Model):
         ``(G*H,)``. Gates in PyTorch's order: ``i, f, g, o`` and ``r, z, n``.
     init, weight_init_std, seed, backend, device, dtype
         As for ``MLP``; the course's default is ``init="std"`` with ``weight_init_std=1``.
+
+    Notes
+    -----
+    As for ``MLP``, the checked public methods run the unchecked core
+    (``forward_unchecked(xs, params, h0)``, ``loss_unchecked``, ``backward_unchecked(cache,
+    ds, truncate)``, ``targets_unchecked``; see ``xpnn.nn.core``).
     """
 
     batch_axis = 1
