@@ -193,3 +193,26 @@ def test_the_auto_rule_on_jax_leaves_long_sequences_eager(backend, device):
     )
     result = train(many_to_one, SGD(0.01), stream, iters=2, log_every=1, compile="auto")
     assert result.stats.compiled is False
+
+
+def test_the_unchecked_core_is_the_models_math_without_its_params(backend, device):
+    """``model.core`` implements ``ModelCore``, holds no parameters, and computes what the
+    checked methods compute; integer labels become one-hot rows."""
+    from xpnn.nn.core import ModelCore
+
+    mlp = xpnn.MLP([2, 3, 3], seed=1, backend=backend, device=device)
+    rnn = xpnn.RNN(2, 4, 1, seed=1, backend=backend, device=device)
+    x, labels = mlp.asarray([[0.5, -1.0], [2.0, 0.1]]), mlp.xp.asarray([2, 0], device=device)
+    xs, ds = datasets.binary_addition(3, bits=4, seed=0)
+    for net, inputs, targets in ((mlp, x, labels), (rnn, rnn.asarray(xs), rnn.asarray(ds))):
+        core = net.core
+        assert isinstance(net, ModelCore) and isinstance(core, ModelCore)
+        assert core.params == {} and core is not net
+        loss, grads = net.loss_and_grad(inputs, targets)
+        rows = core.targets_unchecked(targets)
+        _y, cache = core.forward_unchecked(inputs, net.params)
+        assert float(core.loss_unchecked(cache, rows)) == float(loss)
+        got = core.backward_unchecked(cache, rows)
+        assert _bits(got) == _bits(grads)
+    one_hot = xpnn.to_numpy(mlp.targets_unchecked(labels))
+    np.testing.assert_array_equal(one_hot, [[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
