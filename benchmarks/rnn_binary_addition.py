@@ -88,9 +88,9 @@ class XpnnRunner:
             log_every=100,
             compile=self.compile,
         )
-        self.done, self.state = stop, result.state
+        self.done, self.state = stop, result.opt_state
         if self.first_call is None:
-            self.first_call = result.compile_seconds
+            self.first_call = result.stats.compile_seconds
         xpnn.to_numpy(self.net.params["W_out"])  # sync: the last update has finished
 
 

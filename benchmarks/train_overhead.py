@@ -28,9 +28,9 @@ def measure(backend: str, compile: str, iters: int, repeats: int) -> tuple[float
     opt = SGD(0.1)
     stream = datasets.BinaryAdditionStream(1, bits=8, seed=0)
     result = train(net, opt, stream, iters=2, log_every=100, compile=compile)  # the compile
-    done, state = 2, result.state
+    done, state = 2, result.opt_state
 
-    step = make_step(net, opt, compile="on" if result.compiled else "off")
+    step = make_step(net, opt, compile="on" if result.stats.compiled else "off")
     xs, ds = stream.batches(0, datasets.CHUNK)
     x_all, d_all = net.asarray(xs), net.asarray(ds)
     batches = [(x_all[:, j : j + 1], d_all[:, j : j + 1]) for j in range(datasets.CHUNK)]
@@ -46,14 +46,14 @@ def measure(backend: str, compile: str, iters: int, repeats: int) -> tuple[float
         )
         xpnn.to_numpy(net.params["W"])  # sync: the last update has finished
         trained.append((time.perf_counter() - began) / iters * 1e6)
-        done, state = done + iters, result.state
+        done, state = done + iters, result.opt_state
 
         began = time.perf_counter()
         for i in range(iters):
             params, raw_state, loss = step(params, raw_state, *batches[i % len(batches)])
         float(loss)
         raw.append((time.perf_counter() - began) / iters * 1e6)
-    return statistics.median(trained), statistics.median(raw), result.compiled
+    return statistics.median(trained), statistics.median(raw), result.stats.compiled
 
 
 def main() -> None:

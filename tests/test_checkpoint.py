@@ -191,6 +191,11 @@ def test_save_refuses_bad_arguments(tmp_path, backend, device):
         save(tmp_path / "a.npz", model, optimizer=object())
     with pytest.raises(CheckpointError, match="cannot write"):
         save(tmp_path / "missing" / "a.npz", model)
+    with pytest.raises(XpnnValueError, match="params must be a dict with the model's keys"):
+        save(tmp_path / "a.npz", model, params={"W_in": model.params["W_in"]})
+    wrong = {**model.params, "W": model.params["W_in"]}
+    with pytest.raises(XpnnValueError, match=r"params\['W'\] has shape"):
+        save(tmp_path / "a.npz", model, params=wrong)
     assert sorted(os.listdir(tmp_path)) == []
 
 
@@ -200,9 +205,8 @@ def test_save_refuses_non_finite_parameters(tmp_path, backend, device):
     before = path.read_bytes()
     bad = dict(model.params)
     bad["W1"] = bad["W1"] * float("nan")
-    model._params = bad  # what a diverging training loop holds
-    with pytest.raises(XpnnValueError, match="non-finite"):
-        save(path, model)
+    with pytest.raises(XpnnValueError, match="non-finite"):  # a diverging run's TrainState
+        save(path, model, params=bad)
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["ckpt.npz"]
 

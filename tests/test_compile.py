@@ -40,13 +40,13 @@ def _count_traces(backend: str, net) -> callable:
     in the model cannot be used there)."""
     if backend == "jax":
         calls: list[int] = []
-        forward = net._forward
+        forward = net.forward_unchecked
 
         def counted(*args):
             calls.append(1)
             return forward(*args)
 
-        net._forward = counted
+        net.forward_unchecked = counted
         return lambda: len(calls)
     import torch
     from torch._dynamo.utils import counters
@@ -178,7 +178,7 @@ def _train_both(make_net, stream, **kw):
             on_log=lambda e, seen=logged: seen.append(e.iteration),
             **kw,
         )
-        assert result.compiled == (compile == "on")
+        assert result.stats.compiled == (compile == "on")
         assert logged == [i for i, _ in result.history]
         results.append(result)
     step = train_module._step_for(net, opt, kw.get("truncate"), kw.get("clip"), "on")
@@ -208,7 +208,7 @@ def test_train_on_jax_runs_spans_in_one_compiled_loop(backend, device, layout):
     np.testing.assert_allclose(
         [v for _, v in compiled.history], [v for _, v in eager.history], rtol=1e-12, atol=1e-12
     )
-    for tree in ("params", "state"):
+    for tree in ("params", "opt_state"):
         want, got = getattr(eager, tree), getattr(compiled, tree)
         for k in want:
             np.testing.assert_allclose(
@@ -228,7 +228,7 @@ def test_train_on_jax_in_pieces_equals_one_run(backend, device):
     pieces, state = _rnn(backend, device), None
     for start, stop in [(0, 77), (77, 128), (128, 129), (129, 300)]:
         result = train(pieces, opt, stream, iters=stop, start=start, state=state, compile="on")
-        state = result.state
+        state = result.opt_state
     for k in one.params:
         np.testing.assert_array_equal(
             xpnn.to_numpy(pieces.params[k]), xpnn.to_numpy(one.params[k]), err_msg=k
@@ -245,8 +245,8 @@ def test_on_step_is_called_at_multiples_of_on_step_every(backend, device, compil
     stream = datasets.BinaryAdditionStream(1, bits=5, seed=0)
     calls: list[tuple[int, float]] = []
 
-    def on_step(done, state):
-        calls.append((done, xpnn.to_numpy(net.params["W"]).copy()))
+    def on_step(state):
+        calls.append((state.step, xpnn.to_numpy(state.params["W"]).copy()))
 
     train(
         net,
@@ -260,7 +260,7 @@ def test_on_step_is_called_at_multiples_of_on_step_every(backend, device, compil
         compile=compile,
     )
     assert [done for done, _ in calls] == [64, 128, 192, 256]
-    for done, w in (calls[0], calls[-1]):  # net.params at a call: those after `done`
+    for done, w in (calls[0], calls[-1]):  # the state's params: those after `done`
         again = _rnn(backend, device)
         train(again, opt, stream, iters=done, start=10, compile=compile)
         np.testing.assert_array_equal(w, xpnn.to_numpy(again.params["W"]))
@@ -276,3 +276,18 @@ def test_a_models_step_is_kept_however_many_other_models_train():
     for net in nets:
         train(net, opt, stream, iters=2)
     assert train_module._step_for(nets[0], opt, None, None, "off") is first
+
+
+def test_the_kept_steps_do_not_keep_a_model_alive():
+    """The steps are kept by model in a weak dictionary, and built on ``model.core``: once
+    nothing else holds the model, it and its steps go."""
+    import gc
+    import weakref
+
+    net = xpnn.RNN(2, 3, 1, seed=0)
+    train(net, OPTIMIZERS["sgd"](0.1), datasets.BinaryAdditionStream(1, bits=5), iters=2)
+    assert net in train_module._STEPS
+    gone = weakref.ref(net)
+    del net
+    gc.collect()
+    assert gone() is None

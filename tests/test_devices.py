@@ -150,7 +150,7 @@ def test_training_stays_on_the_device(backend: str, device: str | None) -> None:
 
     result = train(net, Adam(0.1), stream, iters=3, log_every=1, truncate=2, on_log=log)
     assert seen == {home}
-    assert _devices((result.params, result.state)) == {home}
+    assert _devices((result.params, result.opt_state)) == {home}
     assert _devices(net.params) == {home}
 
 

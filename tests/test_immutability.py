@@ -62,8 +62,8 @@ def _guard(model: Any) -> Any:
     """Freeze ``model``'s parameters and wrap its core so that every cache, gradient and
     loss it returns is frozen as well (on NumPy; a no-op on JAX)."""
     _freeze(model.params)
-    model._forward = _frozen(model._forward)
-    model._backward = _frozen(model._backward)
+    model.forward_unchecked = _frozen(model.forward_unchecked)
+    model.backward_unchecked = _frozen(model.backward_unchecked)
     return model
 
 

@@ -14,6 +14,7 @@ import pytest
 
 from xpnn import cli, plotting
 from xpnn.errors import OutputError, XpnnError
+from xpnn.io import atomic
 
 pytest.importorskip("matplotlib", reason="the plot extra is not installed")
 
@@ -46,12 +47,13 @@ class _Disk:
 
 
 def _full_after(room: int):
-    return lambda *args, **kwargs: _Disk(open(*args, **kwargs), room)
+    fdopen = os.fdopen
+    return lambda *args, **kwargs: _Disk(fdopen(*args, **kwargs), room)
 
 
 def _refusing(code: int):
-    def refuse(path, *_args, **_kwargs):
-        raise OSError(code, os.strerror(code), str(path))
+    def refuse(*_args, **kwargs):
+        raise OSError(code, os.strerror(code), str(kwargs.get("dir")))
 
     return refuse
 
@@ -66,14 +68,16 @@ CAUSES = {
 
 @pytest.mark.parametrize(("patched_open", "cause"), CAUSES.values(), ids=list(CAUSES))
 def test_a_plot_that_cannot_be_written_is_one_line_exit_1_and_no_part(
-    patched_open, cause: str, tmp_path: Path, capsys, monkeypatch
+    patched_open, cause: str, tmp_path: Path, capsys, monkeypatch, request
 ) -> None:
     path = tmp_path / "loss.png"
     path.write_bytes(OLD)
-    monkeypatch.setattr(plotting, "open", patched_open, raising=False)
+    where = "fdopen" if "full" in request.node.callspec.id else "mkstemp"
+    module = os if where == "fdopen" else atomic.tempfile
+    monkeypatch.setattr(module, where, patched_open)
     assert cli.main([*TRAIN, "--plot", str(path)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"xpnn: error: cannot write {str(path)!r}: {cause}"]
+    assert err == [f"xpnn: error: cannot write the plot {path}: {cause}"]
     assert path.read_bytes() == OLD
     assert sorted(p.name for p in tmp_path.iterdir()) == ["loss.png"]  # no temporary file
 
@@ -83,7 +87,7 @@ def test_a_folder_where_the_plot_should_go_is_an_output_error(tmp_path: Path) ->
     folder.mkdir()
     with pytest.raises(OutputError) as caught:
         plotting.loss_curve([(0, 1.0), (5, 0.5)], folder, title="t")
-    assert str(caught.value) == f"cannot write {str(folder)!r}: Is a directory"
+    assert str(caught.value) == f"cannot write the plot {folder}: Is a directory"
     assert isinstance(caught.value, XpnnError)
     assert [p.name for p in tmp_path.iterdir()] == ["loss.png"] and not any(folder.iterdir())
 

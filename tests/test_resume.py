@@ -4,6 +4,7 @@ the command line explains every mistake in one line."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -21,7 +22,7 @@ from xpnn.checkpoint import load
 from xpnn.course import notebooks
 from xpnn.course.settings import BinaryAddition, Regression, Sine
 from xpnn.errors import CheckpointError, TrainingDiverged
-from xpnn.training import lock
+from xpnn.io import lock
 from xpnn.training import train as train_module
 from xpnn.training.resume import Checkpointer
 
@@ -43,6 +44,11 @@ RUNS = {
         {"iters": 200, "lr": 0.1, "momentum": 0.5, "n_generate": 5},
     ),
 }
+
+
+def optimizer_init_zeros(state: dict) -> dict:
+    """What ``optimizer.init`` gives for Momentum: the velocity at zero."""
+    return {key: value * 0.0 for key, value in state.items()}
 
 
 def _go(run: str, *, echo=None, **changes):
@@ -106,11 +112,11 @@ def test_every_optimizer_resumes_bit_exactly(tmp_path, backend, device, optimize
         _go("binary-addition", **kw, echo=_stop_at(150), checkpoint=tmp_path, checkpoint_every=100)
     resumed = _go("binary-addition", **kw, checkpoint=tmp_path, checkpoint_every=100, resume=True)
     assert _bits(resumed.model.params) == _bits(whole.model.params)
-    assert _bits(resumed.train.state) == _bits(whole.train.state)
+    assert _bits(resumed.train.opt_state) == _bits(whole.train.opt_state)
     assert resumed.train.history == whole.train.history
     saved = _final(tmp_path, backend)
-    assert set(saved.optimizer_state) == set(whole.train.state)
-    assert _bits(saved.optimizer_state) == _bits(whole.train.state)
+    assert set(saved.optimizer_state) == set(whole.train.opt_state)
+    assert _bits(saved.optimizer_state) == _bits(whole.train.opt_state)
 
 
 def test_resuming_without_the_velocity_would_differ(tmp_path, backend, device, monkeypatch):
@@ -124,8 +130,8 @@ def test_resuming_without_the_velocity_would_differ(tmp_path, backend, device, m
     begin = Checkpointer.begin
 
     def begin_without_state(self, *args):
-        start, history, _state = begin(self, *args)
-        return start, history, None  # train() then starts from optimizer.init: zeros
+        resumed = begin(self, *args)  # train() then starts from optimizer.init: zeros
+        return dataclasses.replace(resumed, opt_state=optimizer_init_zeros(resumed.opt_state))
 
     monkeypatch.setattr(Checkpointer, "begin", begin_without_state)
     resumed = _go(run, **kw, echo=None, checkpoint=tmp_path, checkpoint_every=100, resume=True)
@@ -435,7 +441,7 @@ def test_a_non_finite_last_update_is_caught_at_the_final_save(
 
 HOLD = """
 import sys, time
-from xpnn.training.lock import FolderLock
+from xpnn.io.lock import FolderLock
 lock = FolderLock(sys.argv[1])
 lock.acquire()
 print("held", flush=True)
@@ -558,3 +564,49 @@ def test_resume_refuses_a_changed_backend_or_log_every(tmp_path, capsys):
     assert saved.extra["checkpoint_every"] == 7
     assert saved.extra["settings"]["backend"] == "numpy"
     assert saved.extra["settings"]["log_every"] == 20
+
+
+# -- a full disk --------------------------------------------------------------------------
+
+
+def _disk_full_after_half(file, contents):
+    """``checkpoint._write_npz`` on a disk that fills up half way through the archive."""
+    file.write(b"PK\x03\x04 half an archive")
+    raise OSError(28, "No space left on device")
+
+
+@pytest.mark.parametrize("resume", [False, True])
+def test_cli_on_a_full_disk_says_so_in_one_line_and_keeps_the_checkpoint(
+    tmp_path, capsys, monkeypatch, resume
+):
+    """Fresh or resumed: exit 1, one line naming the checkpoint (its folder) and the
+    cause, the previous checkpoint byte for byte, no temporary file."""
+    from xpnn import checkpoint
+
+    short = [a if a != "120" else "60" for a in SMALL]
+    if resume:
+        assert cli.main([*short, "--checkpoint", str(tmp_path)]) == 0
+    before = sorted(p.name for p in tmp_path.iterdir())
+    data = (tmp_path / "checkpoint.npz").read_bytes() if resume else None
+    monkeypatch.setattr(checkpoint, "_write_npz", _disk_full_after_half)
+    extra = ["--resume"] if resume else []
+    folder = ["--checkpoint", str(tmp_path), "--checkpoint-every", "50"]
+    code, err = _main(capsys, *SMALL, *folder, *extra)
+    assert code == 1
+    assert f"cannot write the checkpoint {tmp_path / 'checkpoint.npz'}" in err
+    assert "No space left on device" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    if resume:
+        assert (tmp_path / "checkpoint.npz").read_bytes() == data
+
+
+def test_a_lock_that_cannot_be_written_is_given_back(tmp_path, monkeypatch):
+    def full(*args):
+        raise OSError(28, "No space left on device")
+
+    folder_lock = lock.FolderLock(tmp_path)
+    monkeypatch.setattr(lock.os, "write", full)
+    with pytest.raises(CheckpointError, match=r"cannot write the lock .*No space left"):
+        folder_lock.acquire()
+    monkeypatch.undo()
+    assert not folder_lock.held and list(tmp_path.iterdir()) == []

@@ -106,8 +106,8 @@ def test_gradient_check_detects_the_sine_notebook_recurrence(monkeypatch):
     xs, ds = net.asarray(data.xs_train[:, :4]), net.asarray(data.ds_train[:4])
     assert max(xpnn.gradient_check(net, xs, ds).values()) <= 1e-7
     many = xpnn.RNN.from_params(net.params, hidden="tanh", output="identity")
-    _, cache = many._forward(xs, many.params)
-    wrong = many._backward(cache, many.xp.stack([ds] * 5))  # delta at every step
+    _, cache = many.forward_unchecked(xs, many.params)
+    wrong = many.backward_unchecked(cache, many.xp.stack([ds] * 5))  # delta at every step
     _, right = net.loss_and_grad(xs, ds)
     assert not np.allclose(xpnn.to_numpy(wrong["W"]), xpnn.to_numpy(right["W"]))
 

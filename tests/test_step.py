@@ -84,9 +84,9 @@ def test_train_is_the_step_in_a_loop(backend, device):
         params, state, loss = step(params, state, x, d)
         losses[i] = float(loss)
     assert _bits(result.params) == _bits(params) == _bits(net.params)
-    assert _bits(result.state) == _bits(state)
-    assert result.history == [(i, losses[i]) for i in (0, 7, 14, 19)]
-    assert result.compiled is False
+    assert _bits(result.opt_state) == _bits(state)
+    assert result.history == tuple((i, losses[i]) for i in (0, 7, 14, 19))
+    assert result.stats.compiled is False
 
 
 def test_train_continues_from_a_given_state(backend, device):
@@ -96,9 +96,9 @@ def test_train_continues_from_a_given_state(backend, device):
     whole = train(one, Adam(0.05), stream, iters=30, compile="off")
     two = _rnn(backend, device)
     half = train(two, Adam(0.05), stream, iters=13, compile="off")
-    rest = train(two, Adam(0.05), stream, iters=30, start=13, state=half.state, compile="off")
+    rest = train(two, Adam(0.05), stream, iters=30, start=13, state=half.opt_state, compile="off")
     assert _bits(rest.params) == _bits(whole.params)
-    assert _bits(rest.state) == _bits(whole.state)
+    assert _bits(rest.opt_state) == _bits(whole.opt_state)
 
 
 # -- refused before the first update --------------------------------------------------------
@@ -192,4 +192,27 @@ def test_the_auto_rule_on_jax_leaves_long_sequences_eager(backend, device):
         2, 3, 1, output="identity", many_to_one=True, backend=backend, device=device
     )
     result = train(many_to_one, SGD(0.01), stream, iters=2, log_every=1, compile="auto")
-    assert result.compiled is False
+    assert result.stats.compiled is False
+
+
+def test_the_unchecked_core_is_the_models_math_without_its_params(backend, device):
+    """``model.core`` implements ``ModelCore``, holds no parameters, and computes what the
+    checked methods compute; integer labels become one-hot rows."""
+    from xpnn.nn.core import ModelCore
+
+    mlp = xpnn.MLP([2, 3, 3], seed=1, backend=backend, device=device)
+    rnn = xpnn.RNN(2, 4, 1, seed=1, backend=backend, device=device)
+    x, labels = mlp.asarray([[0.5, -1.0], [2.0, 0.1]]), mlp.xp.asarray([2, 0], device=device)
+    xs, ds = datasets.binary_addition(3, bits=4, seed=0)
+    for net, inputs, targets in ((mlp, x, labels), (rnn, rnn.asarray(xs), rnn.asarray(ds))):
+        core = net.core
+        assert isinstance(net, ModelCore) and isinstance(core, ModelCore)
+        assert core.params == {} and core is not net
+        loss, grads = net.loss_and_grad(inputs, targets)
+        rows = core.targets_unchecked(targets)
+        _y, cache = core.forward_unchecked(inputs, net.params)
+        assert float(core.loss_unchecked(cache, rows)) == float(loss)
+        got = core.backward_unchecked(cache, rows)
+        assert _bits(got) == _bits(grads)
+    one_hot = xpnn.to_numpy(mlp.targets_unchecked(labels))
+    np.testing.assert_array_equal(one_hot, [[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])

@@ -15,7 +15,7 @@ import pytest
 
 from xpnn import cli, sweep
 from xpnn.errors import OutputError, XpnnValueError
-from xpnn.training import lock
+from xpnn.io import lock
 
 pytest.importorskip("distributed", reason="dask.distributed is not installed (xpnn[dask])")
 

@@ -102,3 +102,64 @@ def test_sine_wave_generates_a_sine(backend, device):
     assert 0.8 < wave["generated_amplitude"] < 1.2
     assert wave["generated_mse"] < 0.1
     assert printouts.sine_hint(wave) is None
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+def test_one_nan_sample_restores_the_last_finite_readings_params(backend, device):
+    """A NaN sample makes W1 NaN. Under jax.jit, XLA computes relu(NaN) as 0, so the loss
+    stays finite while W1 is NaN: the readings check the parameters too, and every
+    backend, compiled or not, ends with the last finite reading's parameters."""
+    x, d = datasets.linear(50, seed=0)
+    x = np.array(x)
+    x[7, 0] = np.nan  # drawn at iterations 5 and 97 of this stream
+    stream = datasets.SampleStream(x, d, 1, seed=1)
+    net = xpnn.MLP([2, 4, 1], hidden="relu", output="identity", loss="mse", backend=backend)
+    with pytest.raises(xpnn.TrainingDiverged) as info:
+        train(net, xpnn.SGD(0.01), stream, iters=300, log_every=10)
+    assert info.value.good_step == 0
+    assert [i for i, _ in info.value.history] == [0]
+    for key, value in info.value.params.items():
+        assert np.all(np.isfinite(xpnn.to_numpy(value)))
+        np.testing.assert_array_equal(xpnn.to_numpy(net.params[key]), xpnn.to_numpy(value))
+
+
+@pytest.mark.parametrize(
+    ("history", "error", "match"),
+    [
+        (5, xpnn.XpnnTypeError, "history must be a list of .iteration, loss. pairs.*got int"),
+        ("abc", xpnn.XpnnTypeError, "got str"),
+        ([(0, 1.0), 7], xpnn.XpnnValueError, "history must hold .*got 7"),
+        ([(0, float("nan"))], xpnn.XpnnValueError, "finite loss"),
+        ([(3, 1.0), (2, 1.0)], xpnn.XpnnValueError, "increasing"),
+        ([(10, 1.0)], xpnn.XpnnValueError, "below start=10"),
+    ],
+)
+def test_train_refuses_a_history_that_is_not_readings(history, error, match):
+    net = xpnn.MLP([2, 2, 1], output="identity", loss="mse")
+    x, d = datasets.linear(8, seed=0)
+    stream = datasets.SampleStream(x, d, 2)
+    with pytest.raises(error, match=match):
+        train(net, xpnn.SGD(0.1), stream, iters=20, start=10, history=history)
+
+
+def test_train_returns_a_train_state_and_trains_the_model_in_place():
+    net = xpnn.MLP([2, 3, 1], output="identity", loss="mse", seed=2)
+    x, d = datasets.linear(16, seed=0)
+    seen: list[xpnn.TrainState] = []
+    result = xpnn.train(
+        net,
+        xpnn.Momentum(0.01),
+        datasets.SampleStream(x, d, 4),
+        iters=10,
+        log_every=4,
+        on_step=seen.append,
+        on_step_every=5,
+    )
+    assert isinstance(result, xpnn.TrainState) and result.step == 10
+    assert [i for i, _ in result.history] == [0, 4, 8, 9]
+    assert set(result.opt_state) == {f"v.{k}" for k in net.params}
+    for key, value in result.params.items():  # the model trained in place, through the setter
+        np.testing.assert_array_equal(net.params[key], value)
+    assert [s.step for s in seen] == [5, 10]
+    assert seen[0].history == result.history[:2] and seen[-1].history == result.history
+    assert result.stats.compiled is False

@@ -1007,7 +1007,7 @@ def test_train_checks_the_stream_against_the_model(backend, device):
     net3 = xpnn.RNN(3, 3, 1, backend=backend, device=device)
     with _raises(XpnnValueError, r"xs must have shape \(any, any, 3\), got \(4, 2, 2\)"):
         train(net3, SGD(0.1), stream, iters=2)
-    assert train(net, SGD(0.1), stream, iters=2).iterations == 2
+    assert train(net, SGD(0.1), stream, iters=2).step == 2
 
 
 # -- gradient_check -------------------------------------------------------------------

@@ -16,6 +16,8 @@ from xpnn.nn.mlp import MLP
 from xpnn.nn.rnn import RNN
 from xpnn.optim import SGD, AdaGrad, Adam, Momentum, RMSProp
 from xpnn.step import make_step
+from xpnn.training.state import TrainState
+from xpnn.training.train import train
 
 __version__ = "0.1.0"
 
@@ -29,6 +31,7 @@ __all__ = [
     "CheckpointError",
     "Momentum",
     "RMSProp",
+    "TrainState",
     "TrainingDiverged",
     "XpnnAttributeError",
     "XpnnError",
@@ -41,4 +44,5 @@ __all__ = [
     "gradient_check",
     "make_step",
     "to_numpy",
+    "train",
 ]

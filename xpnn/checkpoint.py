@@ -16,10 +16,10 @@ Nothing is pickled. A file that is missing, truncated, corrupt, compressed, hold
 object array, lacks an array or has one of the wrong shape or dtype, metadata of the
 wrong types, or optimiser state that is incomplete or not finite is refused with a
 ``CheckpointError`` naming the file and the problem, before any array is read (see
-"loading" below). Writes are atomic: the archive goes to a temporary file in the same
-folder (named ``.NAME.PID@HOST.*.tmp``, so a later run knows whose it is), is flushed and
-fsync'd, and replaces the target with ``os.replace``, so a crash while saving leaves the
-previous checkpoint whole.
+"loading" below). Writes are atomic (``xpnn.io.atomic``): the archive goes to a temporary
+file in the same folder (named ``.NAME.PID@HOST.*.tmp``, so a later run knows whose it
+is), is flushed and fsync'd, and replaces the target with ``os.replace``, so a crash while
+saving leaves the previous checkpoint whole.
 
 Float64 parameters round-trip bit for bit, and a checkpoint saved from one backend loads
 on any other. ``xpnn.training.resume.Checkpointer`` keeps a training run's checkpoint current.
@@ -27,14 +27,12 @@ on any other. ``xpnn.training.resume.Checkpointer`` keeps a training run's check
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import inspect
 import json
 import math
 import os
 import re
-import tempfile
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -47,15 +45,16 @@ from xpnn.backends import Array, to_numpy
 from xpnn.errors import (
     BackendUnavailable,
     CheckpointError,
+    NonFiniteError,
+    OutputError,
     XpnnError,
     XpnnValueError,
     shown,
 )
+from xpnn.io.atomic import write_atomic
+from xpnn.nn import MODELS
 from xpnn.nn.init import INITS
-from xpnn.nn.mlp import MLP
-from xpnn.nn.rnn import RNN
 from xpnn.optim import OPTIMIZERS, Optimizer
-from xpnn.training.lock import HOST
 
 FORMAT = "xpnn.checkpoint"
 VERSION = 1
@@ -63,7 +62,7 @@ PARAM, OPTIM = "param.", "optim."
 FLOAT_DTYPES = ("float32", "float64")
 
 
-class NonFiniteParameters(XpnnValueError):
+class NonFiniteParameters(NonFiniteError):
     """``save`` refused a model whose parameters hold NaN or infinity."""
 
 
@@ -190,8 +189,10 @@ def save(
     extra: Any = None,
     *,
     state: Mapping[str, Array] | None = None,
+    params: Mapping[str, Array] | None = None,
 ) -> Path:
-    """Write ``model`` (and ``optimizer`` with its ``state``, ``optimizer.init``'s if
+    """Write ``model`` (its ``params``, or ``params`` keyed and shaped like them, such as
+    a ``TrainState``'s; and ``optimizer`` with its ``state``, ``optimizer.init``'s if
     None, the ``step`` reached, the loss ``history`` and ``extra``, any JSON data) to
     ``path`` atomically; return the path.
 
@@ -208,12 +209,20 @@ def save(
     if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
         msg = f"step must be a non-negative integer, got {shown(step)}"
         raise XpnnValueError(msg)
-    arrays = {PARAM + key: np.ascontiguousarray(to_numpy(p)) for key, p in model.params.items()}
+    params = model.params if params is None else params
+    if not isinstance(params, Mapping) or set(params) != set(model.params):
+        msg = f"params must be a dict with the model's keys {sorted(model.params)}"
+        raise XpnnValueError(msg)
+    arrays = {PARAM + key: np.ascontiguousarray(to_numpy(p)) for key, p in params.items()}
+    for key, shape in model.param_shapes.items():
+        if arrays[PARAM + key].shape != shape:
+            msg = f"params[{key!r}] has shape {arrays[PARAM + key].shape}, the model's {shape}"
+            raise XpnnValueError(msg)
     spec = None
     if optimizer is not None:
         spec = optimizer_spec(optimizer)
-        state = optimizer.init(model.params) if state is None else state
-        optimizer.check_state(model.params, state)  # keys, shapes, dtypes; values below
+        state = optimizer.init(params) if state is None else state
+        optimizer.check_state(params, state)  # keys, shapes, dtypes; values below
         for key, value in state.items():
             arrays[OPTIM + key] = np.array(to_numpy(value), order="C")  # 0-d stays 0-d
     bad = sorted(key for key, a in arrays.items() if not np.all(np.isfinite(a)))
@@ -246,65 +255,15 @@ def save(
         "meta": np.array(meta_text),
         "sha256": np.array(_digest(meta_text, arrays)),
     }
-    _write_atomic(path, contents)
+    try:
+        write_atomic(path, lambda file: _write_npz(file, contents), what="the checkpoint")
+    except OutputError as exc:
+        raise CheckpointError(str(exc)) from None
     return path
 
 
 def _write_npz(file: Any, contents: Mapping[str, np.ndarray]) -> None:
     np.savez(file, **contents)
-
-
-def temp_prefix(path: Path) -> str:
-    """The start of the name of ``path``'s temporary files: ``.NAME.PID@HOST.``, so a
-    later run can tell whose a leftover is (``temp_owner``)."""
-    return f".{path.name}.{os.getpid()}@{HOST}."
-
-
-def temp_owner(path: Path, temp: Path) -> tuple[int, str] | None:
-    """``(pid, host)`` of the process that made the temporary file ``temp`` of
-    ``path``, or None if ``temp`` is not one."""
-    match = re.fullmatch(rf"\.{re.escape(path.name)}\.(\d+)@([A-Za-z0-9._-]+)\.\w+\.tmp", temp.name)
-    return None if match is None else (int(match[1]), match[2])
-
-
-def _write_atomic(path: Path, contents: Mapping[str, np.ndarray]) -> None:
-    """Write ``contents`` as an ``.npz`` at exactly ``path``: a temporary file in the
-    same folder (named by ``temp_prefix``), flushed and fsync'd, then ``os.replace``;
-    the folder is fsync'd after."""
-    folder = path.parent
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".tmp", dir=folder)
-    except OSError as exc:
-        msg = f"cannot write the checkpoint {path}: {exc.strerror or exc}"
-        raise CheckpointError(msg) from None
-    try:
-        with os.fdopen(fd, "wb") as file:
-            _write_npz(file, contents)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(exc, OSError):
-            msg = f"cannot write the checkpoint {path}: {exc.strerror or exc}"
-            raise CheckpointError(msg) from None
-        raise
-    _fsync_folder(folder)
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make the rename durable (POSIX); a no-op where folders cannot be opened."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # -- loading ------------------------------------------------------------------------------
@@ -315,7 +274,6 @@ def _fsync_folder(folder: Path) -> None:
 # metadata and the model's own parameter shapes. Only then are the arrays read, each
 # exactly as large as its checked header says, and the checksum compared.
 
-MODELS = {"MLP": MLP, "RNN": RNN}
 MAX_MEMBERS = 1024
 MAX_META_CHARS = 2**24  # 16 Mi characters: a history of 100,000+ readings fits many times
 MAX_DEPTH = 32  # nesting of the caller's ``extra`` data

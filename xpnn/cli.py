@@ -29,8 +29,8 @@ from xpnn.errors import CheckpointError, OutputError, TrainingDiverged, XpnnErro
 from xpnn.runs.fields import flag_label
 from xpnn.runs.options import add_options, from_namespace
 from xpnn.runs.registry import RUNS, TRAINING_RUNS, check_placement
+from xpnn.training.boundary import divergence_advice
 from xpnn.training.resume import Checkpointer
-from xpnn.training.train import divergence_advice
 
 EXIT_RULE = (
     "exit status: 0 success; 2 a bad command line (an unknown option, a value out of "
@@ -182,9 +182,9 @@ def _summary(settings: Training, result: notebooks.RunResult) -> None:
                 "losses": [[i, v] for i, v in result.train.history],
                 **metrics,
                 "seconds": round(result.seconds, 4),
-                "train_seconds": round(result.train.seconds, 4),
-                "compiled": result.train.compiled,
-                "first_step_seconds": round(result.train.compile_seconds, 4),
+                "train_seconds": round(result.train.stats.seconds, 4),
+                "compiled": result.train.stats.compiled,
+                "first_step_seconds": round(result.train.stats.compile_seconds, 4),
             }
         )
     )

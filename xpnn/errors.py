@@ -24,6 +24,11 @@ class XpnnAttributeError(XpnnError, AttributeError):
     """An attribute cannot be set: the object is frozen (an optimiser's hyperparameters)."""
 
 
+class NonFiniteError(XpnnValueError):
+    """An array holds NaN or infinity where only finite numbers may be (a model's
+    parameters, its input)."""
+
+
 class BackendUnavailable(XpnnValueError):
     """The backend cannot run here; the message says why and what to install."""
 

@@ -54,18 +54,17 @@ def gradient_check(
         msg = f"gradient checks need a float64 model, got {model.dtype}"
         raise XpnnTypeError(msg)
     if isinstance(model, RNN):
-        _, grads = model.loss_and_grad(x, d, truncate=truncate)
-        d = model._check_ds(d, x.shape[0], x.shape[1])
-        loss = _rnn_loss(model, x, d, check_truncate(truncate))
+        _, grads = model.loss_and_grad(x, d, truncate=truncate)  # checks x, d and truncate
+        loss = _rnn_loss(model, x, model.targets_unchecked(d), check_truncate(truncate))
     else:
         if truncate is not None:
             msg = "truncate applies to an RNN only"
             raise XpnnValueError(msg)
-        _, grads = model.loss_and_grad(x, d)
-        d = model._check_d(d, x.shape[0])
+        _, grads = model.loss_and_grad(x, d)  # checks x and d
+        d = model.targets_unchecked(d)
 
         def loss(params: Mapping[str, Array]) -> Array:
-            return model._loss(x, d, params)
+            return _loss(model, x, d, params)
 
     errors = {}
     for key, analytic in grads.items():
@@ -104,8 +103,8 @@ def _rnn_loss(
     """The RNN loss as a function of the parameters, block-wise under truncation."""
     steps = xs.shape[0]
     if truncate is None or truncate >= steps:
-        return lambda params: model._loss(xs, ds, params)
-    _, cache = model._forward(xs, model.params)
+        return lambda params: _loss(model, xs, ds, params)
+    _, cache = model.forward_unchecked(xs, model.params)
     starts = list(range(0, steps, truncate))
     if model.many_to_one:  # only the last block holds an output
         starts = starts[-1:]
@@ -116,7 +115,13 @@ def _rnn_loss(
             stop = min(start + truncate, steps)
             h0 = cache.states[start - 1] if start > 0 else None
             target = ds if model.many_to_one else ds[start:stop, ...]
-            total = total + model._loss(xs[start:stop, ...], target, params, h0)
+            total = total + _loss(model, xs[start:stop, ...], target, params, h0)
         return total
 
     return loss
+
+
+def _loss(model: Model, x: Array, d: Array, params: Mapping[str, Array], h0: Any = None) -> Array:
+    """The loss of ``x`` against floating targets ``d`` with ``params``, through the
+    model's unchecked core (``x`` and ``d`` were checked by ``loss_and_grad``)."""
+    return model.loss_unchecked(model.forward_unchecked(x, params, h0)[1], d)

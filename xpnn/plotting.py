@@ -7,15 +7,14 @@ alone.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import math
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from xpnn.errors import OutputError, XpnnValueError
+from xpnn.errors import XpnnValueError
+from xpnn.io.atomic import write_bytes_atomic
 
 SMOOTH_MIN = 20  # fewer loss readings than this are drawn as they are, unsmoothed
 FIGURE_FIELDS = (
@@ -59,25 +58,7 @@ def save(fig: Any, path: str | Path) -> None:
     except ValueError as exc:  # a file suffix matplotlib has no writer for
         msg = f"cannot write the plot to {str(path)!r}: {exc}"
         raise XpnnValueError(msg) from None
-    _write_output(path, buffer.getvalue())
-
-
-def _write_output(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, then rename it over ``path``:
-    a reader sees the old file or the whole new one, never a part. On failure the
-    temporary file is removed and an ``OutputError`` names the path and the cause."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            temporary.unlink()
-        msg = f"cannot write {str(path)!r}: {exc.strerror or exc}"
-        raise OutputError(msg) from None
+    write_bytes_atomic(path, buffer.getvalue(), what="the plot")
 
 
 def smoothed(values: Sequence[float], min_readings: int = SMOOTH_MIN) -> list[float] | None:

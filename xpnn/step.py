@@ -119,8 +119,9 @@ def make_step(
     Parameters
     ----------
     model : MLP or RNN
-        Supplies the math (its unchecked ``_forward``, ``_loss_value``, ``_backward``); the
-        step does not read or set ``model.params``.
+        Supplies the math: its unchecked core (``xpnn.nn.core.ModelCore``), taken from
+        ``model.core``, so the step neither reads nor sets ``model.params`` and does not
+        keep the model alive.
     optimizer : SGD, Momentum, AdaGrad, RMSProp or Adam
     truncate : int, optional
         Truncated BPTT block length (RNN only).
@@ -140,12 +141,12 @@ def make_step(
     -------
     Step
         ``step(params, state, x, d) -> (params, state, loss)``: ``x`` and ``d`` a batch as
-        the model's ``_forward`` and loss take them (``x`` ``(B, n_in)`` or ``(T, B, I)``;
-        ``d`` floating targets), ``loss`` 0-D, the batch's loss before the update. A call
-        whose arguments have a structure the step has not met raises ``XpnnTypeError``
-        or ``XpnnValueError`` for parameters, state or a batch that do not fit the model
-        and optimiser (``model.check_params``, ``optimizer.check_state``,
-        ``model.check_batch``).
+        the model's ``forward_unchecked`` and ``loss_unchecked`` take them (``x``
+        ``(B, n_in)`` or ``(T, B, I)``; ``d`` floating targets), ``loss`` 0-D, the
+        batch's loss before the update. A call whose arguments have a structure the step
+        has not met raises ``XpnnTypeError`` or ``XpnnValueError`` for parameters, state
+        or a batch that do not fit the model and optimiser (``model.check_params``,
+        ``optimizer.check_state``, ``model.check_batch``).
 
     Raises
     ------
@@ -158,12 +159,12 @@ def make_step(
     truncate = check_truncate(truncate)
     steps = None if steps is None else check_size(steps, "steps")
     time_steps = None if time_steps is None else check_size(time_steps, "time_steps")
-    xp = model.xp
+    xp, core = model.xp, model.core
 
     def step(params, state, x, d):
-        _y, cache = model._forward(x, params)
-        loss = model._loss_value(cache, d)
-        grads = model._backward(cache, d, truncate)
+        _y, cache = core.forward_unchecked(x, params)
+        loss = core.loss_unchecked(cache, d)
+        grads = core.backward_unchecked(cache, d, truncate)
         if clip is not None:
             grads = clip_by_global_norm(grads, clip, xp)
         params, state = optimizer.apply(params, grads, state, xp=xp)

@@ -33,11 +33,11 @@ from xpnn import sweep_report
 from xpnn.backends import backend_info
 from xpnn.checks import float_errors_ignored
 from xpnn.errors import OutputError, TrainingDiverged, XpnnValueError, shown
+from xpnn.io.lock import FolderLock
 from xpnn.parallel.cluster import CONNECT_TIMEOUT, check_dask, connect
 from xpnn.runs.fields import Spec, flag_label
 from xpnn.runs.options import command_line, parse_options
 from xpnn.runs.registry import RUNS, check_placement
-from xpnn.training.lock import FolderLock
 
 MAX_RUNS = 100_000
 """The most runs (configurations x seeds) one sweep takes. The client holds a task for

@@ -32,7 +32,8 @@ from xpnn.nn.mlp import MLP
 from xpnn.nn.rnn import RNN
 from xpnn.optim import SGD
 from xpnn.training.resume import Checkpointer
-from xpnn.training.train import LogEvent, TrainResult, train
+from xpnn.training.state import LogEvent, TrainState
+from xpnn.training.train import train
 
 Echo = Callable[[str], None] | None
 
@@ -69,8 +70,8 @@ def backprop_step(
     x, d = net.asarray(BACKPROP_X, name="x"), net.asarray(BACKPROP_D, name="d")
     y, cache = net.forward(x)
     grads = net.backward(cache, d)
-    delta2 = net._out.delta(cache.us[1], y, d, net.xp)  # dE/du2
-    delta1 = net.xp.matmul(delta2, net.params["W2"].T) * net._activation.derivative(
+    delta2 = net.output_layer.delta(cache.us[1], y, d, net.xp)  # dE/du2
+    delta1 = net.xp.matmul(delta2, net.params["W2"].T) * net.activation.derivative(
         cache.us[0], cache.zs[1], net.xp
     )  # dE/du1
     updated, _state = SGD(BACKPROP_LR).update(net.params, grads, {})
@@ -79,7 +80,7 @@ def backprop_step(
         "z1": cache.zs[1],
         "u2": cache.us[1],
         "y": y,
-        "loss": net._loss_value(cache, d),
+        "loss": net.loss_unchecked(cache, d),
         "dE/du2": delta2,
         "dE/du1": delta1,
         **{f"grad_{k}": g for k, g in grads.items()},
@@ -97,14 +98,14 @@ class RunResult:
     notebook-specific measures in ``metrics``."""
 
     model: Any
-    train: TrainResult
+    train: TrainState
     seconds: float
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
 def _fit(
     net: Any, stream: Any, settings: Training, echo: Echo, *, progress: bool, **kwargs: Any
-) -> TrainResult:
+) -> TrainState:
     """``train`` with the settings' optimiser and ``compile``, keeping
     ``checkpoint/checkpoint.npz`` current every ``checkpoint_every`` iterations (default:
     ``log_every``) and resuming from it when ``resume``; ``kwargs`` go to ``train``.
@@ -248,7 +249,7 @@ def binary_addition(
         echo,
         f"exact on all {total} operand pairs: {exact}/{total} "
         f"({100.0 * exact / total:.2f}%)\nwall time: {seconds:.2f} s "
-        f"(training {result.seconds:.2f} s)",
+        f"(training {result.stats.seconds:.2f} s)",
     )
     metrics = {"exact": exact, "total": total, "eval_loss": addition_loss(net, s.bits)}
     return RunResult(net, result, seconds, metrics)
@@ -349,6 +350,6 @@ def adding_problem(
         echo,
         f"test MSE on {s.n_test} fresh sequences of {s.steps} steps: {test_mse:.4g} "
         f"(always predicting 1: {baseline_mse:.4g})\nwall time: {seconds:.2f} s "
-        f"(training {result.seconds:.2f} s)",
+        f"(training {result.stats.seconds:.2f} s)",
     )
     return RunResult(net, result, seconds, {"test_mse": test_mse, "baseline_mse": baseline_mse})

@@ -6,7 +6,7 @@ from typing import Any
 
 from xpnn import datasets
 from xpnn.backends import to_numpy
-from xpnn.training.train import LogEvent, TrainResult
+from xpnn.training.state import LogEvent, TrainState
 
 HostArray = Any  # a numpy.ndarray
 
@@ -72,9 +72,9 @@ def step_line(compiled: bool, seconds: float) -> str:
     return f"step: eager (not compiled); first call {seconds:.4f} s"
 
 
-def run_step_line(result: TrainResult) -> str:
+def run_step_line(result: TrainState) -> str:
     """``step_line`` for a finished run."""
-    return step_line(result.compiled, result.compile_seconds)
+    return step_line(result.stats.compiled, result.stats.compile_seconds)
 
 
 def _first_reading(event: LogEvent) -> str:

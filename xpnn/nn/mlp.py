@@ -18,7 +18,7 @@ from typing import Any
 from xpnn.backends import Array
 from xpnn.checks import check_positive, check_size
 from xpnn.errors import XpnnValueError, shown
-from xpnn.nn.functions import get_activation
+from xpnn.nn.functions import Activation, get_activation
 from xpnn.nn.init import draw_weight
 from xpnn.nn.losses import OutputLayer
 from xpnn.nn.model import Model, is_integer_array
@@ -56,6 +56,13 @@ class MLP(Model):
         Seed of the host generator: the same seed gives the same weights on every backend.
     backend, device, dtype
         Where the parameters live and in which floating dtype they compute.
+
+    Notes
+    -----
+    ``forward``, ``backward``, ``loss`` and ``loss_and_grad`` check their input, then run
+    the unchecked core (``forward_unchecked``, ``loss_unchecked``, ``backward_unchecked``,
+    ``targets_unchecked``; see ``xpnn.nn.core``): pure functions of explicit parameters,
+    for callers that have checked their arrays once already (``make_step``, ``train``).
     """
 
     batch_axis = 0
@@ -145,27 +152,27 @@ class MLP(Model):
     def forward(self, x: Array) -> tuple[Array, MLPCache]:
         """``y, cache`` for ``x`` of shape ``(B, n_in)``; ``y`` is ``(B, n_out)``."""
         self._check_x(x)
-        return self._forward(x, self.params)
+        return self.forward_unchecked(x, self.params)
 
     def backward(self, cache: MLPCache, d: Array) -> dict[str, Array]:
         """Gradients of the loss with respect to every parameter, for targets ``d``
         ``(B, n_out)`` (or integer labels ``(B,)`` with softmax + cross-entropy)."""
-        self.check_cache(cache, MLPCache)
+        self._check_cache(cache, MLPCache)
         d = self._check_d(d, cache.y.shape[0])
-        return self._backward(cache, d)
+        return self.backward_unchecked(cache, d)
 
     def loss(self, x: Array, d: Array) -> Array:
         """The loss (a 0-D array) of ``x`` ``(B, n_in)`` against ``d``."""
         self._check_x(x)
         d = self._check_d(d, x.shape[0])
-        return self._loss(x, d, self.params)
+        return self.loss_unchecked(self.forward_unchecked(x, self.params)[1], d)
 
     def loss_and_grad(self, x: Array, d: Array) -> tuple[Array, dict[str, Array]]:
         """``(loss, grads)`` for one batch: a 0-D array and a dict keyed like ``params``."""
         self._check_x(x)
         d = self._check_d(d, x.shape[0])
-        _y, cache = self._forward(x, self.params)
-        return self._loss_value(cache, d), self._backward(cache, d)
+        _y, cache = self.forward_unchecked(x, self.params)
+        return self.loss_unchecked(cache, d), self.backward_unchecked(cache, d)
 
     def predict(self, x: Array) -> Array:
         """The output ``y`` ``(B, n_out)`` for ``x`` ``(B, n_in)``."""
@@ -175,26 +182,42 @@ class MLP(Model):
         """Refuse a batch the unchecked core cannot take: ``x`` ``(B, n_in)`` and floating
         targets ``d`` ``(B, n_out)``, arrays of the model's backend, device and dtype.
         Metadata only: no value is read (``make_step``'s check)."""
-        self.check_array(x, "x", shape=(None, self.sizes[0]))
-        self.check_array(d, "d", shape=(x.shape[0], self.sizes[-1]))
+        self._check_array(x, "x", shape=(None, self.sizes[0]))
+        self._check_array(d, "d", shape=(x.shape[0], self.sizes[-1]))
+
+    @property
+    def activation(self) -> Activation:
+        """The hidden layers' activation: ``forward(u, xp=)`` and ``derivative(u, z, xp)``
+        (the slope at the pre-activation ``u``, given its output ``z``)."""
+        return self._activation
+
+    @property
+    def output_layer(self) -> OutputLayer:
+        """The output activation with its loss: ``forward``, ``value`` (the loss),
+        ``delta`` (``dE/du`` at the output's pre-activation) and ``targets``."""
+        return self._out
 
     def _check_x(self, x: Array) -> None:
-        self.check_array(x, "x", shape=(None, self.sizes[0]))
-        self.check_finite(x, "x")
+        self._check_array(x, "x", shape=(None, self.sizes[0]))
+        self._check_finite(x, "x")
 
     def _check_d(self, d: Array, batch: int) -> Array:
         """Check targets and return them as floating rows ``(B, n_out)``."""
-        xp, n_out = self.xp, self.sizes[-1]
+        n_out = self.sizes[-1]
         labels = self._out.accepts_labels and is_integer_array(d)
         shape = (batch,) if labels else (batch, n_out)
-        self.check_array(d, "d", shape=shape, integer_ok=labels)
-        self.check_finite(d, "d")
-        self.check_labels(d, "d", n_out)
-        return self._out.targets(d, n_out, self.dtype, xp)
+        self._check_array(d, "d", shape=shape, integer_ok=labels)
+        self._check_finite(d, "d")
+        self._check_labels(d, "d", n_out)
+        return self.targets_unchecked(d)
 
-    # -- the unchecked core, shared with gradient checks and the training loop --------
+    # -- the unchecked core (xpnn.nn.core.ModelCore): pure, the caller has checked ------
 
-    def _forward(self, x: Array, params: Mapping[str, Array]) -> tuple[Array, MLPCache]:
+    def forward_unchecked(
+        self, x: Array, params: Mapping[str, Array], h0: None = None
+    ) -> tuple[Array, MLPCache]:
+        """``(y, cache)`` for ``x`` ``(B, n_in)`` with ``params``; ``y`` is ``(B, n_out)``.
+        Unchecked (``xpnn.nn.core``); ``h0`` is there for the protocol and must be None."""
         xp, f = self.xp, self._activation.forward
         z, zs, us = x, [], []
         for layer in range(1, self.n_layers + 1):
@@ -204,13 +227,16 @@ class MLP(Model):
             z = f(u, xp=xp) if layer < self.n_layers else self._out.forward(u, xp)
         return z, MLPCache(dict(params), zs, us, z)
 
-    def _loss_value(self, cache: MLPCache, d: Array) -> Array:
+    def loss_unchecked(self, cache: MLPCache, d: Array) -> Array:
+        """The loss (0-D) of ``cache``'s output against floating targets ``d``
+        ``(B, n_out)``. Unchecked."""
         return self._out.value(cache.us[-1], cache.y, d, self.xp)
 
-    def _loss(self, x: Array, d: Array, params: Mapping[str, Array]) -> Array:
-        return self._loss_value(self._forward(x, params)[1], d)
-
-    def _backward(self, cache: MLPCache, d: Array, truncate: None = None) -> dict[str, Array]:
+    def backward_unchecked(
+        self, cache: MLPCache, d: Array, truncate: None = None
+    ) -> dict[str, Array]:
+        """The gradients of ``loss_unchecked(cache, d)``, keyed like ``params``;
+        ``truncate`` is there for the protocol (an MLP has no time axis). Unchecked."""
         xp, act = self.xp, self._activation
         delta = self._out.delta(cache.us[-1], cache.y, d, xp)  # dE/du_L, (B, n_out)
         grads: dict[str, Array] = {}
@@ -223,3 +249,8 @@ class MLP(Model):
                 dz = xp.matmul(delta, cache.params[f"W{layer}"].T)
                 delta = dz * act.derivative(u_prev, z_prev, xp)
         return {key: grads[key] for key in self.param_shapes}
+
+    def targets_unchecked(self, d: Array) -> Array:
+        """Checked targets ``d`` as floating rows ``(B, n_out)``: integer labels ``(B,)``
+        become one-hot rows (softmax or sigmoid output with cross-entropy). Unchecked."""
+        return self._out.targets(d, self.sizes[-1], self.dtype, self.xp)

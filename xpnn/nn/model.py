@@ -1,8 +1,10 @@
-"""What every xpnn model shares: its backend, device and dtype, its parameter dict, and
-the checks of the arrays handed to its public methods."""
+"""What every xpnn model shares: its backend, device and dtype, its parameter dict, the
+checks of the arrays handed to its public methods, and its unchecked core apart from it
+(``Model.core``)."""
 
 from __future__ import annotations
 
+import copy
 import inspect
 import json
 from collections.abc import Mapping
@@ -20,14 +22,17 @@ from xpnn.backends import (
     resolve_dtype,
 )
 from xpnn.checks import check_host_input, odd_array
-from xpnn.errors import XpnnTypeError, XpnnValueError, shown
+from xpnn.errors import NonFiniteError, XpnnTypeError, XpnnValueError, shown
 
 
 class Model:
     """Base of ``MLP`` and ``RNN``: a backend namespace ``xp``, a device, a floating dtype
     and a dict of parameters living there.
 
-    Subclasses set ``param_shapes`` (name to shape) before assigning ``params``.
+    Subclasses set ``param_shapes`` (name to shape) before assigning ``params``, and
+    implement the unchecked core (``xpnn.nn.core.ModelCore``: ``forward_unchecked``,
+    ``loss_unchecked``, ``backward_unchecked``, ``targets_unchecked``) that their checked
+    public methods call.
     """
 
     param_shapes: dict[str, tuple[int, ...]]
@@ -113,10 +118,11 @@ class Model:
     @params.setter
     def params(self, params: Mapping[str, Array]) -> None:
         """Replace every parameter at once: arrays of the model's backend, device, dtype
-        and shapes, all finite (a sync point); on any refusal the model keeps its own."""
+        and shapes, all finite (a sync point: a ``NonFiniteError`` otherwise); on any
+        refusal the model keeps its own."""
         self.check_params(params)
         for key, value in params.items():
-            self.check_finite(value, key)
+            self._check_finite(value, key)
         self._params = dict(params)
 
     def check_params(self, params: Any) -> None:
@@ -133,7 +139,17 @@ class Model:
             )
             raise XpnnValueError(msg)
         for key, value in params.items():
-            self.check_array(value, key, shape=self.param_shapes[key])
+            self._check_array(value, key, shape=self.param_shapes[key])
+
+    @property
+    def core(self) -> Model:
+        """This model's unchecked core (``xpnn.nn.core.ModelCore``) apart from the model:
+        a copy of it without parameters (its ``params`` are empty). A function built on
+        the core, such as ``make_step``'s step or a compiled step kept in a cache keyed
+        by the model, keeps neither the model nor its parameters alive."""
+        core = copy.copy(self)
+        core._params = {}
+        return core
 
     def asarray(self, x: Any, *, name: str = "x", chunks: int | None = None) -> Array:
         """``x`` (a host array, nested lists, or an array of any backend on the host) as
@@ -169,7 +185,7 @@ class Model:
 
     # -- input checks -------------------------------------------------------------------
 
-    def check_array(
+    def _check_array(
         self,
         x: Any,
         name: str,
@@ -221,9 +237,9 @@ class Model:
             raise XpnnValueError(msg)
         return x
 
-    def check_labels(self, d: Array, name: str, n_classes: int) -> None:
+    def _check_labels(self, d: Array, name: str, n_classes: int) -> None:
         """Refuse integer labels outside ``0 .. n_classes - 1`` (a sync point, like
-        ``check_finite``); floating targets pass."""
+        ``_check_finite``); floating targets pass."""
         xp = self.xp
         if not xp.isdtype(d.dtype, "integral"):
             return
@@ -231,7 +247,7 @@ class Model:
             msg = f"{name} holds class labels outside 0 .. {n_classes - 1}"
             raise XpnnValueError(msg)
 
-    def check_cache(self, cache: Any, cache_type: type) -> None:
+    def _check_cache(self, cache: Any, cache_type: type) -> None:
         """Refuse a cache that is not a ``cache_type`` made by a model of this one's
         shapes, backend, device and dtype."""
         if not isinstance(cache, cache_type):
@@ -247,16 +263,16 @@ class Model:
             )
             raise XpnnValueError(msg)
         for key, value in cache.params.items():
-            self.check_array(value, f"cache.params[{key!r}]", shape=self.param_shapes[key])
+            self._check_array(value, f"cache.params[{key!r}]", shape=self.param_shapes[key])
 
-    def check_finite(self, x: Array, name: str) -> None:
+    def _check_finite(self, x: Array, name: str) -> None:
         """Refuse NaN or infinity in ``x``. A deliberate sync point: call it from public
         entry points only, never inside a training loop."""
         if self.xp.isdtype(x.dtype, "integral"):
             return
         if not bool(self.xp.all(self.xp.isfinite(x))):
             msg = f"{name} contains NaN or infinity"
-            raise XpnnValueError(msg)
+            raise NonFiniteError(msg)
 
 
 def is_integer_array(x: Any) -> bool:

@@ -26,10 +26,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import xpnn.nn.recurrent as recurrent
 from xpnn.backends import Array
 from xpnn.checks import check_positive, check_size
 from xpnn.errors import XpnnValueError, shown
-from xpnn.nn import recurrent
 from xpnn.nn.cells import State, make_cell
 from xpnn.nn.init import draw_weight
 from xpnn.nn.losses import OutputLayer
@@ -63,6 +63,12 @@ class RNN(Model):
         ``(G*H,)``. Gates in PyTorch's order: ``i, f, g, o`` and ``r, z, n``.
     init, weight_init_std, seed, backend, device, dtype
         As for ``MLP``; the course's default is ``init="std"`` with ``weight_init_std=1``.
+
+    Notes
+    -----
+    As for ``MLP``, the checked public methods run the unchecked core
+    (``forward_unchecked(xs, params, h0)``, ``loss_unchecked``, ``backward_unchecked(cache,
+    ds, truncate)``, ``targets_unchecked``; see ``xpnn.nn.core``).
     """
 
     batch_axis = 1
@@ -201,21 +207,21 @@ class RNN(Model):
         hidden_size)``, for the LSTM the pair ``(h0, c0)`` (zeros if None); the final
         state is ``cache.states[-1]``."""
         self._check_xs(xs, h0)
-        return self._forward(xs, self.params, h0)
+        return self.forward_unchecked(xs, self.params, h0)
 
     def backward(self, cache: RNNCache, ds: Array, truncate: int | None = None) -> dict[str, Array]:
         """Gradients (keys as ``params``) for targets ``ds`` shaped like ``ys`` (integer
         labels without the last axis for softmax + cross-entropy). ``truncate=k`` runs
         truncated BPTT over blocks of ``k`` steps."""
-        self.check_cache(cache, RNNCache)
+        self._check_cache(cache, RNNCache)
         ds = self._check_ds(ds, cache.xs.shape[0], cache.xs.shape[1])
-        return self._backward(cache, ds, check_truncate(truncate))
+        return self.backward_unchecked(cache, ds, check_truncate(truncate))
 
     def loss(self, xs: Array, ds: Array, h0: State = None) -> Array:
         """The loss (a 0-D array): per-step loss, mean over the batch, summed over time."""
         self._check_xs(xs, h0)
         ds = self._check_ds(ds, xs.shape[0], xs.shape[1])
-        return self._loss(xs, ds, self.params, h0)
+        return self.loss_unchecked(self.forward_unchecked(xs, self.params, h0)[1], ds)
 
     def loss_and_grad(
         self, xs: Array, ds: Array, truncate: int | None = None
@@ -224,8 +230,8 @@ class RNN(Model):
         self._check_xs(xs, None)
         ds = self._check_ds(ds, xs.shape[0], xs.shape[1])
         truncate = check_truncate(truncate)
-        _, cache = self._forward(xs, self.params, None)
-        return self._loss_value(cache, ds), self._backward(cache, ds, truncate)
+        _, cache = self.forward_unchecked(xs, self.params, None)
+        return self.loss_unchecked(cache, ds), self.backward_unchecked(cache, ds, truncate)
 
     def predict(self, xs: Array, h0: State = None) -> Array:
         """The outputs for ``xs`` ``(T, B, input_size)``."""
@@ -241,8 +247,8 @@ class RNN(Model):
         self.check_array(ds, "ds", shape=(*lead, self.output_size))
 
     def _check_xs(self, xs: Array, h0: State) -> None:
-        self.check_array(xs, "xs", shape=(None, None, self.input_size))
-        self.check_finite(xs, "xs")
+        self._check_array(xs, "xs", shape=(None, None, self.input_size))
+        self._check_finite(xs, "xs")
         if h0 is None:
             return
         paired = isinstance(h0, (tuple, list))
@@ -260,41 +266,56 @@ class RNN(Model):
             raise XpnnValueError(msg)
         names = ("h0[0]", "h0[1]") if paired else ("h0",)
         for name, state in zip(names, h0 if paired else (h0,), strict=True):
-            self.check_array(state, name, shape=(xs.shape[1], self.hidden_size))
-            self.check_finite(state, name)
+            self._check_array(state, name, shape=(xs.shape[1], self.hidden_size))
+            self._check_finite(state, name)
 
     def _check_ds(self, ds: Array, steps: int, batch: int) -> Array:
         """Check targets against ``steps`` and ``batch``; return floating rows."""
         labels = self._out.accepts_labels and is_integer_array(ds)
         lead = (batch,) if self.many_to_one else (steps, batch)
         shape = lead if labels else (*lead, self.output_size)
-        self.check_array(ds, "ds", shape=shape, integer_ok=labels)
-        self.check_finite(ds, "ds")
-        self.check_labels(ds, "ds", self.output_size)
-        return self._out.targets(ds, self.output_size, self.dtype, self.xp)
+        self._check_array(ds, "ds", shape=shape, integer_ok=labels)
+        self._check_finite(ds, "ds")
+        self._check_labels(ds, "ds", self.output_size)
+        return self.targets_unchecked(ds)
 
-    # -- the unchecked core (also the interface of xpnn.make_step) -------------------------
+    @property
+    def output_layer(self) -> OutputLayer:
+        """The output activation with its loss: ``forward``, ``value`` (the loss),
+        ``delta`` (``dE/dv`` at the output's pre-activation) and ``targets``."""
+        return self._out
 
-    def _forward(
+    # -- the unchecked core (xpnn.nn.core.ModelCore): pure, the caller has checked ------
+
+    def forward_unchecked(
         self, xs: Array, params: Mapping[str, Array], h0: State = None
     ) -> tuple[Array, RNNCache]:
+        """``(ys, cache)`` for ``xs`` ``(T, B, I)`` from state ``h0`` (None: zeros) with
+        ``params``; ``ys`` is ``(T, B, O)``, or ``(B, O)`` if many-to-one. Unchecked."""
         return recurrent.forward(
             self.cell, self._out, xs, params, h0, many_to_one=self.many_to_one, xp=self.xp
         )
 
-    def _loss_value(self, cache: RNNCache, ds: Array) -> Array:
+    def loss_unchecked(self, cache: RNNCache, ds: Array) -> Array:
+        """The loss (0-D) of ``cache``'s outputs against floating targets ``ds`` shaped
+        like them. Unchecked."""
         return self._out.value(cache.v, cache.y, ds, self.xp)
 
-    def _loss(self, xs: Array, ds: Array, params: Mapping[str, Array], h0: State = None) -> Array:
-        return self._loss_value(self._forward(xs, params, h0)[1], ds)
-
-    def _backward(
+    def backward_unchecked(
         self, cache: RNNCache, ds: Array, truncate: int | None = None
     ) -> dict[str, Array]:
+        """The gradients of ``loss_unchecked(cache, ds)``, keyed like ``params``: full
+        BPTT, or truncated to blocks of ``truncate`` steps (an int of at least 1, as
+        ``check_truncate`` returns). Unchecked."""
         grads = recurrent.backward(
             self.cell, self._out, cache, ds, truncate, many_to_one=self.many_to_one, xp=self.xp
         )
         return {key: grads[key] for key in self.param_shapes}
+
+    def targets_unchecked(self, ds: Array) -> Array:
+        """Checked targets ``ds`` as floating rows shaped like the outputs: integer labels
+        (without the last axis) become one-hot rows. Unchecked."""
+        return self._out.targets(ds, self.output_size, self.dtype, self.xp)
 
 
 def check_truncate(truncate: Any) -> int | None:

@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from xpnn.backends import Array, check_compile, to_numpy
 from xpnn.checks import check_size, float_errors_ignored
 from xpnn.errors import XpnnTypeError, XpnnValueError, check_choice
 from xpnn.step import check_step_args, clip_by_global_norm
-from xpnn.training.train import LogEvent, TrainResult, _check_stream, _diverged
+from xpnn.training.boundary import all_finite, check_history, check_stream, diverged
+from xpnn.training.state import LogEvent, RunStats, TrainState
 
 
 def shard_bounds(batch_size: int, shards: int) -> list[tuple[int, int]]:
@@ -62,9 +63,9 @@ class Shard:
         x, d = model.asarray(x, name="x"), model.asarray(d, name="d")
         on = {k: model.asarray(v, name=k) for k, v in params.items()}
         with float_errors_ignored():  # a diverging run ends in TrainingDiverged, as ever
-            _y, cache = model._forward(x, on)
-            loss = model._loss_value(cache, d)
-            grads = model._backward(cache, d, self.truncate)
+            _y, cache = model.forward_unchecked(x, on)
+            loss = model.loss_unchecked(cache, d)
+            grads = model.backward_unchecked(cache, d, self.truncate)
             return float(loss), {k: to_numpy(g) for k, g in grads.items()}
 
 
@@ -114,12 +115,12 @@ def train_parallel(
     compile: str = "auto",
     state: Mapping[str, Array] | None = None,
     on_log: Callable[[LogEvent], None] | None = None,
-    on_step: Callable[[int, dict[str, Array]], None] | None = None,
+    on_step: Callable[[TrainState], None] | None = None,
     on_step_every: int = 1,
-    history: list[tuple[int, float]] | None = None,
+    history: Sequence[tuple[int, float]] | None = None,
     chunks: int | None = None,
     reduce: str = "client",
-) -> TrainResult:
+) -> TrainState:
     """``xpnn.training.train.train`` on the workers of ``client``: the same arguments,
     the same checks, logging, divergence handling, ``on_log``/``on_step`` calls and
     result, to rounding (the batch's gradient is summed from the shards').
@@ -162,7 +163,8 @@ def train_parallel(
     if not callable(getattr(stream, "batch_rows", None)):
         msg = f"parallel training needs a stream with batch_rows, got {type(stream).__name__}"
         raise XpnnTypeError(msg)
-    _check_stream(model, _WholeBatch(stream), iters, start)
+    check_stream(model, _WholeBatch(stream), iters, start)
+    history = check_history(history, start)
     workers = sorted(client.scheduler_info()["workers"])
     if not workers:
         msg = "the dask cluster has no workers"
@@ -180,7 +182,6 @@ def train_parallel(
     xp, batch = model.xp, stream.batch_size
     bounds = shard_bounds(batch, len(workers))
     shard = client.scatter(Shard(model, stream, truncate), broadcast=True, hash=False)
-    history = list(history or [])
     params, state = model.params, dict(state)
     good = (start, params, state)  # the last finite reading: iteration, params, state
     began = time.perf_counter()
@@ -194,26 +195,25 @@ def train_parallel(
             new_params, new_state = optimizer.apply(params, grads, state, xp=xp)
             if i % log_every == 0 or i == iters - 1:
                 if not math.isfinite(value):
-                    raise _diverged(model, optimizer, clip, good, i, value, history)
+                    raise diverged(model, optimizer, clip, good, i, value, history)
                 good = (i, params, state)
                 history.append((i, value))
                 if on_log is not None:
                     x_host, d_host = stream.batch_rows(i, 0, batch)
                     x, d = model.asarray(x_host, name="x"), model.asarray(d_host, name="d")
-                    y, _cache = model._forward(x, params)
+                    y, _cache = model.forward_unchecked(x, params)
                     on_log(LogEvent(i, value, x, d, y))
             params, state = new_params, new_state
-            model._params = params
             if on_step is not None and (i + 1) % every == 0:
-                on_step(i + 1, state)
+                on_step(TrainState(i + 1, params, state, tuple(history)))
     finally:
         client.cancel([shard])
-    arrays = [*params.values(), *state.values()]
-    if start < iters and not all(bool(xp.all(xp.isfinite(a))) for a in arrays):
-        raise _diverged(model, optimizer, clip, good, iters - 1, math.nan, history, last=True)
-    model._params = params
-    seconds = time.perf_counter() - began
-    return TrainResult(params, state, history, iters - start, seconds)
+    if start < iters:
+        if not all_finite(xp, params, state):
+            raise diverged(model, optimizer, clip, good, iters - 1, math.nan, history, last=True)
+        model.params = params
+    stats = RunStats(time.perf_counter() - began)
+    return TrainState(iters, params, state, tuple(history), stats)
 
 
 def _summed(

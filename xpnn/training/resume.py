@@ -6,17 +6,18 @@ A resumed run ends with the parameters an uninterrupted one would have reached, 
 bit: the data of iteration ``i`` depends only on the seed and ``i`` (``xpnn.datasets``),
 and the optimiser's memory is part of the checkpoint.
 
-A folder has one run at a time (``xpnn.training.lock``). The checkpoint records every
-setting that changes the result: the caller's ``settings``, the backend, device and
-dtype, ``log_every`` (which iterations are read into the history), ``truncate``, ``clip``
-and ``compile``; a resumed run with any of them changed is refused. ``checkpoint_every``
-may change: a save only copies the state between two iterations and changes nothing, so
-where the saves fall never changes the parameters or the history.
+The run's place travels as one ``TrainState``: ``train`` hands it to ``on_step``, which
+saves it; ``begin`` reads it back. A folder has one run at a time (``xpnn.io.lock``).
+The checkpoint records every setting that changes the result: the caller's
+``settings``, the backend, device and dtype, ``log_every`` (which iterations are read
+into the history), ``truncate``, ``clip`` and ``compile``; a resumed run with any of
+them changed is refused. ``checkpoint_every`` may change: a save only copies the state
+between two iterations and changes nothing, so where the saves fall never changes the
+parameters or the history.
 """
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import os
 import tempfile
@@ -24,18 +25,13 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from xpnn.backends import Array, device_name
-from xpnn.checkpoint import (
-    Checkpoint,
-    NonFiniteParameters,
-    load,
-    optimizer_spec,
-    save,
-    temp_owner,
-)
+from xpnn.backends import device_name
+from xpnn.checkpoint import Checkpoint, NonFiniteParameters, load, optimizer_spec, save
 from xpnn.errors import CheckpointError, TrainingDiverged, XpnnValueError, shown
-from xpnn.training.lock import FolderLock, holder_gone
-from xpnn.training.train import LogEvent, TrainResult, train
+from xpnn.io.atomic import remove_stale_temps
+from xpnn.io.lock import FolderLock
+from xpnn.training.state import LogEvent, TrainState
+from xpnn.training.train import train
 
 # train() arguments that change the result (a compiled step rounds unlike an eager one)
 RECORDED = ("log_every", "truncate", "clip", "compile")
@@ -76,18 +72,15 @@ class Checkpointer:
         self.every, self.settings, self.resume = every, dict(settings), resume
         self.path = self.folder / self.FILENAME
         self.lock = FolderLock(self.folder)
-        self._history: list[tuple[int, float]] = []
 
-    def begin(
-        self, model: Any, optimizer: Any, iters: int
-    ) -> tuple[int, list[tuple[int, float]], dict[str, Array] | None]:
-        """Restore ``model`` from the checkpoint when resuming; return the iteration to
-        start from, the history so far and the optimiser state (None: a fresh start, from
-        ``optimizer.init``). Needs ``self.lock`` held."""
+    def begin(self, model: Any, optimizer: Any, iters: int) -> TrainState | None:
+        """The ``TrainState`` to resume from, its parameters also put on ``model``; None
+        for a fresh start (from ``model.params`` and ``optimizer.init``). Needs
+        ``self.lock`` held."""
         if not self.lock.held:
             msg = "Checkpointer.begin needs the folder's lock: call run(), or lock.acquire()"
             raise CheckpointError(msg)
-        self._remove_stale_temps()
+        remove_stale_temps(self.path)  # of saves killed midway; the lock keeps others out
         if not self.resume:
             if self.path.exists():
                 msg = (
@@ -95,8 +88,7 @@ class Checkpointer:
                     "or remove it (or pick another folder) to start afresh"
                 )
                 raise CheckpointError(msg)
-            self._history = []
-            return 0, [], None
+            return None
         if not self.path.exists():
             msg = (
                 f"nothing to resume: {self.folder} holds no {self.FILENAME}; run once "
@@ -107,18 +99,7 @@ class Checkpointer:
         self._check_same_run(saved, model, optimizer, iters)
         model.params = {key: model.asarray(p, name=key) for key, p in saved.model.params.items()}
         state = {key: model.asarray(a, name=key) for key, a in saved.optimizer_state.items()}
-        self._history = list(saved.history)
-        return saved.step, list(saved.history), state
-
-    def _remove_stale_temps(self) -> None:
-        """Delete the temporary files of saves killed midway: only this process's, or
-        those of a process provably gone from this host (with the lock held, no other
-        run writes here). Another host's, or a live process's, stay."""
-        for temp in self.folder.glob(f".{self.FILENAME}.*.tmp"):
-            owner = temp_owner(self.path, temp)
-            if owner is not None and (owner[0] == os.getpid() or holder_gone(*owner)):
-                with contextlib.suppress(OSError):
-                    temp.unlink()
+        return TrainState(saved.step, model.params, state, tuple(saved.history))
 
     def _check_same_run(self, saved: Checkpoint, model: Any, optimizer: Any, iters: int) -> None:
         extra = saved.extra if isinstance(saved.extra, dict) else {}
@@ -144,15 +125,22 @@ class Checkpointer:
             msg = f"{self.path} is at iteration {saved.step}, past iters={iters}"
             raise CheckpointError(msg)
 
-    def save(
-        self, model: Any, optimizer: Any, state: Mapping[str, Array], step: int, iters: int
-    ) -> bool:
-        """Save the parameters and optimiser ``state`` after ``step`` iterations unless an
-        array is not finite (then the file on disk keeps the last finite state); return
-        whether it saved."""
+    def save(self, model: Any, optimizer: Any, state: TrainState, iters: int) -> bool:
+        """Save ``state`` (its step, parameters, optimiser state and history; ``model``
+        gives the architecture) unless an array is not finite (then the file on disk keeps
+        the last finite state); return whether it saved."""
         extra = {"settings": self.settings, "iters": iters, "checkpoint_every": self.every}
         try:
-            save(self.path, model, optimizer, step, self._history, extra, state=state)
+            save(
+                self.path,
+                model,
+                optimizer,
+                state.step,
+                state.history,
+                extra,
+                state=state.opt_state,
+                params=state.params,
+            )
         except NonFiniteParameters:
             return False
         return True
@@ -166,7 +154,7 @@ class Checkpointer:
         iters: int,
         on_log: Callable[[LogEvent], None] | None = None,
         **kwargs: Any,
-    ) -> TrainResult:
+    ) -> TrainState:
         """``train`` from where the checkpoint left off (or from 0), saving every
         ``every`` iterations and at the end.
 
@@ -195,17 +183,12 @@ class Checkpointer:
         iters: int,
         on_log: Callable[[LogEvent], None] | None,
         **kwargs: Any,
-    ) -> TrainResult:
-        start, history, state = self.begin(model, optimizer, iters)
+    ) -> TrainState:
+        resumed = self.begin(model, optimizer, iters)
 
-        def log(event: LogEvent) -> None:
-            self._history.append((event.iteration, event.loss))
-            if on_log is not None:
-                on_log(event)
-
-        def step(done: int, state: dict[str, Array]) -> None:
-            if done < iters:
-                self.save(model, optimizer, state, done, iters)
+        def step(state: TrainState) -> None:
+            if state.step < iters:
+                self.save(model, optimizer, state, iters)
 
         try:
             result = train(
@@ -213,20 +196,21 @@ class Checkpointer:
                 optimizer,
                 stream,
                 iters=iters,
-                start=start,
-                state=state,
-                history=history,
-                on_log=log,
+                start=0 if resumed is None else resumed.step,
+                state=None if resumed is None else resumed.opt_state,
+                history=None if resumed is None else resumed.history,
+                on_log=on_log,
                 on_step=step,
                 on_step_every=self.every,
                 **kwargs,
             )
         except TrainingDiverged as exc:  # train() restored the last finite reading's state
             if self.path.exists():  # else: diverged before the first save; nothing to fix
-                self._history = [h for h in self._history if h[0] < exc.good_step]
-                self.save(model, optimizer, exc.state, exc.good_step, iters)
+                history = tuple(h for h in exc.history if h[0] < exc.good_step)
+                good = TrainState(exc.good_step, exc.params, exc.state, history)
+                self.save(model, optimizer, good, iters)
             raise
-        self.save(model, optimizer, result.state, iters, iters)
+        self.save(model, optimizer, result, iters)
         return result
 
 

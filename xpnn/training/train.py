@@ -1,20 +1,21 @@
 """The training loop: batches from a stream, one ``make_step`` step per batch, a loss
-history.
+history; the run's place is a ``TrainState`` (``xpnn.training.state``).
 
 Everything is checked once, before the first update. The loop then never reads an array
 value except every ``log_every`` iterations (and at the last one), where it reads the
-batch's loss, checks that it is finite and appends it to the history: on a GPU each such
-read waits for the device. Data moves to the device a chunk of iterations at a time, not
-batch by batch. A compiled JAX step runs all the iterations from one reading to the next
-in one call (``Step.loop``), so that no Python dispatch is paid per iteration.
+batch's loss, checks that it and the parameters and optimiser state it came from are
+finite, and appends it to the history: on a GPU each such read waits for the device.
+Data moves to the device a chunk of iterations at a time, not batch by batch. A compiled
+JAX step runs all the iterations from one reading to the next in one call (``Step.loop``),
+so that no Python dispatch is paid per iteration.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+import weakref
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from xpnn.backends import (
@@ -28,40 +29,13 @@ from xpnn.backends import (
 )
 from xpnn.checks import check_size
 from xpnn.datasets import CHUNK
-from xpnn.errors import TrainingDiverged, XpnnError, XpnnTypeError, XpnnValueError, shown
-from xpnn.step import check_step_args, make_step
-
-
-@dataclass(frozen=True)
-class LogEvent:
-    """What ``on_log`` receives: the iteration, its batch's loss (before the update), and
-    that batch's input ``x``, target ``d`` and output ``y`` (backend arrays); whether the
-    step runs compiled, and, at the run's first reading only, the seconds its first call
-    took (the compile included, where there is one)."""
-
-    iteration: int
-    loss: float
-    x: Array
-    d: Array
-    y: Array
-    compiled: bool = False
-    compile_seconds: float | None = None
-
-
-@dataclass
-class TrainResult:
-    """The outcome of ``train``: the final parameters (also set on the model) and
-    optimiser state, the ``(iteration, loss)`` history, the number of iterations run, the
-    wall time, whether the step ran compiled and how long its first call (the compile,
-    where there is one) took."""
-
-    params: dict[str, Array]
-    state: dict[str, Array] = field(default_factory=dict)
-    history: list[tuple[int, float]] = field(default_factory=list)
-    iterations: int = 0
-    seconds: float = 0.0
-    compiled: bool = False
-    compile_seconds: float = 0.0
+from xpnn.errors import (
+    NonFiniteError,
+    XpnnTypeError,
+)
+from xpnn.step import Step, check_step_args, make_step
+from xpnn.training.boundary import all_finite, check_history, check_stream, diverged
+from xpnn.training.state import LogEvent, RunStats, TrainState
 
 
 def train(
@@ -77,13 +51,14 @@ def train(
     compile: str = "auto",
     state: Mapping[str, Array] | None = None,
     on_log: Callable[[LogEvent], None] | None = None,
-    on_step: Callable[[int, dict[str, Array]], None] | None = None,
+    on_step: Callable[[TrainState], None] | None = None,
     on_step_every: int = 1,
-    history: list[tuple[int, float]] | None = None,
+    history: Sequence[tuple[int, float]] | None = None,
     chunks: int | None = None,
     parallel: Any = None,
-) -> TrainResult:
-    """Train ``model`` in place with ``optimizer`` on batches from ``stream``.
+) -> TrainState:
+    """Train ``model`` with ``optimizer`` on batches from ``stream``; return the
+    ``TrainState`` reached, whose parameters ``model.params`` then holds too.
 
     Every argument, the optimiser state and the first batch are checked before the first
     update; the loop then runs ``make_step``'s step and reads a value on the host only
@@ -98,7 +73,7 @@ def train(
     iters : int
         The iteration to stop before (a resumed run passes the same ``iters``).
     start : int
-        The first iteration (0, or where a checkpoint left off).
+        The first iteration (0, or where a checkpoint left off: a ``TrainState``'s ``step``).
     log_every : int
         Iterations between loss readings; iteration ``start`` and the last are always read.
     truncate : int, optional
@@ -108,18 +83,19 @@ def train(
     compile : {"auto", "on", "off"}
         Whether the step is compiled (see ``make_step``).
     state : dict of arrays, optional
-        The optimiser state to continue from (a resumed run's); ``optimizer.init`` if None.
+        The optimiser state to continue from (a ``TrainState``'s ``opt_state``);
+        ``optimizer.init`` if None.
     on_log : callable, optional
         Called with a ``LogEvent`` at every reading.
     on_step : callable, optional
-        Called with the number of iterations done and the optimiser state whenever that
-        number is a multiple of ``on_step_every`` (checkpoints use it; ``model.params``
-        holds the parameters).
+        Called with the ``TrainState`` after every multiple of ``on_step_every``
+        iterations (checkpoints use it); its ``stats`` are zeros.
     on_step_every : int
         See ``on_step``. A compiled JAX step runs the iterations between readings (and
         between ``on_step`` calls) in one call, so a larger value keeps those runs long.
-    history : list, optional
-        The history to continue (a resumed run passes the saved one).
+    history : sequence of (int, float), optional
+        The readings to continue (a ``TrainState``'s ``history``): ``(iteration, finite
+        loss)`` pairs, iterations increasing and below ``start``.
     chunks : int, optional
         Dask only: batch rows per chunk (default ``backend.default_chunk_rows`` of the
         batch size, so every batch is whole chunks); other backends ignore it.
@@ -127,12 +103,20 @@ def train(
         Train data-parallel on the client's workers, one task per worker per step
         (``xpnn.parallel.train.train_parallel``): the same run, to rounding.
 
+    Returns
+    -------
+    TrainState
+        ``step == iters``, the final parameters and optimiser state, the whole history,
+        and the call's ``stats`` (wall time, compiled or not, first call's seconds).
+
     Raises
     ------
     TrainingDiverged
-        A reading found a non-finite loss, or the last update made a parameter
-        non-finite. The model keeps the parameters of the last finite reading; the
-        exception carries them, the optimiser state there and the history.
+        A reading found a non-finite loss, or non-finite parameters or optimiser state
+        behind a finite loss (a compiled step may hide NaN: XLA computes ``relu(NaN)`` as
+        0), or the last update made them non-finite. The model keeps the parameters of
+        the last finite reading; the exception carries them, the optimiser state there
+        and the history.
     """
     if parallel is not None:
         from xpnn.parallel.train import train_parallel
@@ -163,7 +147,8 @@ def train(
         if callback is not None and not callable(callback):
             msg = f"{name} must be a function or None, got {type(callback).__name__}"
             raise XpnnTypeError(msg)
-    time_steps = _check_stream(model, stream, iters, start)
+    time_steps = check_stream(model, stream, iters, start)
+    history = check_history(history, start)
     if state is None:
         state = optimizer.init(model.params)
     optimizer.check_state(model.params, state, values=True)  # one sync
@@ -173,7 +158,6 @@ def train(
     xp, axis, batch = model.xp, model.batch_axis, stream.batch_size
     rows = default_chunk_rows(batch) if chunks is None else check_size(chunks, "chunks")
     target_axis = getattr(stream, "target_axis", axis)  # sine: (T, N, 1) inputs, (N, 1) targets
-    history = list(history or [])
     readings_before = len(history)
     params, state = model.params, dict(state)
     good = (start, params, state)  # the last finite reading: iteration, params, state
@@ -206,29 +190,34 @@ def train(
                 compile_seconds = time.perf_counter() - began
             if i % log_every == 0 or i == iters - 1:
                 value = float(loss)
-                if not math.isfinite(value):
-                    raise _diverged(model, optimizer, clip, good, i, value, history)
+                finite = math.isfinite(value) and all_finite(xp, params, state)
+                if not finite:
+                    raise diverged(model, optimizer, clip, good, i, value, history)
                 good = (i, params, state)
                 history.append((i, value))
                 if on_log is not None:
                     x = iteration_batch(x_all, axis, batch, i - base)
                     d = iteration_batch(d_all, target_axis, batch, i - base)
-                    y, _cache = model._forward(x, params)  # the output, at readings only
+                    y, _cache = model.forward_unchecked(x, params)  # the output, at readings only
                     first = compile_seconds if len(history) == readings_before + 1 else None
                     on_log(LogEvent(i, value, x, d, y, step.compiled, first))
             params, state = new_params, new_state
-            model._params = params
             if on_step is not None and j % every == 0:
-                on_step(j, state)
+                on_step(TrainState(j, params, state, tuple(history)))
         lo = hi
-    arrays = [*params.values(), *state.values()]  # one sync per array, after the loop
-    if start < iters and not all(bool(xp.all(xp.isfinite(a))) for a in arrays):
-        raise _diverged(model, optimizer, clip, good, iters - 1, math.nan, history, last=True)
-    model._params = params  # checked just above: the setter's own check would sync again
-    seconds = time.perf_counter() - began
-    return TrainResult(
-        params, state, history, iters - start, seconds, step.compiled, compile_seconds
-    )
+    if start < iters:
+        # the last update's result: the state in one sync, the parameters by the setter's
+        # own finiteness check (one sync each), so nothing is checked twice
+        if not all_finite(xp, state):
+            raise diverged(model, optimizer, clip, good, iters - 1, math.nan, history, last=True)
+        try:
+            model.params = params
+        except NonFiniteError:
+            raise diverged(
+                model, optimizer, clip, good, iters - 1, math.nan, history, last=True
+            ) from None
+    stats = RunStats(time.perf_counter() - began, step.compiled, compile_seconds)
+    return TrainState(iters, params, state, tuple(history), stats)
 
 
 def _spans(
@@ -255,119 +244,17 @@ def _spans(
         i = j
 
 
-def _step_for(model: Any, optimizer: Any, truncate: Any, clip: Any, compile: str) -> Any:
-    """``make_step``'s step, kept with the model (in ``model._steps``, for as long as the
-    model lives) for its next ``train`` call with the same optimiser and settings (a
-    resumed or continued run): a compiled step is compiled once, not once per call."""
-    steps = model.__dict__.setdefault("_steps", {})
+_STEPS: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], Step]] = weakref.WeakKeyDictionary()
+"""Each model's steps, for as long as the model lives: a step is built on ``model.core``
+(not on the model), so an entry does not keep its model alive."""
+
+
+def _step_for(model: Any, optimizer: Any, truncate: Any, clip: Any, compile: str) -> Step:
+    """``make_step``'s step, kept in ``_STEPS`` for the model's next ``train`` call with
+    the same optimiser and settings (a resumed or continued run): a compiled step is
+    compiled once, not once per call."""
+    steps = _STEPS.setdefault(model, {})
     key = (optimizer, truncate, clip, compile)
     if key not in steps:
         steps[key] = make_step(model, optimizer, truncate=truncate, clip=clip, compile=compile)
     return steps[key]
-
-
-def _check_stream(model: Any, stream: Any, iters: int, start: Any) -> int | None:
-    """Refuse a stream that is not an xpnn stream or does not fit the model, and a bad
-    ``start``; check the first batch through the model's public ``loss`` (shapes, dtype,
-    finiteness: one sync, outside the loop). Returns the sequence length ``T`` of an RNN's
-    batches (None for an MLP, or when no batch is left to draw)."""
-    if not callable(getattr(stream, "batches", None)) or not hasattr(stream, "batch_size"):
-        msg = f"stream must be an xpnn.datasets stream, got {type(stream).__name__}"
-        raise XpnnTypeError(msg)
-    stream_axis = getattr(stream, "batch_axis", model.batch_axis)
-    if stream_axis != model.batch_axis:
-        msg = (
-            f"stream has its batch on axis {stream_axis} but {type(model).__name__} takes "
-            f"batches on axis {model.batch_axis}; build the stream with "
-            f"batch_axis={model.batch_axis}"
-        )
-        raise XpnnValueError(msg)
-    if isinstance(start, bool) or not isinstance(start, int) or not 0 <= start <= iters:
-        msg = f"start must be an integer from 0 to iters={iters}, got {shown(start)}"
-        raise XpnnValueError(msg)
-    if start < iters:
-        try:
-            x, d = stream.batches(start, start + 1)
-        except XpnnError:
-            raise
-        except (ValueError, MemoryError) as exc:  # NumPy: "array is too big", or no memory
-            msg = (
-                f"the stream cannot draw batches of batch_size={stream.batch_size} "
-                f"({type(exc).__name__}: {exc}); use a smaller batch_size"
-            )
-            raise XpnnValueError(msg) from None
-        model.loss(model.asarray(x, name="x"), model.asarray(d, name="d"))
-        if model.batch_axis == 1:  # time-major sequences (T, B, I)
-            return x.shape[0]
-    return None
-
-
-def _diverged(
-    model: Any,
-    optimizer: Any,
-    clip: float | None,
-    good: tuple[int, dict[str, Array], dict[str, Array]],
-    iteration: int,
-    loss: float,
-    history: list[tuple[int, float]],
-    *,
-    last: bool = False,
-) -> TrainingDiverged:
-    """Put the last finite reading's parameters back on the model; the exception to raise."""
-    good_step, params, state = good
-    model.params = params
-    what = (
-        "a parameter or optimiser state is not finite after the last iteration"
-        if last
-        else f"the loss at iteration {iteration} is {loss}"
-    )
-    tips = divergence_advice(
-        lr=optimizer.lr,
-        clip=clip,
-        momentum=getattr(optimizer, "momentum", None),
-        init=getattr(model, "init", None),
-        weight_init_std=getattr(model, "weight_init_std", None),
-    )
-    msg = (
-        f"training diverged: {what}; the parameters were restored to the last finite "
-        f"reading. {tips}."
-    )
-    return TrainingDiverged(
-        msg,
-        iteration=iteration,
-        params=params,
-        history=history,
-        state=state,
-        good_step=good_step,
-    )
-
-
-def divergence_advice(
-    *,
-    lr: float,
-    clip: float | None,
-    momentum: float | None = None,
-    init: str | None = None,
-    weight_init_std: float | None = None,
-    can_clip: bool = True,
-    flags: bool = False,
-) -> str:
-    """What to try after a divergence: ``"Try a lower learning rate than 5, ..."``,
-    naming the settings as ``train``'s arguments or (``flags``) as the command line's."""
-
-    def name(argument: str, flag: str) -> str:
-        return flag if flags else argument
-
-    tips = [f"a lower {name('learning rate', '--lr')} than {lr:g}"]
-    if clip is None and can_clip:
-        tips.append(name("gradient clipping (clip=1.0)", "--clip 1.0"))
-    if momentum is not None:
-        tips.append(f"a lower {name('momentum', '--momentum')} than {momentum:g}")
-    if init == "std":
-        tips.append(name('init="xavier"', "--init xavier"))
-    if weight_init_std is not None:
-        tips.append(
-            f"a smaller {name('weight_init_std', '--weight-init-std')} than {weight_init_std:g}"
-        )
-    joined = tips[0] if len(tips) == 1 else f"{', '.join(tips[:-1])} or {tips[-1]}"
-    return f"Try {joined}"

@@ -14,44 +14,19 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
-import socket
 import time
 from pathlib import Path
 from typing import Any
 
 from xpnn.errors import CheckpointError
+from xpnn.io.atomic import HOST, holder_gone
 
 try:  # POSIX; elsewhere a stale lock is judged by its pid alone
     import fcntl
 except ImportError:  # pragma: no cover - Windows
     fcntl = None
 
-HOST = re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname()) or "localhost"
 RETRIES = 100  # a lock file being written or broken by another run: wait up to ~1 s
-
-
-def process_alive(pid: int) -> bool:
-    """Whether process ``pid`` runs on this host (a zombie, killed but not yet reaped,
-    counts as gone)."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    with contextlib.suppress(OSError, IndexError):
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat[stat.rindex(")") + 2] != "Z"
-    return True
-
-
-def holder_gone(pid: int, host: str) -> bool:
-    """Whether the process ``pid`` on ``host`` has provably ended: it ran on this host
-    and is no longer alive. A process on another host is never known to be gone."""
-    return host == HOST and not process_alive(pid)
 
 
 class FolderLock:
@@ -89,11 +64,18 @@ class FolderLock:
             except OSError as exc:
                 msg = f"cannot create the lock {self.path}: {exc.strerror or exc}"
                 raise CheckpointError(msg) from None
-            if fcntl is not None:
-                fcntl.flock(fd, fcntl.LOCK_EX)  # ours alone: nobody else has opened it yet
-            info = {"pid": os.getpid(), "host": HOST, "started": time.time()}
-            os.write(fd, json.dumps(info).encode())
-            os.fsync(fd)
+            try:
+                if fcntl is not None:
+                    fcntl.flock(fd, fcntl.LOCK_EX)  # ours alone: nobody else opened it yet
+                info = {"pid": os.getpid(), "host": HOST, "started": time.time()}
+                os.write(fd, json.dumps(info).encode())
+                os.fsync(fd)
+            except OSError as exc:  # a full disk: give the folder back as it was
+                with contextlib.suppress(OSError):
+                    os.unlink(self.path)
+                os.close(fd)
+                msg = f"cannot write the lock {self.path}: {exc.strerror or exc}"
+                raise CheckpointError(msg) from None
             self._fd = fd
             return
         msg = (

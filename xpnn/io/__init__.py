@@ -1,0 +1,1 @@
+"""Files on disk: atomic writes (``atomic``) and one owner per folder (``lock``)."""
