@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from xpnn.backends import Array, to_numpy
+from xpnn.checks import check_history
 from xpnn.errors import (
     BackendUnavailable,
     CheckpointError,
@@ -143,21 +144,6 @@ def _architecture(config: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in config.items() if k not in (*RUN_KEYS, "dtype")}
 
 
-def _check_history(history: Any, where: str) -> list[tuple[int, float]]:
-    out = []
-    for entry in history or []:
-        ok = isinstance(entry, (list, tuple)) and len(entry) == 2
-        if ok:
-            i, loss = entry
-            ok = isinstance(i, (int, np.integer)) and not isinstance(i, bool)
-            ok = ok and isinstance(loss, (int, float, np.floating)) and math.isfinite(loss)
-        if not ok:
-            msg = f"{where}: history must be (iteration, finite loss) pairs, got {shown(entry)}"
-            raise XpnnValueError(msg)
-        out.append((int(i), float(loss)))
-    return out
-
-
 def _digest(meta_text: str, arrays: Mapping[str, np.ndarray]) -> str:
     sha = hashlib.sha256(meta_text.encode("utf-8"))
     for key in sorted(arrays):
@@ -226,7 +212,7 @@ def save(
         "model": _model_config(model, dtypes.pop()),
         "step": int(step),
         "optimizer": spec,
-        "history": [list(h) for h in _check_history(history, str(path))],
+        "history": [list(h) for h in check_history(history)],
         "extra": extra,
         "arrays": {
             key: {"shape": list(a.shape), "dtype": a.dtype.str} for key, a in arrays.items()

@@ -5,9 +5,10 @@ layers trust what the boundary checked."""
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
-from xpnn.errors import XpnnValueError, shown
+from xpnn.errors import XpnnTypeError, XpnnValueError, shown
 
 MAX_SIZE = 2**31 - 1  # a layer width past this is a typo, and past NumPy's limits soon after
 
@@ -33,3 +34,35 @@ def check_positive(value: Any, name: str) -> float:
         msg = f"{name} must be a positive finite number, got {shown(value)}"
         raise XpnnValueError(msg)
     return number
+
+
+def check_history(history: Any, *, before: int | None = None) -> list[tuple[int, float]]:
+    """A loss history as a new list: a list or tuple (None for empty) of ``(iteration,
+    finite loss)`` pairs, iterations increasing (and below ``before``, the step a state
+    has reached, where given)."""
+    if history is None:
+        return []
+    if not isinstance(history, (list, tuple)):
+        msg = (
+            "history must be a list of (iteration, loss) pairs (a TrainState's history), "
+            f"got {type(history).__name__}"
+        )
+        raise XpnnTypeError(msg)
+    out: list[tuple[int, float]] = []
+    for entry in history:
+        ok = isinstance(entry, (list, tuple)) and len(entry) == 2
+        if ok:
+            i, loss = entry
+            ok = isinstance(i, numbers.Integral) and isinstance(loss, numbers.Real)
+            ok = ok and not isinstance(i, bool) and not isinstance(loss, bool)
+            ok = ok and 0 <= i < (math.inf if before is None else before)
+            ok = ok and math.isfinite(loss) and (not out or i > out[-1][0])
+        if not ok:
+            below = "" if before is None else f" below {before}"
+            msg = (
+                "history must hold (iteration, finite loss) pairs with increasing "
+                f"iterations{below}, got {shown(entry)}"
+            )
+            raise XpnnValueError(msg)
+        out.append((int(i), float(loss)))
+    return out

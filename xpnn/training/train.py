@@ -28,7 +28,7 @@ from xpnn.backends import (
     persist,
     split_iterations,
 )
-from xpnn.checks import check_size
+from xpnn.checks import check_history, check_size
 from xpnn.datasets import CHUNK
 from xpnn.errors import (
     NonFiniteError,
@@ -143,7 +143,7 @@ def train(
             msg = f"{name} must be a function or None, got {type(callback).__name__}"
             raise XpnnTypeError(msg)
     time_steps = _check_stream(model, stream, iters, start)
-    history = _check_history(history, start)
+    history = check_history(history, before=start)
     if state is None:
         state = optimizer.init(model.params)
     optimizer.check_state(model.params, state, finite=True)
@@ -218,35 +218,6 @@ def _all_finite(xp: Any, *trees: Mapping[str, Array]) -> bool:
     arrays."""
     flags = [xp.all(xp.isfinite(a)) for tree in trees for a in tree.values()]
     return not flags or bool(xp.all(xp.stack(flags)))
-
-
-def _check_history(history: Any, start: int) -> list[tuple[int, float]]:
-    """``history`` as a new list of ``(iteration, loss)`` pairs: integer iterations,
-    increasing and below ``start``, with finite losses."""
-    if history is None:
-        return []
-    if not isinstance(history, (list, tuple)):
-        msg = (
-            "history must be a list of (iteration, loss) pairs (a TrainState's history), "
-            f"got {type(history).__name__}"
-        )
-        raise XpnnTypeError(msg)
-    out: list[tuple[int, float]] = []
-    for entry in history:
-        ok = isinstance(entry, (list, tuple)) and len(entry) == 2
-        if ok:
-            i, loss = entry
-            ok = isinstance(i, int) and not isinstance(i, bool)
-            ok = ok and isinstance(loss, (int, float)) and not isinstance(loss, bool)
-            ok = ok and math.isfinite(loss) and (not out or i > out[-1][0]) and 0 <= i < start
-        if not ok:
-            msg = (
-                "history must hold (iteration, finite loss) pairs with increasing iterations "
-                f"below start={start}, got {shown(entry)}"
-            )
-            raise XpnnValueError(msg)
-        out.append((int(i), float(loss)))
-    return out
 
 
 def _spans(
