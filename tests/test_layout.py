@@ -47,16 +47,36 @@ def _dotted(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+def _upward(path: Path, may_import: tuple[str, ...]) -> list[str]:
+    """The xpnn modules ``path`` imports that are not ``may_import`` or inside them."""
+    return [
+        name
+        for name in _imported(ast.parse(path.read_text()), _dotted(path))
+        if (name == "xpnn" or name.startswith("xpnn."))
+        and not any(name == ok or name.startswith(ok + ".") for ok in may_import)
+    ]
+
+
 @pytest.mark.parametrize("path", _modules(PACKAGE / "nn"), ids=lambda p: p.name)
 def test_nn_imports_nothing_above_it(path):
-    module = _dotted(path)
-    upward = [
-        name
-        for name in _imported(ast.parse(path.read_text()), module)
-        if (name == "xpnn" or name.startswith("xpnn."))
-        and not any(name == ok or name.startswith(ok + ".") for ok in NN_MAY_IMPORT)
-    ]
-    assert upward == [], f"{module} imports {upward}; xpnn/nn/ may import only {NN_MAY_IMPORT}"
+    upward = _upward(path, NN_MAY_IMPORT)
+    assert upward == [], f"{path.name} imports {upward}; xpnn/nn/ may import only {NN_MAY_IMPORT}"
+
+
+@pytest.mark.parametrize(
+    ("path", "may_import"),
+    [
+        *((p, ("xpnn.errors", "xpnn.io")) for p in _modules(PACKAGE / "io")),
+        (
+            PACKAGE / "checkpoint.py",
+            ("xpnn.errors", "xpnn.checks", "xpnn.backends", "xpnn.nn", "xpnn.optim", "xpnn.io"),
+        ),
+    ],
+    ids=lambda v: v.name if isinstance(v, Path) else "",
+)
+def test_files_on_disk_sit_below_training(path, may_import):
+    """Atomic writes, the lock and the checkpoint format know nothing of training."""
+    assert _upward(path, may_import) == []
 
 
 def _private_accesses(tree: ast.AST) -> list[str]:

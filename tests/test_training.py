@@ -131,7 +131,7 @@ def test_one_nan_sample_restores_the_last_finite_readings_params(backend, device
         ([(0, 1.0), 7], xpnn.XpnnValueError, "history must hold .*got 7"),
         ([(0, float("nan"))], xpnn.XpnnValueError, "finite loss"),
         ([(3, 1.0), (2, 1.0)], xpnn.XpnnValueError, "increasing"),
-        ([(10, 1.0)], xpnn.XpnnValueError, "below start=10"),
+        ([(10, 1.0)], xpnn.XpnnValueError, "below 10"),
     ],
 )
 def test_train_refuses_a_history_that_is_not_readings(history, error, match):

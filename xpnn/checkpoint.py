@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from xpnn.backends import Array, to_numpy
+from xpnn.checks import check_history
 from xpnn.errors import (
     BackendUnavailable,
     CheckpointError,
@@ -144,17 +145,12 @@ def _architecture(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _check_history(history: Any, where: str, step: int) -> list[tuple[int, float]]:
-    out = []
-    for entry in history or []:
-        ok = isinstance(entry, (list, tuple)) and len(entry) == 2
-        if ok:
-            i, loss = entry
-            ok = isinstance(i, (int, np.integer)) and not isinstance(i, bool)
-            ok = ok and isinstance(loss, (int, float, np.floating)) and math.isfinite(loss)
-        if not ok:
-            msg = f"{where}: history must be (iteration, finite loss) pairs, got {shown(entry)}"
-            raise XpnnValueError(msg)
-        out.append((int(i), float(loss)))
+    """``history`` checked (``checks.check_history``) and not ahead of ``step``; a
+    refusal names ``where``."""
+    try:
+        out = check_history(history)
+    except XpnnError as exc:
+        raise XpnnValueError(f"{where}: {exc}") from None
     behind = _behind(out, step)
     if behind:
         raise XpnnValueError(f"{where}: {behind}")

@@ -5,6 +5,7 @@ layers trust what the boundary checked."""
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -91,3 +92,35 @@ def float_errors_ignored() -> Iterator[None]:
     numbers stop being finite ends in ``TrainingDiverged``, which says what to try."""
     with np.errstate(all="ignore"):
         yield
+
+
+def check_history(history: Any, *, before: int | None = None) -> list[tuple[int, float]]:
+    """A loss history as a new list: a list or tuple (None for empty) of ``(iteration,
+    finite loss)`` pairs, iterations increasing (and below ``before``, the step a state
+    has reached, where given)."""
+    if history is None:
+        return []
+    if not isinstance(history, (list, tuple)):
+        msg = (
+            "history must be a list of (iteration, loss) pairs (a TrainState's history), "
+            f"got {type(history).__name__}"
+        )
+        raise XpnnTypeError(msg)
+    out: list[tuple[int, float]] = []
+    for entry in history:
+        ok = isinstance(entry, (list, tuple)) and len(entry) == 2
+        if ok:
+            i, loss = entry
+            ok = isinstance(i, numbers.Integral) and isinstance(loss, numbers.Real)
+            ok = ok and not isinstance(i, bool) and not isinstance(loss, bool)
+            ok = ok and 0 <= i < (math.inf if before is None else before)
+            ok = ok and math.isfinite(loss) and (not out or i > out[-1][0])
+        if not ok:
+            below = "" if before is None else f" below {before}"
+            msg = (
+                "history must hold (iteration, finite loss) pairs with increasing "
+                f"iterations{below}, got {shown(entry)}"
+            )
+            raise XpnnValueError(msg)
+        out.append((int(i), float(loss)))
+    return out

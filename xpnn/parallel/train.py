@@ -20,10 +20,10 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from xpnn.backends import Array, check_compile, to_numpy
-from xpnn.checks import check_size, float_errors_ignored
+from xpnn.checks import check_history, check_size, float_errors_ignored
 from xpnn.errors import XpnnTypeError, XpnnValueError, check_choice
 from xpnn.step import check_step_args, clip_by_global_norm
-from xpnn.training.boundary import all_finite, check_history, check_stream, diverged
+from xpnn.training.boundary import all_finite, check_stream, diverged
 from xpnn.training.state import LogEvent, RunStats, TrainState
 
 
@@ -164,7 +164,7 @@ def train_parallel(
         msg = f"parallel training needs a stream with batch_rows, got {type(stream).__name__}"
         raise XpnnTypeError(msg)
     check_stream(model, _WholeBatch(stream), iters, start)
-    history = check_history(history, start)
+    history = check_history(history, before=start)
     workers = sorted(client.scheduler_info()["workers"])
     if not workers:
         msg = "the dask cluster has no workers"

@@ -19,35 +19,6 @@ def all_finite(xp: Any, *trees: Mapping[str, Array]) -> bool:
     return not flags or bool(xp.all(xp.stack(flags)))
 
 
-def check_history(history: Any, start: int) -> list[tuple[int, float]]:
-    """``history`` as a new list of ``(iteration, loss)`` pairs: integer iterations,
-    increasing and below ``start``, with finite losses."""
-    if history is None:
-        return []
-    if not isinstance(history, (list, tuple)):
-        msg = (
-            "history must be a list of (iteration, loss) pairs (a TrainState's history), "
-            f"got {type(history).__name__}"
-        )
-        raise XpnnTypeError(msg)
-    out: list[tuple[int, float]] = []
-    for entry in history:
-        ok = isinstance(entry, (list, tuple)) and len(entry) == 2
-        if ok:
-            i, loss = entry
-            ok = isinstance(i, int) and not isinstance(i, bool)
-            ok = ok and isinstance(loss, (int, float)) and not isinstance(loss, bool)
-            ok = ok and math.isfinite(loss) and (not out or i > out[-1][0]) and 0 <= i < start
-        if not ok:
-            msg = (
-                "history must hold (iteration, finite loss) pairs with increasing iterations "
-                f"below start={start}, got {shown(entry)}"
-            )
-            raise XpnnValueError(msg)
-        out.append((int(i), float(loss)))
-    return out
-
-
 def check_stream(model: Any, stream: Any, iters: int, start: Any) -> int | None:
     """Refuse a stream that is not an xpnn stream or does not fit the model, and a bad
     ``start``; check the first batch through the model's public ``loss`` (shapes, dtype,

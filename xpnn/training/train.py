@@ -27,14 +27,14 @@ from xpnn.backends import (
     persist,
     split_iterations,
 )
-from xpnn.checks import check_size
+from xpnn.checks import check_history, check_size
 from xpnn.datasets import CHUNK
 from xpnn.errors import (
     NonFiniteError,
     XpnnTypeError,
 )
 from xpnn.step import Step, check_step_args, make_step
-from xpnn.training.boundary import all_finite, check_history, check_stream, diverged
+from xpnn.training.boundary import all_finite, check_stream, diverged
 from xpnn.training.state import LogEvent, RunStats, TrainState
 
 
@@ -148,7 +148,7 @@ def train(
             msg = f"{name} must be a function or None, got {type(callback).__name__}"
             raise XpnnTypeError(msg)
     time_steps = check_stream(model, stream, iters, start)
-    history = check_history(history, start)
+    history = check_history(history, before=start)
     if state is None:
         state = optimizer.init(model.params)
     optimizer.check_state(model.params, state, values=True)  # one sync
