@@ -172,9 +172,9 @@ def make_step(
 
     def check(params: Any, state: Any, x: Any, d: Any) -> None:
         """Metadata only: no value is read, no device waited for."""
-        model.check_params(params)
+        core.check_params(params)
         optimizer.check_state(params, state)
-        model.check_batch(x, d)
+        core.check_batch(x, d)
 
     run, compiled = compile_step(
         step, model.backend, compile, device=model.device, steps=steps, time_steps=time_steps
