@@ -96,7 +96,9 @@ def test_every_python_block_runs(doc, tmp_path, monkeypatch):
                 continue
         exec(compile(block.code, f"{doc}:{block.line}", "exec"), namespace)
     if doc.name == "README.md":  # what the train() snippet's comments promise
-        assert [i for i, _ in namespace["result"].history] == [0, 100, 200, 300, 399]
+        state = namespace["state"]  # two calls: 0 .. 199, then 200 .. 399 (each reads its ends)
+        assert state.step == 400
+        assert [i for i, _ in state.history] == [0, 100, 199, 200, 300, 399]
         assert namespace["exact"] == namespace["total"] == 16384
 
 

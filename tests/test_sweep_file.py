@@ -5,6 +5,7 @@ written; one sweep a file at a time (``FILE.lock``)."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import errno
 import json
@@ -15,7 +16,7 @@ import pytest
 
 from xpnn import cli, sweep
 from xpnn.errors import OutputError, XpnnValueError
-from xpnn.io import lock
+from xpnn.io import atomic
 
 pytest.importorskip("distributed", reason="dask.distributed is not installed (xpnn[dask])")
 
@@ -24,7 +25,9 @@ DISTRIBUTED = pytest.mark.skipif(
     reason="starts a LocalCluster of two worker processes: nox -s distributed "
     "(or XPNN_DISTRIBUTED=1)",
 )
-SPEC = sweep.Sweep("sine", ("--iters", "5"), {"lr": ("0.1", "0.2")}, 2)
+SPEC = sweep.build_sweep(
+    argparse.Namespace(run="sine", grid=["lr=0.1,0.2"], seeds=2), ["--iters", "5"]
+)
 ARGV = ["sweep", "sine", "--iters", "5", "--grid", "lr=0.1,0.2", "--seeds", "2"]
 
 
@@ -330,11 +333,11 @@ def test_a_second_sweep_on_the_same_out_is_refused_naming_the_holder(
         first.append(FIRST)
         data = out.read_bytes()
         assert json.loads(_lock_path(out).read_text())["pid"] == os.getpid()
-        with pytest.raises(XpnnValueError, match=f"pid {os.getpid()} on {lock.HOST}"):
+        with pytest.raises(XpnnValueError, match=f"pid {os.getpid()} on {atomic.HOST}"):
             sweep.ResultsFile(out, ident)
         assert _main([*ARGV, "--out", str(out)]) == 2
         (err,) = _err_lines(capsys)
-        assert f"{out} is in use by another xpnn sweep (pid {os.getpid()} on {lock.HOST}" in err
+        assert f"{out} is in use by another xpnn sweep (pid {os.getpid()} on {atomic.HOST}" in err
         assert f"choose another --out. If that sweep is gone, remove {_lock_path(out)}" in err
         assert out.read_bytes() == data
     assert not _lock_path(out).exists()
@@ -345,12 +348,12 @@ def test_a_second_sweep_on_the_same_out_is_refused_naming_the_holder(
 def _dead_pid() -> int:
     """A pid no process of this host has now."""
     pid_max = int(Path("/proc/sys/kernel/pid_max").read_text())
-    return next(p for p in range(pid_max - 1, 1, -1) if not lock.process_alive(p))
+    return next(p for p in range(pid_max - 1, 1, -1) if not atomic.process_alive(p))
 
 
 def test_a_stale_lock_of_a_dead_sweep_is_broken(tmp_path: Path, ident: dict) -> None:
     out = tmp_path / "s.jsonl"
-    info = {"pid": _dead_pid(), "host": lock.HOST, "started": 0}
+    info = {"pid": _dead_pid(), "host": atomic.HOST, "started": 0}
     _lock_path(out).write_text(json.dumps(info))
     with sweep.ResultsFile(out, ident):
         assert json.loads(_lock_path(out).read_text())["pid"] == os.getpid()

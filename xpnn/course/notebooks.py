@@ -238,6 +238,7 @@ def binary_addition(
         if shown is not None:
             shown(printouts.addition_lines(event))
         if on_reading is not None:
+            net.params = event.params  # the reading's parameters (train sets them at the end)
             on_reading(net, event)
 
     result = _fit(

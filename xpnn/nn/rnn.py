@@ -242,9 +242,9 @@ class RNN(Model):
         and floating targets ``ds`` ``(T, B, output_size)`` (``(B, output_size)`` if
         many-to-one), arrays of the model's backend, device and dtype. Metadata only: no
         value is read (``make_step``'s check)."""
-        self.check_array(xs, "xs", shape=(None, None, self.input_size))
+        self._check_array(xs, "xs", shape=(None, None, self.input_size))
         lead = (xs.shape[1],) if self.many_to_one else (xs.shape[0], xs.shape[1])
-        self.check_array(ds, "ds", shape=(*lead, self.output_size))
+        self._check_array(ds, "ds", shape=(*lead, self.output_size))
 
     def _check_xs(self, xs: Array, h0: State) -> None:
         self._check_array(xs, "xs", shape=(None, None, self.input_size))

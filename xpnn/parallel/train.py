@@ -202,7 +202,7 @@ def train_parallel(
                     x_host, d_host = stream.batch_rows(i, 0, batch)
                     x, d = model.asarray(x_host, name="x"), model.asarray(d_host, name="d")
                     y, _cache = model.forward_unchecked(x, params)
-                    on_log(LogEvent(i, value, x, d, y))
+                    on_log(LogEvent(i, value, x, d, y, params=params))
             params, state = new_params, new_state
             if on_step is not None and (i + 1) % every == 0:
                 on_step(TrainState(i + 1, params, state, tuple(history)))

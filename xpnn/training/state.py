@@ -54,7 +54,7 @@ class LogEvent:
     """What ``on_log`` receives: the iteration, its batch's loss (before the update), and
     that batch's input ``x``, target ``d`` and output ``y`` (backend arrays); whether the
     step runs compiled, and, at the run's first reading only, the seconds its first call
-    took (the compile included, where there is one)."""
+    took (the compile included, where there is one); the parameters that gave ``y``."""
 
     iteration: int
     loss: float
@@ -63,3 +63,4 @@ class LogEvent:
     y: Array
     compiled: bool = False
     compile_seconds: float | None = None
+    params: dict[str, Array] | None = None

@@ -200,7 +200,7 @@ def train(
                     d = iteration_batch(d_all, target_axis, batch, i - base)
                     y, _cache = model.forward_unchecked(x, params)  # the output, at readings only
                     first = compile_seconds if len(history) == readings_before + 1 else None
-                    on_log(LogEvent(i, value, x, d, y, step.compiled, first))
+                    on_log(LogEvent(i, value, x, d, y, step.compiled, first, params))
             params, state = new_params, new_state
             if on_step is not None and j % every == 0:
                 on_step(TrainState(j, params, state, tuple(history)))
