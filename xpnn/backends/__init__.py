@@ -621,3 +621,6 @@ def _persisting(fn: Callable) -> Callable:
         return persist(*fn(*args))
 
     return step
+
+
+from xpnn.backends.scan import scan  # noqa: E402  (the loop primitive; its own module)

@@ -198,7 +198,7 @@ class RNN(Model):
         """``ys, cache`` for ``xs`` ``(T, B, input_size)``; ``ys`` is ``(T, B, output_size)``,
         or ``(B, output_size)`` if many-to-one. ``h0`` is the initial state, ``(B,
         hidden_size)``, for the LSTM the pair ``(h0, c0)`` (zeros if None); the final
-        state is ``cache.states[-1]``."""
+        state is ``cache.state_at(-1)``."""
         self._check_xs(xs, h0)
         return self._forward(xs, self.params, h0)
 
