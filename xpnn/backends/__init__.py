@@ -623,4 +623,4 @@ def _persisting(fn: Callable) -> Callable:
     return step
 
 
-from xpnn.backends.scan import scan  # noqa: E402  (the loop primitive; its own module)
+from xpnn.backends.scan import scan as scan  # noqa: E402  (the loop primitive, re-exported)

@@ -12,7 +12,8 @@ Both time loops run through ``xpnn.backends.scan``: a Python loop on every backe
 traced JAX step, where it is ``jax.lax.scan`` (compiled once whatever ``T``). Backward runs
 the steps in reverse: the gradient reaching ``h_t`` from the output layer plus the one
 carried back from step ``t + 1`` goes through the cell's ``step_backward``, which returns
-the gradients at the step's input and recurrent projections. The weight gradients are then one matmul each over all rows::
+the gradients at the step's input and recurrent projections. The weight gradients are
+then one matmul each over all rows::
 
     dW_in = X.T @ D_in        dW = H_prev.T @ D_rec        dW_out = H.T @ Delta_out
     db = sum(D_in)            db_h = sum(D_rec)            db_out = sum(Delta_out)
