@@ -20,7 +20,6 @@ import numpy as np
 
 from xpnn import __version__, agree, datasets, sweep
 from xpnn.backends import (
-    AUTO_JAX_TIME_STEPS,
     AUTO_TORCH_STEPS,
     BACKENDS,
     COMPILE_MODES,
@@ -226,8 +225,8 @@ def _add_training(p: argparse.ArgumentParser, defaults: Training) -> None:
         "--compile",
         defaults,
         choices=COMPILE_MODES,
-        help="compile the training step: auto compiles on jax (RNNs of at most "
-        f"{AUTO_JAX_TIME_STEPS} time steps) and on torch for runs of {AUTO_TORCH_STEPS}+ "
+        help="compile the training step: auto compiles on jax "
+        f"and on torch for runs of {AUTO_TORCH_STEPS}+ "
         "iterations; on needs jax or torch (default: auto)",
     )
     p.add_argument(

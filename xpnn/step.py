@@ -77,7 +77,6 @@ def make_step(
     clip: float | None = None,
     compile: str = "auto",
     steps: int | None = None,
-    time_steps: int | None = None,
 ) -> Step:
     """The training step of ``model`` with ``optimizer``.
 
@@ -92,14 +91,11 @@ def make_step(
     clip : float, optional
         Clip the gradients to this global norm before the update.
     compile : {"auto", "on", "off"}
-        ``"on"`` compiles (JAX, PyTorch) or raises; ``"auto"`` compiles on JAX unless
-        ``time_steps`` exceeds ``backend.AUTO_JAX_TIME_STEPS``, and on PyTorch for runs of
-        at least ``backend.AUTO_TORCH_STEPS`` steps.
+        ``"on"`` compiles (JAX, PyTorch) or raises; ``"auto"`` compiles on JAX (an RNN's
+        time loop is one ``lax.scan``: the compile time does not grow with ``T``), and on
+        PyTorch for runs of at least ``backend.AUTO_TORCH_STEPS`` steps.
     steps : int, optional
         How many steps the caller means to run (``"auto"`` uses it on PyTorch).
-    time_steps : int, optional
-        An RNN's sequence length ``T`` (``"auto"`` uses it on JAX, whose compile time
-        grows with ``T``).
 
     Returns
     -------
@@ -127,9 +123,7 @@ def make_step(
         params, state = optimizer.apply(params, grads, state, xp=xp)
         return params, state, loss
 
-    run, compiled = compile_step(
-        step, model.backend, compile, device=model.device, steps=steps, time_steps=time_steps
-    )
+    run, compiled = compile_step(step, model.backend, compile, device=model.device, steps=steps)
     return Step(step, run, compiled, model.backend)
 
 

@@ -420,11 +420,6 @@ COMPILERS = {"jax": "jax.jit", "torch": "torch.compile"}
 AUTO_TORCH_STEPS = 100_000
 """``compile="auto"`` compiles on PyTorch only for runs of at least this many steps: a
 ``torch.compile`` costs 10-40 s, and saves well under a millisecond a step on a CPU."""
-AUTO_JAX_TIME_STEPS = 32
-"""``compile="auto"`` compiles an RNN's step on JAX only for sequences of at most this many
-time steps: ``jax.jit`` unrolls the time loop, so its compile time grows with the length
-(about 3 s at 8 steps, 9 s for an LSTM at 20, over 300 s at 100 on the development
-machine), while an MLP's step (``time_steps=None``) always compiles."""
 
 
 def check_compile(mode: Any) -> str:
@@ -435,16 +430,14 @@ def check_compile(mode: Any) -> str:
     return mode
 
 
-def compiler_for(
-    backend: str, mode: str, *, steps: int | None = None, time_steps: int | None = None
-) -> str | None:
+def compiler_for(backend: str, mode: str, *, steps: int | None = None) -> str | None:
     """What compiles a step on ``backend`` under ``mode`` (``"jax.jit"``,
     ``"torch.compile"``), or None for an eager step.
 
     ``"off"``: None; ``"on"``: the backend's compiler, or an error; ``"auto"``: ``jax.jit``
-    on JAX unless ``time_steps`` (an RNN's sequence length) exceeds ``AUTO_JAX_TIME_STEPS``,
-    ``torch.compile`` on PyTorch when ``steps`` (the run's length, if known) is at least
-    ``AUTO_TORCH_STEPS``, None elsewhere.
+    on JAX (an RNN's time loop is one ``lax.scan``, see ``xpnn.backends.scan``, so the
+    compile time does not grow with the sequence length), ``torch.compile`` on PyTorch when
+    ``steps`` (the run's length, if known) is at least ``AUTO_TORCH_STEPS``, None elsewhere.
 
     Raises
     ------
@@ -462,11 +455,8 @@ def compiler_for(
             )
             raise XpnnValueError(msg)
         return None
-    if mode == "auto":
-        if backend == "torch" and (steps is None or steps < AUTO_TORCH_STEPS):
-            return None
-        if backend == "jax" and time_steps is not None and time_steps > AUTO_JAX_TIME_STEPS:
-            return None
+    if mode == "auto" and backend == "torch" and (steps is None or steps < AUTO_TORCH_STEPS):
+        return None
     return COMPILERS[backend]
 
 
@@ -477,12 +467,11 @@ def compile_step(
     *,
     device: Any = None,
     steps: int | None = None,
-    time_steps: int | None = None,
 ) -> tuple[Callable, bool]:
     """``fn`` compiled for ``backend`` where ``compiler_for`` says so, and whether it was.
     A compiled step is traced once per input shape; a new shape traces it again. On dask
     every mode returns ``fn`` followed by ``persist`` of its outputs: the step boundary."""
-    compiler = compiler_for(backend, mode, steps=steps, time_steps=time_steps)
+    compiler = compiler_for(backend, mode, steps=steps)
     if backend == "dask":  # not compiled, but its step boundary persists (see persist)
         return _persisting(fn), False
     if compiler is None:

@@ -138,11 +138,11 @@ def train(
         if callback is not None and not callable(callback):
             msg = f"{name} must be a function or None, got {type(callback).__name__}"
             raise XpnnTypeError(msg)
-    time_steps = _check_stream(model, stream, iters, start)
+    _check_stream(model, stream, iters, start)
     if state is None:
         state = optimizer.init(model.params)
     optimizer.check_state(model.params, state, finite=True)
-    compiler = compiler_for(model.backend, compile, steps=iters, time_steps=time_steps)
+    compiler = compiler_for(model.backend, compile, steps=iters)
     compiled = compiler is not None
     step = _step_for(model, optimizer, truncate, clip, "on" if compiled else "off")
     xp, axis, batch = model.xp, model.batch_axis, stream.batch_size
@@ -239,11 +239,10 @@ def _step_for(model: Any, optimizer: Any, truncate: Any, clip: Any, compile: str
     return steps[key]
 
 
-def _check_stream(model: Any, stream: Any, iters: int, start: Any) -> int | None:
+def _check_stream(model: Any, stream: Any, iters: int, start: Any) -> None:
     """Refuse a stream that is not an xpnn stream or does not fit the model, and a bad
     ``start``; check the first batch through the model's public ``loss`` (shapes, dtype,
-    finiteness: one sync, outside the loop). Returns the sequence length ``T`` of an RNN's
-    batches (None for an MLP, or when no batch is left to draw)."""
+    finiteness: one sync, outside the loop)."""
     if not callable(getattr(stream, "batches", None)) or not hasattr(stream, "batch_size"):
         msg = f"stream must be an xpnn.datasets stream, got {type(stream).__name__}"
         raise XpnnTypeError(msg)
@@ -270,9 +269,6 @@ def _check_stream(model: Any, stream: Any, iters: int, start: Any) -> int | None
             )
             raise XpnnValueError(msg) from None
         model.loss(model.asarray(x, name="x"), model.asarray(d, name="d"))
-        if model.batch_axis == 1:  # time-major sequences (T, B, I)
-            return x.shape[0]
-    return None
 
 
 def _diverged(
