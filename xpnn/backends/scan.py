@@ -81,9 +81,14 @@ def _describe(tree: Tree) -> str:
     """The shapes and dtypes of ``tree``'s leaves, for an error message."""
     leaves, structure = _flatten(tree)
     if structure is _LEAF:
-        return f"{tuple(tree.shape)} {tree.dtype}"
-    parts = ", ".join(f"{tuple(a.shape)} {a.dtype}" for a in leaves)
+        return _shown(tree)
+    parts = ", ".join(_shown(a) for a in leaves)
     return f"{type(tree).__name__} of [{parts}]" if leaves else repr(tree)
+
+
+def _shown(a: Any) -> str:
+    """``(3, 4) float64``: shape and dtype, the dtype without its library's prefix."""
+    return f"{tuple(a.shape)} {str(a.dtype).rsplit('.', 1)[-1]}"
 
 
 def check_carry(before: Tree, after: Tree) -> None:
