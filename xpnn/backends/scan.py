@@ -6,9 +6,11 @@ applied along axis 0 of ``xs``, and the ``y`` of every step come back stacked on
 step traces ``fn`` once whatever the sequence length; everywhere else (NumPy,
 array-api-strict, CuPy, dask, PyTorch, eager JAX) it is a Python loop that runs exactly the
 operations a hand-written loop would, so eager numbers are those of such a loop to the bit.
-On PyTorch the Python loop is also what ``torch.compile`` unrolls: at the sizes of this
-project it compiles faster, and runs no slower, than ``torch._higher_order_ops.scan``
-(see the README's issue 17 figures).
+On PyTorch the Python loop is also what ``torch.compile`` unrolls. Torch 2.13's scan
+operator (``torch._higher_order_ops.scan``) compiled a tanh RNN's forward at T 8, batch 1,
+hidden 16 in less time (19 s against 34 s) but ran it half as fast (1.30 ms against
+0.62 ms a call), under a load average of 15 on 2 cores, so indicative only: a step is
+compiled once and run many times, so the loop stays.
 
 A pytree here is an array, None, or a tuple, list or dict of pytrees.
 """
