@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from xpnn.backends import Array, ArrayNamespace, backend_name
+from xpnn.backends import Array, ArrayNamespace
 from xpnn.backends.scan import scan, tree_map
 from xpnn.nn.cells import Cell, State
 from xpnn.nn.losses import OutputLayer
@@ -77,8 +77,11 @@ def forward(
     *,
     many_to_one: bool,
     xp: ArrayNamespace,
+    backend: str,
 ) -> tuple[Array, RNNCache]:
-    """``(y, cache)`` for ``xs`` ``(T, B, I)`` from the initial state ``h0`` (None: zeros)."""
+    """``(y, cache)`` for ``xs`` ``(T, B, I)`` from the initial state ``h0`` (None: zeros).
+    ``backend`` is the backend's name, for ``scan`` (a string, never worked out from
+    ``xp`` inside a step that ``torch.compile`` traces)."""
     # Operators (``@``, ``.T``) rather than ``xp.matmul``: the same standard operation,
     # without a wrapper's Python call, which at batch 1 costs more than the arithmetic.
     steps, batch, _ = xs.shape
@@ -92,7 +95,7 @@ def forward(
         state, _h, step_cache = cell.step_forward(ux_t, state, params, xp)
         return state, (state, step_cache)
 
-    _, (states, caches) = scan(step, h0, ux, backend=backend_name(xp))
+    _, (states, caches) = scan(step, h0, ux, backend=backend)
     hs = states[0] if cell.paired_state else states
     w_out = params["W_out"]
     if many_to_one:
@@ -115,6 +118,7 @@ def backward(
     *,
     many_to_one: bool,
     xp: ArrayNamespace,
+    backend: str,
 ) -> dict[str, Array]:
     """The gradient of every parameter in ``cache.params`` for targets ``ds`` (floating,
     shaped like ``cache.y``), by full BPTT or truncated over blocks of ``truncate``."""
@@ -153,7 +157,7 @@ def backward(
         xs = (dh_out, step_caches)
         if (start, stop) != (0, steps):
             xs = tree_map(lambda a: a[start:stop, ...], xs)
-        return scan(step, None, xs, reverse=True, backend=backend_name(xp))[1]
+        return scan(step, None, xs, reverse=True, backend=backend)[1]
 
     size = truncate or steps
     last = (steps - 1) // size * size  # where the last block starts

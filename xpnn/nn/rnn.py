@@ -269,7 +269,14 @@ class RNN(Model):
         self, xs: Array, params: Mapping[str, Array], h0: State = None
     ) -> tuple[Array, RNNCache]:
         return recurrent.forward(
-            self.cell, self._out, xs, params, h0, many_to_one=self.many_to_one, xp=self.xp
+            self.cell,
+            self._out,
+            xs,
+            params,
+            h0,
+            many_to_one=self.many_to_one,
+            xp=self.xp,
+            backend=self.backend,
         )
 
     def _loss_value(self, cache: RNNCache, ds: Array) -> Array:
@@ -282,7 +289,14 @@ class RNN(Model):
         self, cache: RNNCache, ds: Array, truncate: int | None = None
     ) -> dict[str, Array]:
         grads = recurrent.backward(
-            self.cell, self._out, cache, ds, truncate, many_to_one=self.many_to_one, xp=self.xp
+            self.cell,
+            self._out,
+            cache,
+            ds,
+            truncate,
+            many_to_one=self.many_to_one,
+            xp=self.xp,
+            backend=self.backend,
         )
         return {key: grads[key] for key in self.param_shapes}
 
