@@ -137,7 +137,8 @@ def distributed(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def gpu(session: nox.Session) -> None:
-    """On an NVIDIA GPU: the suite on CuPy and on CUDA PyTorch, then ``xpnn agree``.
+    """On an NVIDIA GPU: the suite on CuPy and on CUDA PyTorch, ``xpnn agree``, then
+    ``benchmarks/gpu.py`` (issue 17's table, written to ``gpu-table.md`` and ``.json``).
     Run it in an environment that already holds CuPy and CUDA PyTorch with
     ``nox -s gpu --no-venv`` (or let it install the cuda12 extra)."""
     reason = _no_cuda_device()
@@ -148,6 +149,8 @@ def gpu(session: nox.Session) -> None:
     session.run("pytest", *session.posargs, env={"XPNN_BACKENDS": "cupy"})
     session.run("pytest", *session.posargs, env={"XPNN_BACKENDS": "torch", "XPNN_DEVICE": "cuda"})
     session.run("xpnn", "agree", "--gpu")
+    # the GPU table (about 5 min): gpu-table.md and gpu-table.json, for the README
+    session.run("python", "benchmarks/gpu.py", "--out", "gpu-table")
 
 
 @nox.session

@@ -113,7 +113,7 @@ def _rnn_loss(
         total = 0.0
         for start in starts:
             stop = min(start + truncate, steps)
-            h0 = cache.states[start - 1] if start > 0 else None
+            h0 = cache.state_at(start - 1) if start > 0 else None
             target = ds if model.many_to_one else ds[start:stop, ...]
             total = total + _loss(model, xs[start:stop, ...], target, params, h0)
         return total

@@ -112,7 +112,6 @@ def make_step(
     clip: float | None = None,
     compile: str = "auto",
     steps: int | None = None,
-    time_steps: int | None = None,
 ) -> Step:
     """The training step of ``model`` with ``optimizer``.
 
@@ -128,14 +127,11 @@ def make_step(
     clip : float, optional
         Clip the gradients to this global norm before the update.
     compile : {"auto", "on", "off"}
-        ``"on"`` compiles (JAX, PyTorch) or raises; ``"auto"`` compiles on JAX unless
-        ``time_steps`` exceeds ``backend.AUTO_JAX_TIME_STEPS``, and on PyTorch for runs of
-        at least ``backend.AUTO_TORCH_STEPS`` steps.
+        ``"on"`` compiles (JAX, PyTorch) or raises; ``"auto"`` compiles on JAX (an RNN's
+        time loop is one ``lax.scan``: the compile time does not grow with ``T``), and on
+        PyTorch for runs of at least ``backend.AUTO_TORCH_STEPS`` steps.
     steps : int, optional
         How many steps the caller means to run (``"auto"`` uses it on PyTorch).
-    time_steps : int, optional
-        An RNN's sequence length ``T`` (``"auto"`` uses it on JAX, whose compile time
-        grows with ``T``).
 
     Returns
     -------
@@ -151,14 +147,12 @@ def make_step(
     Raises
     ------
     XpnnTypeError, XpnnValueError
-        A bad model, optimiser, ``truncate``, ``clip``, ``compile``, ``steps`` or
-        ``time_steps``.
+        A bad model, optimiser, ``truncate``, ``clip``, ``compile`` or ``steps``.
     """
     check_step_args(model, optimizer, truncate, clip)
     check_compile(compile)
     truncate = check_truncate(truncate)
     steps = None if steps is None else check_size(steps, "steps")
-    time_steps = None if time_steps is None else check_size(time_steps, "time_steps")
     xp, core = model.xp, model.core
 
     def step(params, state, x, d):
@@ -176,9 +170,7 @@ def make_step(
         optimizer.check_state(params, state)
         core.check_batch(x, d)
 
-    run, compiled = compile_step(
-        step, model.backend, compile, device=model.device, steps=steps, time_steps=time_steps
-    )
+    run, compiled = compile_step(step, model.backend, compile, device=model.device, steps=steps)
     return Step(step, run, compiled, model.backend, check=check)
 
 

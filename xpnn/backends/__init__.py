@@ -39,7 +39,6 @@ from xpnn.backends.devices import (
     to_numpy,
 )
 from xpnn.backends.info import BackendInfo, available_backends, backend_info
-from xpnn.backends.jax_backend import AUTO_JAX_TIME_STEPS
 from xpnn.backends.registry import (
     BACKENDS,
     COMPILERS,
@@ -53,10 +52,10 @@ from xpnn.backends.registry import (
     set_cpu_threads,
     unregister,
 )
+from xpnn.backends.scan import scan
 from xpnn.backends.torch_backend import AUTO_TORCH_STEPS
 
 __all__ = [
-    "AUTO_JAX_TIME_STEPS",
     "AUTO_TORCH_STEPS",
     "BACKENDS",
     "COMPILERS",
@@ -91,6 +90,7 @@ __all__ = [
     "register",
     "resolve_device",
     "resolve_dtype",
+    "scan",
     "set_cpu_threads",
     "split_iterations",
     "to_numpy",

@@ -124,9 +124,9 @@ class Backend:
 
     # -- the training step -----------------------------------------------------------------
 
-    def auto_compiles(self, *, steps: int | None, time_steps: int | None) -> bool:
+    def auto_compiles(self, *, steps: int | None) -> bool:
         """Whether ``compile="auto"`` compiles a step here, for a run of ``steps`` steps
-        (None: unknown) of sequences of ``time_steps`` (None: an MLP)."""
+        (None: unknown)."""
         return True
 
     def compile_step(self, fn: Callable, *, device: Any) -> Callable:

@@ -27,14 +27,12 @@ def check_compile(mode: Any) -> str:
     return mode
 
 
-def compiler_for(
-    backend: str, mode: str, *, steps: int | None = None, time_steps: int | None = None
-) -> str | None:
+def compiler_for(backend: str, mode: str, *, steps: int | None = None) -> str | None:
     """What compiles a step on ``backend`` under ``mode`` (``"jax.jit"``,
     ``"torch.compile"``), or None for an eager step.
 
     ``"off"``: None; ``"on"``: the backend's compiler, or an error; ``"auto"``: ``jax.jit``
-    on JAX unless ``time_steps`` (an RNN's sequence length) exceeds ``AUTO_JAX_TIME_STEPS``,
+    on JAX (an RNN's time loop is one ``lax.scan``: the compile does not grow with ``T``),
     ``torch.compile`` on PyTorch when ``steps`` (the run's length, if known) is at least
     ``AUTO_TORCH_STEPS``, None elsewhere.
 
@@ -55,9 +53,7 @@ def compiler_for(
             )
             raise XpnnValueError(msg)
         return None
-    if mode == "auto" and not backend_or_plain(backend).auto_compiles(
-        steps=steps, time_steps=time_steps
-    ):
+    if mode == "auto" and not backend_or_plain(backend).auto_compiles(steps=steps):
         return None
     return compiler
 
@@ -69,12 +65,11 @@ def compile_step(
     *,
     device: Any = None,
     steps: int | None = None,
-    time_steps: int | None = None,
 ) -> tuple[Callable, bool]:
     """``fn`` compiled for ``backend`` where ``compiler_for`` says so, and whether it was.
     A compiled step is traced once per input shape; a new shape traces it again. On dask
     every mode returns ``fn`` followed by ``persist`` of its outputs: the step boundary."""
-    compiler = compiler_for(backend, mode, steps=steps, time_steps=time_steps)
+    compiler = compiler_for(backend, mode, steps=steps)
     if compiler is None:
         return backend_or_plain(backend).step_boundary(fn), False
     return backend_or_plain(backend).compile_step(fn, device=device), True

@@ -13,12 +13,6 @@ import array_api_compat
 
 from xpnn.backends.base import ArrayNamespace, Backend
 
-AUTO_JAX_TIME_STEPS = 32
-"""``compile="auto"`` compiles an RNN's step on JAX only for sequences of at most this many
-time steps: ``jax.jit`` unrolls the time loop, so its compile time grows with the length
-(about 3 s at 8 steps, 9 s for an LSTM at 20, over 300 s at 100 on the development
-machine), while an MLP's step (``time_steps=None``) always compiles."""
-
 
 class JaxBackend(Backend):
     name = "jax"
@@ -62,9 +56,6 @@ class JaxBackend(Backend):
             "matmuls in TF32 (10-bit mantissa) on Ampere and later GPUs; "
             "JAX_DEFAULT_MATMUL_PRECISION=highest computes them in full float32"
         )
-
-    def auto_compiles(self, *, steps: int | None, time_steps: int | None) -> bool:
-        return time_steps is None or time_steps <= AUTO_JAX_TIME_STEPS
 
     def compile_step(self, fn: Callable, *, device: Any) -> Callable:
         import jax

@@ -88,7 +88,7 @@ class TorchBackend(Backend):
         torch.set_num_threads(n)
         return old
 
-    def auto_compiles(self, *, steps: int | None, time_steps: int | None) -> bool:
+    def auto_compiles(self, *, steps: int | None) -> bool:
         return steps is not None and steps >= AUTO_TORCH_STEPS
 
     def compile_step(self, fn: Callable, *, device: Any) -> Callable:

@@ -140,12 +140,6 @@ def _saying_compile(
     """``on_log``, after saying on stderr that the step compiles (now, before the first
     call) and, at the first reading, how long the compile took."""
     compiler = compiler_for(s.backend, s.compile, steps=s.iters)
-    if compiler is not None and stream.batch_axis == 1:  # an RNN: auto looks at its length
-        try:
-            time_steps = stream.batches(0, 1)[0].shape[0]
-        except (ValueError, MemoryError):  # train() refuses such a stream, saying why
-            time_steps = None
-        compiler = compiler_for(s.backend, s.compile, steps=s.iters, time_steps=time_steps)
     if compiler is not None:
         print(
             f"compiling the step for {s.backend} ({compiler}); this takes a while the first time",

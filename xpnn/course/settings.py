@@ -17,7 +17,6 @@ from typing import Any, ClassVar
 
 from xpnn import datasets
 from xpnn.backends import (
-    AUTO_JAX_TIME_STEPS,
     AUTO_TORCH_STEPS,
     BACKENDS,
     COMPILE_MODES,
@@ -157,8 +156,8 @@ class Training:
     decay: float | None = option(None, "rmsprop's decay", kind=RATE, unset=f"{_RMSPROP.decay}")
     compile: str = option(
         "auto",
-        "compile the training step: auto compiles on jax (RNNs of at most "
-        f"{AUTO_JAX_TIME_STEPS} time steps) and on torch for runs of {AUTO_TORCH_STEPS}+ "
+        "compile the training step: auto compiles on jax (any sequence length: the time "
+        f"loop is one lax.scan) and on torch for runs of {AUTO_TORCH_STEPS}+ "
         "iterations; on needs jax or torch",
         choices=COMPILE_MODES,
     )

@@ -13,18 +13,21 @@ is stored on the cell). ``state`` is ``h`` ``(B, H)``, or the pair ``(h, c)`` fo
 LSTM; None stands for zeros at the first step.
 
 Before the backward loop, ``prepare_backward(caches, xp)`` turns the caches of all steps
-into what ``step_backward`` takes, computing over all ``T * B`` rows at once whatever does
-not depend on the incoming gradient (gate derivatives and the like): at small sizes the
-cost is the number of array calls, so the per-step work shrinks to a few of them.
+(each field stacked on a leading time axis, ``(T, B, ...)``) into what ``step_backward``
+takes, computing over all ``T * B`` rows at once whatever does not depend on the incoming
+gradient (gate derivatives and the like): at small sizes the cost is the number of array
+calls, so the per-step work shrinks to a few of them.
 
-``step_backward(dh, dstate, cache, w_t, xp, to_prev)`` takes ``dh``, the gradient reaching
-``h`` from the output layer, and ``dstate``, the gradient reaching the state from the next
-step (either may be None for zero, never both), and returns ``(d_in, d_rec, dstate_prev)``:
-the gradient with respect to the input projection ``ux`` (which gives ``dW_in`` and
-``db``), with respect to the recurrent projection ``h_prev @ W (+ b_h)`` (``dW`` and
-``db_h``; the same array as ``d_in`` except for the GRU), both ``(B, G*H)``, and the
-gradient reaching the previous state (None unless ``to_prev``; truncated BPTT stops there).
-``w_t`` is ``W.T``.
+``step_backward(dh, pending, cache, w_t, xp)`` takes ``dh``, the gradient reaching ``h``
+from the output layer (None for zero), and ``pending``, what the next step left for this
+one (None at the last step of a truncation block: no gradient enters from later), and
+returns ``(d_in, d_rec, pending)``: the gradient with respect to the input projection
+``ux`` (which gives ``dW_in`` and ``db``), with respect to the recurrent projection
+``h_prev @ W (+ b_h)`` (``dW`` and ``db_h``; the same array as ``d_in`` except for the
+GRU), both ``(B, G*H)``, and what the previous step needs to form the gradient reaching
+its state. That last product (``d_rec @ W.T`` and the like) is left to the step that uses
+it, so the first step of a truncation block computes nothing it throws away, and the
+driver's reverse ``scan`` has one carry of fixed shape. ``w_t`` is ``W.T``.
 
 The equations, with ``s`` the sigmoid and ``*`` element-wise:
 
@@ -74,22 +77,16 @@ class Cell:
         """One step: ``(state, h, cache)`` from ``ux`` ``(B, G*H)`` and the previous state."""
         raise NotImplementedError
 
-    def prepare_backward(self, caches: list[tuple], xp: ArrayNamespace) -> list[Any]:
-        """The per-step caches as ``step_backward`` takes them. A cell may compute here,
-        over all steps at once, what does not depend on the incoming gradient: at small
-        sizes the cost is the number of array calls. The default passes them through."""
+    def prepare_backward(self, caches: tuple, xp: ArrayNamespace) -> Any:
+        """The stacked per-step caches (fields ``(T, B, ...)``) as ``step_backward`` takes
+        them, still stacked: what does not depend on the incoming gradient, computed over
+        all steps at once. The default passes them through."""
         return caches
 
     def step_backward(
-        self,
-        dh: Array | None,
-        dstate: State,
-        cache: Any,
-        w_t: Array,
-        xp: ArrayNamespace,
-        to_prev: bool,
-    ) -> tuple[Array, Array, State]:
-        """One step back: ``(d_in, d_rec, dstate_prev)``, see the module docstring."""
+        self, dh: Array | None, pending: Any, cache: Any, w_t: Array, xp: ArrayNamespace
+    ) -> tuple[Array, Array, Any]:
+        """One step back: ``(d_in, d_rec, pending)``, see the module docstring."""
         raise NotImplementedError
 
 
@@ -116,12 +113,6 @@ def _gate(a: Array, xp: ArrayNamespace) -> Array:
     return 0.5 * xp.tanh(0.5 * a) + 0.5
 
 
-def _per_step(rows: list[Array], steps: int) -> list[tuple]:
-    """Arrays of ``T * B`` rows cut into ``T`` tuples of ``B`` rows, one per step."""
-    batch = rows[0].shape[0] // steps
-    return [tuple(a[t * batch : (t + 1) * batch, ...] for a in rows) for t in range(steps)]
-
-
 class RNNCell(Cell):
     """The simple RNN: ``h = f(ux + h_prev @ W)``; cache ``(u, h)``."""
 
@@ -138,23 +129,18 @@ class RNNCell(Cell):
         h = self._activation.forward(u, xp=xp)
         return h, h, (u, h)
 
-    def prepare_backward(self, caches: list[tuple], xp: ArrayNamespace) -> list[Any]:
-        """``f'(u_t)`` of every step, computed over all ``T * B`` rows at once."""
-        us, hs = zip(*caches, strict=True)
-        d_act = self._activation.derivative(xp.concat(us, axis=0), xp.concat(hs, axis=0), xp)
-        return [d_act for (d_act,) in _per_step([d_act], len(caches))]
+    def prepare_backward(self, caches: tuple, xp: ArrayNamespace) -> Any:
+        """``f'(u)`` ``(T, B, H)`` of every step, computed over all rows at once."""
+        us, hs = caches
+        return self._activation.derivative(us, hs, xp)
 
     def step_backward(
-        self,
-        dh: Array | None,
-        dstate: State,
-        cache: Any,
-        w_t: Array,
-        xp: ArrayNamespace,
-        to_prev: bool,
-    ) -> tuple[Array, Array, State]:
-        delta = _add(dh, dstate) * cache  # dE/du = dE/dh * f'(u), the cache being f'(u)
-        return delta, delta, delta @ w_t if to_prev else None
+        self, dh: Array | None, pending: Any, cache: Any, w_t: Array, xp: ArrayNamespace
+    ) -> tuple[Array, Array, Any]:
+        """``pending`` is the next step's ``delta``; the cache is ``f'(u)``."""
+        dstate = None if pending is None else pending @ w_t
+        delta = _add(dh, dstate) * cache  # dE/du = dE/dh * f'(u)
+        return delta, delta, delta
 
 
 class LSTMCell(Cell):
@@ -180,34 +166,32 @@ class LSTMCell(Cell):
         h = o * tc
         return (h, c), h, (c_prev, i, f, g, o, tc)
 
-    def prepare_backward(self, caches: list[tuple], xp: ArrayNamespace) -> list[Any]:
-        """Per step ``(dc_dh, factors, f)``, computed over all ``T * B`` rows at once:
-        ``dc_dh = o * (1 - tanh(c)**2)`` ``(B, H)`` and the factors ``(B, 4H)`` that turn
-        ``[dc, dc, dc, dh]`` into ``dE/da`` (the gates' derivatives at their
+    def prepare_backward(self, caches: tuple, xp: ArrayNamespace) -> Any:
+        """``(dc_dh, factors, f)``, computed over all ``T * B`` rows at once:
+        ``dc_dh = o * (1 - tanh(c)**2)`` ``(T, B, H)`` and the factors ``(T, B, 4H)`` that
+        turn ``[dc, dc, dc, dh]`` into ``dE/da`` (the gates' derivatives at their
         pre-activations, times what each gate multiplies)."""
-        c_prev, i, f, g, o, tc = (xp.concat(rows, axis=0) for rows in zip(*caches, strict=True))
+        c_prev, i, f, g, o, tc = caches
         dc_dh = o * (1.0 - tc * tc)
         factors = xp.concat(
             [g * i * (1.0 - i), c_prev * f * (1.0 - f), i * (1.0 - g * g), tc * o * (1.0 - o)],
-            axis=1,
+            axis=-1,
         )
-        return _per_step([dc_dh, factors, f], len(caches))
+        return dc_dh, factors, f
 
     def step_backward(
-        self,
-        dh: Array | None,
-        dstate: State,
-        cache: Any,
-        w_t: Array,
-        xp: ArrayNamespace,
-        to_prev: bool,
-    ) -> tuple[Array, Array, State]:
+        self, dh: Array | None, pending: Any, cache: Any, w_t: Array, xp: ArrayNamespace
+    ) -> tuple[Array, Array, Any]:
+        """``pending`` is the next step's ``(delta, dc, f)``."""
         dc_dh, factors, f = cache
-        dh_next, dc_next = (None, None) if dstate is None else dstate
+        dh_next = dc_next = None
+        if pending is not None:
+            delta_next, dc_later, f_next = pending
+            dh_next, dc_next = delta_next @ w_t, dc_later * f_next
         dh = _add(dh, dh_next)
         dc = _add(dh * dc_dh, dc_next)
         delta = xp.concat([dc, dc, dc, dh], axis=1) * factors  # dE/da, at the pre-activations
-        return delta, delta, (delta @ w_t, dc * f) if to_prev else None
+        return delta, delta, (delta, dc, f)
 
 
 class GRUCell(Cell):
@@ -238,32 +222,29 @@ class GRUCell(Cell):
         h = n + z * (h_prev - n)  # (1 - z) * n + z * h_prev
         return h, h, (h_prev, r, z, n, hw_n)
 
-    def prepare_backward(self, caches: list[tuple], xp: ArrayNamespace) -> list[Any]:
-        """Per step ``(in_factors, rec_factors, z)``, computed over all ``T * B`` rows at
-        once: the factors ``(B, 3H)`` that turn ``[dh, dh, dh]`` into the gradients at the
-        input and the recurrent projections."""
-        h_prev, r, z, n, hw_n = (xp.concat(rows, axis=0) for rows in zip(*caches, strict=True))
+    def prepare_backward(self, caches: tuple, xp: ArrayNamespace) -> Any:
+        """``(in_factors, rec_factors, z)``, computed over all ``T * B`` rows at once: the
+        factors ``(T, B, 3H)`` that turn ``[dh, dh, dh]`` into the gradients at the input
+        and the recurrent projections."""
+        h_prev, r, z, n, hw_n = caches
         dn = (1.0 - z) * (1.0 - n * n)  # dh -> n's pre-activation
         dr = dn * hw_n * r * (1.0 - r)
         dz = (h_prev - n) * z * (1.0 - z)
-        in_factors = xp.concat([dr, dz, dn], axis=1)
-        rec_factors = xp.concat([dr, dz, dn * r], axis=1)  # r scales h @ W_n inside n
-        return _per_step([in_factors, rec_factors, z], len(caches))
+        in_factors = xp.concat([dr, dz, dn], axis=-1)
+        rec_factors = xp.concat([dr, dz, dn * r], axis=-1)  # r scales h @ W_n inside n
+        return in_factors, rec_factors, z
 
     def step_backward(
-        self,
-        dh: Array | None,
-        dstate: State,
-        cache: Any,
-        w_t: Array,
-        xp: ArrayNamespace,
-        to_prev: bool,
-    ) -> tuple[Array, Array, State]:
+        self, dh: Array | None, pending: Any, cache: Any, w_t: Array, xp: ArrayNamespace
+    ) -> tuple[Array, Array, Any]:
+        """``pending`` is the next step's ``(d_rec, dh, z)``."""
         in_factors, rec_factors, z = cache
-        dh = _add(dh, dstate)
+        if pending is not None:
+            d_rec_next, dh_later, z_next = pending
+            dh = _add(dh, d_rec_next @ w_t + dh_later * z_next)
         dh3 = xp.concat([dh, dh, dh], axis=1)
         d_in, d_rec = dh3 * in_factors, dh3 * rec_factors
-        return d_in, d_rec, d_rec @ w_t + dh * z if to_prev else None
+        return d_in, d_rec, (d_rec, dh, z)
 
 
 def make_cell(cell: Any, hidden: str | None) -> Cell:

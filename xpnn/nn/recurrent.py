@@ -8,10 +8,12 @@ and ``h_{-1} = h0`` (zeros unless given)::
     state_t, h_t = cell(ux_t, state_{t-1})         the only per-step work
     y = g(h @ W_out (+ b_out))                     all rows at once (only h_{T-1} if many-to-one)
 
-Backward runs ``for t in reversed(range(T))``: the gradient reaching ``h_t`` from the output
-layer plus the one carried back from step ``t + 1`` goes through the cell's
-``step_backward``, which returns the gradients at the step's input and recurrent
-projections. The weight gradients are then one matmul each over all rows::
+Both time loops run through ``xpnn.backends.scan``: a Python loop on every backend but a
+traced JAX step, where it is ``jax.lax.scan`` (compiled once whatever ``T``). Backward runs
+the steps in reverse: the gradient reaching ``h_t`` from the output layer plus the one
+carried back from step ``t + 1`` goes through the cell's ``step_backward``, which returns
+the gradients at the step's input and recurrent projections. The weight gradients are
+then one matmul each over all rows::
 
     dW_in = X.T @ D_in        dW = H_prev.T @ D_rec        dW_out = H.T @ Delta_out
     db = sum(D_in)            db_h = sum(D_rec)            db_out = sum(Delta_out)
@@ -26,8 +28,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from xpnn.backends import Array, ArrayNamespace
+from xpnn.backends.scan import scan, tree_map
 from xpnn.nn.cells import Cell, State
 from xpnn.nn.losses import OutputLayer
 
@@ -37,20 +41,31 @@ class RNNCache:
     """What ``backward`` needs from ``forward``.
 
     ``xs`` ``(T, B, I)``; ``h0`` the initial state or None for zeros; ``hs`` the outputs
-    ``h_t`` of the ``T`` steps, each ``(B, H)``; ``states`` the state after each step
-    (``hs`` itself, or the pairs ``(h_t, c_t)`` of the LSTM); ``steps`` the cell's
-    per-step caches; ``v`` and ``y`` the output pre-activation and output, ``(T, B, O)``
-    or ``(B, O)`` if many-to-one.
+    ``h_t`` of the ``T`` steps stacked, ``(T, B, H)``; ``state_stack`` the state after each
+    step stacked the same way (``hs`` itself, or the pair ``(hs, cs)`` of the LSTM);
+    ``steps`` the cell's per-step caches, each field stacked ``(T, B, ...)``; ``v`` and
+    ``y`` the output pre-activation and output, ``(T, B, O)`` or ``(B, O)`` if many-to-one.
     """
 
     params: dict[str, Array]
     xs: Array
     h0: State
-    hs: list[Array]
-    states: list[State]
-    steps: list[tuple]
+    hs: Array
+    state_stack: State
+    steps: tuple
     v: Array
     y: Array
+
+    def state_at(self, t: int) -> State:
+        """The state after step ``t`` (``-1``: the last), ``(B, H)`` or the LSTM's pair."""
+        if isinstance(self.state_stack, tuple):
+            return tuple(a[t, ...] for a in self.state_stack)
+        return self.state_stack[t, ...]
+
+    @property
+    def states(self) -> list[State]:
+        """The state after each step, ``states[t]`` as ``state_at(t)``."""
+        return [self.state_at(t) for t in range(self.hs.shape[0])]
 
 
 def forward(
@@ -62,26 +77,32 @@ def forward(
     *,
     many_to_one: bool,
     xp: ArrayNamespace,
+    backend: str,
 ) -> tuple[Array, RNNCache]:
-    """``(y, cache)`` for ``xs`` ``(T, B, I)`` from the initial state ``h0`` (None: zeros)."""
+    """``(y, cache)`` for ``xs`` ``(T, B, I)`` from the initial state ``h0`` (None: zeros).
+    ``backend`` is the backend's name, for ``scan`` (a string, never worked out from
+    ``xp`` inside a step that ``torch.compile`` traces)."""
     # Operators (``@``, ``.T``) rather than ``xp.matmul``: the same standard operation,
     # without a wrapper's Python call, which at batch 1 costs more than the arithmetic.
     steps, batch, _ = xs.shape
     ux = xs @ params["W_in"]  # every step's input projection: (T, B, I) @ (I, G*H)
     if "b" in params:
         ux = ux + params["b"]
-    hs, states, caches = [], [], []
-    state = h0
-    for t in range(steps):
-        state, h, step_cache = cell.step_forward(ux[t, ...], state, params, xp)
-        hs.append(h)
-        states.append(state)
-        caches.append(step_cache)
+    if isinstance(h0, list):  # the LSTM's pair, as the tuple the cell returns
+        h0 = tuple(h0)
+
+    def step(state: State, ux_t: Array) -> tuple[State, tuple]:
+        state, _h, step_cache = cell.step_forward(ux_t, state, params, xp)
+        return state, (state, step_cache)
+
+    _, (states, caches) = scan(step, h0, ux, backend=backend)
+    hs = states[0] if cell.paired_state else states
     w_out = params["W_out"]
     if many_to_one:
-        v = hs[-1] @ w_out
+        v = hs[-1, ...] @ w_out
     else:  # the output layer over all T * B rows at once
-        v = xp.reshape(xp.concat(hs, axis=0) @ w_out, (steps, batch, w_out.shape[1]))
+        rows = xp.reshape(hs, (steps * batch, hs.shape[2]))
+        v = xp.reshape(rows @ w_out, (steps, batch, w_out.shape[1]))
     if "b_out" in params:
         v = v + params["b_out"]
     y = out.forward(v, xp)
@@ -97,6 +118,7 @@ def backward(
     *,
     many_to_one: bool,
     xp: ArrayNamespace,
+    backend: str,
 ) -> dict[str, Array]:
     """The gradient of every parameter in ``cache.params`` for targets ``ds`` (floating,
     shaped like ``cache.y``), by full BPTT or truncated over blocks of ``truncate``."""
@@ -104,49 +126,61 @@ def backward(
     steps, batch, inputs = cache.xs.shape
     rows = steps * batch
     w_out = params["W_out"]
-    # Per-step arrays are joined into (T * B, .) rows, step t in rows t*B .. (t+1)*B - 1.
-    h_rows = xp.concat(cache.hs, axis=0)
+    # Stacked per-step arrays read as (T * B, .) rows, step t in rows t*B .. (t+1)*B - 1.
+    h_rows = xp.reshape(cache.hs, (rows, cache.hs.shape[2]))
     delta_out = out.delta(cache.v, cache.y, ds, xp)  # dE/dv
     grads: dict[str, Array] = {}
+    dh_out = None
     if many_to_one:  # the output, and its delta, exist at the last step only
-        grads["W_out"] = cache.hs[-1].T @ delta_out
+        grads["W_out"] = cache.hs[-1, ...].T @ delta_out
         dh_last = delta_out @ w_out.T
     else:
         delta_out = xp.reshape(delta_out, (rows, w_out.shape[1]))
         grads["W_out"] = h_rows.T @ delta_out
-        dh_out = delta_out @ w_out.T  # dE/dh_t from the output, (T * B, H)
+        dh_out = xp.reshape(delta_out @ w_out.T, cache.hs.shape)  # dE/dh_t from the output
     if "b_out" in params:
         grads["b_out"] = xp.sum(delta_out, axis=0)
 
     w_t = params["W"].T
-    block = truncate or steps
-    d_in: list[Array] = [None] * steps
-    d_rec: list[Array] = [None] * steps
     step_caches = cell.prepare_backward(cache.steps, xp)
-    carry = None  # the gradient reaching state_t from step t + 1
-    for t in range(steps - 1, -1, -1):
-        if many_to_one:
-            dh = dh_last if t == steps - 1 else None
-        else:
-            dh = dh_out[t * batch : (t + 1) * batch, ...]
-        if dh is None and carry is None:  # many-to-one, before the last block
-            # zeros of the last step's shape, dtype and device (the last step always has
-            # a gradient, and is done first)
-            d_in[t] = d_rec[t] = xp.zeros_like(d_in[steps - 1])
-            continue
-        d_in[t], d_rec[t], carry = cell.step_backward(
-            dh, carry, step_caches[t], w_t, xp, t % block != 0
-        )
+    separate = cell.separate_recurrent_delta
 
+    def step(pending: Any, x: tuple) -> tuple[Any, Any]:
+        dh, step_cache = x
+        if dh is None:  # many-to-one: the output's gradient enters at the last step
+            dh = dh_last if pending is None else None
+        d_in, d_rec, pending = cell.step_backward(dh, pending, step_cache, w_t, xp)
+        return pending, ((d_in, d_rec) if separate else d_in)
+
+    def block(start: int, stop: int) -> Any:
+        """The deltas of steps ``start .. stop - 1``, no gradient entering from later."""
+        xs = (dh_out, step_caches)
+        if (start, stop) != (0, steps):
+            xs = tree_map(lambda a: a[start:stop, ...], xs)
+        return scan(step, None, xs, reverse=True, backend=backend)[1]
+
+    size = truncate or steps
+    last = (steps - 1) // size * size  # where the last block starts
+    pieces = [block(last, steps)]
+    if many_to_one and last:  # no gradient reaches the blocks before the last
+        zeros = tree_map(lambda a: xp.zeros_like(a[:1, ...]), pieces[0])
+        pieces.append(tree_map(lambda a: xp.broadcast_to(a, (last, *a.shape[1:])), zeros))
+    elif not many_to_one:
+        pieces += [block(start, start + size) for start in range(last - size, -1, -size)]
+    pieces.reverse()
+    deltas = pieces[0] if len(pieces) == 1 else tree_map(lambda *a: xp.concat(a, axis=0), *pieces)
+    d_in, d_rec = deltas if separate else (deltas, deltas)
+
+    width = d_in.shape[2]
     x_rows = xp.reshape(cache.xs, (rows, inputs))
-    d_in_rows = xp.concat(d_in, axis=0)
-    d_rec_rows = xp.concat(d_rec, axis=0) if cell.separate_recurrent_delta else d_in_rows
+    d_in_rows = xp.reshape(d_in, (rows, width))
+    d_rec_rows = xp.reshape(d_rec, (rows, width)) if separate else d_in_rows
     grads["W_in"] = x_rows.T @ d_in_rows
     # sum over t >= 1 of h_{t-1}.T @ d_rec_t: rows of h_0 .. h_{T-2} against d_rec_1 ..
     grads["W"] = h_rows[: rows - batch, ...].T @ d_rec_rows[batch:, ...]
     if cache.h0 is not None:
         h0 = cache.h0[0] if cell.paired_state else cache.h0
-        grads["W"] = grads["W"] + h0.T @ d_rec[0]
+        grads["W"] = grads["W"] + h0.T @ d_rec[0, ...]
     if "b" in params:
         grads["b"] = xp.sum(d_in_rows, axis=0)
     if "b_h" in params:

@@ -205,7 +205,7 @@ class RNN(Model):
         """``ys, cache`` for ``xs`` ``(T, B, input_size)``; ``ys`` is ``(T, B, output_size)``,
         or ``(B, output_size)`` if many-to-one. ``h0`` is the initial state, ``(B,
         hidden_size)``, for the LSTM the pair ``(h0, c0)`` (zeros if None); the final
-        state is ``cache.states[-1]``."""
+        state is ``cache.state_at(-1)``."""
         self._check_xs(xs, h0)
         return self.forward_unchecked(xs, self.params, h0)
 
@@ -293,7 +293,14 @@ class RNN(Model):
         """``(ys, cache)`` for ``xs`` ``(T, B, I)`` from state ``h0`` (None: zeros) with
         ``params``; ``ys`` is ``(T, B, O)``, or ``(B, O)`` if many-to-one. Unchecked."""
         return recurrent.forward(
-            self.cell, self._out, xs, params, h0, many_to_one=self.many_to_one, xp=self.xp
+            self.cell,
+            self._out,
+            xs,
+            params,
+            h0,
+            many_to_one=self.many_to_one,
+            xp=self.xp,
+            backend=self.backend,
         )
 
     def loss_unchecked(self, cache: RNNCache, ds: Array) -> Array:
@@ -308,7 +315,14 @@ class RNN(Model):
         BPTT, or truncated to blocks of ``truncate`` steps (an int of at least 1, as
         ``check_truncate`` returns). Unchecked."""
         grads = recurrent.backward(
-            self.cell, self._out, cache, ds, truncate, many_to_one=self.many_to_one, xp=self.xp
+            self.cell,
+            self._out,
+            cache,
+            ds,
+            truncate,
+            many_to_one=self.many_to_one,
+            xp=self.xp,
+            backend=self.backend,
         )
         return {key: grads[key] for key in self.param_shapes}
 

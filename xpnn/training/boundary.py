@@ -19,11 +19,10 @@ def all_finite(xp: Any, *trees: Mapping[str, Array]) -> bool:
     return not flags or bool(xp.all(xp.stack(flags)))
 
 
-def check_stream(model: Any, stream: Any, iters: int, start: Any) -> int | None:
+def check_stream(model: Any, stream: Any, iters: int, start: Any) -> None:
     """Refuse a stream that is not an xpnn stream or does not fit the model, and a bad
     ``start``; check the first batch through the model's public ``loss`` (shapes, dtype,
-    finiteness: one sync, outside the loop). Returns the sequence length ``T`` of an RNN's
-    batches (None for an MLP, or when no batch is left to draw)."""
+    finiteness: one sync, outside the loop)."""
     if not callable(getattr(stream, "batches", None)) or not hasattr(stream, "batch_size"):
         msg = f"stream must be an xpnn.datasets stream, got {type(stream).__name__}"
         raise XpnnTypeError(msg)
@@ -50,9 +49,6 @@ def check_stream(model: Any, stream: Any, iters: int, start: Any) -> int | None:
             )
             raise XpnnValueError(msg) from None
         model.loss(model.asarray(x, name="x"), model.asarray(d, name="d"))
-        if model.batch_axis == 1:  # time-major sequences (T, B, I)
-            return x.shape[0]
-    return None
 
 
 def diverged(

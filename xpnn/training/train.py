@@ -147,12 +147,12 @@ def train(
         if callback is not None and not callable(callback):
             msg = f"{name} must be a function or None, got {type(callback).__name__}"
             raise XpnnTypeError(msg)
-    time_steps = check_stream(model, stream, iters, start)
+    check_stream(model, stream, iters, start)
     history = check_history(history, before=start)
     if state is None:
         state = optimizer.init(model.params)
     optimizer.check_state(model.params, state, values=True)  # one sync
-    compiler = compiler_for(model.backend, compile, steps=iters, time_steps=time_steps)
+    compiler = compiler_for(model.backend, compile, steps=iters)
     compiled = compiler is not None
     step = _step_for(model, optimizer, truncate, clip, "on" if compiled else "off")
     xp, axis, batch = model.xp, model.batch_axis, stream.batch_size
