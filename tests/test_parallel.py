@@ -6,6 +6,7 @@ a killed worker, a resume on another number of workers."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -354,3 +355,80 @@ def test_a_checkpoint_resumes_on_another_number_of_workers(tmp_path: Path) -> No
             **settings,
         )
     _assert_close(whole, saved.model)
+
+
+# -- the command line: xpnn train RUN --workers N | --scheduler ADDRESS ----------------------
+
+BAD_PARALLEL_OPTIONS = {
+    "no workers": (["--workers", "0"], "argument --workers: must be a whole number of at least 1"),
+    "negative": (["--workers", "-2"], "argument --workers: must be a whole number of at least 1"),
+    "both": (
+        ["--workers", "2", "--scheduler", "tcp://127.0.0.1:1"],
+        "argument --scheduler: not allowed with argument --workers",
+    ),
+    "dask backend": (
+        ["--workers", "2", "--backend", "dask"],
+        "--workers trains data-parallel on a dask cluster; --backend dask",
+    ),
+    "batch below workers": (
+        ["--workers", "3", "--batch-size", "2"],
+        "--batch-size 2 is smaller than --workers 3",
+    ),
+    "threads without workers": (
+        ["--threads-per-worker", "2"],
+        "--threads-per-worker sets up local workers: it needs --workers N",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"), BAD_PARALLEL_OPTIONS.values(), ids=list(BAD_PARALLEL_OPTIONS)
+)
+def test_the_cli_refuses_a_bad_cluster_in_one_line_exit_2(options, expected, capsys) -> None:
+    from xpnn import cli
+
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["train", "binary-addition", "--iters", "2", *options])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and expected in err[0]
+
+
+def test_the_cli_names_an_unreachable_scheduler_exit_2(monkeypatch, capsys, tmp_path) -> None:
+    from xpnn import cli
+
+    monkeypatch.setattr(cluster, "CONNECT_TIMEOUT", 2)
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        address = f"tcp://127.0.0.1:{s.getsockname()[1]}"
+    folder = tmp_path / "run"
+    folder.mkdir()
+    argv = ["train", "regression", "--iters", "2", "--scheduler", address]
+    assert cli.main([*argv, "--checkpoint", str(folder)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and address in err[0]
+    assert list(folder.iterdir()) == []  # nothing was written
+
+
+@DISTRIBUTED
+def test_the_cli_on_two_workers_prints_what_one_process_prints(capsys, tmp_path) -> None:
+    """``xpnn train binary-addition --workers 2`` equals the single-process run (its JSON
+    summary, losses to 1e-12), and a checkpoint made on 2 workers resumes on 3."""
+    from xpnn import cli
+
+    argv = ["train", "binary-addition", "--batch-size", "64", "--iters", "30"]
+    argv += ["--log-every", "10", "--json"]
+    assert cli.main(argv) == 0
+    one = json.loads(capsys.readouterr().out)
+    folder = tmp_path / "run"
+    folder.mkdir()
+    half = [*argv[:5], "15", *argv[6:], "--checkpoint", str(folder)]
+    assert cli.main([*half, "--workers", "2"]) == 0
+    capsys.readouterr()
+    assert cli.main([*argv, "--checkpoint", str(folder), "--resume", "--workers", "3"]) == 0
+    resumed = json.loads(capsys.readouterr().out)
+    got, want = dict(resumed["losses"]), dict(one["losses"])
+    assert set(want) <= set(got) == set(want) | {14}  # the first half's last reading too
+    np.testing.assert_allclose([got[i] for i in want], list(want.values()), rtol=0, atol=TOL)
+    assert resumed["exact"] == one["exact"]
+    assert abs(resumed["eval_loss"] - one["eval_loss"]) <= TOL

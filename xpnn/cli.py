@@ -11,6 +11,7 @@ traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -26,6 +27,7 @@ from xpnn.checks import float_errors_ignored
 from xpnn.course import notebooks, printouts
 from xpnn.course.settings import Sine, Training
 from xpnn.errors import CheckpointError, OutputError, TrainingDiverged, XpnnError
+from xpnn.parallel.cluster import CONNECT_TIMEOUT, connect
 from xpnn.runs.fields import flag_label
 from xpnn.runs.options import add_options, from_namespace
 from xpnn.runs.registry import RUNS, TRAINING_RUNS, check_placement
@@ -78,9 +80,47 @@ def _writable_path(text: str) -> Path:
     return path
 
 
+def _count(text: str) -> int:
+    """A command-line count: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
+    return value
+
+
 def _add_run_independent(p: argparse.ArgumentParser) -> None:
     """The options of every training run that are not its settings: where its output
-    goes (and, later, where it runs)."""
+    goes and where it runs."""
+    where = p.add_argument_group(
+        "data-parallel training on dask.distributed (one task per worker per step; "
+        "the same numbers as one process)"
+    )
+    cluster = where.add_mutually_exclusive_group()
+    cluster.add_argument(
+        "--workers",
+        type=_count,
+        default=None,
+        metavar="N",
+        help="train on a LocalCluster of N worker processes on 127.0.0.1, stopped at the end "
+        "(default: one process, no cluster)",
+    )
+    cluster.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="train on the workers of the dask scheduler at ADDRESS (tcp://HOST:8786); "
+        f"gives up after {CONNECT_TIMEOUT} s (default: none)",
+    )
+    where.add_argument(
+        "--threads-per-worker",
+        type=_count,
+        default=1,
+        metavar="K",
+        help="threads (and BLAS threads) of each local worker (default: 1)",
+    )
     group = p.add_argument_group("options of every training run")
     group.add_argument(
         "--plot",
@@ -217,16 +257,46 @@ def _settings(args: argparse.Namespace) -> Any:
     return settings
 
 
-def _train(args: argparse.Namespace, settings: Any) -> None:
+def _check_parallel(args: argparse.Namespace, settings: Any) -> None:
+    """Refuse (exit 2) what ``--workers``/``--scheduler`` cannot do with these settings."""
+    if args.threads_per_worker != 1 and args.workers is None:
+        args.parser.error("--threads-per-worker sets up local workers: it needs --workers N")
+    if args.workers is None and args.scheduler is None:
+        return
+    flag = "--workers" if args.workers is not None else "--scheduler"
+    if settings.backend == "dask":
+        args.parser.error(
+            f"{flag} trains data-parallel on a dask cluster; --backend dask is the dask.array "
+            "backend: use one or the other"
+        )
+    batch = getattr(settings, "batch_size", None)
+    if args.workers is not None and batch is not None and batch < args.workers:
+        args.parser.error(
+            f"--batch-size {batch} is smaller than --workers {args.workers}: every worker "
+            "needs a row"
+        )
+
+
+def _train(args: argparse.Namespace, settings: Any) -> int:
     from xpnn import plotting
 
     run = RUNS[args.run]
     if not run.trains:
         run.run(settings)
-        return
+        return 0
     echo = None if args.json else print
-    with float_errors_ignored():
-        result = run.run(settings, echo=echo, progress=not args.quiet)
+    with contextlib.ExitStack() as stack:
+        extra = {}
+        if args.workers is not None or args.scheduler is not None:
+            try:
+                extra["parallel"] = stack.enter_context(
+                    connect(args.scheduler, args.workers, args.threads_per_worker)
+                )
+            except XpnnError as exc:  # no cluster, so nothing ran: a bad command line
+                print(f"xpnn: error: {exc}", file=sys.stderr)
+                return 2
+        with float_errors_ignored():
+            result = run.run(settings, echo=echo, progress=not args.quiet, **extra)
     if args.plot is not None:
         plotting.run_figure(settings, result, args.plot, run=args.run)
         if echo is not None:
@@ -237,6 +307,7 @@ def _train(args: argparse.Namespace, settings: Any) -> None:
             echo(hint)
     if args.json:
         _summary(settings, result)
+    return 0
 
 
 def _diverged(settings: Training, exc: TrainingDiverged) -> str:
@@ -273,6 +344,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if extra and args.command != "sweep":  # a sweep hands RUN's own options to its runs
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     settings = _settings(args) if args.command == "train" else None
+    if settings is not None and RUNS[args.run].trains:
+        _check_parallel(args, settings)
     try:
         if args.command == "backends":
             _backends()
@@ -281,7 +354,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "sweep":
             return sweep.run_sweep(args, extra)
         else:
-            _train(args, settings)
+            return _train(args, settings)
     except TrainingDiverged as exc:
         print(f"xpnn: {_diverged(settings, exc)}", file=sys.stderr)
         return 1

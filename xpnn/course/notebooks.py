@@ -108,7 +108,8 @@ def _fit(
 ) -> TrainState:
     """``train`` with the settings' optimiser and ``compile``, keeping
     ``checkpoint/checkpoint.npz`` current every ``checkpoint_every`` iterations (default:
-    ``log_every``) and resuming from it when ``resume``; ``kwargs`` go to ``train``.
+    ``log_every``) and resuming from it when ``resume``; ``kwargs`` go to ``train``
+    (``parallel=client`` trains on a dask cluster's workers).
     Says through ``echo`` whether the step ran compiled, unless the ``progress`` lines
     said it at the first reading; a step that compiles says so on stderr when its compile
     starts and when it is done."""
@@ -161,7 +162,12 @@ def _saying_compile(
 
 
 def regression(
-    settings: Regression | None = None, /, *, echo: Echo = print, progress: bool = True
+    settings: Regression | None = None,
+    /,
+    *,
+    echo: Echo = print,
+    progress: bool = True,
+    parallel: Any = None,
 ) -> RunResult:
     """Notebook 1_3: fit ``3 * x0 + 2 * x1`` with a 2-10-1 network (identity output,
     squared error), one SGD step per sample drawn with replacement; weights ``randn``
@@ -181,7 +187,7 @@ def regression(
     def log(event: LogEvent) -> None:
         _say(shown, printouts.loss_line(event, ".6f"))
 
-    result = _fit(net, stream, s, echo, progress=progress, on_log=log)
+    result = _fit(net, stream, s, echo, progress=progress, parallel=parallel, on_log=log)
     x_test, d_test = datasets.linear(s.n_test, seed=s.seed + 1, low=s.low, high=s.high)
     pred = to_numpy(net.predict(net.asarray(x_test)))
     test_mse = float(((pred - d_test) ** 2).mean())
@@ -205,6 +211,7 @@ def binary_addition(
     echo: Echo = print,
     progress: bool = True,
     on_reading: Callable[[RNN, LogEvent], None] | None = None,
+    parallel: Any = None,
 ) -> RunResult:
     """Notebook 3_1: a 2-16-1 RNN (sigmoid hidden and output, no biases, squared error
     per step) learns ``bits``-bit addition from fresh random operands every iteration.
@@ -236,7 +243,15 @@ def binary_addition(
             on_reading(net, event)
 
     result = _fit(
-        net, stream, s, echo, progress=progress, truncate=s.truncate, clip=s.clip, on_log=log
+        net,
+        stream,
+        s,
+        echo,
+        progress=progress,
+        parallel=parallel,
+        truncate=s.truncate,
+        clip=s.clip,
+        on_log=log,
     )
     exact, total = addition_accuracy(net, s.bits)
     seconds = time.perf_counter() - began
@@ -251,7 +266,12 @@ def binary_addition(
 
 
 def sine(
-    settings: Sine | None = None, /, *, echo: Echo = print, progress: bool = True
+    settings: Sine | None = None,
+    /,
+    *,
+    echo: Echo = print,
+    progress: bool = True,
+    parallel: Any = None,
 ) -> RunResult:
     """Notebook 3_3: a 1-5-1 many-to-one RNN (tanh hidden, identity output) predicts the
     next value of a sine wave from ``maxlen`` values, then continues the wave ``n_generate``
@@ -279,7 +299,7 @@ def sine(
     def log(event: LogEvent) -> None:
         _say(shown, printouts.loss_line(event, ".6g"))
 
-    result = _fit(net, stream, s, echo, progress=progress, on_log=log)
+    result = _fit(net, stream, s, echo, progress=progress, parallel=parallel, on_log=log)
     test_pred = to_numpy(net.predict(net.asarray(data.xs_test)))
     test_mse = float(((test_pred - data.ds_test) ** 2).mean())
     window, generated = list(data.f[-s.maxlen :]), []
@@ -312,7 +332,12 @@ def sine(
 
 
 def adding_problem(
-    settings: AddingProblem | None = None, /, *, echo: Echo = print, progress: bool = True
+    settings: AddingProblem | None = None,
+    /,
+    *,
+    echo: Echo = print,
+    progress: bool = True,
+    parallel: Any = None,
 ) -> RunResult:
     """The adding problem (Hochreiter and Schmidhuber, 1997): a many-to-one network with
     an LSTM, GRU or simple RNN ``cell`` learns to sum the two marked values of sequences
@@ -336,7 +361,9 @@ def adding_problem(
     def log(event: LogEvent) -> None:
         _say(shown, printouts.loss_line(event, ".6g"))
 
-    result = _fit(net, stream, s, echo, progress=progress, clip=s.clip, on_log=log)
+    result = _fit(
+        net, stream, s, echo, progress=progress, parallel=parallel, clip=s.clip, on_log=log
+    )
     xs, ds = datasets.adding_problem(s.n_test, s.steps, seed=s.seed + 1)
     test_mse = float(((to_numpy(net.predict(net.asarray(xs))) - ds) ** 2).mean())
     baseline_mse = float(((ds - 1.0) ** 2).mean())
