@@ -47,11 +47,31 @@ def device() -> str | None:
     return os.environ.get("XPNN_DEVICE") or None
 
 
+PROBE_INSTALLED = {
+    "test_backend.py",
+    "test_backends_registry.py",
+    "test_compile.py",
+    "test_devices.py",
+    "test_gpu_script.py",
+    "test_scale_grid.py",
+}
+"""Test files whose backend-independent tests look at the backends installed in the session
+(each test session installs its own): they run in every session."""
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip the ``slow_compile`` cases unless ``XPNN_SLOW_COMPILE=1`` (``nox -s compile``)."""
-    if os.environ.get("XPNN_SLOW_COMPILE") == "1":
-        return
-    skip = pytest.mark.skip(reason="slow torch.compile case: run with XPNN_SLOW_COMPILE=1")
+    """Skip the ``slow_compile`` cases unless ``XPNN_SLOW_COMPILE=1`` (``nox -s compile``),
+    and run a test that takes no backend (no ``backend`` or ``xp_device`` fixture: the
+    CLI, the sweep file, the docs, the datasets) once, in the session whose
+    ``XPNN_BACKENDS`` names numpy, not again in every backend's session."""
+    slow_compile = pytest.mark.skip(reason="slow torch.compile case: run with XPNN_SLOW_COMPILE=1")
+    once = pytest.mark.skip(
+        reason="takes no backend: runs in the session with numpy (XPNN_BACKENDS=numpy)"
+    )
+    numpy_session = "numpy" in selected_backends()
     for item in items:
-        if "slow_compile" in item.keywords:
-            item.add_marker(skip)
+        if "slow_compile" in item.keywords and os.environ.get("XPNN_SLOW_COMPILE") != "1":
+            item.add_marker(slow_compile)
+        uses_backend = {"backend", "xp_device"} & set(item.fixturenames)
+        if not numpy_session and not uses_backend and item.path.name not in PROBE_INSTALLED:
+            item.add_marker(once)

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import importlib.util
+import io
 import json
+import os
 import re
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import fields
 from pathlib import Path
 
@@ -41,6 +43,23 @@ def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
         stdin=subprocess.DEVNULL,
         check=False,
     )
+
+
+def _run_in_process(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """``cli.main(args)`` in this process, in ``cwd``, its output captured: what ``_run``
+    returns, without starting an interpreter (the entry point itself is tested apart)."""
+    out, err = io.StringIO(), io.StringIO()
+    here = os.getcwd()
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                status = cli.main(args)
+            except SystemExit as stop:
+                status = stop.code if isinstance(stop.code, int) else 1
+    finally:
+        os.chdir(here)
+    return subprocess.CompletedProcess(args, status, out.getvalue(), err.getvalue())
 
 
 def _make_workdir(path: Path) -> Path:
@@ -207,8 +226,8 @@ def _runnable(args: list[str]) -> bool:
 
 @pytest.fixture(scope="module")
 def bad_results(tmp_path_factory) -> dict[tuple[str, ...], subprocess.CompletedProcess]:
-    """Every bad command line, run side by side (each is a fresh interpreter, mostly
-    waiting on imports) in one folder that none of them may change."""
+    """Every bad command line, run in this process one after the other, in one folder
+    that none of them may change."""
     workdir = _make_workdir(tmp_path_factory.mktemp("cli"))
     runs = [tuple(args) for args, _, _ in BAD_COMMAND_LINES if _runnable(args)]
     runs += [
@@ -216,11 +235,10 @@ def bad_results(tmp_path_factory) -> dict[tuple[str, ...], subprocess.CompletedP
         for backend, device in DEVICE_CASES
         if backend_info(backend).usable
     ]
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        futures = {args: pool.submit(_run, list(args), workdir) for args in runs}
+    results = {args: _run_in_process(list(args), workdir) for args in runs}
     assert sorted(p.name for p in workdir.iterdir()) == ["a_dir", "a_file", "ckpt"]
     assert not any((workdir / "ckpt").iterdir())
-    return {args: future.result() for args, future in futures.items()}
+    return results
 
 
 @pytest.mark.parametrize(("args", "status", "match"), BAD_COMMAND_LINES, ids=IDS)

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from xpnn.backends import get_namespace
+from xpnn.backends.registry import get_namespace
 from xpnn.errors import XpnnValueError
 
 Tree = Any
