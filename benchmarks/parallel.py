@@ -88,7 +88,7 @@ def _parallel(kind: str, batch: int, iters: int, client: Any) -> Callable[[], fl
             client=client,
             iters=iters + 1,
             log_every=iters + 1,
-            on_step=lambda j, _s: marks.append(time.perf_counter()),
+            on_step=lambda _state: marks.append(time.perf_counter()),
         )
         return (marks[-1] - marks[0]) / iters
 
