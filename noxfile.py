@@ -194,3 +194,4 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/dask_backend.py", *session.posargs)
     session.run("python", "benchmarks/sweep.py", *session.posargs)
     session.run("python", "benchmarks/parallel.py", *session.posargs)
+    session.run("python", "benchmarks/compile_time.py")
