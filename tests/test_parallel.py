@@ -319,8 +319,8 @@ def test_a_killed_worker_changes_no_number() -> None:
         quiet = _run("lstm", "adam", 10, client)
         pids = client.run(os.getpid)
 
-        def kill(step: int, _state: object) -> None:
-            if step == 4:
+        def kill(state: xpnn.TrainState) -> None:
+            if state.step == 4:
                 os.kill(pids[sorted(pids)[0]], signal.SIGKILL)
 
         killed = _run("lstm", "adam", 10, client, on_step=kill)
@@ -336,8 +336,16 @@ def test_a_checkpoint_resumes_on_another_number_of_workers(tmp_path: Path) -> No
     net, stream = _setup("gru", 12)
     optimizer = xpnn.Adam(0.01)
 
-    def save(step: int, state: object) -> None:
-        checkpoint.save(path, net, optimizer, step=step, state=state)
+    def save(state: xpnn.TrainState) -> None:
+        checkpoint.save(
+            path,
+            net,
+            optimizer,
+            step=state.step,
+            history=state.history,
+            state=state.opt_state,
+            params=state.params,
+        )
 
     settings = {"log_every": 5, "clip": 0.5, "truncate": 3}
     with cluster.connect(workers=2) as client:
