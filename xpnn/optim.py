@@ -483,13 +483,6 @@ OPTIMIZERS: dict[str, type[Optimizer]] = {
 }
 
 
-def options_of(name: str) -> tuple[str, ...]:
-    """The hyperparameters optimiser ``name`` takes (its constructor's arguments)."""
-    return tuple(
-        inspect.signature(OPTIMIZERS[check_choice(name, "optimizer", OPTIMIZERS)]).parameters
-    )
-
-
 def build(name: str, **hyperparameters: Any) -> Optimizer:
     """The optimiser ``name`` (a key of ``OPTIMIZERS``) with ``hyperparameters``; those
     not given keep the class's defaults.
