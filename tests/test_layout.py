@@ -12,7 +12,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "xpnn"
 
 # what xpnn/nn/ may import from xpnn: the layers below it, and itself
-NN_MAY_IMPORT = ("xpnn.errors", "xpnn.checks", "xpnn.seeds", "xpnn.backends", "xpnn.nn")
+NN_MAY_IMPORT = ("xpnn.errors", "xpnn.checks", "xpnn.backends", "xpnn.nn")
 
 # ``x._name`` outside xpnn/nn/ that is no model's member: (module, expression, why)
 PRIVATE_ACCESS_ALLOWED = {

@@ -21,7 +21,7 @@ import pytest
 
 import xpnn
 from xpnn import checkpoint, datasets
-from xpnn.checks import float_errors_ignored
+from xpnn.backends import float_errors_ignored
 from xpnn.errors import XpnnTypeError, XpnnValueError
 from xpnn.parallel import cluster
 from xpnn.parallel.train import shard_bounds, train_parallel

@@ -21,9 +21,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from xpnn import __version__, agree, sweep
-from xpnn.backends import BACKENDS, backend_info
+from xpnn.backends import BACKENDS, backend_info, float_errors_ignored
 from xpnn.checkpoint import load
-from xpnn.checks import float_errors_ignored
 from xpnn.course import notebooks, printouts
 from xpnn.course.settings import Sine, Training
 from xpnn.errors import CheckpointError, OutputError, TrainingDiverged, XpnnError

@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from xpnn.backends import host_rng
 from xpnn.errors import XpnnValueError, shown
-from xpnn.seeds import host_rng
 
 CHUNK = 128  # iterations drawn from one generator; part of the seed -> data contract
 MAX_BITS = 62  # a + b must fit in int64

@@ -30,8 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from xpnn import sweep_report
-from xpnn.backends import backend_info
-from xpnn.checks import float_errors_ignored
+from xpnn.backends import backend_info, float_errors_ignored
 from xpnn.errors import OutputError, TrainingDiverged, XpnnValueError, shown
 from xpnn.io.lock import FolderLock
 from xpnn.parallel.cluster import CONNECT_TIMEOUT, check_dask, connect

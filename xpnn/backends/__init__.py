@@ -38,6 +38,7 @@ from xpnn.backends.devices import (
     resolve_dtype,
     to_numpy,
 )
+from xpnn.backends.host import check_host_input, float_errors_ignored, host_rng, odd_array
 from xpnn.backends.info import BackendInfo, available_backends, backend_info
 from xpnn.backends.registry import (
     BACKENDS,
@@ -70,6 +71,7 @@ __all__ = [
     "backend_name",
     "backend_odd_array",
     "check_compile",
+    "check_host_input",
     "chunk_batch",
     "compile_loop",
     "compile_step",
@@ -79,13 +81,16 @@ __all__ = [
     "default_device",
     "device_name",
     "device_of",
+    "float_errors_ignored",
     "get_backend",
     "get_namespace",
     "gpu_float32_matmul",
+    "host_rng",
     "install_hint",
     "is_dask",
     "iteration_batch",
     "namespace_of",
+    "odd_array",
     "persist",
     "register",
     "resolve_device",

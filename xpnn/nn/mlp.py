@@ -15,14 +15,13 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
-from xpnn.backends import Array
+from xpnn.backends import Array, host_rng
 from xpnn.checks import check_positive, check_size
 from xpnn.errors import XpnnValueError, shown
 from xpnn.nn.functions import Activation, get_activation
 from xpnn.nn.init import draw_weight
 from xpnn.nn.losses import OutputLayer
 from xpnn.nn.model import Model, is_integer_array
-from xpnn.seeds import host_rng
 
 
 @dataclass(frozen=True)

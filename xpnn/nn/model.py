@@ -13,15 +13,16 @@ from typing import Any
 from xpnn.backends import (
     Array,
     backend_name,
+    check_host_input,
     chunk_batch,
     device_name,
     device_of,
     get_namespace,
     namespace_of,
+    odd_array,
     resolve_device,
     resolve_dtype,
 )
-from xpnn.checks import check_host_input, odd_array
 from xpnn.errors import NonFiniteError, XpnnTypeError, XpnnValueError, shown
 
 

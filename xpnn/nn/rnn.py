@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import xpnn.nn.recurrent as recurrent
-from xpnn.backends import Array
+from xpnn.backends import Array, host_rng
 from xpnn.checks import check_positive, check_size
 from xpnn.errors import XpnnValueError, shown
 from xpnn.nn.cells import State, make_cell
@@ -35,7 +35,6 @@ from xpnn.nn.init import draw_weight
 from xpnn.nn.losses import OutputLayer
 from xpnn.nn.model import Model, is_integer_array
 from xpnn.nn.recurrent import RNNCache
-from xpnn.seeds import host_rng
 
 
 class RNN(Model):

@@ -19,8 +19,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from xpnn.backends import Array, check_compile, to_numpy
-from xpnn.checks import check_history, check_size, float_errors_ignored
+from xpnn.backends import Array, check_compile, float_errors_ignored, to_numpy
+from xpnn.checks import check_history, check_size
 from xpnn.errors import XpnnTypeError, XpnnValueError, check_choice
 from xpnn.step import check_step_args, clip_by_global_norm
 from xpnn.training.boundary import all_finite, check_stream, diverged
@@ -165,7 +165,7 @@ def train_parallel(
         raise XpnnTypeError(msg)
     check_stream(model, _WholeBatch(stream), iters, start)
     history = check_history(history, before=start)
-    workers = sorted(client.scheduler_info()["workers"])
+    workers = sorted(client.scheduler_info(n_workers=-1)["workers"])  # all, not the first 5
     if not workers:
         msg = "the dask cluster has no workers"
         raise XpnnValueError(msg)
@@ -188,8 +188,7 @@ def train_parallel(
     try:
         for i in range(start, iters):
             host = {k: to_numpy(v) for k, v in params.items()}
-            alive = sorted(client.scheduler_info()["workers"]) or workers
-            value, grads = _summed(client, shard, host, i, bounds, alive, reduce, model)
+            value, grads = _summed(client, shard, host, i, bounds, workers, reduce, model)
             if i == start:  # the workers build their models and streams: timed apart
                 first = time.perf_counter() - began
             if clip is not None:
@@ -224,16 +223,16 @@ def _summed(
     host: dict[str, Any],
     i: int,
     bounds: list[tuple[int, int]],
-    alive: list[str],
+    workers: list[str],
     reduce: str,
     model: Any,
 ) -> tuple[float, dict[str, Array]]:
     """Iteration ``i``'s batch loss and gradients (arrays of ``model``), from one task a
-    shard, shard ``s`` pinned to worker ``alive[s % len(alive)]`` (loosely: a dead
+    shard, shard ``s`` pinned to worker ``workers[s]`` (loosely: a dead
     worker's task reruns elsewhere), each weighted by its share of the rows."""
     batch = bounds[-1][1]
     weights = [(hi - lo) / batch for lo, hi in bounds]
-    where = [[alive[s % len(alive)]] for s in range(len(bounds))]
+    where = [[workers[s]] for s in range(len(bounds))]
     tag = f"{shard.key}-{i}"
     leaf = _shard_grads if reduce == "client" else _weighted_shard_grads
     level = [
