@@ -452,3 +452,48 @@ def test_an_interrupted_lstm_run_resumes_bit_exactly(tmp_path):
     for key, value in whole.model.params.items():
         np.testing.assert_array_equal(resumed.model.params[key], value)
     assert resumed.train.history == whole.train.history
+
+
+def test_one_tanh_activates_every_lstm_gate_to_the_bit(backend, device):
+    """``tanh(a * scale) * scale + shift`` is ``0.5 * tanh(0.5 * a) + 0.5`` on the gates
+    ``i, f, o`` and ``tanh(a)`` on ``g``, bit for bit, at zeros, tiny, ordinary, large
+    and infinite pre-activations."""
+    from xpnn.nn.cells import LSTMCell
+
+    net = xpnn.RNN(I, 3, O, cell="lstm", backend=backend, device=device)
+    xp, size = net.xp, 3
+    values = [0.0, -0.0, 1e-310, -1e-30, 0.3, -2.5, 17.0, -40.0, 1e4, float("inf"), -float("inf")]
+    rows = np.array(values)[:, None] * np.linspace(0.5, 2.0, 4 * size)[None, :]
+    a = net.asarray(rows)
+    cell = LSTMCell()
+    _, _, (gates, _) = cell.step_forward(a, None, cell.prepare_forward(net.params, a, xp), xp)
+    sigmoid = 0.5 * xp.tanh(0.5 * a) + 0.5  # the gates' sigmoid before the single tanh
+    expected = xp.concat(
+        [sigmoid[:, : 2 * size], xp.tanh(a[:, 2 * size : 3 * size]), sigmoid[:, 3 * size :]],
+        axis=1,
+    )
+    assert gates.dtype == a.dtype
+    assert bool(xp.all(gates == expected))
+
+
+@pytest.mark.parametrize(
+    ("cell", "hidden", "width"),
+    [
+        ("rnn", "sigmoid", 0),
+        ("rnn", "tanh", 0),
+        ("rnn", "relu", 1),
+        ("lstm", None, 5),
+        ("gru", None, 4),
+    ],
+)
+def test_a_step_caches_no_state(cell, hidden, width):
+    """The driver stacks the states anyway: a step's cache holds only what they do not
+    (the LSTM: four gates and tanh(c); the GRU: r, z, n and h @ W_n; the simple RNN: u
+    where the activation's slope reads it), ``width`` times ``H`` columns in all."""
+    net = xpnn.RNN(I, H, O, cell=cell, hidden=hidden)
+    xp, step = net.xp, net.cell
+    ux = net.asarray(np.ones((B, GATES[cell] * H)))
+    params = step.prepare_forward(net.params, ux, xp)
+    state, _, _ = step.step_forward(ux, None, params, xp)
+    _, _, cache = step.step_forward(ux, state, params, xp)
+    assert sum(a.shape[1] for a in cache) == width * H

@@ -7,16 +7,24 @@ biases ``b`` ``(G*H,)`` (the GRU also ``b_h`` ``(G*H,)``). The driver computes t
 projection ``ux_t = x_t @ W_in (+ b)`` of every step in one matmul before the loop and
 hands the cell one ``(B, G*H)`` row block per step.
 
-``step_forward(ux, state, params, xp)`` returns ``(state, h, cache)``: the new state, the
-output ``h`` ``(B, H)`` the output layer reads, and what ``step_backward`` needs (nothing
-is stored on the cell). ``state`` is ``h`` ``(B, H)``, or the pair ``(h, c)`` for the
-LSTM; None stands for zeros at the first step.
+Before the forward loop, ``prepare_forward(params, ux, xp)`` returns what
+``step_forward`` reads in place of ``params``: the parameters, plus any constant the cell
+builds once per sequence rather than once per step (the LSTM's gate scales).
 
-Before the backward loop, ``prepare_backward(caches, xp)`` turns the caches of all steps
-(each field stacked on a leading time axis, ``(T, B, ...)``) into what ``step_backward``
-takes, computing over all ``T * B`` rows at once whatever does not depend on the incoming
-gradient (gate derivatives and the like): at small sizes the cost is the number of array
-calls, so the per-step work shrinks to a few of them.
+``step_forward(ux, state, params, xp)`` returns ``(state, h, cache)``: the new state, the
+output ``h`` ``(B, H)`` the output layer reads, and what ``step_backward`` needs beyond
+the states (nothing is stored on the cell). ``state`` is ``h`` ``(B, H)``, or the pair
+``(h, c)`` for the LSTM; None stands for zeros at the first step. The driver stacks the
+states of every step anyway, so a cache never holds a state again: a copy of each field
+of every step is what the stacking costs at large batches.
+
+Before the backward loop, ``prepare_backward(caches, states, state0, xp)`` turns the
+caches of all steps (each field stacked on a leading time axis, ``(T, B, ...)``), the
+stacked states after each step (``(T, B, H)``, or the LSTM's pair) and the initial state
+``state0`` (None for zeros) into what ``step_backward`` takes, computing over all
+``T * B`` rows at once whatever does not depend on the incoming gradient (gate
+derivatives and the like): at small sizes the cost is the number of array calls, so the
+per-step work shrinks to a few of them.
 
 ``step_backward(dh, pending, cache, w_t, xp)`` takes ``dh``, the gradient reaching ``h``
 from the output layer (None for zero), and ``pending``, what the next step left for this
@@ -71,17 +79,26 @@ class Cell:
             shapes["b"] = (width,)
         return shapes
 
+    def prepare_forward(
+        self, params: Mapping[str, Array], ux: Array, xp: ArrayNamespace
+    ) -> Mapping[str, Array]:
+        """What ``step_forward`` reads as ``params``: by default ``params`` itself."""
+        return params
+
     def step_forward(
         self, ux: Array, state: State, params: Mapping[str, Array], xp: ArrayNamespace
     ) -> tuple[State, Array, tuple]:
         """One step: ``(state, h, cache)`` from ``ux`` ``(B, G*H)`` and the previous state."""
         raise NotImplementedError
 
-    def prepare_backward(self, caches: tuple, xp: ArrayNamespace) -> Any:
+    def prepare_backward(
+        self, caches: tuple, states: State, state0: State, xp: ArrayNamespace
+    ) -> Any:
         """The stacked per-step caches (fields ``(T, B, ...)``) as ``step_backward`` takes
         them, still stacked: what does not depend on the incoming gradient, computed over
-        all steps at once. The default passes them through."""
-        return caches
+        all steps at once from them, the stacked ``states`` after each step and the
+        initial ``state0`` (None for zeros)."""
+        raise NotImplementedError
 
     def step_backward(
         self, dh: Array | None, pending: Any, cache: Any, w_t: Array, xp: ArrayNamespace
@@ -104,6 +121,13 @@ def _zero_state(ux: Array, size: int, xp: ArrayNamespace) -> Array:
     return xp.zeros_like(ux[:, :size])
 
 
+def _previous(stack: Array, first: Array | None, xp: ArrayNamespace) -> Array:
+    """The state before each step, ``(T, B, H)``: ``first`` (None: zeros), then the
+    stacked states ``stack`` of steps ``0 .. T - 2``."""
+    first = xp.zeros_like(stack[:1, ...]) if first is None else xp.expand_dims(first, axis=0)
+    return xp.concat([first, stack[:-1, ...]], axis=0)
+
+
 def _gate(a: Array, xp: ArrayNamespace) -> Array:
     """The gates' sigmoid as ``0.5 * tanh(a / 2) + 0.5``: the same function, finite for
     any ``a``, and without the sign branch of ``xpnn.nn.functions.sigmoid``, whose
@@ -114,7 +138,8 @@ def _gate(a: Array, xp: ArrayNamespace) -> Array:
 
 
 class RNNCell(Cell):
-    """The simple RNN: ``h = f(ux + h_prev @ W)``; cache ``(u, h)``."""
+    """The simple RNN: ``h = f(ux + h_prev @ W)``; cache ``(u,)`` where ``f'`` reads
+    ``u`` (relu), else nothing (``f'`` reads the state ``h``)."""
 
     name, gates = "rnn", 1
 
@@ -127,12 +152,14 @@ class RNNCell(Cell):
     ) -> tuple[State, Array, tuple]:
         u = ux if state is None else ux + state @ params["W"]
         h = self._activation.forward(u, xp=xp)
-        return h, h, (u, h)
+        return h, h, ((u,) if self._activation.reads_input else ())
 
-    def prepare_backward(self, caches: tuple, xp: ArrayNamespace) -> Any:
+    def prepare_backward(
+        self, caches: tuple, states: State, state0: State, xp: ArrayNamespace
+    ) -> Any:
         """``f'(u)`` ``(T, B, H)`` of every step, computed over all rows at once."""
-        us, hs = caches
-        return self._activation.derivative(us, hs, xp)
+        us = caches[0] if caches else states  # f' reads the state alone: it stands in
+        return self._activation.derivative(us, states, xp)
 
     def step_backward(
         self, dh: Array | None, pending: Any, cache: Any, w_t: Array, xp: ArrayNamespace
@@ -145,9 +172,24 @@ class RNNCell(Cell):
 
 class LSTMCell(Cell):
     """Long short-term memory, gates ``i, f, g, o``; state ``(h, c)``; cache
-    ``(c_prev, i, f, g, o, tanh(c))``."""
+    ``(gates, tanh(c))``, the activated gates side by side ``(B, 4H)``."""
 
     name, gates, hidden, paired_state = "lstm", 4, "tanh", True
+
+    def prepare_forward(
+        self, params: Mapping[str, Array], ux: Array, xp: ArrayNamespace
+    ) -> Mapping[str, Array]:
+        """``W`` and the per-column ``scale`` and ``shift`` ``(4H,)`` (0.5 on the
+        sigmoid gates ``i, f, o``; 1 and 0 on ``g``) with which one ``tanh`` activates
+        every gate: ``tanh(a * scale) * scale + shift`` is ``0.5 * tanh(0.5 * a) + 0.5``
+        (``_gate``) on ``i, f, o`` and ``tanh(a)`` on ``g``, to the bit (a product by
+        1 and a sum with 0 are exact). In ``W``'s dtype, on its device."""
+        w = params["W"]
+        row = w[0, : w.shape[0]]  # (H,): for the dtype and device only
+        half, one, zero = xp.full_like(row, 0.5), xp.ones_like(row), xp.zeros_like(row)
+        scale = xp.concat([half, half, one, half])
+        shift = xp.concat([half, half, zero, half])
+        return {"W": w, "scale": scale, "shift": shift}
 
     def step_forward(
         self, ux: Array, state: State, params: Mapping[str, Array], xp: ArrayNamespace
@@ -158,20 +200,27 @@ class LSTMCell(Cell):
         else:
             h_prev, c_prev = state
             a = ux + h_prev @ params["W"]
-        gates = _gate(a, xp)  # i, f and o; the g block is replaced by tanh below
-        i, f, o = gates[:, :size], gates[:, size : 2 * size], gates[:, 3 * size :]
-        g = xp.tanh(a[:, 2 * size : 3 * size])
+        scale = params["scale"]
+        gates = xp.tanh(a * scale) * scale + params["shift"]  # s(a_i), s(a_f), tanh(a_g), s(a_o)
+        i, f = gates[:, :size], gates[:, size : 2 * size]
+        g, o = gates[:, 2 * size : 3 * size], gates[:, 3 * size :]
         c = f * c_prev + i * g
         tc = xp.tanh(c)
         h = o * tc
-        return (h, c), h, (c_prev, i, f, g, o, tc)
+        return (h, c), h, (gates, tc)
 
-    def prepare_backward(self, caches: tuple, xp: ArrayNamespace) -> Any:
+    def prepare_backward(
+        self, caches: tuple, states: State, state0: State, xp: ArrayNamespace
+    ) -> Any:
         """``(dc_dh, factors, f)``, computed over all ``T * B`` rows at once:
         ``dc_dh = o * (1 - tanh(c)**2)`` ``(T, B, H)`` and the factors ``(T, B, 4H)`` that
         turn ``[dc, dc, dc, dh]`` into ``dE/da`` (the gates' derivatives at their
         pre-activations, times what each gate multiplies)."""
-        c_prev, i, f, g, o, tc = caches
+        gates, tc = caches
+        size = tc.shape[-1]
+        i, f = gates[..., :size], gates[..., size : 2 * size]
+        g, o = gates[..., 2 * size : 3 * size], gates[..., 3 * size :]
+        c_prev = _previous(states[1], None if state0 is None else state0[1], xp)
         dc_dh = o * (1.0 - tc * tc)
         factors = xp.concat(
             [g * i * (1.0 - i), c_prev * f * (1.0 - f), i * (1.0 - g * g), tc * o * (1.0 - o)],
@@ -196,7 +245,7 @@ class LSTMCell(Cell):
 
 class GRUCell(Cell):
     """Gated recurrent unit in PyTorch's form, gates ``r, z, n``; cache
-    ``(h_prev, r, z, n, hw_n)``."""
+    ``(rz, n, hw_n)``, ``rz`` the gates ``r`` and ``z`` side by side ``(B, 2H)``."""
 
     name, gates, hidden, separate_recurrent_delta = "gru", 3, "tanh", True
 
@@ -220,13 +269,18 @@ class GRUCell(Cell):
         hw_n = hw[:, 2 * size :]
         n = xp.tanh(ux[:, 2 * size :] + r * hw_n)
         h = n + z * (h_prev - n)  # (1 - z) * n + z * h_prev
-        return h, h, (h_prev, r, z, n, hw_n)
+        return h, h, (rz, n, hw_n)
 
-    def prepare_backward(self, caches: tuple, xp: ArrayNamespace) -> Any:
+    def prepare_backward(
+        self, caches: tuple, states: State, state0: State, xp: ArrayNamespace
+    ) -> Any:
         """``(in_factors, rec_factors, z)``, computed over all ``T * B`` rows at once: the
         factors ``(T, B, 3H)`` that turn ``[dh, dh, dh]`` into the gradients at the input
         and the recurrent projections."""
-        h_prev, r, z, n, hw_n = caches
+        rz, n, hw_n = caches
+        size = n.shape[-1]
+        r, z = rz[..., :size], rz[..., size:]
+        h_prev = _previous(states, state0, xp)
         dn = (1.0 - z) * (1.0 - n * n)  # dh -> n's pre-activation
         dr = dn * hw_n * r * (1.0 - r)
         dz = (h_prev - n) * z * (1.0 - z)

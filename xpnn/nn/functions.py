@@ -115,17 +115,20 @@ class Activation:
 
     ``derivative(u, z, xp)`` is ``f'(u)``; it may read the already computed ``z = f(u)``
     instead of evaluating ``f`` again (``sigmoid'(u) = z * (1 - z)``), which is the same
-    number at fewer array calls.
+    number at fewer array calls. ``reads_input`` says whether it reads ``u`` at all:
+    when it does not, ``z`` may stand in ``u``'s place (a recurrent cell then keeps no
+    copy of ``u``).
     """
 
     name: str
     forward: Callable[..., Array]
     derivative: Callable[[Array, Array, ArrayNamespace], Array]
+    reads_input: bool = False
 
 
 ACTIVATIONS: dict[str, Activation] = {
     "sigmoid": Activation("sigmoid", sigmoid, _sigmoid_slope),
-    "relu": Activation("relu", relu, _relu_slope),
+    "relu": Activation("relu", relu, _relu_slope, reads_input=True),
     "tanh": Activation("tanh", tanh, _tanh_slope),
     "identity": Activation("identity", identity, _identity_slope),
 }

@@ -43,7 +43,8 @@ class RNNCache:
     ``xs`` ``(T, B, I)``; ``h0`` the initial state or None for zeros; ``hs`` the outputs
     ``h_t`` of the ``T`` steps stacked, ``(T, B, H)``; ``state_stack`` the state after each
     step stacked the same way (``hs`` itself, or the pair ``(hs, cs)`` of the LSTM);
-    ``steps`` the cell's per-step caches, each field stacked ``(T, B, ...)``; ``v`` and
+    ``steps`` the cell's per-step caches (what it needs beyond the states), each field
+    stacked ``(T, B, ...)``; ``v`` and
     ``y`` the output pre-activation and output, ``(T, B, O)`` or ``(B, O)`` if many-to-one.
     """
 
@@ -91,8 +92,10 @@ def forward(
     if isinstance(h0, list):  # the LSTM's pair, as the tuple the cell returns
         h0 = tuple(h0)
 
+    step_params = cell.prepare_forward(params, ux, xp)
+
     def step(state: State, ux_t: Array) -> tuple[State, tuple]:
-        state, _h, step_cache = cell.step_forward(ux_t, state, params, xp)
+        state, _h, step_cache = cell.step_forward(ux_t, state, step_params, xp)
         return state, (state, step_cache)
 
     _, (states, caches) = scan(step, h0, ux, backend=backend)
@@ -142,7 +145,7 @@ def backward(
         grads["b_out"] = xp.sum(delta_out, axis=0)
 
     w_t = params["W"].T
-    step_caches = cell.prepare_backward(cache.steps, xp)
+    step_caches = cell.prepare_backward(cache.steps, cache.state_stack, cache.h0, xp)
     separate = cell.separate_recurrent_delta
 
     def step(pending: Any, x: tuple) -> tuple[Any, Any]:
