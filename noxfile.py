@@ -21,7 +21,11 @@ import urllib.request
 
 import nox
 
+nox.needs_version = ">=2026.10.20"  # --parallel and allow_parallel
 nox.options.error_on_missing_interpreters = False
+# Two sessions at a time (one per core of a 2-core machine): while one installs its
+# packages (one core) or waits on its slowest test, the other computes.
+nox.options.parallel = "auto"
 
 # PyTorch's CPU build. On Linux, PyPI's torch wheel is the CUDA build (several GB of
 # CUDA libraries): the CPU build comes from PyTorch's own index.
@@ -37,13 +41,21 @@ BACKEND_PACKAGES = {
     "torch": [],  # install_torch_cpu
     "jax": ["jax"],
 }
+# The longest sessions first, so that two at a time finish together.
 nox.options.sessions = [
-    *(f"tests-{b}" for b in BACKEND_PACKAGES),
-    "cupy",
+    "tests-jax",
     "agree",
+    *(f"tests-{b}" for b in BACKEND_PACKAGES if b != "jax"),
     "distributed",
+    "cupy",
     "lint",
 ]
+
+FAST_XLA_COMPILE = "--xla_cpu_use_fusion_emitters=false --xla_backend_optimization_level=0"
+"""XLA flags for the JAX test sessions: eager JAX compiles every operation at its first
+shape, and a test suite is mostly first shapes; these flags make a compile about twice
+as fast on the CPU (numbers within the tests' tolerances; ``agree`` keeps JAX's defaults,
+so its rows are what a user's run computes)."""
 
 
 PARALLEL = ("-n", "auto")
@@ -87,17 +99,19 @@ def _suite(backend: str) -> None:
             install_torch_cpu(session)
         session.install("-e", ".[test,plot]", *BACKEND_PACKAGES[backend])
         env = {"XPNN_BACKENDS": backend}
+        if backend == "jax":
+            env["XLA_FLAGS"] = FAST_XLA_COMPILE
         session.run("pytest", *PARALLEL, *DEFAULT_TESTS, *session.posargs, env=env)
 
     session_fn.__doc__ = f"The whole suite on {backend}; every model test must run, not skip."
-    nox.session(name=f"tests-{backend}", tags=["tests"])(session_fn)
+    nox.session(name=f"tests-{backend}", tags=["tests"], allow_parallel=True)(session_fn)
 
 
 for _backend in BACKEND_PACKAGES:
     _suite(_backend)
 
 
-@nox.session
+@nox.session(allow_parallel=True)
 def cupy(session: nox.Session) -> None:
     """The suite on CuPy (CUDA 12 wheels); skipped with the reason where no GPU exists."""
     reason = _no_cuda_device()
@@ -108,7 +122,7 @@ def cupy(session: nox.Session) -> None:
     session.run("pytest", *session.posargs, env={"XPNN_BACKENDS": "cupy"})
 
 
-@nox.session
+@nox.session(allow_parallel=True)
 def agree(session: nox.Session) -> None:
     """Seeded training runs on numpy, array_api_strict, torch and jax against NumPy."""
     install_torch_cpu(session)
@@ -153,7 +167,7 @@ def gpu(session: nox.Session) -> None:
     session.run("python", "benchmarks/gpu.py", "--out", "gpu-table")
 
 
-@nox.session
+@nox.session(allow_parallel=True)
 def lint(session: nox.Session) -> None:
     """ruff: lint and formatting."""
     session.install("ruff")
@@ -167,7 +181,7 @@ def slow(session: nox.Session) -> None:
     the long training runs."""
     install_torch_cpu(session)
     session.install("-e", ".[test,plot]", "jax")
-    env = {"XPNN_BACKENDS": ",".join(BACKEND_PACKAGES)}
+    env = {"XPNN_BACKENDS": ",".join(BACKEND_PACKAGES), "XLA_FLAGS": FAST_XLA_COMPILE}
     session.run("pytest", *PARALLEL, "-m", "slow", *session.posargs, env=env)
 
 

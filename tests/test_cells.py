@@ -466,7 +466,7 @@ def test_one_tanh_activates_every_lstm_gate_to_the_bit(backend, device):
     rows = np.array(values)[:, None] * np.linspace(0.5, 2.0, 4 * size)[None, :]
     a = net.asarray(rows)
     cell = LSTMCell()
-    _, _, (gates, _) = cell.step_forward(a, None, cell.prepare_forward(net.params, a, xp), xp)
+    _, _, (gates, _) = cell.step_forward(a, None, cell.prepare_forward(net.params, xp), xp)
     sigmoid = 0.5 * xp.tanh(0.5 * a) + 0.5  # the gates' sigmoid before the single tanh
     expected = xp.concat(
         [sigmoid[:, : 2 * size], xp.tanh(a[:, 2 * size : 3 * size]), sigmoid[:, 3 * size :]],
@@ -493,7 +493,7 @@ def test_a_step_caches_no_state(cell, hidden, width):
     net = xpnn.RNN(I, H, O, cell=cell, hidden=hidden)
     xp, step = net.xp, net.cell
     ux = net.asarray(np.ones((B, GATES[cell] * H)))
-    params = step.prepare_forward(net.params, ux, xp)
+    params = step.prepare_forward(net.params, xp)
     state, _, _ = step.step_forward(ux, None, params, xp)
     _, _, cache = step.step_forward(ux, state, params, xp)
     assert sum(a.shape[1] for a in cache) == width * H

@@ -98,9 +98,14 @@ def _compare(backend, device, name, *, truncate, clip, many_to_one=False):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12, err_msg=k)
 
 
-@pytest.mark.parametrize("name", list(OPTIMIZERS))
+@pytest.mark.parametrize(
+    "name",
+    [n if n in ("sgd", "adam") else pytest.param(n, marks=pytest.mark.slow) for n in OPTIMIZERS],
+)
 def test_compiled_equals_eager_on_jax(backend, device, name):
-    """Every optimiser, with truncated BPTT and clipping, 200 steps, float64."""
+    """Every optimiser, with truncated BPTT and clipping, 200 steps, float64 (the default
+    run: SGD and Adam, the simplest and the one with most state; momentum below; the
+    others under ``nox -s slow``)."""
     if backend != "jax":
         pytest.skip(f"{backend}: this case is jax.jit's (torch.compile's are below)")
     _compare(backend, device, name, truncate=2, clip=0.5)

@@ -304,7 +304,7 @@ def test_library_resume_mistakes(tmp_path, backend, device):
     kw = {"iters": 20, "backend": backend, "device": device}
     with pytest.raises(CheckpointError, match="nothing to resume"):
         _go(run, **kw, checkpoint=tmp_path, resume=True)
-    with pytest.raises(xpnn.XpnnValueError, match="need a checkpoint folder"):
+    with pytest.raises(xpnn.XpnnValueError, match="resume and checkpoint_every need checkpoint"):
         _go(run, **kw, resume=True)
     _go(run, **kw, checkpoint=tmp_path)
     with pytest.raises(CheckpointError, match=r"hidden_size=5.*hidden_size=4"):

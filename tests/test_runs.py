@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from xpnn.course.settings import AddingProblem, Backprop, BinaryAddition, Regression, Sine
-from xpnn.errors import XpnnValueError
+from xpnn.errors import XpnnTypeError, XpnnValueError
 from xpnn.runs.registry import RUNS
 
 
@@ -43,3 +43,37 @@ def test_defaults_pass_their_check_and_the_name_is_the_settings_own(run):
     settings.check()
     assert run == settings.RUN
     assert AddingProblem(clip=None).clip is None  # None is a value where the field allows it
+
+
+@pytest.mark.parametrize(
+    ("run", "settings", "error", "match"),
+    [
+        ("binary_addition", BinaryAddition(bits=12), XpnnValueError, "bits must be an integer"),
+        ("adding_problem", AddingProblem(steps=1), XpnnValueError, "steps"),
+        ("regression", Regression(resume=True), XpnnValueError, "resume and checkpoint_every"),
+        ("regression", Sine(), XpnnTypeError, "settings must be a Regression, got Sine"),
+    ],
+)
+def test_a_notebook_run_checks_its_settings_before_it_builds_anything(
+    run, settings, error, match, monkeypatch
+):
+    """The Python entry point is a boundary: it checks the settings once, before the
+    network or the data exist (the run itself would fail later, or after training)."""
+    from xpnn.course import notebooks
+
+    def built(*args, **kwargs):
+        raise AssertionError("the run started with settings its check refuses")
+
+    monkeypatch.setattr(notebooks, "train", built)
+    monkeypatch.setattr(notebooks, "Checkpointer", built)
+    with pytest.raises(error, match=match):
+        getattr(notebooks, run)(settings, echo=None)
+
+
+def test_the_registry_runs_trust_the_settings_their_callers_checked():
+    """``xpnn train`` and ``xpnn sweep`` check the settings naming options and grid keys,
+    then call the registry's run, which does not check them again."""
+    from xpnn.course import notebooks
+
+    assert RUNS["binary-addition"].run is notebooks.binary_addition.unchecked
+    assert RUNS["adding-problem"].run is notebooks.adding_problem.unchecked

@@ -8,6 +8,7 @@ its figures as a ``RunResult``.
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 import time
@@ -27,7 +28,7 @@ from xpnn.course.networks import (
     sine_network,
 )
 from xpnn.course.settings import AddingProblem, BinaryAddition, Regression, Sine, Training
-from xpnn.errors import XpnnValueError
+from xpnn.errors import XpnnTypeError
 from xpnn.nn.mlp import MLP
 from xpnn.nn.rnn import RNN
 from xpnn.optim import SGD
@@ -103,6 +104,28 @@ class RunResult:
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
+def _checks_settings(kind: type[Training]) -> Callable[[Callable[..., RunResult]], Any]:
+    """A notebook run that checks its settings where they enter (``kind()`` when None),
+    once, before anything is built. The run itself is ``.unchecked``: ``xpnn train`` and
+    ``xpnn sweep`` call it with settings they checked already, naming options and grid
+    keys in their messages."""
+
+    def wrap(run: Callable[..., RunResult]) -> Any:
+        @functools.wraps(run)
+        def checked(settings: Training | None = None, /, **kwargs: Any) -> RunResult:
+            s = kind() if settings is None else settings
+            if not isinstance(s, kind):
+                msg = f"settings must be a {kind.__name__}, got {type(s).__name__}"
+                raise XpnnTypeError(msg)
+            s.check()
+            return run(s, **kwargs)
+
+        checked.unchecked = run
+        return checked
+
+    return wrap
+
+
 def _fit(
     net: Any, stream: Any, settings: Training, echo: Echo, *, progress: bool, **kwargs: Any
 ) -> TrainState:
@@ -118,9 +141,6 @@ def _fit(
     kwargs = {"iters": s.iters, "log_every": s.log_every, "compile": s.compile, **kwargs}
     kwargs["on_log"] = _saying_compile(stream, s, kwargs.get("on_log"))
     if s.checkpoint is None:
-        if s.resume or s.checkpoint_every is not None:
-            msg = "resume and checkpoint_every need a checkpoint folder"
-            raise XpnnValueError(msg)
         result = train(net, optimizer, stream, **kwargs)
     else:
         keeper = Checkpointer(
@@ -161,8 +181,9 @@ def _saying_compile(
     return log
 
 
+@_checks_settings(Regression)
 def regression(
-    settings: Regression | None = None,
+    settings: Regression,
     /,
     *,
     echo: Echo = print,
@@ -173,7 +194,7 @@ def regression(
     squared error), one SGD step per sample drawn with replacement; weights ``randn``
     (biases start at 0, where the notebook draws them too). ``metrics["test_mse"]`` is
     the mean squared error on ``n_test`` fresh samples."""
-    s = Regression() if settings is None else settings
+    s = settings
     shown = echo if progress else None  # where the progress lines go
     began = time.perf_counter()
     net = regression_network(
@@ -204,8 +225,9 @@ def regression(
     )
 
 
+@_checks_settings(BinaryAddition)
 def binary_addition(
-    settings: BinaryAddition | None = None,
+    settings: BinaryAddition,
     /,
     *,
     echo: Echo = print,
@@ -221,9 +243,8 @@ def binary_addition(
     first reading with every operand pair exact). ``metrics`` holds ``exact`` and
     ``total`` over all operand pairs, and ``eval_loss``, the loss over all of them.
     """
-    s = BinaryAddition() if settings is None else settings
+    s = settings
     shown = echo if progress else None  # where the progress lines go
-    datasets.check_bits(s.bits, datasets.MAX_ALL_PAIRS_BITS)  # before training, not after
     began = time.perf_counter()
     net = addition_network(
         hidden_size=s.hidden_size,
@@ -265,8 +286,9 @@ def binary_addition(
     return RunResult(net, result, seconds, metrics)
 
 
+@_checks_settings(Sine)
 def sine(
-    settings: Sine | None = None,
+    settings: Sine,
     /,
     *,
     echo: Echo = print,
@@ -282,7 +304,7 @@ def sine(
     half the range of its last period (about 100 points; a sine's is 1, a continuation
     that fades to a constant has nearly 0).
     """
-    s = Sine() if settings is None else settings
+    s = settings
     shown = echo if progress else None  # where the progress lines go
     began = time.perf_counter()
     net = sine_network(
@@ -331,8 +353,9 @@ def sine(
     )
 
 
+@_checks_settings(AddingProblem)
 def adding_problem(
-    settings: AddingProblem | None = None,
+    settings: AddingProblem,
     /,
     *,
     echo: Echo = print,
@@ -347,10 +370,9 @@ def adding_problem(
     ``baseline_mse``, that of always predicting the mean sum 1 (about 0.167): a network
     that forgets the marked values does no better than the baseline.
     """
-    s = AddingProblem() if settings is None else settings
+    s = settings
     shown = echo if progress else None  # where the progress lines go
     began = time.perf_counter()
-    datasets.check_steps(s.steps)  # before training, not after
     net = adding_network(
         cell=s.cell,
         hidden_size=s.hidden_size,

@@ -7,7 +7,7 @@ biases ``b`` ``(G*H,)`` (the GRU also ``b_h`` ``(G*H,)``). The driver computes t
 projection ``ux_t = x_t @ W_in (+ b)`` of every step in one matmul before the loop and
 hands the cell one ``(B, G*H)`` row block per step.
 
-Before the forward loop, ``prepare_forward(params, ux, xp)`` returns what
+Before the forward loop, ``prepare_forward(params, xp)`` returns what
 ``step_forward`` reads in place of ``params``: the parameters, plus any constant the cell
 builds once per sequence rather than once per step (the LSTM's gate scales).
 
@@ -80,7 +80,7 @@ class Cell:
         return shapes
 
     def prepare_forward(
-        self, params: Mapping[str, Array], ux: Array, xp: ArrayNamespace
+        self, params: Mapping[str, Array], xp: ArrayNamespace
     ) -> Mapping[str, Array]:
         """What ``step_forward`` reads as ``params``: by default ``params`` itself."""
         return params
@@ -177,7 +177,7 @@ class LSTMCell(Cell):
     name, gates, hidden, paired_state = "lstm", 4, "tanh", True
 
     def prepare_forward(
-        self, params: Mapping[str, Array], ux: Array, xp: ArrayNamespace
+        self, params: Mapping[str, Array], xp: ArrayNamespace
     ) -> Mapping[str, Array]:
         """``W`` and the per-column ``scale`` and ``shift`` ``(4H,)`` (0.5 on the
         sigmoid gates ``i, f, o``; 1 and 0 on ``g``) with which one ``tanh`` activates

@@ -44,8 +44,8 @@ class RNNCache:
     ``h_t`` of the ``T`` steps stacked, ``(T, B, H)``; ``state_stack`` the state after each
     step stacked the same way (``hs`` itself, or the pair ``(hs, cs)`` of the LSTM);
     ``steps`` the cell's per-step caches (what it needs beyond the states), each field
-    stacked ``(T, B, ...)``; ``v`` and
-    ``y`` the output pre-activation and output, ``(T, B, O)`` or ``(B, O)`` if many-to-one.
+    stacked ``(T, B, ...)``; ``v`` and ``y`` the output pre-activation and output,
+    ``(T, B, O)`` or ``(B, O)`` if many-to-one.
     """
 
     params: dict[str, Array]
@@ -92,7 +92,7 @@ def forward(
     if isinstance(h0, list):  # the LSTM's pair, as the tuple the cell returns
         h0 = tuple(h0)
 
-    step_params = cell.prepare_forward(params, ux, xp)
+    step_params = cell.prepare_forward(params, xp)
 
     def step(state: State, ux_t: Array) -> tuple[State, tuple]:
         state, _h, step_cache = cell.step_forward(ux_t, state, step_params, xp)

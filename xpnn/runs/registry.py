@@ -24,7 +24,8 @@ from xpnn.errors import BackendUnavailable
 @dataclass(frozen=True)
 class Run:
     """A run: its ``settings`` class (a frozen dataclass with ``check()``), ``run``,
-    called as ``run(settings, echo=..., progress=...)``, and what ``xpnn train`` says of
+    called as ``run(settings, echo=..., progress=...)`` with settings its caller checked
+    (the notebooks' ``.unchecked``), and what ``xpnn train`` says of
     it: a ``summary`` line and a ``description``."""
 
     settings: type
@@ -59,20 +60,20 @@ RUNS: dict[str, Run] = {
         ),
         Run(
             Regression,
-            notebooks.regression,
+            notebooks.regression.unchecked,
             "notebook 1_3: SGD on 3*x0 + 2*x1",
             "Notebook 1_3: a 2-10-1 network fits 3*x0 + 2*x1 by per-sample SGD.",
         ),
         Run(
             BinaryAddition,
-            notebooks.binary_addition,
+            notebooks.binary_addition.unchecked,
             "notebook 3_1: an RNN learns binary addition",
             "Notebook 3_1: a 2-16-1 RNN learns to add binary numbers, then adds every "
             "operand pair.",
         ),
         Run(
             Sine,
-            notebooks.sine,
+            notebooks.sine.unchecked,
             "notebook 3_3: a many-to-one RNN on a sine wave",
             "Notebook 3_3: a 1-5-1 many-to-one RNN predicts a sine wave one step ahead, then "
             "continues it from its own predictions. At the notebook's settings the "
@@ -80,14 +81,14 @@ RUNS: dict[str, Run] = {
         ),
         Run(
             SineWave,
-            notebooks.sine,
+            notebooks.sine.unchecked,
             "notebook 3_3, trained until its continuation is a sine",
             "Notebook 3_3's network with the course's suggested windows of 5, trained longer "
             "(batches of 10, lr 0.3, 10000 iterations): its continuation is a sine.",
         ),
         Run(
             AddingProblem,
-            notebooks.adding_problem,
+            notebooks.adding_problem.unchecked,
             "day 3: LSTM, GRU or simple RNN on the adding problem",
             "The adding problem (Hochreiter and Schmidhuber, 1997): sum the two marked "
             "values of a long sequence. Always predicting the mean scores a test MSE of "
