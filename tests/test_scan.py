@@ -165,3 +165,23 @@ def test_jit_equals_eager_at_200_steps_with_truncation(backend, device):
                 xpnn.to_numpy(got[key]), xpnn.to_numpy(want[key]), rtol=0, atol=1e-12
             )
         assert abs(float(loss) - float(eager_loss)) <= 1e-12
+
+
+def test_the_torch_scan_benchmark_runs_both_forms(backend, capsys, monkeypatch):
+    """``benchmarks/torch_scan.py`` (why the scan hook keeps a Python loop on PyTorch) at a
+    tiny size: every form gets a row, timed or failed, and the compiled loop computes the
+    eager loop's numbers. No time is asserted."""
+    if backend != "torch":
+        pytest.skip(f"{backend}: the benchmark compares torch.compile's forms")
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import torch_scan
+
+    assert torch_scan.main(["--lengths", "2", "--batches", "1", "--seconds", "0.01"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 2 |")]
+    assert len(rows) == len(torch_scan.FORMS)
+    loop = rows[0].split("|")
+    assert "python loop (inductor)" in loop[3] and float(loop[6]) <= 1e-12
+    for row in rows[1:]:
+        assert "scan operator" in row and ("fails: " in row or float(row.split("|")[6]) <= 1e-12)

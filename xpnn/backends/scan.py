@@ -7,10 +7,11 @@ step traces ``fn`` once whatever the sequence length; everywhere else (NumPy,
 array-api-strict, CuPy, dask, PyTorch, eager JAX) it is a Python loop that runs exactly the
 operations a hand-written loop would, so eager numbers are those of such a loop to the bit.
 On PyTorch the Python loop is also what ``torch.compile`` unrolls. Torch 2.13's scan
-operator (``torch._higher_order_ops.scan``) compiled a tanh RNN's forward at T 8, batch 1,
-hidden 16 in less time (19 s against 34 s) but ran it half as fast (1.30 ms against
-0.62 ms a call), under a load average of 15 on 2 cores, so indicative only: a step is
-compiled once and run many times, so the loop stays.
+operator (``torch._higher_order_ops.scan``) does not compile with Inductor on the CPU
+(``InductorError: DataDependentOutputException``, for a tanh RNN's forward at T 8 and 64,
+batch 1 and 1024: ``benchmarks/torch_scan.py``, 2026-11-30, idle machine); traced
+without code generation (``aot_eager``) it ran 2 to 23x slower than the compiled loop,
+which compiled in 1.6 to 29 s. So the loop stays.
 
 A pytree here is an array, None, or a tuple, list or dict of pytrees.
 """
