@@ -209,3 +209,5 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/sweep.py", *session.posargs)
     session.run("python", "benchmarks/parallel.py", *session.posargs)
     session.run("python", "benchmarks/compile_time.py")
+    session.run("python", "benchmarks/cells.py")
+    session.run("python", "benchmarks/torch_scan.py")
