@@ -416,18 +416,13 @@ class SweepLock(FolderLock):
     reads and writes ``FILE``, taken and recovered as ``FolderLock`` takes a checkpoint
     folder's."""
 
+    HOLDER = "sweep"
+    ELSEWHERE = "choose another --out"
+
     def __init__(self, results: Path) -> None:
         super().__init__(results.parent)
         self.path = results.with_name(f"{results.name}.lock")
-        self.results = results
-
-    def _held_message(self, info: dict[str, Any]) -> str:
-        since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(info["started"]))
-        return (
-            f"{self.results} is in use by another xpnn sweep (pid {info['pid']} on "
-            f"{info['host']}, since {since}); wait for it to end or choose another --out. "
-            f"If that sweep is gone, remove {self.path}"
-        )
+        self.subject = results
 
 
 class ResultsFile:

@@ -41,9 +41,12 @@ class FolderLock:
     """
 
     NAME = ".xpnn.lock"
+    HOLDER = "run"  # what holds the lock, in the message to whoever finds it held
+    ELSEWHERE = "use another folder"  # what that one can do instead of waiting
 
     def __init__(self, folder: str | os.PathLike[str]) -> None:
-        self.path = Path(folder) / self.NAME
+        self.subject = Path(folder)  # what the lock guards, as the message names it
+        self.path = self.subject / self.NAME
         self._fd: int | None = None
 
     @property
@@ -127,9 +130,9 @@ class FolderLock:
     def _held_message(self, info: dict[str, Any]) -> str:
         since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(info["started"]))
         return (
-            f"{self.path.parent} is in use by another xpnn run (pid {info['pid']} on "
-            f"{info['host']}, since {since}); wait for it to end or use another folder. "
-            f"If that run is gone, remove {self.path}"
+            f"{self.subject} is in use by another xpnn {self.HOLDER} (pid {info['pid']} on "
+            f"{info['host']}, since {since}); wait for it to end or {self.ELSEWHERE}. "
+            f"If that {self.HOLDER} is gone, remove {self.path}"
         )
 
 
