@@ -58,6 +58,22 @@ as fast on the CPU (numbers within the tests' tolerances; ``agree`` keeps JAX's 
 so its rows are what a user's run computes)."""
 
 
+def jax_compile_cache(session: nox.Session) -> dict[str, str]:
+    """The environment of JAX's persistent compilation cache in a folder of this session's
+    own (fresh on every run: nox recreates the session's environment, ``tmp`` in it).
+
+    Every computation is cached, however quick its compile or small its executable: eager
+    JAX compiles each operation at its first shape, in each process, and the test workers
+    and agreement runs meet the same shapes. A cached executable is the program a compile
+    makes, so the numbers are the same.
+    """
+    return {
+        "JAX_COMPILATION_CACHE_DIR": os.path.join(session.create_tmp(), "jax-cache"),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "-1",  # -1: no size limit
+    }
+
+
 PARALLEL = ("-n", "auto")
 """pytest-xdist: one test process per CPU core (``nox -s tests-numpy -- -n 0`` runs one)."""
 DEFAULT_TESTS = ("-m", "not slow")
@@ -100,7 +116,7 @@ def _suite(backend: str) -> None:
         session.install("-e", ".[test,plot]", *BACKEND_PACKAGES[backend])
         env = {"XPNN_BACKENDS": backend}
         if backend == "jax":
-            env["XLA_FLAGS"] = FAST_XLA_COMPILE
+            env |= {"XLA_FLAGS": FAST_XLA_COMPILE, **jax_compile_cache(session)}
         session.run("pytest", *PARALLEL, *DEFAULT_TESTS, *session.posargs, env=env)
 
     session_fn.__doc__ = f"The whole suite on {backend}; every model test must run, not skip."
@@ -128,7 +144,7 @@ def agree(session: nox.Session) -> None:
     install_torch_cpu(session)
     session.install("-e", ".[strict,dask]", "jax")
     jobs = str(min(os.cpu_count() or 1, 8))  # runs at once, one process each
-    session.run("xpnn", "agree", "--jobs", jobs, *session.posargs)
+    session.run("xpnn", "agree", "--jobs", jobs, *session.posargs, env=jax_compile_cache(session))
 
 
 @nox.session
@@ -181,7 +197,11 @@ def slow(session: nox.Session) -> None:
     the long training runs."""
     install_torch_cpu(session)
     session.install("-e", ".[test,plot]", "jax")
-    env = {"XPNN_BACKENDS": ",".join(BACKEND_PACKAGES), "XLA_FLAGS": FAST_XLA_COMPILE}
+    env = {
+        "XPNN_BACKENDS": ",".join(BACKEND_PACKAGES),
+        "XLA_FLAGS": FAST_XLA_COMPILE,
+        **jax_compile_cache(session),
+    }
     session.run("pytest", *PARALLEL, "-m", "slow", *session.posargs, env=env)
 
 

@@ -381,6 +381,22 @@ def test_a_checkpoint_of_one_cell_is_not_resumed_as_another(tmp_path):
         np.testing.assert_array_equal(gru.params[key], value)
 
 
+def test_the_adding_problems_test_pass_gives_the_eager_predictions(backend):
+    from xpnn.backends import compiler_for
+    from xpnn.course.networks import adding_network
+    from xpnn.course.notebooks import _outputs
+
+    net = adding_network(cell="lstm", hidden_size=4, backend=backend)
+    xs, _ = xpnn.datasets.adding_problem(7, steps=12, seed=3)
+    eager = xpnn.to_numpy(net.predict(net.asarray(xs)))
+    got = _outputs(net, xs, "auto")
+    assert got.shape == eager.shape == (7, 1)
+    if compiler_for(backend, "auto", steps=1) is None:  # the same eager pass
+        np.testing.assert_array_equal(got, eager)
+    else:  # jax.jit: one lax.scan over the steps
+        np.testing.assert_allclose(got, eager, rtol=1e-12, atol=1e-15)
+
+
 # -- the command line ------------------------------------------------------------------------
 
 
