@@ -167,6 +167,34 @@ def test_jit_equals_eager_at_200_steps_with_truncation(backend, device):
         assert abs(float(loss) - float(eager_loss)) <= 1e-12
 
 
+def test_truncated_bptt_traces_one_program_for_any_length(backend, device):
+    """Many-to-many truncated BPTT on JAX: the whole blocks run as one scan over blocks, so
+    the traced step holds as many scans at T 50 as at T 200 (blocks of 7 and a shorter
+    last one; one scan per block would be 9 and 30), and the jitted step is within 1e-12
+    of the eager one in float64."""
+    if backend != "jax":
+        pytest.skip("jax.jit only")
+    import jax
+
+    scans = {}
+    for steps in (50, 200):
+        net = xpnn.RNN(2, 3, 1, seed=0, backend=backend, device=device, dtype="float64")
+        rng = np.random.default_rng(steps)
+        xs = net.asarray(rng.integers(0, 2, size=(steps, 4, 2)).astype(np.float64))
+        ds = net.asarray(rng.integers(0, 2, size=(steps, 4, 1)).astype(np.float64))
+        jitted = xpnn.make_step(net, xpnn.SGD(0.1), truncate=7, compile="on")
+        eager = xpnn.make_step(net, xpnn.SGD(0.1), truncate=7, compile="off")
+        scans[steps] = str(jax.make_jaxpr(eager.fn)(net.params, {}, xs, ds)).count("scan[")
+        got, _, loss = jitted(net.params, {}, xs, ds)
+        want, _, eager_loss = eager(net.params, {}, xs, ds)
+        for key in want:
+            np.testing.assert_allclose(
+                xpnn.to_numpy(got[key]), xpnn.to_numpy(want[key]), rtol=0, atol=1e-12
+            )
+        assert abs(float(loss) - float(eager_loss)) <= 1e-12
+    assert scans[50] == scans[200] <= 5, scans
+
+
 def test_the_torch_scan_benchmark_runs_both_forms(backend, capsys, monkeypatch):
     """``benchmarks/torch_scan.py`` (why the scan hook keeps a Python loop on PyTorch) at a
     tiny size: every form gets a row, timed or failed, and the compiled loop computes the

@@ -19,7 +19,9 @@ then one matmul each over all rows::
     db = sum(D_in)            db_h = sum(D_rec)            db_out = sum(Delta_out)
 
 Truncated BPTT (``truncate=k``) cuts the time axis into blocks of ``k`` steps from the
-start; gradients do not flow from one block into the previous one. It is the exact
+start; gradients do not flow from one block into the previous one, so the whole blocks
+run as one scan over the blocks, each a scan over its steps (on JAX, a compile that does
+not grow with ``T``), and the last, possibly shorter, block by itself. It is the exact
 gradient of the loss in which each block's incoming state is a constant, which is how
 ``gradient_check`` verifies it. ``truncate >= T`` is full BPTT.
 """
@@ -155,23 +157,31 @@ def backward(
         d_in, d_rec, pending = cell.step_backward(dh, pending, step_cache, w_t, xp)
         return pending, ((d_in, d_rec) if separate else d_in)
 
-    def block(start: int, stop: int) -> Any:
-        """The deltas of steps ``start .. stop - 1``, no gradient entering from later."""
-        xs = (dh_out, step_caches)
-        if (start, stop) != (0, steps):
-            xs = tree_map(lambda a: a[start:stop, ...], xs)
+    def block(xs: tuple) -> Any:
+        """The deltas of one block's ``(dh_out, step_caches)``, no gradient entering from
+        later steps."""
         return scan(step, None, xs, reverse=True, backend=backend)[1]
 
     size = truncate or steps
     last = (steps - 1) // size * size  # where the last block starts
-    pieces = [block(last, steps)]
-    if many_to_one and last:  # no gradient reaches the blocks before the last
-        zeros = tree_map(lambda a: xp.zeros_like(a[:1, ...]), pieces[0])
-        pieces.append(tree_map(lambda a: xp.broadcast_to(a, (last, *a.shape[1:])), zeros))
-    elif not many_to_one:
-        pieces += [block(start, start + size) for start in range(last - size, -1, -size)]
-    pieces.reverse()
-    deltas = pieces[0] if len(pieces) == 1 else tree_map(lambda *a: xp.concat(a, axis=0), *pieces)
+
+    def whole_blocks(xs: tuple, count: int) -> Any:
+        """The deltas of ``xs``, ``count`` blocks of ``size`` steps: one scan over the
+        blocks, each a scan over its steps (on JAX one compile whatever ``T``; elsewhere a
+        loop over the blocks, the numbers of one ``block`` call each)."""
+        by_block = tree_map(lambda a: xp.reshape(a, (count, size, *a.shape[1:])), xs)
+        _, deltas = scan(lambda _, x: (None, block(x)), None, by_block, backend=backend)
+        return tree_map(lambda a: xp.reshape(a, (count * size, *a.shape[2:])), deltas)
+
+    xs = (dh_out, step_caches)
+    deltas = block(tree_map(lambda a: a[last:, ...], xs) if last else xs)
+    if last and many_to_one:  # no gradient reaches the blocks before the last
+        zeros = tree_map(lambda a: xp.zeros_like(a[:1, ...]), deltas)
+        before = tree_map(lambda a: xp.broadcast_to(a, (last, *a.shape[1:])), zeros)
+        deltas = tree_map(lambda *a: xp.concat(a, axis=0), before, deltas)
+    elif last:
+        before = whole_blocks(tree_map(lambda a: a[:last, ...], xs), last // size)
+        deltas = tree_map(lambda *a: xp.concat(a, axis=0), before, deltas)
     d_in, d_rec = deltas if separate else (deltas, deltas)
 
     width = d_in.shape[2]
