@@ -145,6 +145,17 @@ def test_the_rnn_forward_is_the_hand_written_loop_to_the_bit(backend, device):
     assert [_bits(cache.state_at(t)) for t in range(T)] == [_bits(h) for h in hs]
 
 
+def _assert_jit_equals_eager(jitted, eager, params, xs, ds) -> None:
+    """One step of each from ``params``: new parameters and loss within 1e-12."""
+    got, _, loss = jitted(params, {}, xs, ds)
+    want, _, eager_loss = eager(params, {}, xs, ds)
+    for key in want:
+        np.testing.assert_allclose(
+            xpnn.to_numpy(got[key]), xpnn.to_numpy(want[key]), rtol=0, atol=1e-12
+        )
+    assert abs(float(loss) - float(eager_loss)) <= 1e-12
+
+
 def test_jit_equals_eager_at_200_steps_with_truncation(backend, device):
     """On JAX the jitted step runs the time loops as ``lax.scan``; within 1e-12 of the
     eager step (a Python loop) in float64, LSTM and GRU, truncated BPTT, many-to-one."""
@@ -158,13 +169,7 @@ def test_jit_equals_eager_at_200_steps_with_truncation(backend, device):
         jitted = xpnn.make_step(net, xpnn.SGD(0.1), truncate=truncate, compile="on")
         eager = xpnn.make_step(net, xpnn.SGD(0.1), truncate=truncate, compile="off")
         assert jitted.compiled and not eager.compiled
-        got, _, loss = jitted(net.params, {}, xs, ds)
-        want, _, eager_loss = eager(net.params, {}, xs, ds)
-        for key in want:
-            np.testing.assert_allclose(
-                xpnn.to_numpy(got[key]), xpnn.to_numpy(want[key]), rtol=0, atol=1e-12
-            )
-        assert abs(float(loss) - float(eager_loss)) <= 1e-12
+        _assert_jit_equals_eager(jitted, eager, net.params, xs, ds)
 
 
 def test_truncated_bptt_traces_one_program_for_any_length(backend, device):
@@ -185,13 +190,7 @@ def test_truncated_bptt_traces_one_program_for_any_length(backend, device):
         jitted = xpnn.make_step(net, xpnn.SGD(0.1), truncate=7, compile="on")
         eager = xpnn.make_step(net, xpnn.SGD(0.1), truncate=7, compile="off")
         scans[steps] = str(jax.make_jaxpr(eager.fn)(net.params, {}, xs, ds)).count("scan[")
-        got, _, loss = jitted(net.params, {}, xs, ds)
-        want, _, eager_loss = eager(net.params, {}, xs, ds)
-        for key in want:
-            np.testing.assert_allclose(
-                xpnn.to_numpy(got[key]), xpnn.to_numpy(want[key]), rtol=0, atol=1e-12
-            )
-        assert abs(float(loss) - float(eager_loss)) <= 1e-12
+        _assert_jit_equals_eager(jitted, eager, net.params, xs, ds)
     assert scans[50] == scans[200] <= 5, scans
 
 

@@ -160,14 +160,14 @@ def _outputs(net: RNN, xs: Any, mode: str) -> Any:
     unchecked), on the host: one pass, compiled as a one-off call under ``mode``
     (``"auto"``: ``jax.jit`` on JAX, a ``lax.scan`` over the steps, where an eager pass
     dispatches every operation once a step; eager elsewhere)."""
-    forward, _ = compile_step(
-        lambda params, x: net.forward_unchecked(x, params)[0],
+    forward, _ = compile_step(  # a tuple out, like a step's (dask persists each item)
+        lambda params, x: (net.forward_unchecked(x, params)[0],),
         net.backend,
         mode,
         device=net.device,
         steps=1,
     )
-    return to_numpy(forward(net.params, net.asarray(xs)))
+    return to_numpy(forward(net.params, net.asarray(xs))[0])
 
 
 def _saying_compile(

@@ -175,12 +175,12 @@ def backward(
 
     xs = (dh_out, step_caches)
     deltas = block(tree_map(lambda a: a[last:, ...], xs) if last else xs)
-    if last and many_to_one:  # no gradient reaches the blocks before the last
-        zeros = tree_map(lambda a: xp.zeros_like(a[:1, ...]), deltas)
-        before = tree_map(lambda a: xp.broadcast_to(a, (last, *a.shape[1:])), zeros)
-        deltas = tree_map(lambda *a: xp.concat(a, axis=0), before, deltas)
-    elif last:
-        before = whole_blocks(tree_map(lambda a: a[:last, ...], xs), last // size)
+    if last:  # the blocks before the last
+        if many_to_one:  # no gradient reaches them
+            zeros = tree_map(lambda a: xp.zeros_like(a[:1, ...]), deltas)
+            before = tree_map(lambda a: xp.broadcast_to(a, (last, *a.shape[1:])), zeros)
+        else:
+            before = whole_blocks(tree_map(lambda a: a[:last, ...], xs), last // size)
         deltas = tree_map(lambda *a: xp.concat(a, axis=0), before, deltas)
     d_in, d_rec = deltas if separate else (deltas, deltas)
 
