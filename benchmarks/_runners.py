@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from xpnn.optim import Optimizer
-from xpnn.step import make_step
+from xpnn.training.step import make_step
 
 
 class XpnnModel:

@@ -1,7 +1,7 @@
 """Issue 17: the one GPU script. On an NVIDIA GPU, in about 5 minutes, it measures
 
 * the agreement rows of ``xpnn agree --gpu`` (CuPy and CUDA torch against NumPy), through
-  ``xpnn.agree``'s own machinery, on shortened runs;
+  ``xpnn.cli.agree``'s own machinery, on shortened runs;
 * the RNN, LSTM and GRU training step (adding problem, ``--steps`` steps, 2-``--hidden``-1
   many-to-one, float32, SGD) at batch 64, 1024 and 16384, in µs per sequence, for:
   ``cupy eager`` (``make_step``, compile off); ``cupy graph`` (that step captured once as a
@@ -39,10 +39,10 @@ from _timing import Case, machine_line, measure
 
 import xpnn
 from xpnn import datasets
-from xpnn.agree.command import _compare_all
-from xpnn.agree.report import _json_row, _table
-from xpnn.agree.runs import RUNS
-from xpnn.agree.targets import targets
+from xpnn.cli.agree.command import _compare_all
+from xpnn.cli.agree.report import _json_row, _table
+from xpnn.cli.agree.runs import RUNS
+from xpnn.cli.agree.targets import targets
 from xpnn.backends import backend_info
 from xpnn.course.networks import adding_network
 

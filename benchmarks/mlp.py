@@ -21,7 +21,7 @@ import numpy as np
 import xpnn
 from xpnn.backends import backend_info
 from xpnn.optim import SGD
-from xpnn.step import make_step
+from xpnn.training.step import make_step
 
 SIZES = [784, 100, 10]
 LR = 0.1

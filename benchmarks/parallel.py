@@ -39,8 +39,8 @@ from typing import Any  # noqa: E402
 import xpnn  # noqa: E402
 from xpnn import datasets  # noqa: E402
 from xpnn.parallel import cluster  # noqa: E402
-from xpnn.parallel.train import Shard, train_parallel  # noqa: E402
-from xpnn.step import make_step  # noqa: E402
+from xpnn.parallel.gradients import Shard, train_parallel  # noqa: E402
+from xpnn.training.step import make_step  # noqa: E402
 
 
 def _load() -> str:

@@ -3,7 +3,7 @@
 One run measures microseconds per training sequence (one forward pass, full BPTT and an
 SGD update; 8 bits, a 2-16-1 RNN, sigmoid hidden and output, squared error, lr 0.1) for
 
-* ``xpnn-<backend>``: ``xpnn.training.train.train`` on ``xpnn.datasets.BinaryAdditionStream``, the
+* ``xpnn-<backend>``: ``xpnn.training.loop.train`` on ``xpnn.datasets.BinaryAdditionStream``, the
   loop ``xpnn train binary-addition`` runs, on every backend usable here, with the step
   eager (``compile="off"``) and, on JAX and PyTorch, compiled (``jax.jit``,
   ``torch.compile``; their first call, the compile, is timed apart and reported alone);
@@ -48,7 +48,7 @@ from xpnn import datasets
 from xpnn.backends import BACKENDS, COMPILERS, backend_info
 from xpnn.course.networks import addition_accuracy
 from xpnn.optim import SGD
-from xpnn.training.train import train
+from xpnn.training.loop import train
 
 BITS, INPUT, HIDDEN, OUTPUT, LR = 8, 2, 16, 1, 0.1
 NOTEBOOK, TORCH_AUTOGRAD, TORCH_RNN = "notebook loop", "torch autograd", "torch.nn.RNN"
@@ -63,7 +63,7 @@ TARGETS = (  # (batch, competitor, how many times faster the fastest xpnn path s
 
 
 class XpnnRunner:
-    """``xpnn.training.train.train`` exactly as users call it (loss read every 100
+    """``xpnn.training.loop.train`` exactly as users call it (loss read every 100
     iterations), the step eager or compiled. Successive calls continue one run (``start``),
     so a compiled step is compiled once, in the warm-up."""
 

@@ -3,7 +3,7 @@ scheduler costs a task.
 
 The sweep is ``xpnn sweep binary-addition --grid activation=sigmoid,tanh,relu --seeds N
 --iters ITERS`` (defaults: 4 seeds, 1000 iterations: 12 runs), run through
-``xpnn.sweep.execute`` (the command's own code) on a fresh LocalCluster of single-threaded
+``xpnn.cli.sweep.execute`` (the command's own code) on a fresh LocalCluster of single-threaded
 worker processes (127.0.0.1 only). It reports
 
 * throughput: runs a minute, from the wall time of ``execute`` (the cluster is started
@@ -41,7 +41,7 @@ def _noop(i: int) -> int:
 
 
 def _warm_up() -> None:
-    import xpnn.runs.registry  # noqa: F401
+    import xpnn.course.registry  # noqa: F401
 
 
 def _sweep(seeds: int, iters: int) -> sweep.Sweep:

@@ -1,6 +1,6 @@
 """What ``train()`` costs on top of its step: the binary-addition RNN at batch 1.
 
-Times ``xpnn.training.train.train`` continuing one run (successive calls with ``start``,
+Times ``xpnn.training.loop.train`` continuing one run (successive calls with ``start``,
 so a compiled step is compiled once, before timing) against ``make_step``'s step called in
 a bare Python loop over batches already on the device, in µs per iteration, median of
 ``--repeats`` interleaved runs. Run it with one BLAS thread::
@@ -18,8 +18,8 @@ import xpnn
 from xpnn import datasets
 from xpnn.backends import COMPILERS
 from xpnn.optim import SGD
-from xpnn.step import make_step
-from xpnn.training.train import train
+from xpnn.training.step import make_step
+from xpnn.training.loop import train
 
 
 def measure(backend: str, compile: str, iters: int, repeats: int) -> tuple[float, float, bool]:

@@ -17,8 +17,8 @@ from xpnn.backends import device_of, namespace_of
 from xpnn.checkpoint import load, save
 from xpnn.errors import CheckpointError, XpnnAttributeError, XpnnTypeError, XpnnValueError
 from xpnn.optim import OPTIMIZERS, SGD, AdaGrad, Adam, Momentum, RMSProp
-from xpnn.step import make_step
-from xpnn.training.train import train
+from xpnn.training.step import make_step
+from xpnn.training.loop import train
 
 
 def _mlp(backend, device, dtype="float64", sizes=(3, 4, 2)):

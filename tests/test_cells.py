@@ -310,7 +310,7 @@ def test_from_params_refuses_arrays_that_do_not_fit_the_cell(cell, params, match
 
 def _compiled_against_eager(backend, device, cell, many_to_one):
     """100 Adam steps with truncated BPTT and clipping, compiled and eager, float64."""
-    from xpnn.step import make_step
+    from xpnn.training.step import make_step
 
     net = xpnn.RNN(
         2, 3, 1, cell=cell, bias=True, many_to_one=many_to_one, init="xavier", seed=2,

@@ -22,7 +22,7 @@ from selection import selected_backends
 from xpnn import cli
 from xpnn.backends import backend_info
 from xpnn.datasets import MAX_ALL_PAIRS_BITS as TOP_BITS
-from xpnn.runs.registry import RUNS
+from xpnn.course.registry import RUNS
 
 CLI = [sys.executable, "-m", "xpnn.cli"]
 TIMEOUT = 120
@@ -501,7 +501,7 @@ XPNN = Path(cli.__file__).parent
 
 
 def _imports() -> dict[str, set[str]]:
-    """Each module under xpnn/ (``xpnn.sweep``) and the xpnn modules it imports, at its
+    """Each module under xpnn/ (``xpnn.cli.sweep``) and the xpnn modules it imports, at its
     top or inside a function."""
     paths = {}
     for path in XPNN.rglob("*.py"):
@@ -523,7 +523,7 @@ def _imports() -> dict[str, set[str]]:
 def test_no_library_module_imports_the_cli():
     """Only the command's entry points (``__main__``) import ``xpnn.cli``."""
     importers = sorted(m for m, found in _imports().items() if "xpnn.cli" in found)
-    assert importers == ["xpnn.__main__", "xpnn.agree.__main__"]
+    assert importers == ["xpnn.__main__", "xpnn.cli.agree.__main__"]
 
 
 def test_the_import_graph_has_no_cycle():

@@ -13,9 +13,9 @@ import pytest
 import xpnn
 from xpnn import datasets
 from xpnn.optim import OPTIMIZERS, Adam
-from xpnn.step import make_step
+from xpnn.training.step import make_step
 from xpnn.training import train as train_module
-from xpnn.training.train import train
+from xpnn.training.loop import train
 
 STEPS = 200
 

@@ -18,7 +18,7 @@ from xpnn.backends import (
     get_namespace,
     persist,
 )
-from xpnn.training.train import train
+from xpnn.training.loop import train
 
 da = pytest.importorskip("dask.array", reason="dask is not installed (pip install xpnn[dask])")
 
@@ -122,7 +122,7 @@ def test_training_on_dask_agrees_with_numpy_float64(run) -> None:
 @DISTRIBUTED
 @pytest.mark.parametrize("run", [_addition_run, _regression_run], ids=["rnn", "mlp"])
 def test_training_on_a_two_process_cluster_agrees_with_numpy(run) -> None:
-    from xpnn.sweep import connect
+    from xpnn.cli.sweep import connect
 
     with connect(None, 2):  # a LocalCluster of two worker processes on 127.0.0.1
         assert backend_info("dask").scheduler.startswith("distributed tcp://127.0.0.1:")

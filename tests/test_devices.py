@@ -19,9 +19,9 @@ import pytest
 import xpnn
 from xpnn import datasets
 from xpnn.backends import device_name, device_of, resolve_device
-from xpnn.gradcheck import gradient_check
+from xpnn.nn.gradcheck import gradient_check
 from xpnn.optim import OPTIMIZERS, Adam
-from xpnn.training.train import train
+from xpnn.training.loop import train
 
 RNG = np.random.default_rng(0)
 X_MLP = RNG.standard_normal((5, 3))

@@ -33,7 +33,7 @@ import xpnn
 from xpnn import checkpoint
 from xpnn.checkpoint import load, save
 from xpnn.errors import CheckpointError, XpnnError
-from xpnn.training.train import train
+from xpnn.training.loop import train
 
 MAX_MESSAGE = 400  # fixed text plus at most ~80 characters of each echoed value
 LONG = "s" * 5000

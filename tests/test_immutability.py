@@ -19,9 +19,9 @@ import pytest
 
 import xpnn
 from xpnn import datasets
-from xpnn.gradcheck import gradient_check
+from xpnn.nn.gradcheck import gradient_check
 from xpnn.optim import OPTIMIZERS
-from xpnn.training.train import train
+from xpnn.training.loop import train
 
 RNG = np.random.default_rng(1)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from xpnn import cli, plotting
+from xpnn.cli import main as cli_main, plotting
 from xpnn.errors import OutputError, XpnnError
 from xpnn.io import atomic
 

@@ -24,8 +24,8 @@ from xpnn import checkpoint, datasets
 from xpnn.backends import float_errors_ignored
 from xpnn.errors import XpnnTypeError, XpnnValueError
 from xpnn.parallel import cluster
-from xpnn.parallel.train import shard_bounds, train_parallel
-from xpnn.training.train import train
+from xpnn.parallel.gradients import shard_bounds, train_parallel
+from xpnn.training.loop import train
 
 distributed = pytest.importorskip("distributed", reason="dask.distributed is not installed")
 

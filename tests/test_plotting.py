@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from xpnn import plotting
+from xpnn.cli import plotting
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("matplotlib") is None,

@@ -7,7 +7,7 @@ import pytest
 
 from xpnn.course.settings import AddingProblem, Backprop, BinaryAddition, Regression, Sine
 from xpnn.errors import XpnnTypeError, XpnnValueError
-from xpnn.runs.registry import RUNS
+from xpnn.course.registry import RUNS
 
 
 @pytest.mark.parametrize(

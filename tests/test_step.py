@@ -11,8 +11,8 @@ import xpnn
 from xpnn import datasets
 from xpnn.errors import XpnnTypeError, XpnnValueError
 from xpnn.optim import OPTIMIZERS, SGD, Adam, Momentum
-from xpnn.step import clip_by_global_norm, make_step
-from xpnn.training.train import train
+from xpnn.training.step import clip_by_global_norm, make_step
+from xpnn.training.loop import train
 
 
 def _rnn(backend, device, **kw):

@@ -23,9 +23,9 @@ from xpnn.course import notebooks
 from xpnn.course.networks import addition_accuracy
 from xpnn.course.settings import BinaryAddition, Regression
 from xpnn.parallel import cluster as xpnn_cluster
-from xpnn.runs.options import parse_options
-from xpnn.runs.registry import RUNS
-from xpnn.sweep_report import (
+from xpnn.cli.options import parse_options
+from xpnn.course.registry import RUNS
+from xpnn.cli.sweep.report import (
     EXACT,
     TEST_MSE,
     ConfigSummary,

@@ -9,8 +9,8 @@ import xpnn
 from xpnn import datasets
 from xpnn.course import notebooks, printouts
 from xpnn.course.settings import BinaryAddition, Sine, SineWave
-from xpnn.step import clip_by_global_norm
-from xpnn.training.train import train
+from xpnn.training.step import clip_by_global_norm
+from xpnn.training.loop import train
 
 
 def test_binary_addition_notebook_reaches_100_percent(backend, device):

@@ -17,7 +17,7 @@ from xpnn import backends as xpnn_backend
 from xpnn import datasets
 from xpnn.errors import BackendUnavailable, XpnnError, XpnnTypeError, XpnnValueError
 from xpnn.optim import SGD, Adam, Momentum
-from xpnn.training.train import train
+from xpnn.training.loop import train
 
 NAN, INF = math.nan, math.inf
 TOP_BITS = datasets.MAX_ALL_PAIRS_BITS  # all_binary_additions' limit

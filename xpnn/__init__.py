@@ -1,6 +1,29 @@
-"""xpnn: the networks of a deep-learning course, written once against the array API standard."""
+"""xpnn: the networks of a deep-learning course, written once against the array API standard.
 
-from xpnn import checkpoint, datasets
+An MLP trained with hand-written backpropagation, and recurrent networks (simple RNN,
+LSTM, GRU) trained with backpropagation through time, on NumPy, CuPy, PyTorch, JAX,
+array-api-strict or dask: the same code, the same numbers.
+
+Quickstart::
+
+    import xpnn
+
+    rnn = xpnn.RNN(2, 16, 1, backend="numpy")  # the course's binary-addition RNN
+    stream = xpnn.datasets.BinaryAdditionStream(batch_size=64, bits=8, seed=0)
+    run = xpnn.train(rnn, xpnn.SGD(lr=2.0), stream, iters=200)
+    run.step, run.history[-1]  # 200, (199, loss)
+    run = xpnn.train(rnn, xpnn.SGD(lr=2.0), stream, iters=400, resume_from=run)
+
+    x = rnn.asarray(xpnn.datasets.binary_addition(4, seed=1)[0])  # (T, B, I), time-major
+    y, cache = rnn.forward(x)  # y: (T, B, O); cache feeds rnn.backward(cache, d)
+
+``xpnn train binary-addition`` runs the same from the command line; ``xpnn --help``
+lists the commands.
+"""
+
+import sys
+
+from xpnn import datasets
 from xpnn.backends import available_backends, get_namespace, to_numpy
 from xpnn.errors import (
     BackendUnavailable,
@@ -11,15 +34,19 @@ from xpnn.errors import (
     XpnnTypeError,
     XpnnValueError,
 )
-from xpnn.gradcheck import gradient_check
+from xpnn.nn.gradcheck import gradient_check
 from xpnn.nn.mlp import MLP
 from xpnn.nn.rnn import RNN
 from xpnn.optim import SGD, AdaGrad, Adam, Momentum, RMSProp
-from xpnn.step import make_step
-from xpnn.training.state import TrainState
-from xpnn.training.train import train
+from xpnn.training import checkpoint
+from xpnn.training.loop import train
+from xpnn.training.resume import Checkpointer
+from xpnn.training.state import LogEvent, TrainState
+from xpnn.training.step import make_step
 
-__version__ = "0.1.0"
+sys.modules[f"{__name__}.checkpoint"] = checkpoint  # ``import xpnn.checkpoint`` keeps working
+
+__version__ = "0.2.0"
 
 __all__ = [
     "MLP",
@@ -29,6 +56,8 @@ __all__ = [
     "Adam",
     "BackendUnavailable",
     "CheckpointError",
+    "Checkpointer",
+    "LogEvent",
     "Momentum",
     "RMSProp",
     "TrainState",

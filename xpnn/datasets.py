@@ -22,18 +22,11 @@ from typing import Any
 import numpy as np
 
 from xpnn.backends import host_rng
-from xpnn.errors import XpnnValueError, shown
+from xpnn.errors import XpnnValueError, check_integer, is_integer, shown
 
 CHUNK = 128  # iterations drawn from one generator; part of the seed -> data contract
 MAX_BITS = 62  # a + b must fit in int64
 MAX_ALL_PAIRS_BITS = 11  # all_binary_additions: 4**(bits - 1) pairs, a million at 11
-
-
-def _check_count(n: Any, name: str) -> int:
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        msg = f"{name} must be an integer of at least 1, got {shown(n)}"
-        raise XpnnValueError(msg)
-    return int(n)
 
 
 def _check_seed(seed: Any) -> Any:
@@ -45,10 +38,7 @@ def _check_seed(seed: Any) -> Any:
 
 def check_bits(bits: Any, upper: int = MAX_BITS) -> int:
     """``bits`` must be an integer from 2 to ``upper``."""
-    if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or not 2 <= bits <= upper:
-        msg = f"bits must be an integer from 2 to {upper}, got {shown(bits)}"
-        raise XpnnValueError(msg)
-    return int(bits)
+    return check_integer(bits, "bits", minimum=2, maximum=upper)
 
 
 def check_interval(low: Any, high: Any) -> None:
@@ -63,7 +53,7 @@ def linear(
     n: int, seed: Any = 0, low: float = 0.0, high: float = 1.0
 ) -> tuple[np.ndarray, np.ndarray]:
     """``x`` ``(n, 2)`` uniform in ``[low, high)`` and ``d = 3 * x0 + 2 * x1`` ``(n, 1)``."""
-    n, seed = _check_count(n, "n"), _check_seed(seed)
+    n, seed = check_integer(n, "n"), _check_seed(seed)
     check_interval(low, high)
     x = np.random.default_rng(seed).uniform(low, high, size=(n, 2))
     return x, 3.0 * x[:, :1] + 2.0 * x[:, 1:]
@@ -95,7 +85,7 @@ def binary_addition(n: int, bits: int = 8, seed: Any = 0) -> tuple[np.ndarray, n
     Returns ``xs`` ``(bits, n, 2)`` (the bits of ``a`` and ``b``) and ``ds`` ``(bits, n, 1)``
     (the bits of ``a + b``), least significant bit first, as float64.
     """
-    n, bits, seed = _check_count(n, "n"), check_bits(bits), _check_seed(seed)
+    n, bits, seed = check_integer(n, "n"), check_bits(bits), _check_seed(seed)
     operands = np.random.default_rng(seed).integers(0, 2 ** (bits - 1), size=(2, n))
     return _addition_sequences(operands[0], operands[1], bits)
 
@@ -126,8 +116,8 @@ class SineData:
 def check_windows(maxlen: Any, n_points: Any = 500, n_test: Any = 100) -> tuple[int, int, int]:
     """``sine_windows``' sizes: ``n_points - maxlen`` windows must leave one for training
     beside the ``n_test`` held out. Returns them as integers."""
-    maxlen, n_points = _check_count(maxlen, "maxlen"), _check_count(n_points, "n_points")
-    n_test, n_windows = _check_count(n_test, "n_test"), n_points - maxlen
+    maxlen, n_points = check_integer(maxlen, "maxlen"), check_integer(n_points, "n_points")
+    n_test, n_windows = check_integer(n_test, "n_test"), n_points - maxlen
     if n_windows < n_test + 1:
         msg = (
             f"maxlen must be below n_points - n_test = {n_points - n_test} (one training "
@@ -158,7 +148,7 @@ def sine_windows(maxlen: int = 2, n_points: int = 500, n_test: int = 100) -> Sin
 def blobs(n: int, seed: Any = 0, classes: int = 3) -> tuple[np.ndarray, np.ndarray]:
     """``n`` points ``(n, 2)`` in Gaussian blobs (unit spread) centred on a circle of
     radius 1.5, one blob per class, and their one-hot targets ``(n, classes)``."""
-    n, classes = _check_count(n, "n"), _check_count(classes, "classes")
+    n, classes = check_integer(n, "n"), check_integer(classes, "classes")
     rng = np.random.default_rng(_check_seed(seed))
     labels = rng.integers(0, classes, size=n)
     angles = 2.0 * np.pi * labels / classes
@@ -169,7 +159,7 @@ def blobs(n: int, seed: Any = 0, classes: int = 3) -> tuple[np.ndarray, np.ndarr
 def sine_continuation(t_last: float, step: float, n: int) -> np.ndarray:
     """``sin`` at the ``n`` points after ``t_last``, spaced ``step`` apart: the truth a
     generated continuation is compared with."""
-    return np.sin(t_last + step * np.arange(1, _check_count(n, "n") + 1))
+    return np.sin(t_last + step * np.arange(1, check_integer(n, "n") + 1))
 
 
 def _adding_draws(rng: np.random.Generator, n: int, steps: int) -> np.ndarray:
@@ -191,10 +181,7 @@ def _adding_sequences(draws: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def check_steps(steps: Any) -> int:
     """``steps`` (the adding problem's sequence length) must be an integer of at least 2."""
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 2:
-        msg = f"steps must be an integer of at least 2, got {shown(steps)}"
-        raise XpnnValueError(msg)
-    return int(steps)
+    return check_integer(steps, "steps", minimum=2)
 
 
 def adding_problem(n: int, steps: int = 100, seed: Any = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -208,7 +195,7 @@ def adding_problem(n: int, steps: int = 100, seed: Any = 0) -> tuple[np.ndarray,
 
     Returns ``xs`` ``(steps, n, 2)`` and ``ds`` ``(n, 1)``, float64 (many-to-one).
     """
-    n, steps, seed = _check_count(n, "n"), check_steps(steps), _check_seed(seed)
+    n, steps, seed = check_integer(n, "n"), check_steps(steps), _check_seed(seed)
     return _adding_sequences(_adding_draws(np.random.default_rng(seed), n, steps))
 
 
@@ -226,7 +213,7 @@ class SampleStream:
         target_axis: int | None = None,
     ) -> None:
         self.x, self.d = np.asarray(x), np.asarray(d)
-        self.batch_size = _check_count(batch_size, "batch_size")
+        self.batch_size = check_integer(batch_size, "batch_size")
         self.seed, self.batch_axis = _check_seed(seed), batch_axis
         self.target_axis = batch_axis if target_axis is None else target_axis
         for name, axis, a in (
@@ -260,7 +247,7 @@ class SampleStream:
         ``lo .. hi - 1`` of each of its ``CHUNK`` iterations are kept until another chunk
         or shard is asked for (``CHUNK * (hi - lo)`` indices held, never the whole chunk).
         """
-        k, lo, hi = _check_rows(i, lo, hi, self.batch_size)
+        i, k, lo, hi = _check_rows(i, lo, hi, self.batch_size)
         kept = self._kept
         if kept is None or kept[0] != (k, lo, hi):  # one assignment: safe across threads
             rng = np.random.default_rng([*np.atleast_1d(self.seed), k])
@@ -283,7 +270,7 @@ class BinaryAdditionStream:
     batch_axis = 1
 
     def __init__(self, batch_size: int, bits: int = 8, seed: Any = 0) -> None:
-        self.batch_size = _check_count(batch_size, "batch_size")
+        self.batch_size = check_integer(batch_size, "batch_size")
         self.bits, self.seed = check_bits(bits), _check_seed(seed)
 
     def _chunk(self, k: int) -> np.ndarray:
@@ -298,7 +285,7 @@ class BinaryAdditionStream:
     def batch_rows(self, i: int, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
         """Rows ``lo .. hi - 1`` of iteration ``i``'s sequences: the generator skips to
         them (``PCG64.advance``), so the cost is that of the rows alone."""
-        k, lo, hi = _check_rows(i, lo, hi, self.batch_size)
+        i, k, lo, hi = _check_rows(i, lo, hi, self.batch_size)
         seed, n = [*np.atleast_1d(self.seed), k], CHUNK * self.batch_size
         at, high = (i % CHUNK) * self.batch_size + lo, 2 ** (self.bits - 1)
         a = _integers_at(seed, high, at, hi - lo)
@@ -312,7 +299,7 @@ class AddingProblemStream:
     batch_axis, target_axis = 1, 0  # time-major inputs, one target per sequence
 
     def __init__(self, batch_size: int, steps: int = 100, seed: Any = 0) -> None:
-        self.batch_size = _check_count(batch_size, "batch_size")
+        self.batch_size = check_integer(batch_size, "batch_size")
         self.steps, self.seed = check_steps(steps), _check_seed(seed)
 
     def _chunk(self, k: int) -> np.ndarray:
@@ -329,7 +316,7 @@ class AddingProblemStream:
         markers are drawn a batch at a time and rows ``lo .. hi - 1`` of each iteration
         kept until another chunk or shard is asked for (2 integers a sequence of the
         chunk are drawn, against ``steps`` values for the whole batch)."""
-        k, lo, hi = _check_rows(i, lo, hi, self.batch_size)
+        i, k, lo, hi = _check_rows(i, lo, hi, self.batch_size)
         seed, n, steps = [*np.atleast_1d(self.seed), k], CHUNK * self.batch_size, self.steps
         kept = self._kept
         if kept is None or kept[0] != (k, lo, hi):  # one assignment: safe across threads
@@ -356,17 +343,28 @@ class AddingProblemStream:
     _kept: tuple[tuple[int, int, int], np.ndarray, np.ndarray] | None = None
 
 
-def _span(chunk: Any, start: int, stop: int, batch_size: int) -> np.ndarray:
+def check_span(start: Any, stop: Any) -> tuple[int, int]:
+    """``batches``' arguments: iterations ``0 <= start < stop``, as integers."""
+    start = check_integer(start, "start", minimum=0)
+    if not is_integer(stop) or stop <= start:
+        msg = f"stop must be an integer above start={start}, got {shown(stop)}"
+        raise XpnnValueError(msg, argument="stop")
+    return start, int(stop)
+
+
+def _span(chunk: Any, start: Any, stop: Any, batch_size: int) -> np.ndarray:
     """Draws for iterations ``start .. stop - 1`` from per-chunk generators (last axis)."""
+    start, stop = check_span(start, stop)
     first, last = start // CHUNK, (stop - 1) // CHUNK
     draws = np.concatenate([chunk(k) for k in range(first, last + 1)], axis=-1)
     offset = first * CHUNK
     return draws[..., (start - offset) * batch_size : (stop - offset) * batch_size]
 
 
-def _check_rows(i: Any, lo: Any, hi: Any, batch_size: int) -> tuple[int, int, int]:
+def _check_rows(i: Any, lo: Any, hi: Any, batch_size: int) -> tuple[int, int, int, int]:
     """``batch_rows``' arguments: an iteration ``i >= 0`` and rows ``0 <= lo < hi <=
-    batch_size``. Returns ``i``'s chunk, ``lo`` and ``hi`` as integers."""
+    batch_size``. Returns ``i``, its chunk, ``lo`` and ``hi`` as Python integers (NumPy's
+    ``PCG64.advance`` overflows on NumPy integers)."""
     values = (i, lo, hi)
     if any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in values) or not (
         i >= 0 and 0 <= lo < hi <= batch_size
@@ -375,8 +373,8 @@ def _check_rows(i: Any, lo: Any, hi: Any, batch_size: int) -> tuple[int, int, in
             f"batch_rows needs an iteration i >= 0 and rows 0 <= lo < hi <= batch_size="
             f"{batch_size}, got i={shown(i)}, lo={shown(lo)}, hi={shown(hi)}"
         )
-        raise XpnnValueError(msg)
-    return int(i) // CHUNK, int(lo), int(hi)
+        raise XpnnValueError(msg, argument="i")
+    return int(i), int(i) // CHUNK, int(lo), int(hi)
 
 
 def _kept_rows(draw: Any, lo: int, hi: int) -> np.ndarray:

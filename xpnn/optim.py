@@ -14,8 +14,9 @@ the number of steps taken, a 0-d array.
 
 ``init`` and ``update`` check their arguments (params a dict of floating arrays keyed by
 strings; every grad an array of its parameter's shape, dtype and backend; the state of
-this optimiser for these parameters); ``apply`` is the same update unchecked, for the
-compiled training step (``xpnn.make_step``). ``check_state_values`` reads a state's values
+this optimiser for these parameters); ``update_unchecked`` is the same update unchecked,
+for the compiled training step (``xpnn.make_step``). ``clip_by_global_norm`` is a
+transform of the gradients, applied before the update. ``check_state_values`` reads a state's values
 (where a state enters: ``train``, a checkpoint's load). An optimiser is frozen: a
 compiled step keeps the hyperparameters it was made with, so ``opt.lr = ...`` raises and
 ``opt.with_(lr=...)`` makes a new optimiser.
@@ -27,53 +28,29 @@ course's Day-2 code, with its ``1e-7`` made an explicit ``eps``.
 from __future__ import annotations
 
 import inspect
-import math
-import numbers
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
 from xpnn.backends import Array, ArrayNamespace, device_of, namespace_of
-from xpnn.errors import XpnnAttributeError, XpnnTypeError, XpnnValueError, check_choice, shown
+from xpnn.errors import (
+    XpnnAttributeError,
+    XpnnTypeError,
+    XpnnValueError,
+    check_choice,
+    check_fraction,
+    check_positive,
+    shown,
+)
 
 State = dict[str, Array]
-
-
-def _real(value: Any, name: str, expected: str) -> float:
-    """``value`` as a finite float, or an XpnnValueError saying what was ``expected``."""
-    if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        try:
-            number = float(value)
-        except OverflowError:  # an int too large for a float
-            number = math.nan
-        if math.isfinite(number):
-            return number
-    msg = f"{name} must be {expected}, got {shown(value)}"
-    raise XpnnValueError(msg)
-
-
-def _positive(value: Any, name: str) -> float:
-    number = _real(value, name, "positive and finite")
-    if number <= 0:
-        msg = f"{name} must be positive and finite, got {shown(value)}"
-        raise XpnnValueError(msg)
-    return number
-
-
-def _fraction(value: Any, name: str, *, open_low: bool = False) -> float:
-    """A number in ``[0, 1)`` (``(0, 1)`` where ``open_low``)."""
-    interval = "(0, 1.0)" if open_low else "[0, 1.0)"
-    number = _real(value, name, f"in {interval}")
-    if number >= 1 or number < 0 or (open_low and number == 0):
-        msg = f"{name} must be in {interval}, got {shown(value)}"
-        raise XpnnValueError(msg)
-    return number
 
 
 class Optimizer:
     """What every optimiser shares: its state layout, ``init``, the checks of ``update``
     and of a state's values. Subclasses set ``slots`` (per-parameter state arrays),
     ``counts_steps`` (a 0-d ``"t"``), ``nonnegative`` (the slots that sum or average
-    squared gradients) and write ``apply``.
+    squared gradients) and write ``update_unchecked``.
 
     An optimiser is frozen: its hyperparameters are fixed at construction, because a step
     made by ``make_step`` (compiled by ``jax.jit`` or ``torch.compile``) keeps the values
@@ -179,7 +156,7 @@ class Optimizer:
         check_params(params)
         check_like(params, grads, "grads", "params")
         self.check_state(params, state)
-        return self.apply(params, grads, state, xp=namespace_of(*params.values()))
+        return self.update_unchecked(params, grads, state, xp=namespace_of(*params.values()))
 
     def check_state(self, params: Mapping[str, Array], state: Any, *, values: bool = False) -> None:
         """Refuse ``params`` that ``check_params`` refuses and a ``state`` that is not this
@@ -253,7 +230,7 @@ class Optimizer:
             ok = ok & xp.all(a >= 0)
         return ok
 
-    def apply(
+    def update_unchecked(
         self,
         params: Mapping[str, Array],
         grads: Mapping[str, Array],
@@ -264,6 +241,17 @@ class Optimizer:
         """``update`` without the checks, ``xp`` the parameters' namespace: pure, no
         host reads (the training step's)."""
         raise NotImplementedError
+
+    def __getattr__(self, name: str) -> Any:
+        """``apply``, the name ``update_unchecked`` had, with a ``DeprecationWarning``."""
+        if name != "apply":
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        warnings.warn(
+            "Optimizer.apply is deprecated; use update_unchecked (or update, which checks)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.update_unchecked
 
 
 def check_params(params: Any, name: str = "params") -> None:
@@ -341,9 +329,9 @@ class SGD(Optimizer):
     name = "sgd"
 
     def __init__(self, lr: float = 0.01) -> None:
-        super().__init__(lr=_positive(lr, "lr"))
+        super().__init__(lr=check_positive(lr, "lr"))
 
-    def apply(self, params, grads, state, *, xp):
+    def update_unchecked(self, params, grads, state, *, xp):
         return {key: p - self.lr * grads[key] for key, p in params.items()}, {}
 
 
@@ -364,10 +352,10 @@ class Momentum(Optimizer):
 
     def __init__(self, lr: float = 0.01, momentum: float = 0.9) -> None:
         super().__init__(
-            lr=_positive(lr, "lr"), momentum=_fraction(momentum, "momentum", open_low=True)
+            lr=check_positive(lr, "lr"), momentum=check_fraction(momentum, "momentum", zero=False)
         )
 
-    def apply(self, params, grads, state, *, xp):
+    def update_unchecked(self, params, grads, state, *, xp):
         new_params, new_state = {}, {}
         for key, p in params.items():
             v = self.momentum * state[f"v.{key}"] + -self.lr * grads[key]
@@ -391,9 +379,9 @@ class AdaGrad(Optimizer):
     eps: float
 
     def __init__(self, lr: float = 0.01, eps: float = 1e-7) -> None:
-        super().__init__(lr=_positive(lr, "lr"), eps=_positive(eps, "eps"))
+        super().__init__(lr=check_positive(lr, "lr"), eps=check_positive(eps, "eps"))
 
-    def apply(self, params, grads, state, *, xp):
+    def update_unchecked(self, params, grads, state, *, xp):
         new_params, new_state = {}, {}
         for key, p in params.items():
             g = grads[key]
@@ -420,10 +408,12 @@ class RMSProp(Optimizer):
 
     def __init__(self, lr: float = 0.01, decay: float = 0.99, eps: float = 1e-7) -> None:
         super().__init__(
-            lr=_positive(lr, "lr"), decay=_fraction(decay, "decay"), eps=_positive(eps, "eps")
+            lr=check_positive(lr, "lr"),
+            decay=check_fraction(decay, "decay"),
+            eps=check_positive(eps, "eps"),
         )
 
-    def apply(self, params, grads, state, *, xp):
+    def update_unchecked(self, params, grads, state, *, xp):
         new_params, new_state = {}, {}
         for key, p in params.items():
             g = grads[key]
@@ -459,13 +449,13 @@ class Adam(Optimizer):
         self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-7
     ) -> None:
         super().__init__(
-            lr=_positive(lr, "lr"),
-            beta1=_fraction(beta1, "beta1"),
-            beta2=_fraction(beta2, "beta2"),
-            eps=_positive(eps, "eps"),
+            lr=check_positive(lr, "lr"),
+            beta1=check_fraction(beta1, "beta1"),
+            beta2=check_fraction(beta2, "beta2"),
+            eps=check_positive(eps, "eps"),
         )
 
-    def apply(self, params, grads, state, *, xp):
+    def update_unchecked(self, params, grads, state, *, xp):
         t = state["t"] + 1
         lr_t = self.lr * xp.sqrt(1 - self.beta2**t) / (1 - self.beta1**t)
         new_params, new_state = {}, {"t": t}
@@ -476,6 +466,18 @@ class Adam(Optimizer):
             new_state[f"m.{key}"], new_state[f"v.{key}"] = m, v
             new_params[key] = p - lr_t * m / (xp.sqrt(v) + self.eps)
         return new_params, new_state
+
+
+def clip_by_global_norm(
+    grads: Mapping[str, Array], max_norm: float, xp: ArrayNamespace
+) -> dict[str, Array]:
+    """Scale all gradients by ``min(1, max_norm / ||g||)``, ``||g||`` the norm of all of
+    them together (a transform of the gradients before the update). Pure: no value is
+    read on the host."""
+    total = sum(xp.sum(g * g) for g in grads.values())
+    norm = xp.sqrt(total)
+    factor = max_norm / xp.maximum(norm, xp.full_like(norm, max_norm))
+    return {key: g * factor for key, g in grads.items()}
 
 
 OPTIMIZERS: dict[str, type[Optimizer]] = {

@@ -14,7 +14,6 @@ public functions, which ask the backends and never name one.
 from xpnn.backends.base import Array, ArrayNamespace, Backend
 from xpnn.backends.compiling import (
     COMPILE_MODES,
-    check_compile,
     compile_loop,
     compile_step,
     compiler_for,
@@ -34,6 +33,7 @@ from xpnn.backends.devices import (
     device_name,
     device_of,
     namespace_of,
+    read_only,
     resolve_device,
     resolve_dtype,
     to_numpy,
@@ -53,7 +53,6 @@ from xpnn.backends.registry import (
     set_cpu_threads,
     unregister,
 )
-from xpnn.backends.scan import scan
 from xpnn.backends.torch_backend import AUTO_TORCH_STEPS
 
 __all__ = [
@@ -70,7 +69,6 @@ __all__ = [
     "backend_info",
     "backend_name",
     "backend_odd_array",
-    "check_compile",
     "check_host_input",
     "chunk_batch",
     "compile_loop",
@@ -92,10 +90,10 @@ __all__ = [
     "namespace_of",
     "odd_array",
     "persist",
+    "read_only",
     "register",
     "resolve_device",
     "resolve_dtype",
-    "scan",
     "set_cpu_threads",
     "split_iterations",
     "to_numpy",

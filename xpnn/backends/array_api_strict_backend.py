@@ -16,6 +16,7 @@ from xpnn.backends.base import Array, ArrayNamespace, Backend
 class ArrayApiStrictBackend(Backend):
     name = "array_api_strict"
     module = "array_api_strict"
+    extra = "strict"
     install_hint = 'pip install "xpnn[strict]"'
 
     def namespace(self, module: ModuleType) -> ArrayNamespace:

@@ -6,8 +6,9 @@ and nothing to persist; a backend overrides only the hooks where it differs. The
 functions of ``xpnn.backends`` (``get_namespace``, ``resolve_device``, ``to_numpy``,
 ``compile_step``, ...) call these hooks and never name a library.
 
-A ``scan`` hook (one loop primitive over time steps, each backend its own way) is not part
-of the protocol yet.
+``scan`` is the model code's one loop primitive over time steps, in the shape of
+``jax.lax.scan`` and ``keras.ops.scan``; the default is a plain Python loop, and a backend
+that traces (JAX) runs its own.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from xpnn.errors import BackendUnavailable
 
 Array = Any
 ArrayNamespace = ModuleType
+Tree = Any
+"""What ``scan`` carries and slices: an array, None, or a tuple of trees."""
 
 
 class Backend:
@@ -38,6 +41,9 @@ class Backend:
     """The module whose import loads the library: ``"numpy"``, ``"dask.array"``."""
     install_hint: str = ""
     """What to run to install it, for ``BackendUnavailable`` messages."""
+    extra: str | None = None
+    """The extra of xpnn that installs the library (``pip install "xpnn[jax]"``); None
+    for NumPy, which xpnn needs anyway. The noxfile reads it."""
     compiler: str | None = None
     """What compiles a training step (``"jax.jit"``), or None for an eager backend."""
     gpu_only: bool = False
@@ -49,15 +55,20 @@ class Backend:
 
     # -- loading ---------------------------------------------------------------------------
 
+    xp: ArrayNamespace | None = None
+    """The array API namespace, once ``load`` has run."""
+
     def load(self) -> ArrayNamespace:
-        """Import the library and return its array API namespace.
+        """Import the library and return its array API namespace (kept as ``xp``).
 
         Raises
         ------
         BackendUnavailable
             The library is not installed or cannot run here; the message says why.
         """
-        return self.namespace(self.import_module())
+        if self.xp is None:
+            self.xp = self.namespace(self.import_module())
+        return self.xp
 
     def import_module(self) -> ModuleType:
         """``module``, imported; ``BackendUnavailable`` with the install hint if it is not
@@ -107,6 +118,10 @@ class Backend:
         """``x``, an array of this library, copied to a host ``numpy.ndarray``."""
         return np.asarray(x)
 
+    def read_only(self, x: Array) -> Array:
+        """``x``, or a view of it that refuses writes where the library has one."""
+        return x
+
     def odd_array(self, x: Any) -> str | None:
         """Why ``x`` would lose its meaning as a plain array of this library (a sparse
         tensor), as advice to the user, or None."""
@@ -121,6 +136,42 @@ class Backend:
         """Set the library's intra-op CPU threads to ``n``; the previous number, or None
         where it has no such setting (or is not loaded)."""
         return None
+
+    # -- the time loop -------------------------------------------------------------------
+
+    def scan(
+        self,
+        step: Callable[[Tree, Tree], tuple[Tree, Tree]],
+        init: Tree,
+        xs: Tree,
+        *,
+        reverse: bool = False,
+    ) -> tuple[Tree, Tree]:
+        """Run ``carry, y = step(carry, x)`` over the slices ``x = xs[t]`` along axis 0,
+        from ``carry = init``; return the last carry and every step's ``y`` stacked on a
+        new axis 0, in time order (``reverse`` runs ``t`` from ``T - 1`` down to 0).
+
+        ``xs`` is a tree of ``(T, ...)`` arrays (None leaves stay None); ``step`` must
+        return a carry of ``init``'s structure, shapes and dtypes. This default is the
+        loop a hand-written model would run: it indexes ``x[t]`` (``take``), keeps each
+        ``y``, and stacks once per output (``stack``), checking nothing per call.
+        """
+        steps = _length(xs)
+        carry, ys = init, []
+        for t in range(steps - 1, -1, -1) if reverse else range(steps):
+            carry, y = step(carry, _at(xs, t, self.take))
+            ys.append(y)
+        if reverse:
+            ys.reverse()
+        return carry, _stacked(ys, self.stack)
+
+    def take(self, a: Array, t: int) -> Array:
+        """Slice ``t`` of ``a`` along axis 0 (``scan``'s per-step input)."""
+        return a[t, ...]
+
+    def stack(self, parts: list[Array]) -> Array:
+        """``parts`` stacked on a new axis 0 (``scan``'s outputs)."""
+        return self.xp.stack(parts, axis=0)
 
     # -- the training step -----------------------------------------------------------------
 
@@ -145,6 +196,12 @@ class Backend:
         ``persist`` of its outputs on a lazy backend."""
         return fn
 
+    def place_batch(self, x: Array, axis: int, rows: int | None = None) -> Array:
+        """``x``, an array of this library holding a batch along ``axis``, laid out for
+        the work (a lazy backend cuts it into chunks of ``rows`` batch rows; None: the
+        backend's default). The default leaves it as it is."""
+        return x
+
     def persist(self, trees: tuple[Any, ...]) -> tuple[Any, ...]:
         """``trees`` (dicts of arrays, arrays) computed and kept in memory where the work
         runs; as they are on an eager backend."""
@@ -153,3 +210,29 @@ class Backend:
     def scheduler(self) -> str | None:
         """Where a lazy backend runs its work now; None for an eager one."""
         return None
+
+
+def _length(tree: Tree) -> int:
+    """The length of the first array of ``tree`` along axis 0."""
+    while isinstance(tree, tuple):
+        tree = next(item for item in tree if item is not None)
+    return tree.shape[0]
+
+
+def _at(tree: Tree, t: int, take: Callable[[Array, int], Array]) -> Tree:
+    """``tree`` with every array ``a`` replaced by ``take(a, t)``."""
+    if tree is None:
+        return None
+    if isinstance(tree, tuple):
+        return tuple(_at(item, t, take) for item in tree)
+    return take(tree, t)
+
+
+def _stacked(trees: list[Tree], stack: Callable[[list[Array]], Array]) -> Tree:
+    """Trees of one structure as one tree, each array the matching arrays stacked."""
+    first = trees[0]
+    if first is None:
+        return None
+    if isinstance(first, tuple):
+        return tuple(_stacked([tree[i] for tree in trees], stack) for i in range(len(first)))
+    return stack(trees)

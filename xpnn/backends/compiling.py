@@ -1,8 +1,11 @@
-"""The compile policy (which steps compile, with what) and the step boundary (``persist``).
+"""The compile decision (which steps compile, with what) and the step boundary
+(``persist``).
 
 Each backend says what compiles its step (``Backend.compiler``), when ``"auto"`` uses it
 (``Backend.auto_compiles``) and how (``Backend.compile_step``, ``compile_loop``); a lazy
-backend ends each step in ``persist`` (``Backend.step_boundary``).
+backend ends each step in ``persist`` (``Backend.step_boundary``). ``compiler_for`` is
+the one place a ``compile`` mode becomes a decision; what it decides travels as a
+compiler name (or None), never as the mode again.
 """
 
 from __future__ import annotations
@@ -14,17 +17,9 @@ import array_api_compat
 
 from xpnn.backends.base import Array
 from xpnn.backends.registry import COMPILERS, backend_of, backend_or_plain, overriding
-from xpnn.errors import XpnnValueError, shown
+from xpnn.errors import XpnnValueError, check_choice
 
 COMPILE_MODES: tuple[str, ...] = ("auto", "on", "off")
-
-
-def check_compile(mode: Any) -> str:
-    """``mode`` if it is one of ``COMPILE_MODES``, else an XpnnValueError."""
-    if not isinstance(mode, str) or mode not in COMPILE_MODES:
-        msg = f"compile must be one of {', '.join(COMPILE_MODES)}, got {shown(mode)}"
-        raise XpnnValueError(msg)
-    return mode
 
 
 def compiler_for(backend: str, mode: str, *, steps: int | None = None) -> str | None:
@@ -41,7 +36,7 @@ def compiler_for(backend: str, mode: str, *, steps: int | None = None) -> str | 
     XpnnValueError
         ``mode`` is unknown, or ``"on"`` for a backend that does not compile.
     """
-    mode = check_compile(mode)
+    mode = check_choice(mode, "compile", COMPILE_MODES)
     if mode == "off":
         return None
     compiler = backend_or_plain(backend).compiler
@@ -51,7 +46,7 @@ def compiler_for(backend: str, mode: str, *, steps: int | None = None) -> str | 
                 f"compile 'on' needs a backend that compiles ({', '.join(COMPILERS)}); "
                 f"{backend} runs the step eagerly: use 'auto' or 'off'"
             )
-            raise XpnnValueError(msg)
+            raise XpnnValueError(msg, argument="compile")
         return None
     if mode == "auto" and not backend_or_plain(backend).auto_compiles(steps=steps):
         return None
@@ -59,20 +54,15 @@ def compiler_for(backend: str, mode: str, *, steps: int | None = None) -> str | 
 
 
 def compile_step(
-    fn: Callable,
-    backend: str,
-    mode: str,
-    *,
-    device: Any = None,
-    steps: int | None = None,
-) -> tuple[Callable, bool]:
-    """``fn`` compiled for ``backend`` where ``compiler_for`` says so, and whether it was.
-    A compiled step is traced once per input shape; a new shape traces it again. On dask
-    every mode returns ``fn`` followed by ``persist`` of its outputs: the step boundary."""
-    compiler = compiler_for(backend, mode, steps=steps)
+    fn: Callable, backend: str, compiler: str | None, *, device: Any = None
+) -> Callable:
+    """``fn`` compiled for ``backend`` where ``compiler`` (``compiler_for``'s decision) is
+    set. A compiled step is traced once per input shape; a new shape traces it again.
+    Eager, on dask, it is ``fn`` followed by ``persist`` of its outputs: the step
+    boundary."""
     if compiler is None:
-        return backend_or_plain(backend).step_boundary(fn), False
-    return backend_or_plain(backend).compile_step(fn, device=device), True
+        return backend_or_plain(backend).step_boundary(fn)
+    return backend_or_plain(backend).compile_step(fn, device=device)
 
 
 def compile_loop(fn: Callable, backend: str, *, rows: int, axis: int, target_axis: int) -> Any:

@@ -18,6 +18,7 @@ from xpnn.errors import BackendUnavailable
 class CupyBackend(Backend):
     name = "cupy"
     module = "cupy"
+    extra = "cuda12"
     install_hint = 'pip install "xpnn[cuda12]" or "xpnn[cuda13]", on a machine with an NVIDIA GPU'
     gpu_only = True
 

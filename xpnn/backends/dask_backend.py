@@ -26,6 +26,7 @@ cost per task would outweigh the arithmetic), a larger one splits into equal chu
 class DaskBackend(Backend):
     name = "dask"
     module = "dask.array"
+    extra = "dask"
     install_hint = 'pip install "xpnn[dask]"'
     lazy = True
 
@@ -37,6 +38,9 @@ class DaskBackend(Backend):
 
     def is_array(self, x: Any) -> bool:
         return is_dask(x)
+
+    def place_batch(self, x: Array, axis: int, rows: int | None = None) -> Array:
+        return chunk_batch(x, axis, rows)
 
     def step_boundary(self, fn: Callable) -> Callable:
         def step(*args: Any) -> Any:

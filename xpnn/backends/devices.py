@@ -106,6 +106,14 @@ def resolve_dtype(xp: ArrayNamespace, dtype: Any, device: Any) -> Any:
     raise XpnnTypeError(msg)
 
 
+def read_only(x: Array) -> Array:
+    """``x``, or a view of it that refuses writes where its library has one (NumPy)."""
+    for backend in overriding("read_only"):
+        if backend.is_array(x):
+            return backend.read_only(x)
+    return x
+
+
 def to_numpy(x: Array) -> np.ndarray:
     """Copy an array of any backend to a ``numpy.ndarray`` on the host (Python numbers
     and nested lists too)."""

@@ -1,5 +1,5 @@
 """JAX: ``jax.numpy``; steps compile with ``jax.jit``, chunks of steps with one
-``lax.fori_loop``."""
+``lax.fori_loop``, and ``scan`` is ``jax.lax.scan`` under a trace."""
 
 from __future__ import annotations
 
@@ -11,12 +11,13 @@ from typing import Any
 
 import array_api_compat
 
-from xpnn.backends.base import ArrayNamespace, Backend
+from xpnn.backends.base import Array, ArrayNamespace, Backend, Tree
 
 
 class JaxBackend(Backend):
     name = "jax"
     module = "jax"
+    extra = "jax"
     install_hint = 'pip install "xpnn[jax]"'
     compiler = "jax.jit"
     gpu_device = "gpu"
@@ -56,6 +57,31 @@ class JaxBackend(Backend):
             "matmuls in TF32 (10-bit mantissa) on Ampere and later GPUs; "
             "JAX_DEFAULT_MATMUL_PRECISION=highest computes them in full float32"
         )
+
+    def scan(
+        self,
+        step: Callable[[Tree, Tree], tuple[Tree, Tree]],
+        init: Tree,
+        xs: Tree,
+        *,
+        reverse: bool = False,
+    ) -> tuple[Tree, Tree]:
+        """``jax.lax.scan`` under a trace (``jax.jit``, ``jax.grad``): the step is traced
+        once whatever ``T``; eagerly, the default loop."""
+        import jax
+
+        leaves = jax.tree_util.tree_leaves((init, xs))
+        if any(isinstance(a, jax.core.Tracer) for a in leaves):
+            return jax.lax.scan(step, init, xs, reverse=reverse)
+        return super().scan(step, init, xs, reverse=reverse)
+
+    def take(self, a: Array, t: int) -> Array:
+        """One ``dynamic_index_in_dim`` a step: eager JAX compiles an operation at its
+        first shapes, and this is one small program for every ``t`` (``a[t]`` would be
+        one per ``t``)."""
+        from jax import lax
+
+        return lax.dynamic_index_in_dim(a, t, 0, keepdims=False)
 
     def compile_step(self, fn: Callable, *, device: Any) -> Callable:
         import jax

@@ -24,3 +24,8 @@ class NumpyBackend(Backend):
 
     def is_array(self, x: Any) -> bool:
         return array_api_compat.is_numpy_array(x)
+
+    def read_only(self, x: Any) -> Any:
+        view = x.view()
+        view.flags.writeable = False
+        return view

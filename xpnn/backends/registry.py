@@ -16,7 +16,7 @@ from xpnn.backends.dask_backend import DaskBackend
 from xpnn.backends.jax_backend import JaxBackend
 from xpnn.backends.numpy_backend import NumpyBackend
 from xpnn.backends.torch_backend import TorchBackend
-from xpnn.errors import XpnnValueError, shown
+from xpnn.errors import XpnnTypeError, XpnnValueError, shown
 
 _BUILTIN: tuple[Backend, ...] = (
     NumpyBackend(),
@@ -27,24 +27,51 @@ _BUILTIN: tuple[Backend, ...] = (
     DaskBackend(),
 )
 _REGISTRY: dict[str, Backend] = {backend.name: backend for backend in _BUILTIN}
-_NAMESPACES: dict[str, ArrayNamespace] = {}
 _PLAIN = Backend()
 """The defaults, for a namespace or name no registered backend claims."""
 
 
+_REQUIRED = ("namespace", "is_namespace", "is_array")
+"""The hooks a backend must implement; the protocol's defaults cover the rest."""
+
+
 def register(backend: Backend) -> None:
-    """Add ``backend`` after the registered ones (``XpnnValueError`` if its name is taken)."""
-    if not backend.name or backend.name in _REGISTRY:
-        msg = f"backend name {shown(backend.name)} is empty or already registered"
-        raise XpnnValueError(msg)
-    _REGISTRY[backend.name] = backend
+    """Add ``backend``, an instance of a ``Backend`` subclass, after the registered ones.
+
+    Raises
+    ------
+    XpnnTypeError
+        ``backend`` is not a ``Backend`` instance (a class, a name, None), or does not
+        implement ``namespace``, ``is_namespace`` and ``is_array``.
+    XpnnValueError
+        Its ``name`` is not an identifier (``"my_lib"``), or is taken; its ``module`` is
+        not a module name. Nothing is registered.
+    """
+    if not isinstance(backend, Backend):
+        what = f"the class {backend.__name__}" if isinstance(backend, type) else shown(backend)
+        msg = f"register takes a Backend instance (Backend subclass()), got {what}"
+        raise XpnnTypeError(msg, argument="backend")
+    missing = [hook for hook in _REQUIRED if getattr(type(backend), hook) is getattr(Backend, hook)]
+    if missing:
+        msg = f"backend {type(backend).__name__} does not implement {', '.join(missing)}"
+        raise XpnnTypeError(msg, argument="backend")
+    name, module = backend.name, backend.module
+    if not isinstance(name, str) or not name.isidentifier():
+        msg = f"a backend's name must be an identifier such as 'my_lib', got {shown(name)}"
+        raise XpnnValueError(msg, argument="backend")
+    if name in _REGISTRY:
+        msg = f"a backend named {name!r} is registered already; unregister it first"
+        raise XpnnValueError(msg, argument="backend")
+    if not isinstance(module, str) or not all(p.isidentifier() for p in module.split(".")):
+        msg = f"backend {name}: module must name the library to import, got {shown(module)}"
+        raise XpnnValueError(msg, argument="backend")
+    _REGISTRY[name] = backend
 
 
 def unregister(name: str) -> None:
-    """Remove backend ``name`` and forget its namespace."""
+    """Remove backend ``name``."""
     check_name(name)
     del _REGISTRY[name]
-    _NAMESPACES.pop(name, None)
 
 
 def backends() -> list[Backend]:
@@ -96,7 +123,7 @@ def check_name(name: str) -> None:
     """``XpnnValueError`` unless ``name`` is a registered backend."""
     if not isinstance(name, str) or name not in _REGISTRY:
         msg = f"unknown backend {shown(name)}; expected one of {', '.join(_REGISTRY)}"
-        raise XpnnValueError(msg)
+        raise XpnnValueError(msg, argument="backend")
 
 
 def get_backend(name: str) -> Backend:
@@ -141,10 +168,7 @@ def get_namespace(name: str) -> ArrayNamespace:
         The backend is not installed or cannot run here; the message says why and what
         to install.
     """
-    backend = get_backend(name)
-    if name not in _NAMESPACES:
-        _NAMESPACES[name] = backend.load()
-    return _NAMESPACES[name]
+    return get_backend(name).load()
 
 
 def backend_name(xp: ArrayNamespace) -> str:

@@ -23,6 +23,7 @@ AUTO_TORCH_STEPS = 100_000
 class TorchBackend(Backend):
     name = "torch"
     module = "torch"
+    extra = "torch"
     install_hint = (
         "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu (the "
         'CPU build, as nox installs it), or pip install "xpnn[torch]" (on Linux the CUDA '

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from xpnn import datasets
-from xpnn.backends import compile_step, compiler_for, to_numpy
+from xpnn.backends import compile_step, to_numpy
 from xpnn.course import printouts
 from xpnn.course.networks import (
     adding_network,
@@ -27,14 +27,17 @@ from xpnn.course.networks import (
     regression_network,
     sine_network,
 )
-from xpnn.course.settings import AddingProblem, BinaryAddition, Regression, Sine, Training
+from xpnn.course.settings import AddingProblem, BinaryAddition, Regression, RunPlan, Sine, Training
 from xpnn.errors import XpnnTypeError
 from xpnn.nn.mlp import MLP
 from xpnn.nn.rnn import RNN
 from xpnn.optim import SGD
+from xpnn.parallel import Gradients
+from xpnn.training.loop import check_stream, starting_state
+from xpnn.training.loop import run as training_run
+from xpnn.training.plan import Plan
 from xpnn.training.resume import Checkpointer
 from xpnn.training.state import LogEvent, TrainState
-from xpnn.training.train import train
 
 Echo = Callable[[str], None] | None
 
@@ -71,8 +74,9 @@ def backprop_step(
     x, d = net.asarray(BACKPROP_X, name="x"), net.asarray(BACKPROP_D, name="d")
     y, cache = net.forward(x)
     grads = net.backward(cache, d)
-    delta2 = net.output_layer.delta(cache.us[1], y, d, net.xp)  # dE/du2
-    delta1 = net.xp.matmul(delta2, net.params["W2"].T) * net.activation.derivative(
+    core = net.core
+    delta2 = core.out.delta(cache.us[1], y, d, net.xp)  # dE/du2
+    delta1 = (delta2 @ net.params["W2"].T) * core.activation.derivative(
         cache.us[0], cache.zs[1], net.xp
     )  # dE/du1
     updated, _state = SGD(BACKPROP_LR).update(net.params, grads, {})
@@ -81,7 +85,7 @@ def backprop_step(
         "z1": cache.zs[1],
         "u2": cache.us[1],
         "y": y,
-        "loss": net.loss_unchecked(cache, d),
+        "loss": core.loss(cache, d),
         "dE/du2": delta2,
         "dE/du1": delta1,
         **{f"grad_{k}": g for k, g in grads.items()},
@@ -104,101 +108,95 @@ class RunResult:
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
-def _checks_settings(kind: type[Training]) -> Callable[[Callable[..., RunResult]], Any]:
-    """A notebook run that checks its settings where they enter (``kind()`` when None),
-    once, before anything is built. The run itself is ``.unchecked``: ``xpnn train`` and
-    ``xpnn sweep`` call it with settings they checked already, naming options and grid
-    keys in their messages."""
+def _runs(kind: type[Training]) -> Callable[[Callable[..., RunResult]], Any]:
+    """A notebook run, taking its settings (``kind()`` when None), which it resolves
+    once where they enter, before anything is built. The run itself takes the
+    ``RunPlan``, as ``.planned``: ``xpnn train`` and ``xpnn sweep`` resolve the settings
+    themselves, naming options and grid keys in their messages."""
 
     def wrap(run: Callable[..., RunResult]) -> Any:
         @functools.wraps(run)
-        def checked(settings: Training | None = None, /, **kwargs: Any) -> RunResult:
+        def resolved(settings: Training | None = None, /, **kwargs: Any) -> RunResult:
             s = kind() if settings is None else settings
             if not isinstance(s, kind):
                 msg = f"settings must be a {kind.__name__}, got {type(s).__name__}"
-                raise XpnnTypeError(msg)
-            s.check()
-            return run(s, **kwargs)
+                raise XpnnTypeError(msg, argument="settings")
+            return run(s.resolve(), **kwargs)
 
-        checked.unchecked = run
-        return checked
+        resolved.planned = run
+        return resolved
 
     return wrap
 
 
 def _fit(
-    net: Any, stream: Any, settings: Training, echo: Echo, *, progress: bool, **kwargs: Any
+    run: RunPlan,
+    net: Any,
+    stream: Any,
+    on_log: Callable[[LogEvent], None],
+    *,
+    parallel: Any = None,
 ) -> TrainState:
-    """``train`` with the settings' optimiser and ``compile``, keeping
-    ``checkpoint/checkpoint.npz`` current every ``checkpoint_every`` iterations (default:
-    ``log_every``) and resuming from it when ``resume``; ``kwargs`` go to ``train``
-    (``parallel=client`` trains on a dask cluster's workers).
-    Says through ``echo`` whether the step ran compiled, unless the ``progress`` lines
-    said it at the first reading; a step that compiles says so on stderr when its compile
-    starts and when it is done."""
-    s = settings
-    optimizer = s.make_optimizer()
-    kwargs = {"iters": s.iters, "log_every": s.log_every, "compile": s.compile, **kwargs}
-    kwargs["on_log"] = _saying_compile(stream, s, kwargs.get("on_log"))
-    if s.checkpoint is None:
-        result = train(net, optimizer, stream, **kwargs)
-    else:
+    """The run's training: ``run.training`` on ``stream``, on the workers of the
+    ``distributed.Client`` ``parallel`` (a gradient source) or in this process, keeping
+    ``checkpoint/checkpoint.npz`` current and resuming from it where the settings ask.
+    A step that compiles says so on stderr, once, when its compile is done."""
+    s, plan = run.settings, run.training
+    log = _saying_compile(plan, on_log)
+    source = None if parallel is None else Gradients(parallel, net, stream, plan.truncate)
+    try:
+        if s.checkpoint is None:
+            begin = starting_state(net, plan, None)
+            check_stream(net, stream, plan.iters, 0, whole_batches=source is not None)
+            return training_run(plan, net, stream, begin, source=source, on_log=log)
         keeper = Checkpointer(
-            s.checkpoint,
-            every=s.log_every if s.checkpoint_every is None else s.checkpoint_every,
-            settings=s.recorded(),
-            resume=s.resume,
+            s.checkpoint, every=plan.on_step_every, settings=s.recorded(), resume=s.resume
         )
-        result = keeper.run(net, optimizer, stream, **kwargs)
-    if not progress:
-        _say(echo, printouts.run_step_line(result))
-    return result
+        return keeper.run_plan(plan, net, stream, on_log=log, source=source)
+    finally:
+        if source is not None:
+            source.close()
 
 
-def _outputs(net: RNN, xs: Any, mode: str) -> Any:
-    """``net``'s outputs for the host inputs ``xs`` ``(T, B, I)`` (a dataset's, so
-    unchecked), on the host: one pass, compiled as a one-off call under ``mode``
-    (``"auto"``: ``jax.jit`` on JAX, a ``lax.scan`` over the steps, where an eager pass
-    dispatches every operation once a step; eager elsewhere)."""
-    forward, _ = compile_step(  # a tuple out, like a step's (dask persists each item)
-        lambda params, x: (net.forward_unchecked(x, params)[0],),
-        net.backend,
-        mode,
-        device=net.device,
-        steps=1,
-    )
-    return to_numpy(forward(net.params, net.asarray(xs))[0])
-
-
-def _saying_compile(
-    stream: Any, s: Training, on_log: Callable[[LogEvent], None] | None
-) -> Callable[[LogEvent], None]:
-    """``on_log``, after saying on stderr that the step compiles (now, before the first
-    call) and, at the first reading, how long the compile took."""
-    compiler = compiler_for(s.backend, s.compile, steps=s.iters)
-    if compiler is not None:
-        print(
-            f"compiling the step for {s.backend} ({compiler}); this takes a while the first time",
-            file=sys.stderr,
-            flush=True,
-        )
+def _saying_compile(plan: Plan, on_log: Callable[[LogEvent], None]) -> Callable[[LogEvent], None]:
+    """``on_log``, after saying on stderr, at the run's first reading, that the step
+    compiled and how long that took."""
 
     def log(event: LogEvent) -> None:
-        if compiler is not None and event.compile_seconds is not None:
+        if plan.compiled and event.compile_seconds is not None:
             print(
-                f"compiled: the first call took {event.compile_seconds:.1f} s",
+                f"xpnn: the step compiled with {plan.compiler}: its first call took "
+                f"{event.compile_seconds:.1f} s",
                 file=sys.stderr,
                 flush=True,
             )
-        if on_log is not None:
-            on_log(event)
+        on_log(event)
 
     return log
 
 
-@_checks_settings(Regression)
+def _wall_time(seconds: float, result: TrainState) -> str:
+    """``wall time: 7.60 s (training 7.35 s)``, and the compile's share where there was one."""
+    stats = result.stats
+    compiled = f", the step's compile {stats.compile_seconds:.2f} s" if stats.compiled else ""
+    return f"wall time: {seconds:.2f} s (training {stats.seconds:.2f} s{compiled})"
+
+
+def _outputs(net: RNN, xs: Any, compiler: str | None) -> Any:
+    """``net``'s outputs for the host inputs ``xs`` ``(T, B, I)`` (a dataset's, so
+    unchecked), on the host: one pass, compiled as a one-off call where the run's step
+    compiles (on JAX a ``lax.scan`` over the steps, where an eager pass dispatches every
+    operation once a step)."""
+    core = net.core
+    forward = compile_step(  # a tuple out, like a step's (dask persists each item)
+        lambda params, x: (core.forward(params, x)[0],), net.backend, compiler, device=net.device
+    )
+    return to_numpy(forward(net.params, net.asarray(xs))[0])
+
+
+@_runs(Regression)
 def regression(
-    settings: Regression,
+    run: RunPlan,
     /,
     *,
     echo: Echo = print,
@@ -209,13 +207,13 @@ def regression(
     squared error), one SGD step per sample drawn with replacement; weights ``randn``
     (biases start at 0, where the notebook draws them too). ``metrics["test_mse"]`` is
     the mean squared error on ``n_test`` fresh samples."""
-    s = settings
+    s = run.settings
     shown = echo if progress else None  # where the progress lines go
     began = time.perf_counter()
     net = regression_network(
         hidden_size=s.hidden_size,
         activation=s.activation,
-        **s.placement(),
+        **run.placement(),
     )
     x, d = datasets.linear(s.n_samples, seed=s.seed, low=s.low, high=s.high)
     stream = datasets.SampleStream(x, d, s.batch_size, seed=s.seed)
@@ -223,26 +221,23 @@ def regression(
     def log(event: LogEvent) -> None:
         _say(shown, printouts.loss_line(event, ".6f"))
 
-    result = _fit(net, stream, s, echo, progress=progress, parallel=parallel, on_log=log)
+    result = _fit(run, net, stream, log, parallel=parallel)
     x_test, d_test = datasets.linear(s.n_test, seed=s.seed + 1, low=s.low, high=s.high)
     pred = to_numpy(net.predict(net.asarray(x_test)))
     test_mse = float(((pred - d_test) ** 2).mean())
+    seconds = time.perf_counter() - began
     _say(
         echo,
         f"test MSE on {s.n_test} fresh samples: {test_mse:.6g} "
-        f"(target variance {d_test.var():.4g})",
+        f"(target variance {d_test.var():.4g})\n{_wall_time(seconds, result)}",
     )
-    return RunResult(
-        net,
-        result,
-        time.perf_counter() - began,
-        {"test_mse": test_mse, "target_variance": float(d_test.var())},
-    )
+    metrics = {"test_mse": test_mse, "target_variance": float(d_test.var())}
+    return RunResult(net, result, seconds, metrics)
 
 
-@_checks_settings(BinaryAddition)
+@_runs(BinaryAddition)
 def binary_addition(
-    settings: BinaryAddition,
+    run: RunPlan,
     /,
     *,
     echo: Echo = print,
@@ -258,7 +253,7 @@ def binary_addition(
     first reading with every operand pair exact). ``metrics`` holds ``exact`` and
     ``total`` over all operand pairs, and ``eval_loss``, the loss over all of them.
     """
-    s = settings
+    s = run.settings
     shown = echo if progress else None  # where the progress lines go
     began = time.perf_counter()
     net = addition_network(
@@ -267,7 +262,7 @@ def binary_addition(
         init=s.init,
         weight_init_std=s.weight_init_std,
         cell=s.cell,
-        **s.placement(),
+        **run.placement(),
     )
     stream = datasets.BinaryAdditionStream(s.batch_size, bits=s.bits, seed=s.seed)
 
@@ -278,32 +273,21 @@ def binary_addition(
             net.params = event.params  # the reading's parameters (train sets them at the end)
             on_reading(net, event)
 
-    result = _fit(
-        net,
-        stream,
-        s,
-        echo,
-        progress=progress,
-        parallel=parallel,
-        truncate=s.truncate,
-        clip=s.clip,
-        on_log=log,
-    )
+    result = _fit(run, net, stream, log, parallel=parallel)
     exact, total = addition_accuracy(net, s.bits)
     seconds = time.perf_counter() - began
     _say(
         echo,
         f"exact on all {total} operand pairs: {exact}/{total} "
-        f"({100.0 * exact / total:.2f}%)\nwall time: {seconds:.2f} s "
-        f"(training {result.stats.seconds:.2f} s)",
+        f"({100.0 * exact / total:.2f}%)\n{_wall_time(seconds, result)}",
     )
     metrics = {"exact": exact, "total": total, "eval_loss": addition_loss(net, s.bits)}
     return RunResult(net, result, seconds, metrics)
 
 
-@_checks_settings(Sine)
+@_runs(Sine)
 def sine(
-    settings: Sine,
+    run: RunPlan,
     /,
     *,
     echo: Echo = print,
@@ -319,14 +303,14 @@ def sine(
     half the range of its last period (about 100 points; a sine's is 1, a continuation
     that fades to a constant has nearly 0).
     """
-    s = settings
+    s = run.settings
     shown = echo if progress else None  # where the progress lines go
     began = time.perf_counter()
     net = sine_network(
         hidden_size=s.hidden_size,
         weight_init_std=s.weight_init_std,
         cell=s.cell,
-        **s.placement(),
+        **run.placement(),
     )
     data = datasets.sine_windows(s.maxlen)
     stream = datasets.SampleStream(
@@ -336,7 +320,7 @@ def sine(
     def log(event: LogEvent) -> None:
         _say(shown, printouts.loss_line(event, ".6g"))
 
-    result = _fit(net, stream, s, echo, progress=progress, parallel=parallel, on_log=log)
+    result = _fit(run, net, stream, log, parallel=parallel)
     test_pred = to_numpy(net.predict(net.asarray(data.xs_test)))
     test_mse = float(((test_pred - data.ds_test) ** 2).mean())
     window, generated = list(data.f[-s.maxlen :]), []
@@ -348,15 +332,17 @@ def sine(
     truth = [float(v) for v in datasets.sine_continuation(data.t[-1], step, s.n_generate)]
     last_period = generated[-round(2 * math.pi / step) :]
     generated_mse = sum((g - t) ** 2 for g, t in zip(generated, truth, strict=False)) / len(truth)
+    seconds = time.perf_counter() - began
     _say(
         echo,
         f"test MSE on {data.ds_test.shape[0]} held-out windows: {test_mse:.6g}\n"
-        f"generated {s.n_generate} points; MSE against the true sine: {generated_mse:.6g}",
+        f"generated {s.n_generate} points; MSE against the true sine: {generated_mse:.6g}\n"
+        f"{_wall_time(seconds, result)}",
     )
     return RunResult(
         net,
         result,
-        time.perf_counter() - began,
+        seconds,
         {
             "test_mse": test_mse,
             "generated": generated,
@@ -368,9 +354,9 @@ def sine(
     )
 
 
-@_checks_settings(AddingProblem)
+@_runs(AddingProblem)
 def adding_problem(
-    settings: AddingProblem,
+    run: RunPlan,
     /,
     *,
     echo: Echo = print,
@@ -385,30 +371,27 @@ def adding_problem(
     ``baseline_mse``, that of always predicting the mean sum 1 (about 0.167): a network
     that forgets the marked values does no better than the baseline.
     """
-    s = settings
+    s = run.settings
     shown = echo if progress else None  # where the progress lines go
     began = time.perf_counter()
     net = adding_network(
         cell=s.cell,
         hidden_size=s.hidden_size,
-        **s.placement(),
+        **run.placement(),
     )
     stream = datasets.AddingProblemStream(s.batch_size, s.steps, seed=s.seed)
 
     def log(event: LogEvent) -> None:
         _say(shown, printouts.loss_line(event, ".6g"))
 
-    result = _fit(
-        net, stream, s, echo, progress=progress, parallel=parallel, clip=s.clip, on_log=log
-    )
+    result = _fit(run, net, stream, log, parallel=parallel)
     xs, ds = datasets.adding_problem(s.n_test, s.steps, seed=s.seed + 1)
-    test_mse = float(((_outputs(net, xs, s.compile) - ds) ** 2).mean())
+    test_mse = float(((_outputs(net, xs, run.training.compiler) - ds) ** 2).mean())
     baseline_mse = float(((ds - 1.0) ** 2).mean())
     seconds = time.perf_counter() - began
     _say(
         echo,
         f"test MSE on {s.n_test} fresh sequences of {s.steps} steps: {test_mse:.4g} "
-        f"(always predicting 1: {baseline_mse:.4g})\nwall time: {seconds:.2f} s "
-        f"(training {result.stats.seconds:.2f} s)",
+        f"(always predicting 1: {baseline_mse:.4g})\n{_wall_time(seconds, result)}",
     )
     return RunResult(net, result, seconds, {"test_mse": test_mse, "baseline_mse": baseline_mse})

@@ -6,7 +6,7 @@ from typing import Any
 
 from xpnn import datasets
 from xpnn.backends import to_numpy
-from xpnn.training.state import LogEvent, TrainState
+from xpnn.training.state import LogEvent
 
 HostArray = Any  # a numpy.ndarray
 
@@ -65,29 +65,10 @@ def backprop_sections(params: dict[str, HostArray], values: dict[str, HostArray]
     return lines
 
 
-def step_line(compiled: bool, seconds: float) -> str:
-    """Whether the training step ran compiled, and how long its first call took."""
-    if compiled:
-        return f"step: compiled; first call {seconds:.2f} s (the compile included)"
-    return f"step: eager (not compiled); first call {seconds:.4f} s"
-
-
-def run_step_line(result: TrainState) -> str:
-    """``step_line`` for a finished run."""
-    return step_line(result.stats.compiled, result.stats.compile_seconds)
-
-
-def _first_reading(event: LogEvent) -> str:
-    """The step line after the run's first reading; nothing after the others."""
-    if event.compile_seconds is None:
-        return ""
-    return "\n" + step_line(event.compiled, event.compile_seconds)
-
-
 def loss_line(event: LogEvent, spec: str) -> str:
     """Notebooks 1_3 and 3_3: ``iters:I loss:L``, the loss formatted by ``spec``
-    (``".6f"``, ``".6g"``); after the run's first reading, the step line."""
-    return f"iters:{event.iteration} loss:{event.loss:{spec}}" + _first_reading(event)
+    (``".6f"``, ``".6g"``)."""
+    return f"iters:{event.iteration} loss:{event.loss:{spec}}"
 
 
 def addition_lines(event: LogEvent) -> str:
@@ -99,7 +80,7 @@ def addition_lines(event: LogEvent) -> str:
     return (
         f"iters:{event.iteration}\nLoss:{event.loss}\nPred:{pred}\n"
         f"True:{d[::-1, 0].astype(int)}\n{a} + {b} = {datasets.decode_bits(y[:, 0])}\n"
-        "------------" + _first_reading(event)
+        "------------"
     )
 
 

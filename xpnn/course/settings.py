@@ -4,15 +4,16 @@
 loop, the checkpoint); ``Regression``, ``BinaryAddition`` and ``Sine`` add each
 notebook's own numbers, with the notebook's values as defaults; ``AddingProblem`` is the
 long-memory task of the course's Day-3 cells; ``Backprop`` is seed 001's single step.
-Each field is an ``xpnn.runs.fields.option``: its help, flag and choices are what
+Each field is an ``xpnn.course.fields.option``: its help, flag and choices are what
 ``xpnn train RUN --help`` shows, and ``check()`` checks every value once. ``RUN`` is the
-run's name in ``xpnn.runs.registry.RUNS``.
+run's name in ``xpnn.course.registry.RUNS``.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 from xpnn import datasets
@@ -21,31 +22,34 @@ from xpnn.backends import (
     BACKENDS,
     COMPILE_MODES,
     compiler_for,
+    get_namespace,
+    resolve_device,
+    resolve_dtype,
 )
-from xpnn.errors import XpnnValueError
-from xpnn.nn.cells import CELLS
-from xpnn.optim import OPTIMIZERS, Adam, Momentum, Optimizer, RMSProp, build
-from xpnn.runs.fields import (
+from xpnn.course.fields import (
     COUNT,
     FINITE,
     FLAG,
-    FRACTION,
     INTEGER,
+    NUMBER,
     POSITIVE,
-    RATE,
     SEED,
     Kind,
     Label,
     check_fields,
     option,
+    relabeled,
 )
+from xpnn.errors import BackendUnavailable, XpnnError, XpnnValueError
+from xpnn.nn.cells import CELLS
+from xpnn.optim import OPTIMIZERS, Adam, Momentum, Optimizer, RMSProp, build
+from xpnn.training.plan import Plan
 from xpnn.training.resume import Checkpointer, check_folder
 
 Folder = str | os.PathLike[str] | None
 
-FOLDER = Kind("a folder", check_folder, lambda v: isinstance(v, (str, os.PathLike)))
-"""A checkpoint folder: on the command line it must exist and be writable now; a
-Python value is checked where the checkpoint is kept."""
+FOLDER = Kind("a folder", Path, check_folder)
+"""A checkpoint folder: a writable folder, or one that ``mkdir -p`` can make."""
 
 _ADAM, _RMSPROP = Adam(), RMSProp()
 
@@ -83,8 +87,22 @@ class Backprop:
     dtype: str = _dtype()
 
     def check(self, label: Label = str) -> None:
-        """Raise ``XpnnValueError`` naming the first wrong field (by ``label``)."""
+        """``resolve``, for its refusals alone."""
+        self.resolve(label)
+
+    def resolve(self, label: Label = str) -> Backprop:
+        """These settings, every field checked and the device and dtype found on the
+        backend (``XpnnValueError`` naming the first wrong one by ``label``;
+        ``BackendUnavailable`` where the backend cannot run here)."""
         check_fields(self, label)
+        try:
+            xp = get_namespace(self.backend)
+            resolve_dtype(xp, self.dtype, resolve_device(xp, self.device))
+        except BackendUnavailable:
+            raise
+        except XpnnError as exc:
+            raise relabeled(exc, label) from None
+        return self
 
 
 @dataclass(frozen=True)
@@ -119,7 +137,7 @@ class Training:
         }
     )
     OPTIONS: ClassVar[tuple[str, ...]] = ("momentum", "beta1", "beta2", "eps", "decay")
-    # The fields that check() (and xpnn.runs.registry.check_placement) judge together;
+    # The fields that check() (and xpnn.course.registry.check_placement) judge together;
     # every other field is judged alone. Keep in step with check(): xpnn sweep checks
     # every combination of the grid keys tied here, and one value of the others.
     RELATIONS: ClassVar[tuple[frozenset[str], ...]] = (
@@ -129,7 +147,7 @@ class Training:
     )
 
     iters: int = option(1000, "iterations", kind=COUNT)
-    lr: float = option(0.1, "learning rate", kind=POSITIVE)
+    lr: float = option(0.1, "learning rate", kind=NUMBER)
     batch_size: int = option(1, "batch size", kind=COUNT)
     log_every: int = option(
         100, "iterations between progress lines (and loss readings)", kind=COUNT
@@ -146,14 +164,14 @@ class Training:
         optional=True,
     )
     momentum: float | None = option(
-        None, "momentum's momentum, in (0, 1)", kind=FRACTION, unset=_momentum_unset
+        None, "momentum's momentum, in (0, 1)", kind=NUMBER, unset=_momentum_unset
     )
-    beta1: float | None = option(None, "adam's beta1", kind=RATE, unset=f"{_ADAM.beta1}")
-    beta2: float | None = option(None, "adam's beta2", kind=RATE, unset=f"{_ADAM.beta2}")
+    beta1: float | None = option(None, "adam's beta1", kind=NUMBER, unset=f"{_ADAM.beta1}")
+    beta2: float | None = option(None, "adam's beta2", kind=NUMBER, unset=f"{_ADAM.beta2}")
     eps: float | None = option(
-        None, "adagrad's, rmsprop's and adam's eps", kind=POSITIVE, unset=f"{_ADAM.eps:g}"
+        None, "adagrad's, rmsprop's and adam's eps", kind=NUMBER, unset=f"{_ADAM.eps:g}"
     )
-    decay: float | None = option(None, "rmsprop's decay", kind=RATE, unset=f"{_RMSPROP.decay}")
+    decay: float | None = option(None, "rmsprop's decay", kind=NUMBER, unset=f"{_RMSPROP.decay}")
     compile: str = option(
         "auto",
         "compile the training step: auto compiles on jax (any sequence length: the time "
@@ -163,7 +181,7 @@ class Training:
     )
     checkpoint: Folder = option(
         None,
-        f"keep DIR/{Checkpointer.FILENAME} current (DIR must exist)",
+        f"keep DIR/{Checkpointer.FILENAME} current (DIR is made if missing)",
         kind=FOLDER,
         unset="none",
         metavar="DIR",
@@ -178,22 +196,51 @@ class Training:
     )
 
     def check(self, label: Label = str) -> None:
-        """Check every field, then what fields say together (``RELATIONS``): the
-        checkpoint options, the optimiser and its options, ``compile`` on the backend.
-        ``label`` names a field in the message (``str``: by its name).
+        """``resolve``, for its refusals alone."""
+        self.resolve(label)
+
+    def resolve(self, label: Label = str) -> RunPlan:
+        """Check every field, then what fields say together (``RELATIONS``: the
+        checkpoint options, the optimiser and its options, ``compile`` on the backend),
+        and make the run's ``RunPlan``. ``label`` names a field in a message (``str``: by
+        its name; the command line: by its flag).
 
         Raises
         ------
         XpnnValueError
             The first wrong field or combination.
+        BackendUnavailable
+            The backend cannot run here (not a mistake in the settings).
         """
         check_fields(self, label)
+        try:
+            self._check_relations(label)
+            optimizer = self.make_optimizer()
+            compiler = compiler_for(self.backend, self.compile, steps=self.iters)
+            xp = get_namespace(self.backend)
+            device = resolve_device(xp, self.device)
+            dtype = resolve_dtype(xp, self.dtype, device)
+        except BackendUnavailable:
+            raise
+        except XpnnError as exc:
+            raise relabeled(exc, label) from None
+        plan = Plan(
+            optimizer,
+            self.iters,
+            self.log_every,
+            getattr(self, "truncate", None),
+            getattr(self, "clip", None),
+            compiler,
+            self.log_every if self.checkpoint_every is None else self.checkpoint_every,
+        )
+        return RunPlan(self, device, dtype, plan)
+
+    def _check_relations(self, label: Label) -> None:
+        """What fields say together, beyond the optimiser and the placement."""
         if self.checkpoint is None and (self.resume or self.checkpoint_every is not None):
             names = (label("resume"), label("checkpoint_every"), label("checkpoint"))
             msg = "{} and {} need {}".format(*names)
-            raise XpnnValueError(msg)
-        self.make_optimizer()
-        compiler_for(self.backend, self.compile)
+            raise XpnnValueError(msg, argument="checkpoint")
 
     def make_optimizer(self) -> Optimizer:
         """The run's optimiser, with ``lr`` and the hyperparameters given.
@@ -235,9 +282,9 @@ class Regression(Training):
     low: float = option(0.0, "inputs uniform in [low, high)", kind=FINITE)
     high: float = option(1.0, "see --low", kind=FINITE)
 
-    def check(self, label: Label = str) -> None:
-        """``Training.check``, and ``low < high`` (a relation)."""
-        super().check(label)
+    def _check_relations(self, label: Label) -> None:
+        """``Training``'s, and ``low < high``."""
+        super()._check_relations(label)
         datasets.check_interval(self.low, self.high)
 
 
@@ -264,14 +311,14 @@ class BinaryAddition(Training):
     clip: float | None = option(None, "global gradient norm cap", kind=POSITIVE, unset="none")
     cell: str = _cell("rnn")
 
-    def check(self, label: Label = str) -> None:
-        """``Training.check``; ``bits`` small enough to test every operand pair; an
-        ``activation`` other than the default only with the simple RNN (a relation)."""
-        super().check(label)
+    def _check_relations(self, label: Label) -> None:
+        """``Training``'s; ``bits`` small enough to test every operand pair; an
+        ``activation`` other than the default only with the simple RNN."""
+        super()._check_relations(label)
         datasets.check_bits(self.bits, datasets.MAX_ALL_PAIRS_BITS)
         if self.cell != "rnn" and self.activation != type(self).activation:
             msg = f"{label('activation')} applies to {label('cell')} rnn only, not {self.cell}"
-            raise XpnnValueError(msg)
+            raise XpnnValueError(msg, argument="activation")
 
 
 @dataclass(frozen=True)
@@ -292,9 +339,9 @@ class Sine(Training):
     n_generate: int = option(200, "points generated", kind=COUNT, cli=False)
     cell: str = _cell("rnn")
 
-    def check(self, label: Label = str) -> None:
-        """``Training.check``, and ``maxlen`` short enough to leave training windows."""
-        super().check(label)
+    def _check_relations(self, label: Label) -> None:
+        """``Training``'s, and ``maxlen`` short enough to leave training windows."""
+        super()._check_relations(label)
         datasets.check_windows(self.maxlen)
 
 
@@ -317,9 +364,9 @@ class AddingProblem(Training):
     clip: float | None = option(1.0, "global gradient norm cap", kind=POSITIVE, optional=True)
     n_test: int = option(1000, "fresh test sequences", kind=COUNT)
 
-    def check(self, label: Label = str) -> None:
-        """``Training.check``, and ``steps`` of at least 2."""
-        super().check(label)
+    def _check_relations(self, label: Label) -> None:
+        """``Training``'s, and ``steps`` of at least 2."""
+        super()._check_relations(label)
         datasets.check_steps(self.steps)
 
 
@@ -335,3 +382,22 @@ class SineWave(Sine):
     lr: float = 0.3
     batch_size: int = 10
     maxlen: int = 5
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """A run's settings, checked and resolved once (``Training.resolve``): the settings
+    themselves (the run's own numbers), the device and dtype objects of the backend, and
+    the training loop's ``Plan`` (the optimiser built, the compile decided)."""
+
+    settings: Training
+    device: Any
+    dtype: Any
+    training: Plan
+
+    def placement(self) -> dict[str, Any]:
+        """``seed``, ``backend``, ``device`` and ``dtype`` (resolved): where the run's
+        network is built, and from what seed (the keyword arguments every network
+        builder takes)."""
+        s = self.settings
+        return {"seed": s.seed, "backend": s.backend, "device": self.device, "dtype": self.dtype}

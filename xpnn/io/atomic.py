@@ -24,6 +24,17 @@ from typing import BinaryIO
 
 from xpnn.errors import OutputError
 
+
+def _umasked() -> int:
+    """The mode ``open()`` gives a new file: 0666 less the process's umask (read once:
+    the umask can only be read by setting it)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_UMASKED = _umasked()
+
 HOST = re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname()) or "localhost"
 
 
@@ -96,6 +107,7 @@ def write_atomic(
     except OSError as exc:
         raise _output_error(path, what, exc) from None
     try:
+        os.fchmod(fd, _UMASKED)  # mkstemp makes 0600; a new file of ours gets the umask's
         with os.fdopen(fd, "wb") as file:
             write(file)
             file.flush()

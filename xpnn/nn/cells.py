@@ -7,16 +7,19 @@ biases ``b`` ``(G*H,)`` (the GRU also ``b_h`` ``(G*H,)``). The driver computes t
 projection ``ux_t = x_t @ W_in (+ b)`` of every step in one matmul before the loop and
 hands the cell one ``(B, G*H)`` row block per step.
 
-Before the forward loop, ``prepare_forward(params, xp)`` returns what
-``step_forward`` reads in place of ``params``: the parameters, plus any constant the cell
-builds once per sequence rather than once per step (the LSTM's gate scales).
+``zero_state(like, xp)`` is the state before step 0 (zeros like the ``(B, H)`` array
+``like``), shaped like every state and like the gradient that flows back into one:
+``(B, H)``, or the LSTM's pair.
 
-``step_forward(ux, state, params, xp)`` returns ``(state, h, cache)``: the new state, the
-output ``h`` ``(B, H)`` the output layer reads, and what ``step_backward`` needs beyond
-the states (nothing is stored on the cell). ``state`` is ``h`` ``(B, H)``, or the pair
-``(h, c)`` for the LSTM; None stands for zeros at the first step. The driver stacks the
-states of every step anyway, so a cache never holds a state again: a copy of each field
-of every step is what the stacking costs at large batches.
+Before the forward loop, ``prepare_forward(params, xp)`` returns what ``step_forward``
+reads in place of ``params``: the parameters, plus any constant the cell builds once per
+sequence rather than once per step (the LSTM's gate scales).
+
+``step_forward(ux, state, params, xp)`` returns ``(state, cache)``: the new state (its
+``h`` is what the output layer reads) and what ``step_backward`` needs beyond the states
+(nothing is stored on the cell). The driver stacks the states of every step anyway, so a
+cache never holds a state again: a copy of each field of every step is what the stacking
+costs at large batches.
 
 Before the backward loop, ``prepare_backward(caches, states, state0, xp)`` turns the
 caches of all steps (each field stacked on a leading time axis, ``(T, B, ...)``), the
@@ -26,16 +29,15 @@ stacked states after each step (``(T, B, H)``, or the LSTM's pair) and the initi
 derivatives and the like): at small sizes the cost is the number of array calls, so the
 per-step work shrinks to a few of them.
 
-``step_backward(dh, pending, cache, w_t, xp)`` takes ``dh``, the gradient reaching ``h``
-from the output layer (None for zero), and ``pending``, what the next step left for this
-one (None at the last step of a truncation block: no gradient enters from later), and
-returns ``(d_in, d_rec, pending)``: the gradient with respect to the input projection
-``ux`` (which gives ``dW_in`` and ``db``), with respect to the recurrent projection
-``h_prev @ W (+ b_h)`` (``dW`` and ``db_h``; the same array as ``d_in`` except for the
-GRU), both ``(B, G*H)``, and what the previous step needs to form the gradient reaching
-its state. That last product (``d_rec @ W.T`` and the like) is left to the step that uses
-it, so the first step of a truncation block computes nothing it throws away, and the
-driver's reverse ``scan`` has one carry of fixed shape. ``w_t`` is ``W.T``.
+``step_backward(dh, dh_next, cache, w_t, xp)`` takes ``dh``, the gradient reaching the
+step's ``h`` from the output layer (None where the output is elsewhere), and ``dh_next``,
+the gradient reaching the step's state from step ``t + 1`` (zeros at the end of a
+truncation block; the LSTM's pair ``(dh, dc)``), and returns ``(d_in, d_rec,
+dh_prev)``: the gradient with respect to the input projection ``ux`` (which gives
+``dW_in`` and ``db``), with respect to the recurrent projection ``h_prev @ W (+ b_h)``
+(``dW`` and ``db_h``; the same array as ``d_in`` except for the GRU), both
+``(B, G*H)``, and the gradient reaching the previous state, the next carry of the
+driver's reverse ``scan``. ``w_t`` is ``W.T``.
 
 The equations, with ``s`` the sigmoid and ``*`` element-wise:
 
@@ -56,7 +58,7 @@ from xpnn.backends import Array, ArrayNamespace
 from xpnn.errors import XpnnValueError, check_choice, shown
 from xpnn.nn.functions import get_activation
 
-State = Any  # an array (B, H), or the LSTM's pair (h, c); None for zeros
+State = Any  # an array (B, H), or the LSTM's pair (h, c)
 CELLS = ("rnn", "lstm", "gru")
 
 
@@ -79,6 +81,12 @@ class Cell:
             shapes["b"] = (width,)
         return shapes
 
+    def zero_state(self, like: Array, xp: ArrayNamespace) -> State:
+        """Zeros of ``like``'s shape ``(B, H)``, dtype and device: the state before step
+        0. (``zeros_like`` rather than asking for a device, which ``torch.compile``
+        cannot trace through array-api-compat.)"""
+        return xp.zeros_like(like)
+
     def prepare_forward(
         self, params: Mapping[str, Array], xp: ArrayNamespace
     ) -> Mapping[str, Array]:
@@ -87,8 +95,8 @@ class Cell:
 
     def step_forward(
         self, ux: Array, state: State, params: Mapping[str, Array], xp: ArrayNamespace
-    ) -> tuple[State, Array, tuple]:
-        """One step: ``(state, h, cache)`` from ``ux`` ``(B, G*H)`` and the previous state."""
+    ) -> tuple[State, tuple]:
+        """One step: ``(state, cache)`` from ``ux`` ``(B, G*H)`` and the previous state."""
         raise NotImplementedError
 
     def prepare_backward(
@@ -101,24 +109,15 @@ class Cell:
         raise NotImplementedError
 
     def step_backward(
-        self, dh: Array | None, pending: Any, cache: Any, w_t: Array, xp: ArrayNamespace
-    ) -> tuple[Array, Array, Any]:
-        """One step back: ``(d_in, d_rec, pending)``, see the module docstring."""
+        self, dh: Array | None, dh_next: State, cache: Any, w_t: Array, xp: ArrayNamespace
+    ) -> tuple[Array, Array, State]:
+        """One step back: ``(d_in, d_rec, dh_prev)``, see the module docstring."""
         raise NotImplementedError
 
 
-def _add(a: Array | None, b: Array | None) -> Array:
-    """``a + b`` where None is zero (not both None)."""
-    if a is None:
-        return b
-    return a if b is None else a + b
-
-
-def _zero_state(ux: Array, size: int, xp: ArrayNamespace) -> Array:
-    """Zeros ``(B, size)`` in ``ux``'s dtype, on its device: the state before step 0.
-    (``zeros_like`` rather than asking ``ux`` for its device, which ``torch.compile``
-    cannot trace through array-api-compat.)"""
-    return xp.zeros_like(ux[:, :size])
+def _plus(dh: Array | None, dh_next: Array) -> Array:
+    """The gradient at a step's ``h``: from the output (None: none) and from later."""
+    return dh_next if dh is None else dh + dh_next
 
 
 def _previous(stack: Array, first: Array | None, xp: ArrayNamespace) -> Array:
@@ -149,10 +148,10 @@ class RNNCell(Cell):
 
     def step_forward(
         self, ux: Array, state: State, params: Mapping[str, Array], xp: ArrayNamespace
-    ) -> tuple[State, Array, tuple]:
-        u = ux if state is None else ux + state @ params["W"]
+    ) -> tuple[State, tuple]:
+        u = ux + state @ params["W"]
         h = self._activation.forward(u, xp=xp)
-        return h, h, ((u,) if self._activation.reads_input else ())
+        return h, ((u,) if self._activation.reads_input else ())
 
     def prepare_backward(
         self, caches: tuple, states: State, state0: State, xp: ArrayNamespace
@@ -162,12 +161,11 @@ class RNNCell(Cell):
         return self._activation.derivative(us, states, xp)
 
     def step_backward(
-        self, dh: Array | None, pending: Any, cache: Any, w_t: Array, xp: ArrayNamespace
-    ) -> tuple[Array, Array, Any]:
-        """``pending`` is the next step's ``delta``; the cache is ``f'(u)``."""
-        dstate = None if pending is None else pending @ w_t
-        delta = _add(dh, dstate) * cache  # dE/du = dE/dh * f'(u)
-        return delta, delta, delta
+        self, dh: Array | None, dh_next: State, cache: Any, w_t: Array, xp: ArrayNamespace
+    ) -> tuple[Array, Array, State]:
+        """The cache is ``f'(u)``."""
+        delta = _plus(dh, dh_next) * cache  # dE/du = dE/dh * f'(u)
+        return delta, delta, delta @ w_t
 
 
 class LSTMCell(Cell):
@@ -191,15 +189,17 @@ class LSTMCell(Cell):
         shift = xp.concat([half, half, zero, half])
         return {"W": w, "scale": scale, "shift": shift}
 
+    def zero_state(self, like: Array, xp: ArrayNamespace) -> State:
+        """The pair ``(h, c)`` of zeros ``(B, H)``."""
+        zeros = xp.zeros_like(like)
+        return zeros, zeros
+
     def step_forward(
         self, ux: Array, state: State, params: Mapping[str, Array], xp: ArrayNamespace
-    ) -> tuple[State, Array, tuple]:
+    ) -> tuple[State, tuple]:
         size = params["W"].shape[0]
-        if state is None:
-            a, c_prev = ux, _zero_state(ux, size, xp)
-        else:
-            h_prev, c_prev = state
-            a = ux + h_prev @ params["W"]
+        h_prev, c_prev = state
+        a = ux + h_prev @ params["W"]
         scale = params["scale"]
         gates = xp.tanh(a * scale) * scale + params["shift"]  # s(a_i), s(a_f), tanh(a_g), s(a_o)
         i, f = gates[:, :size], gates[:, size : 2 * size]
@@ -207,7 +207,7 @@ class LSTMCell(Cell):
         c = f * c_prev + i * g
         tc = xp.tanh(c)
         h = o * tc
-        return (h, c), h, (gates, tc)
+        return (h, c), (gates, tc)
 
     def prepare_backward(
         self, caches: tuple, states: State, state0: State, xp: ArrayNamespace
@@ -229,18 +229,15 @@ class LSTMCell(Cell):
         return dc_dh, factors, f
 
     def step_backward(
-        self, dh: Array | None, pending: Any, cache: Any, w_t: Array, xp: ArrayNamespace
-    ) -> tuple[Array, Array, Any]:
-        """``pending`` is the next step's ``(delta, dc, f)``."""
+        self, dh: Array | None, dh_next: State, cache: Any, w_t: Array, xp: ArrayNamespace
+    ) -> tuple[Array, Array, State]:
+        """``dh_next`` is the pair ``(dh, dc)`` from step ``t + 1``."""
         dc_dh, factors, f = cache
-        dh_next = dc_next = None
-        if pending is not None:
-            delta_next, dc_later, f_next = pending
-            dh_next, dc_next = delta_next @ w_t, dc_later * f_next
-        dh = _add(dh, dh_next)
-        dc = _add(dh * dc_dh, dc_next)
+        dh_later, dc_later = dh_next
+        dh = _plus(dh, dh_later)
+        dc = dh * dc_dh + dc_later
         delta = xp.concat([dc, dc, dc, dh], axis=1) * factors  # dE/da, at the pre-activations
-        return delta, delta, (delta, dc, f)
+        return delta, delta, (delta @ w_t, dc * f)
 
 
 class GRUCell(Cell):
@@ -258,9 +255,9 @@ class GRUCell(Cell):
 
     def step_forward(
         self, ux: Array, state: State, params: Mapping[str, Array], xp: ArrayNamespace
-    ) -> tuple[State, Array, tuple]:
+    ) -> tuple[State, tuple]:
         size = params["W"].shape[0]
-        h_prev = _zero_state(ux, size, xp) if state is None else state
+        h_prev = state
         hw = h_prev @ params["W"]
         if "b_h" in params:
             hw = hw + params["b_h"]
@@ -269,7 +266,7 @@ class GRUCell(Cell):
         hw_n = hw[:, 2 * size :]
         n = xp.tanh(ux[:, 2 * size :] + r * hw_n)
         h = n + z * (h_prev - n)  # (1 - z) * n + z * h_prev
-        return h, h, (rz, n, hw_n)
+        return h, (rz, n, hw_n)
 
     def prepare_backward(
         self, caches: tuple, states: State, state0: State, xp: ArrayNamespace
@@ -289,16 +286,13 @@ class GRUCell(Cell):
         return in_factors, rec_factors, z
 
     def step_backward(
-        self, dh: Array | None, pending: Any, cache: Any, w_t: Array, xp: ArrayNamespace
-    ) -> tuple[Array, Array, Any]:
-        """``pending`` is the next step's ``(d_rec, dh, z)``."""
+        self, dh: Array | None, dh_next: State, cache: Any, w_t: Array, xp: ArrayNamespace
+    ) -> tuple[Array, Array, State]:
         in_factors, rec_factors, z = cache
-        if pending is not None:
-            d_rec_next, dh_later, z_next = pending
-            dh = _add(dh, d_rec_next @ w_t + dh_later * z_next)
+        dh = _plus(dh, dh_next)
         dh3 = xp.concat([dh, dh, dh], axis=1)
         d_in, d_rec = dh3 * in_factors, dh3 * rec_factors
-        return d_in, d_rec, (d_rec, dh, z)
+        return d_in, d_rec, d_rec @ w_t + dh * z
 
 
 def make_cell(cell: Any, hidden: str | None) -> Cell:

@@ -16,8 +16,8 @@ from itertools import pairwise
 from typing import Any
 
 from xpnn.backends import Array, host_rng
-from xpnn.checks import check_positive, check_size
-from xpnn.errors import XpnnValueError, shown
+from xpnn.errors import XpnnValueError, check_integer, check_positive, shown
+from xpnn.nn.core import Core, check_array
 from xpnn.nn.functions import Activation, get_activation
 from xpnn.nn.init import draw_weight
 from xpnn.nn.losses import OutputLayer
@@ -59,12 +59,9 @@ class MLP(Model):
     Notes
     -----
     ``forward``, ``backward``, ``loss`` and ``loss_and_grad`` check their input, then run
-    the unchecked core (``forward_unchecked``, ``loss_unchecked``, ``backward_unchecked``,
-    ``targets_unchecked``; see ``xpnn.nn.core``): pure functions of explicit parameters,
-    for callers that have checked their arrays once already (``make_step``, ``train``).
+    ``model.core`` (``MLPCore``): pure functions of explicit parameters, for callers that
+    have checked their arrays once already (``make_step``, ``train``).
     """
-
-    batch_axis = 0
 
     def __init__(
         self,
@@ -100,7 +97,7 @@ class MLP(Model):
         if len(sizes) < 2:
             msg = f"sizes must list at least an input and an output width, got {shown(sizes)}"
             raise XpnnValueError(msg)
-        self.sizes = [check_size(s, f"sizes[{i}]") for i, s in enumerate(sizes)]
+        self.sizes = [check_integer(s, f"sizes[{i}]") for i, s in enumerate(sizes)]
         self.hidden, self.output, self.loss_name = hidden, output, loss
         self._activation = get_activation(hidden)
         self._out = OutputLayer(output, loss)
@@ -146,55 +143,48 @@ class MLP(Model):
             "loss": self.loss_name,
         }
 
-    # -- public entry points: check their input, then run the unchecked core ----------
+    def _make_core(self, scan: Any) -> MLPCore:
+        return MLPCore(
+            self.backend,
+            self.xp,
+            self.device,
+            self.dtype,
+            scan,
+            dict(self.param_shapes),
+            activation=self._activation,
+            out=self._out,
+            sizes=tuple(self.sizes),
+        )
+
+    # -- public entry points: check their input, then run the core ----------------------
 
     def forward(self, x: Array) -> tuple[Array, MLPCache]:
         """``y, cache`` for ``x`` of shape ``(B, n_in)``; ``y`` is ``(B, n_out)``."""
         self._check_x(x)
-        return self.forward_unchecked(x, self.params)
+        return self.core.forward(self.params, x)
 
     def backward(self, cache: MLPCache, d: Array) -> dict[str, Array]:
         """Gradients of the loss with respect to every parameter, for targets ``d``
         ``(B, n_out)`` (or integer labels ``(B,)`` with softmax + cross-entropy)."""
         self._check_cache(cache, MLPCache)
         d = self._check_d(d, cache.y.shape[0])
-        return self.backward_unchecked(cache, d)
+        return self.core.backward(cache, d)
 
     def loss(self, x: Array, d: Array) -> Array:
         """The loss (a 0-D array) of ``x`` ``(B, n_in)`` against ``d``."""
         self._check_x(x)
         d = self._check_d(d, x.shape[0])
-        return self.loss_unchecked(self.forward_unchecked(x, self.params)[1], d)
+        return self.core.loss(self.core.forward(self.params, x)[1], d)
 
     def loss_and_grad(self, x: Array, d: Array) -> tuple[Array, dict[str, Array]]:
         """``(loss, grads)`` for one batch: a 0-D array and a dict keyed like ``params``."""
         self._check_x(x)
         d = self._check_d(d, x.shape[0])
-        _y, cache = self.forward_unchecked(x, self.params)
-        return self.loss_unchecked(cache, d), self.backward_unchecked(cache, d)
+        return self.core.value_and_grad(self.params, x, d)
 
     def predict(self, x: Array) -> Array:
         """The output ``y`` ``(B, n_out)`` for ``x`` ``(B, n_in)``."""
         return self.forward(x)[0]
-
-    def check_batch(self, x: Array, d: Array) -> None:
-        """Refuse a batch the unchecked core cannot take: ``x`` ``(B, n_in)`` and floating
-        targets ``d`` ``(B, n_out)``, arrays of the model's backend, device and dtype.
-        Metadata only: no value is read (``make_step``'s check)."""
-        self._check_array(x, "x", shape=(None, self.sizes[0]))
-        self._check_array(d, "d", shape=(x.shape[0], self.sizes[-1]))
-
-    @property
-    def activation(self) -> Activation:
-        """The hidden layers' activation: ``forward(u, xp=)`` and ``derivative(u, z, xp)``
-        (the slope at the pre-activation ``u``, given its output ``z``)."""
-        return self._activation
-
-    @property
-    def output_layer(self) -> OutputLayer:
-        """The output activation with its loss: ``forward``, ``value`` (the loss),
-        ``delta`` (``dE/du`` at the output's pre-activation) and ``targets``."""
-        return self._out
 
     def _check_x(self, x: Array) -> None:
         self._check_array(x, "x", shape=(None, self.sizes[0]))
@@ -208,48 +198,73 @@ class MLP(Model):
         self._check_array(d, "d", shape=shape, integer_ok=labels)
         self._check_finite(d, "d")
         self._check_labels(d, "d", n_out)
-        return self.targets_unchecked(d)
+        return self.core.targets(d)
 
-    # -- the unchecked core (xpnn.nn.core.ModelCore): pure, the caller has checked ------
 
-    def forward_unchecked(
-        self, x: Array, params: Mapping[str, Array], h0: None = None
+@dataclass(frozen=True, eq=False)
+class MLPCore(Core):
+    """The MLP's math (``xpnn.nn.core``): ``forward(params, x)`` for ``x`` ``(B, n_in)``,
+    ``loss``, ``backward``, ``targets``; pure and unchecked.
+
+    Attributes
+    ----------
+    activation : Activation
+        The hidden layers' activation: ``forward(u, xp=)`` and ``derivative(u, z, xp)``
+        (the slope at the pre-activation ``u``, given its output ``z``).
+    out : OutputLayer
+        The output activation with its loss: ``forward``, ``value`` (the loss),
+        ``delta`` (``dE/du`` at the output's pre-activation) and ``targets``.
+    sizes : tuple of int
+        The layer widths ``(n_in, ..., n_out)``.
+    """
+
+    activation: Activation
+    out: OutputLayer
+    sizes: tuple[int, ...]
+
+    def forward(
+        self, params: Mapping[str, Array], x: Array, h0: None = None
     ) -> tuple[Array, MLPCache]:
-        """``(y, cache)`` for ``x`` ``(B, n_in)`` with ``params``; ``y`` is ``(B, n_out)``.
-        Unchecked (``xpnn.nn.core``); ``h0`` is there for the protocol and must be None."""
-        xp, f = self.xp, self._activation.forward
+        """``(y, cache)`` for ``x`` ``(B, n_in)``; ``y`` is ``(B, n_out)``. ``h0`` must be
+        None (an MLP has no state)."""
+        xp, f, layers = self.xp, self.activation.forward, len(self.sizes) - 1
         z, zs, us = x, [], []
-        for layer in range(1, self.n_layers + 1):
-            u = xp.matmul(z, params[f"W{layer}"]) + params[f"b{layer}"]
+        for layer in range(1, layers + 1):
+            u = z @ params[f"W{layer}"] + params[f"b{layer}"]
             zs.append(z)
             us.append(u)
-            z = f(u, xp=xp) if layer < self.n_layers else self._out.forward(u, xp)
+            z = f(u, xp=xp) if layer < layers else self.out.forward(u, xp)
         return z, MLPCache(dict(params), zs, us, z)
 
-    def loss_unchecked(self, cache: MLPCache, d: Array) -> Array:
+    def loss(self, cache: MLPCache, d: Array) -> Array:
         """The loss (0-D) of ``cache``'s output against floating targets ``d``
-        ``(B, n_out)``. Unchecked."""
-        return self._out.value(cache.us[-1], cache.y, d, self.xp)
+        ``(B, n_out)``."""
+        return self.out.value(cache.us[-1], cache.y, d, self.xp)
 
-    def backward_unchecked(
-        self, cache: MLPCache, d: Array, truncate: None = None
-    ) -> dict[str, Array]:
-        """The gradients of ``loss_unchecked(cache, d)``, keyed like ``params``;
-        ``truncate`` is there for the protocol (an MLP has no time axis). Unchecked."""
-        xp, act = self.xp, self._activation
-        delta = self._out.delta(cache.us[-1], cache.y, d, xp)  # dE/du_L, (B, n_out)
+    def backward(self, cache: MLPCache, d: Array, truncate: None = None) -> dict[str, Array]:
+        """The gradients of ``loss(cache, d)``, keyed like ``params`` (``truncate`` must
+        be None: an MLP has no time axis)."""
+        xp, act = self.xp, self.activation
+        delta = self.out.delta(cache.us[-1], cache.y, d, xp)  # dE/du_L, (B, n_out)
         grads: dict[str, Array] = {}
-        for layer in range(self.n_layers, 0, -1):
+        for layer in range(len(self.sizes) - 1, 0, -1):
             z_prev = cache.zs[layer - 1]
-            grads[f"W{layer}"] = xp.matmul(z_prev.T, delta)
+            grads[f"W{layer}"] = z_prev.T @ delta
             grads[f"b{layer}"] = xp.sum(delta, axis=0)
             if layer > 1:
                 u_prev = cache.us[layer - 2]
-                dz = xp.matmul(delta, cache.params[f"W{layer}"].T)
+                dz = delta @ cache.params[f"W{layer}"].T
                 delta = dz * act.derivative(u_prev, z_prev, xp)
         return {key: grads[key] for key in self.param_shapes}
 
-    def targets_unchecked(self, d: Array) -> Array:
+    def targets(self, d: Array) -> Array:
         """Checked targets ``d`` as floating rows ``(B, n_out)``: integer labels ``(B,)``
-        become one-hot rows (softmax or sigmoid output with cross-entropy). Unchecked."""
-        return self._out.targets(d, self.sizes[-1], self.dtype, self.xp)
+        become one-hot rows (softmax or sigmoid output with cross-entropy)."""
+        return self.out.targets(d, self.sizes[-1], self.dtype, self.xp)
+
+    def check_batch(self, x: Any, d: Any) -> None:
+        """Refuse a batch ``forward`` and ``loss`` cannot take: ``x`` ``(B, n_in)`` and
+        floating targets ``d`` ``(B, n_out)``, arrays of the model's backend, device and
+        dtype. Metadata only."""
+        check_array(self, x, "x", shape=(None, self.sizes[0]))
+        check_array(self, d, "d", shape=(x.shape[0], self.sizes[-1]))

@@ -1,29 +1,35 @@
 """What every xpnn model shares: its backend, device and dtype, its parameter dict, the
-checks of the arrays handed to its public methods, and its unchecked core apart from it
-(``Model.core``)."""
+checks of the arrays handed to its public methods, and its pure, unchecked core apart
+from it (``Model.core``, ``xpnn.nn.core``)."""
 
 from __future__ import annotations
 
-import copy
+import functools
 import inspect
 import json
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
 from xpnn.backends import (
     Array,
-    backend_name,
     check_host_input,
-    chunk_batch,
-    device_name,
-    device_of,
+    get_backend,
     get_namespace,
     namespace_of,
-    odd_array,
     resolve_device,
     resolve_dtype,
 )
 from xpnn.errors import NonFiniteError, XpnnTypeError, XpnnValueError, shown
+from xpnn.nn.core import Core, check_array
+
+_RENAMED = {
+    "forward_unchecked": "forward",
+    "loss_unchecked": "loss",
+    "backward_unchecked": "backward",
+    "targets_unchecked": "targets",
+}
+"""The unchecked methods of earlier versions, and their place on ``model.core``."""
 
 
 class Model:
@@ -31,16 +37,15 @@ class Model:
     and a dict of parameters living there.
 
     Subclasses set ``param_shapes`` (name to shape) before assigning ``params``, and
-    implement the unchecked core (``xpnn.nn.core.ModelCore``: ``forward_unchecked``,
-    ``loss_unchecked``, ``backward_unchecked``, ``targets_unchecked``) that their checked
-    public methods call.
+    build their core (``_make_core``), which their checked public methods call.
     """
 
     param_shapes: dict[str, tuple[int, ...]]
+    batch_axis = 0
 
     def __init__(self, *, backend: str, device: Any, dtype: Any) -> None:
-        self.backend = backend
         self.xp = get_namespace(backend)
+        self.backend = backend
         self.device = resolve_device(self.xp, device)
         self.dtype = resolve_dtype(self.xp, dtype, self.device)
         self._params: dict[str, Array] = {}
@@ -130,35 +135,47 @@ class Model:
         """Refuse ``params`` unless it is a dict with exactly this model's parameter names,
         each an array of the model's backend, device, dtype and shape. Metadata only: no
         value is read (the ``params`` setter adds the finiteness check)."""
-        if not isinstance(params, Mapping):
-            msg = f"params must be a dict of parameter arrays, got {type(params).__name__}"
-            raise XpnnTypeError(msg)
-        if set(params) != set(self.param_shapes):
-            msg = (
-                f"params must have the keys {sorted(self.param_shapes)}, got "
-                f"{shown(sorted(map(str, params)))}"
-            )
-            raise XpnnValueError(msg)
-        for key, value in params.items():
-            self._check_array(value, key, shape=self.param_shapes[key])
+        self.core.check_params(params)
 
-    @property
-    def core(self) -> Model:
-        """This model's unchecked core (``xpnn.nn.core.ModelCore``) apart from the model:
-        a copy of it without parameters (its ``params`` are empty). A function built on
-        the core, such as ``make_step``'s step or a compiled step kept in a cache keyed
-        by the model, keeps neither the model nor its parameters alive."""
-        core = copy.copy(self)
-        core._params = {}
-        return core
+    def check_batch(self, x: Any, d: Any) -> None:
+        """Refuse a batch the core cannot take: inputs and floating targets of the
+        model's shapes, backend, device and dtype. Metadata only (``make_step``'s check)."""
+        self.core.check_batch(x, d)
+
+    @functools.cached_property
+    def core(self) -> Core:
+        """This model's math as pure functions of explicit parameters
+        (``core.forward(params, x)``, ``core.loss``, ``core.backward``,
+        ``core.value_and_grad``; see ``xpnn.nn.core``): unchecked, and holding no
+        parameters, so a compiled step built on it keeps neither the model nor its
+        parameters alive."""
+        return self._make_core(get_backend(self.backend).scan)
+
+    def _make_core(self, scan: Any) -> Core:
+        raise NotImplementedError
+
+    def __getattr__(self, name: str) -> Any:
+        """The unchecked methods of earlier versions (``forward_unchecked(x, params)``,
+        ...), with a ``DeprecationWarning``: they are ``model.core``'s now."""
+        if name not in _RENAMED:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        warnings.warn(
+            f"model.{name} is deprecated; use model.core.{_RENAMED[name]}"
+            + (" (params first: core.forward(params, x))" if name == "forward_unchecked" else ""),
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        if name == "forward_unchecked":
+            return lambda x, params, h0=None: self.core.forward(params, x, h0)
+        return getattr(self.core, _RENAMED[name])
 
     def asarray(self, x: Any, *, name: str = "x", chunks: int | None = None) -> Array:
         """``x`` (a host array, nested lists, or an array of any backend on the host) as
         an array of this model's backend, device and dtype.
 
-        On dask the array is cut into chunks of ``chunks`` rows along the batch axis
-        (default: ``backend.default_chunk_rows`` of its batch size); other backends
-        ignore ``chunks``.
+        The backend lays the batch out for the work (``Backend.place_batch``): on dask
+        it is cut into chunks of ``chunks`` rows along the batch axis (default: equal
+        pieces of at most 16384 rows); other backends ignore ``chunks``.
 
         Raises
         ------
@@ -174,7 +191,7 @@ class Model:
             raise XpnnTypeError(msg) from None
         # RNN sequences (T, B, F) have their batch on axis 1; targets (B, O) on axis 0
         axis = self.batch_axis if x.ndim > self.batch_axis + 1 else 0
-        return chunk_batch(x, axis, chunks)
+        return get_backend(self.backend).place_batch(x, axis, chunks)
 
     def _params_from_host(self, host: Mapping[str, Any]) -> dict[str, Array]:
         """``from_params``'s input as arrays of the model (the ``params`` setter checks
@@ -187,56 +204,10 @@ class Model:
     # -- input checks -------------------------------------------------------------------
 
     def _check_array(
-        self,
-        x: Any,
-        name: str,
-        *,
-        shape: tuple[int | None, ...],
-        integer_ok: bool = False,
+        self, x: Any, name: str, *, shape: tuple[int | None, ...], integer_ok: bool = False
     ) -> Array:
-        """Refuse ``x`` unless it is an array of this model's backend and device with the
-        model's dtype (or integers, where ``integer_ok``) and ``shape`` (``None`` matches
-        any length, at least 1)."""
-        if not _is_backend_array(x):
-            msg = (
-                f"{name} must be an array of the model's backend ({self.backend}), got "
-                f"{type(x).__name__}; convert host data with model.asarray({name})"
-            )
-            raise XpnnTypeError(msg)
-        odd = odd_array(x)
-        if odd is not None:
-            raise XpnnTypeError(f"{name} must be a plain array: {odd}")
-        xp = namespace_of(x)
-        if xp is not self.xp:
-            msg = (
-                f"{name} is a {backend_name(xp)} array but the model runs on {self.backend}; "
-                f"convert it with model.asarray({name})"
-            )
-            raise XpnnTypeError(msg)
-        if device_of(x) != self.device:
-            msg = (
-                f"{name} is on device {device_name(device_of(x))!r} but the model is on "
-                f"{device_name(self.device)!r}; move it with model.asarray({name})"
-            )
-            raise XpnnTypeError(msg)
-        if x.dtype != self.dtype and not (integer_ok and xp.isdtype(x.dtype, "integral")):
-            kind = "floating" if xp.isdtype(x.dtype, "real floating") else "non-floating"
-            msg = (
-                f"{name} has {kind} dtype {x.dtype} but the model computes in {self.dtype}; "
-                f"convert it with model.asarray({name})"
-            )
-            raise XpnnTypeError(msg)
-        if len(x.shape) != len(shape) or any(
-            want is not None and got != want for got, want in zip(x.shape, shape, strict=True)
-        ):
-            expected = "(" + ", ".join("any" if s is None else str(s) for s in shape)
-            expected += ",)" if len(shape) == 1 else ")"
-            msg = f"{name} must have shape {expected}, got {tuple(x.shape)}"
-            raise XpnnValueError(msg)
-        if any(s == 0 for s in x.shape):
-            msg = f"{name} is empty (shape {tuple(x.shape)}); it needs at least one row"
-            raise XpnnValueError(msg)
-        return x
+        """``check_array`` with this model's backend, device and dtype."""
+        return check_array(self, x, name, shape=shape, integer_ok=integer_ok)
 
     def _check_labels(self, d: Array, name: str, n_classes: int) -> None:
         """Refuse integer labels outside ``0 .. n_classes - 1`` (a sync point, like
@@ -278,16 +249,12 @@ class Model:
 
 def is_integer_array(x: Any) -> bool:
     """Whether ``x`` is an array (of any backend) of integers, such as class labels."""
-    return _is_backend_array(x) and namespace_of(x).isdtype(x.dtype, "integral")
+    try:
+        xp = namespace_of(x)
+    except XpnnTypeError:
+        return False
+    return xp.isdtype(x.dtype, "integral")
 
 
 def _json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=repr)
-
-
-def _is_backend_array(x: Any) -> bool:
-    try:
-        namespace_of(x)
-    except XpnnTypeError:
-        return False
-    return True

@@ -8,12 +8,13 @@ and ``h_{-1} = h0`` (zeros unless given)::
     state_t, h_t = cell(ux_t, state_{t-1})         the only per-step work
     y = g(h @ W_out (+ b_out))                     all rows at once (only h_{T-1} if many-to-one)
 
-Both time loops run through ``xpnn.backends.scan``: a Python loop on every backend but a
-traced JAX step, where it is ``jax.lax.scan`` (compiled once whatever ``T``). Backward runs
-the steps in reverse: the gradient reaching ``h_t`` from the output layer plus the one
-carried back from step ``t + 1`` goes through the cell's ``step_backward``, which returns
-the gradients at the step's input and recurrent projections. The weight gradients are
-then one matmul each over all rows::
+Both time loops run through the backend's ``scan`` (``Backend.scan``, handed down by the
+model): a Python loop on every backend but a traced JAX step, where it is
+``jax.lax.scan`` (compiled once whatever ``T``). Backward runs the steps in reverse: the
+gradient reaching ``h_t`` from the output layer plus the one carried back from step
+``t + 1`` goes through the cell's ``step_backward``, which returns the gradients at the
+step's input and recurrent projections and the one it carries on to step ``t - 1``. The
+weight gradients are then one matmul each over all rows::
 
     dW_in = X.T @ D_in        dW = H_prev.T @ D_rec        dW_out = H.T @ Delta_out
     db = sum(D_in)            db_h = sum(D_rec)            db_out = sum(Delta_out)
@@ -28,14 +29,16 @@ gradient of the loss in which each block's incoming state is a constant, which i
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from xpnn.backends import Array, ArrayNamespace
-from xpnn.backends.scan import scan, tree_map
 from xpnn.nn.cells import Cell, State
 from xpnn.nn.losses import OutputLayer
+
+Scan = Callable[..., tuple[Any, Any]]
+"""A backend's ``scan`` (``xpnn.backends.Backend.scan``)."""
 
 
 @dataclass(frozen=True)
@@ -80,11 +83,9 @@ def forward(
     *,
     many_to_one: bool,
     xp: ArrayNamespace,
-    backend: str,
+    scan: Scan,
 ) -> tuple[Array, RNNCache]:
-    """``(y, cache)`` for ``xs`` ``(T, B, I)`` from the initial state ``h0`` (None: zeros).
-    ``backend`` is the backend's name, for ``scan`` (a string, never worked out from
-    ``xp`` inside a step that ``torch.compile`` traces)."""
+    """``(y, cache)`` for ``xs`` ``(T, B, I)`` from the initial state ``h0`` (None: zeros)."""
     # Operators (``@``, ``.T``) rather than ``xp.matmul``: the same standard operation,
     # without a wrapper's Python call, which at batch 1 costs more than the arithmetic.
     steps, batch, _ = xs.shape
@@ -93,14 +94,15 @@ def forward(
         ux = ux + params["b"]
     if isinstance(h0, list):  # the LSTM's pair, as the tuple the cell returns
         h0 = tuple(h0)
-
     step_params = cell.prepare_forward(params, xp)
 
     def step(state: State, ux_t: Array) -> tuple[State, tuple]:
-        state, _h, step_cache = cell.step_forward(ux_t, state, step_params, xp)
+        state, step_cache = cell.step_forward(ux_t, state, step_params, xp)
         return state, (state, step_cache)
 
-    _, (states, caches) = scan(step, h0, ux, backend=backend)
+    size = params["W"].shape[0]  # H
+    state0 = cell.zero_state(ux[0, :, :size], xp) if h0 is None else h0
+    _, (states, caches) = scan(step, state0, ux)
     hs = states[0] if cell.paired_state else states
     w_out = params["W_out"]
     if many_to_one:
@@ -123,7 +125,7 @@ def backward(
     *,
     many_to_one: bool,
     xp: ArrayNamespace,
-    backend: str,
+    scan: Scan,
 ) -> dict[str, Array]:
     """The gradient of every parameter in ``cache.params`` for targets ``ds`` (floating,
     shaped like ``cache.y``), by full BPTT or truncated over blocks of ``truncate``."""
@@ -135,53 +137,47 @@ def backward(
     h_rows = xp.reshape(cache.hs, (rows, cache.hs.shape[2]))
     delta_out = out.delta(cache.v, cache.y, ds, xp)  # dE/dv
     grads: dict[str, Array] = {}
-    dh_out = None
-    if many_to_one:  # the output, and its delta, exist at the last step only
+    dh_out = None  # dE/dh_t from the output, (T, B, H); many-to-one: at the last step only
+    if many_to_one:
         grads["W_out"] = cache.hs[-1, ...].T @ delta_out
         dh_last = delta_out @ w_out.T
     else:
         delta_out = xp.reshape(delta_out, (rows, w_out.shape[1]))
         grads["W_out"] = h_rows.T @ delta_out
-        dh_out = xp.reshape(delta_out @ w_out.T, cache.hs.shape)  # dE/dh_t from the output
+        dh_out = xp.reshape(delta_out @ w_out.T, cache.hs.shape)
     if "b_out" in params:
         grads["b_out"] = xp.sum(delta_out, axis=0)
 
     w_t = params["W"].T
     step_caches = cell.prepare_backward(cache.steps, cache.state_stack, cache.h0, xp)
     separate = cell.separate_recurrent_delta
+    zeros = cell.zero_state(cache.hs[0, ...], xp)  # nothing enters a block from later
 
-    def step(pending: Any, x: tuple) -> tuple[Any, Any]:
+    def step(dh_next: State, x: tuple) -> tuple[State, Any]:
         dh, step_cache = x
-        if dh is None:  # many-to-one: the output's gradient enters at the last step
-            dh = dh_last if pending is None else None
-        d_in, d_rec, pending = cell.step_backward(dh, pending, step_cache, w_t, xp)
-        return pending, ((d_in, d_rec) if separate else d_in)
+        d_in, d_rec, dh_prev = cell.step_backward(dh, dh_next, step_cache, w_t, xp)
+        return dh_prev, ((d_in, d_rec) if separate else d_in)
 
-    def block(xs: tuple) -> Any:
-        """The deltas of one block's ``(dh_out, step_caches)``, no gradient entering from
-        later steps."""
-        return scan(step, None, xs, reverse=True, backend=backend)[1]
+    def block(xs: tuple, dh_end: State) -> Any:
+        """The deltas of one block's ``(dh_out, step_caches)``, ``dh_end`` entering its
+        last step from later."""
+        return scan(step, dh_end, xs, reverse=True)[1]
 
     size = truncate or steps
     last = (steps - 1) // size * size  # where the last block starts
-
-    def whole_blocks(xs: tuple, count: int) -> Any:
-        """The deltas of ``xs``, ``count`` blocks of ``size`` steps: one scan over the
-        blocks, each a scan over its steps (on JAX one compile whatever ``T``; elsewhere a
-        loop over the blocks, the numbers of one ``block`` call each)."""
-        by_block = tree_map(lambda a: xp.reshape(a, (count, size, *a.shape[1:])), xs)
-        _, deltas = scan(lambda _, x: (None, block(x)), None, by_block, backend=backend)
-        return tree_map(lambda a: xp.reshape(a, (count * size, *a.shape[2:])), deltas)
-
     xs = (dh_out, step_caches)
-    deltas = block(tree_map(lambda a: a[last:, ...], xs) if last else xs)
+    end = _with_h(zeros, dh_last) if many_to_one else zeros
+    deltas = block(_tree(lambda a: a[last:, ...], xs) if last else xs, end)
     if last:  # the blocks before the last
         if many_to_one:  # no gradient reaches them
-            zeros = tree_map(lambda a: xp.zeros_like(a[:1, ...]), deltas)
-            before = tree_map(lambda a: xp.broadcast_to(a, (last, *a.shape[1:])), zeros)
-        else:
-            before = whole_blocks(tree_map(lambda a: a[:last, ...], xs), last // size)
-        deltas = tree_map(lambda *a: xp.concat(a, axis=0), before, deltas)
+            before = _tree(lambda a: xp.zeros_like(a[:1, ...]), deltas)
+            before = _tree(lambda a: xp.broadcast_to(a, (last, *a.shape[1:])), before)
+        else:  # one scan over the blocks, each a scan over its steps: on JAX one compile
+            count = last // size  # whatever T; elsewhere a loop over the blocks
+            by_block = _tree(lambda a: xp.reshape(a[:last, ...], (count, size, *a.shape[1:])), xs)
+            _, before = scan(lambda _, x: (None, block(x, zeros)), None, by_block)
+            before = _tree(lambda a: xp.reshape(a, (last, *a.shape[2:])), before)
+        deltas = _tree(lambda a, b: xp.concat([a, b], axis=0), before, deltas)
     d_in, d_rec = deltas if separate else (deltas, deltas)
 
     width = d_in.shape[2]
@@ -199,3 +195,18 @@ def backward(
     if "b_h" in params:
         grads["b_h"] = xp.sum(d_rec_rows, axis=0)
     return grads
+
+
+def _with_h(state: State, dh: Array) -> State:
+    """``state`` (a gradient carry of zeros) with its ``h`` part replaced by ``dh``."""
+    return (dh, *state[1:]) if isinstance(state, tuple) else dh
+
+
+def _tree(fn: Callable[..., Array], tree: Any, *rest: Any) -> Any:
+    """``fn`` applied to the arrays of ``tree`` (and the matching ones of ``rest``), in a
+    tree of its structure: a tuple, None or an array."""
+    if tree is None:
+        return None
+    if isinstance(tree, tuple):
+        return tuple(_tree(fn, *items) for items in zip(tree, *rest, strict=True))
+    return fn(tree, *rest)

@@ -24,13 +24,14 @@ many-to-one network.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import xpnn.nn.recurrent as recurrent
 from xpnn.backends import Array, host_rng
-from xpnn.checks import check_positive, check_size
-from xpnn.errors import XpnnValueError, shown
-from xpnn.nn.cells import State, make_cell
+from xpnn.errors import XpnnValueError, check_integer, check_positive, shown
+from xpnn.nn.cells import Cell, State, make_cell
+from xpnn.nn.core import Core, check_array
 from xpnn.nn.init import draw_weight
 from xpnn.nn.losses import OutputLayer
 from xpnn.nn.model import Model, is_integer_array
@@ -65,9 +66,9 @@ class RNN(Model):
 
     Notes
     -----
-    As for ``MLP``, the checked public methods run the unchecked core
-    (``forward_unchecked(xs, params, h0)``, ``loss_unchecked``, ``backward_unchecked(cache,
-    ds, truncate)``, ``targets_unchecked``; see ``xpnn.nn.core``).
+    As for ``MLP``, the checked public methods run ``model.core`` (``RNNCore``:
+    ``forward(params, xs, h0)``, ``loss``, ``backward(cache, ds, truncate)``,
+    ``targets``; see ``xpnn.nn.core``).
     """
 
     batch_axis = 1
@@ -123,9 +124,9 @@ class RNN(Model):
         cell: str,
     ) -> None:
         self.cell = make_cell(cell, hidden)
-        self.input_size = check_size(input_size, "input_size")
-        self.hidden_size = check_size(hidden_size, "hidden_size")
-        self.output_size = check_size(output_size, "output_size")
+        self.input_size = check_integer(input_size, "input_size")
+        self.hidden_size = check_integer(hidden_size, "hidden_size")
+        self.output_size = check_integer(output_size, "output_size")
         self.hidden, self.output, self.loss_name = self.cell.hidden, output, loss
         self.bias, self.many_to_one = bool(bias), bool(many_to_one)
         self._out = OutputLayer(output, loss)
@@ -198,6 +199,21 @@ class RNN(Model):
             "many_to_one": self.many_to_one,
         }
 
+    def _make_core(self, scan: Any) -> RNNCore:
+        return RNNCore(
+            self.backend,
+            self.xp,
+            self.device,
+            self.dtype,
+            scan,
+            dict(self.param_shapes),
+            cell=self.cell,
+            out=self._out,
+            input_size=self.input_size,
+            output_size=self.output_size,
+            many_to_one=self.many_to_one,
+        )
+
     # -- public entry points ------------------------------------------------------------
 
     def forward(self, xs: Array, h0: State = None) -> tuple[Array, RNNCache]:
@@ -206,7 +222,7 @@ class RNN(Model):
         hidden_size)``, for the LSTM the pair ``(h0, c0)`` (zeros if None); the final
         state is ``cache.state_at(-1)``."""
         self._check_xs(xs, h0)
-        return self.forward_unchecked(xs, self.params, h0)
+        return self.core.forward(self.params, xs, h0)
 
     def backward(self, cache: RNNCache, ds: Array, truncate: int | None = None) -> dict[str, Array]:
         """Gradients (keys as ``params``) for targets ``ds`` shaped like ``ys`` (integer
@@ -214,13 +230,13 @@ class RNN(Model):
         truncated BPTT over blocks of ``k`` steps."""
         self._check_cache(cache, RNNCache)
         ds = self._check_ds(ds, cache.xs.shape[0], cache.xs.shape[1])
-        return self.backward_unchecked(cache, ds, check_truncate(truncate))
+        return self.core.backward(cache, ds, check_truncate(truncate))
 
     def loss(self, xs: Array, ds: Array, h0: State = None) -> Array:
         """The loss (a 0-D array): per-step loss, mean over the batch, summed over time."""
         self._check_xs(xs, h0)
         ds = self._check_ds(ds, xs.shape[0], xs.shape[1])
-        return self.loss_unchecked(self.forward_unchecked(xs, self.params, h0)[1], ds)
+        return self.core.loss(self.core.forward(self.params, xs, h0)[1], ds)
 
     def loss_and_grad(
         self, xs: Array, ds: Array, truncate: int | None = None
@@ -228,22 +244,11 @@ class RNN(Model):
         """``(loss, grads)`` for one batch of sequences."""
         self._check_xs(xs, None)
         ds = self._check_ds(ds, xs.shape[0], xs.shape[1])
-        truncate = check_truncate(truncate)
-        _, cache = self.forward_unchecked(xs, self.params, None)
-        return self.loss_unchecked(cache, ds), self.backward_unchecked(cache, ds, truncate)
+        return self.core.value_and_grad(self.params, xs, ds, check_truncate(truncate))
 
     def predict(self, xs: Array, h0: State = None) -> Array:
         """The outputs for ``xs`` ``(T, B, input_size)``."""
         return self.forward(xs, h0)[0]
-
-    def check_batch(self, xs: Array, ds: Array) -> None:
-        """Refuse a batch the unchecked core cannot take: ``xs`` ``(T, B, input_size)``
-        and floating targets ``ds`` ``(T, B, output_size)`` (``(B, output_size)`` if
-        many-to-one), arrays of the model's backend, device and dtype. Metadata only: no
-        value is read (``make_step``'s check)."""
-        self._check_array(xs, "xs", shape=(None, None, self.input_size))
-        lead = (xs.shape[1],) if self.many_to_one else (xs.shape[0], xs.shape[1])
-        self._check_array(ds, "ds", shape=(*lead, self.output_size))
 
     def _check_xs(self, xs: Array, h0: State) -> None:
         self._check_array(xs, "xs", shape=(None, None, self.input_size))
@@ -256,13 +261,13 @@ class RNN(Model):
                 "h0 of an lstm must be the pair (h0, c0) of (B, hidden_size) arrays, got "
                 f"{type(h0).__name__}" + (f" of length {len(h0)}" if paired else "")
             )
-            raise XpnnValueError(msg)
+            raise XpnnValueError(msg, argument="h0")
         if paired and not self.cell.paired_state:
             msg = (
                 f"h0 of a {self.cell.name} cell must be one (B, hidden_size) array, got a "
                 f"{type(h0).__name__}; only the lstm takes the pair (h0, c0)"
             )
-            raise XpnnValueError(msg)
+            raise XpnnValueError(msg, argument="h0")
         names = ("h0[0]", "h0[1]") if paired else ("h0",)
         for name, state in zip(names, h0 if paired else (h0,), strict=True):
             self._check_array(state, name, shape=(xs.shape[1], self.hidden_size))
@@ -276,63 +281,76 @@ class RNN(Model):
         self._check_array(ds, "ds", shape=shape, integer_ok=labels)
         self._check_finite(ds, "ds")
         self._check_labels(ds, "ds", self.output_size)
-        return self.targets_unchecked(ds)
+        return self.core.targets(ds)
 
-    @property
-    def output_layer(self) -> OutputLayer:
-        """The output activation with its loss: ``forward``, ``value`` (the loss),
-        ``delta`` (``dE/dv`` at the output's pre-activation) and ``targets``."""
-        return self._out
 
-    # -- the unchecked core (xpnn.nn.core.ModelCore): pure, the caller has checked ------
+@dataclass(frozen=True, eq=False)
+class RNNCore(Core):
+    """The recurrent network's math (``xpnn.nn.core``): ``forward(params, xs, h0)`` for
+    time-major ``xs`` ``(T, B, I)``, ``loss``, ``backward(cache, ds, truncate)``,
+    ``targets``; pure and unchecked. The time loop is ``xpnn.nn.recurrent``'s, the step
+    the ``cell``'s (``xpnn.nn.cells``), the output layer ``out``."""
 
-    def forward_unchecked(
-        self, xs: Array, params: Mapping[str, Array], h0: State = None
+    cell: Cell
+    out: OutputLayer
+    input_size: int
+    output_size: int
+    many_to_one: bool
+
+    batch_axis = 1
+
+    def forward(
+        self, params: Mapping[str, Array], xs: Array, h0: State = None
     ) -> tuple[Array, RNNCache]:
-        """``(ys, cache)`` for ``xs`` ``(T, B, I)`` from state ``h0`` (None: zeros) with
-        ``params``; ``ys`` is ``(T, B, O)``, or ``(B, O)`` if many-to-one. Unchecked."""
+        """``(ys, cache)`` for ``xs`` ``(T, B, I)`` from state ``h0`` (None: zeros);
+        ``ys`` is ``(T, B, O)``, or ``(B, O)`` if many-to-one."""
         return recurrent.forward(
             self.cell,
-            self._out,
+            self.out,
             xs,
             params,
             h0,
             many_to_one=self.many_to_one,
             xp=self.xp,
-            backend=self.backend,
+            scan=self.scan,
         )
 
-    def loss_unchecked(self, cache: RNNCache, ds: Array) -> Array:
+    def loss(self, cache: RNNCache, ds: Array) -> Array:
         """The loss (0-D) of ``cache``'s outputs against floating targets ``ds`` shaped
-        like them. Unchecked."""
-        return self._out.value(cache.v, cache.y, ds, self.xp)
+        like them: per-step loss, mean over the batch, summed over time."""
+        return self.out.value(cache.v, cache.y, ds, self.xp)
 
-    def backward_unchecked(
-        self, cache: RNNCache, ds: Array, truncate: int | None = None
-    ) -> dict[str, Array]:
-        """The gradients of ``loss_unchecked(cache, ds)``, keyed like ``params``: full
-        BPTT, or truncated to blocks of ``truncate`` steps (an int of at least 1, as
-        ``check_truncate`` returns). Unchecked."""
+    def backward(self, cache: RNNCache, ds: Array, truncate: int | None = None) -> dict[str, Array]:
+        """The gradients of ``loss(cache, ds)``, keyed like ``params``: full BPTT, or
+        truncated to blocks of ``truncate`` steps (an int of at least 1)."""
         grads = recurrent.backward(
             self.cell,
-            self._out,
+            self.out,
             cache,
             ds,
             truncate,
             many_to_one=self.many_to_one,
             xp=self.xp,
-            backend=self.backend,
+            scan=self.scan,
         )
         return {key: grads[key] for key in self.param_shapes}
 
-    def targets_unchecked(self, ds: Array) -> Array:
+    def targets(self, ds: Array) -> Array:
         """Checked targets ``ds`` as floating rows shaped like the outputs: integer labels
-        (without the last axis) become one-hot rows. Unchecked."""
-        return self._out.targets(ds, self.output_size, self.dtype, self.xp)
+        (without the last axis) become one-hot rows."""
+        return self.out.targets(ds, self.output_size, self.dtype, self.xp)
+
+    def check_batch(self, xs: Any, ds: Any) -> None:
+        """Refuse a batch ``forward`` and ``loss`` cannot take: ``xs`` ``(T, B, I)`` and
+        floating targets ``ds`` ``(T, B, O)`` (``(B, O)`` if many-to-one), arrays of the
+        model's backend, device and dtype. Metadata only."""
+        check_array(self, xs, "xs", shape=(None, None, self.input_size))
+        lead = (xs.shape[1],) if self.many_to_one else (xs.shape[0], xs.shape[1])
+        check_array(self, ds, "ds", shape=(*lead, self.output_size))
 
 
 def check_truncate(truncate: Any) -> int | None:
     """``truncate`` must be None (full BPTT) or an integer of at least 1."""
     if truncate is None:
         return None
-    return check_size(truncate, "truncate")
+    return check_integer(truncate, "truncate")

@@ -1,2 +1,7 @@
-"""Data-parallel training on dask.distributed (``train_parallel``) and the cluster it and
-``xpnn sweep`` run on (``cluster.connect``)."""
+"""Data parallelism on dask.distributed: the cluster (``cluster.connect``) that
+``xpnn sweep`` and parallel training run on, and the gradient source of data-parallel
+training (``Gradients``; ``xpnn.train(..., parallel=client)`` builds it)."""
+
+from xpnn.parallel.gradients import Gradients
+
+__all__ = ["Gradients"]

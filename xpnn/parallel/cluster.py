@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from xpnn.backends import install_hint
-from xpnn.errors import XpnnTypeError, XpnnValueError, shown
+from xpnn.errors import XpnnTypeError, XpnnValueError, check_integer, shown
 
 CONNECT_TIMEOUT = 10
 """Seconds ``--scheduler ADDRESS`` waits for the scheduler before giving up."""
@@ -63,13 +63,6 @@ def worker_environment(threads_per_worker: int) -> dict[str, str]:
     }
 
 
-def _count(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        msg = f"{name} must be an integer of at least 1, got {shown(value)}"
-        raise XpnnValueError(msg)
-    return value
-
-
 @contextlib.contextmanager
 def connect(
     scheduler: str | None = None, workers: int | None = None, threads_per_worker: int = 1
@@ -90,7 +83,7 @@ def connect(
     check_dask("a dask cluster")
     from distributed import Client
 
-    threads_per_worker = _count(threads_per_worker, "threads_per_worker")
+    threads_per_worker = check_integer(threads_per_worker, "threads_per_worker")
     if scheduler is not None:
         if workers is not None:
             msg = (
@@ -112,7 +105,7 @@ def connect(
             check_workers(client)
             yield client
         return
-    n = (os.cpu_count() or 1) if workers is None else _count(workers, "workers")
+    n = (os.cpu_count() or 1) if workers is None else check_integer(workers, "workers")
     local = local_cluster(n, threads_per_worker, worker_environment(threads_per_worker))
     with local, Client(local) as client:
         check_workers(client)

@@ -6,19 +6,19 @@ A resumed run ends with the parameters an uninterrupted one would have reached, 
 bit: the data of iteration ``i`` depends only on the seed and ``i`` (``xpnn.datasets``),
 and the optimiser's memory is part of the checkpoint.
 
-The run's place travels as one ``TrainState``: ``train`` hands it to ``on_step``, which
+The run's place travels as one ``TrainState``: the loop hands it to ``on_step``, which
 saves it; ``begin`` reads it back. A folder has one run at a time (``xpnn.io.lock``).
 The checkpoint records every setting that changes the result: the caller's
-``settings``, the backend, device and dtype, ``log_every`` (which iterations are read
-into the history), ``truncate``, ``clip`` and ``compile``; a resumed run with any of
-them changed is refused. ``checkpoint_every`` may change: a save only copies the state
-between two iterations and changes nothing, so where the saves fall never changes the
-parameters or the history.
+``settings``, the backend, device and dtype, and the plan's ``log_every`` (which
+iterations are read into the history), ``truncate``, ``clip`` and compiler
+(``Plan.recorded``); a resumed run with any of them changed is refused.
+``checkpoint_every`` may change: a save only copies the state between two iterations
+and changes nothing, so where the saves fall never changes the parameters or the
+history.
 """
 
 from __future__ import annotations
 
-import inspect
 import os
 import tempfile
 from collections.abc import Callable, Mapping
@@ -26,16 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from xpnn.backends import device_name
-from xpnn.checkpoint import Checkpoint, NonFiniteParameters, load, optimizer_spec, save
-from xpnn.errors import CheckpointError, TrainingDiverged, XpnnValueError, shown
+from xpnn.errors import CheckpointError, TrainingDiverged, XpnnTypeError, check_integer, shown
 from xpnn.io.atomic import remove_stale_temps
 from xpnn.io.lock import FolderLock
+from xpnn.training.checkpoint import Checkpoint, NonFiniteParameters, load, optimizer_spec, save
+from xpnn.training.loop import check_stream, run, starting_state
+from xpnn.training.plan import Plan, make_plan
 from xpnn.training.state import LogEvent, TrainState
-from xpnn.training.train import train
-
-# train() arguments that change the result (a compiled step rounds unlike an eager one)
-RECORDED = ("log_every", "truncate", "clip", "compile")
-_TRAIN_DEFAULTS = {key: inspect.signature(train).parameters[key].default for key in RECORDED}
 
 
 class Checkpointer:
@@ -44,18 +41,20 @@ class Checkpointer:
     Parameters
     ----------
     folder : path
-        An existing, writable folder.
+        A writable folder; made (as ``mkdir -p`` would) if it does not exist.
     every : int
         Save after every ``every`` iterations (and at the end).
     settings : dict
         The run's settings as JSON data: a resumed run must have the same ones (the
-        backend, device, dtype and ``RECORDED`` arguments of ``run`` are added to them).
+        backend, device, dtype and the plan's recorded settings are added to them).
     resume : bool
         Continue from the checkpoint in ``folder`` (which must exist); otherwise the
         folder must hold none, so a fresh run never overwrites earlier work.
     """
 
     FILENAME = "checkpoint.npz"
+    TRAIN_OPTIONS = ("log_every", "truncate", "clip", "compile", "chunks")
+    """The ``train`` options ``run`` takes; the others are the checkpoint's to set."""
 
     def __init__(
         self,
@@ -65,11 +64,20 @@ class Checkpointer:
         settings: Mapping[str, Any],
         resume: bool = False,
     ) -> None:
+        if not isinstance(settings, Mapping):
+            msg = f"settings must be a dict of the run's settings, got {shown(settings)}"
+            raise XpnnTypeError(msg, argument="settings")
+        if not isinstance(resume, bool):
+            msg = f"resume must be True or False, got {shown(resume)}"
+            raise XpnnTypeError(msg, argument="resume")
         self.folder = check_folder(folder)
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            msg = f"checkpoint_every must be an integer of at least 1, got {shown(every)}"
-            raise XpnnValueError(msg)
-        self.every, self.settings, self.resume = every, dict(settings), resume
+        self.every = check_integer(every, "every")
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            msg = f"cannot make the checkpoint folder {str(self.folder)!r}: {exc.strerror or exc}"
+            raise CheckpointError(msg, argument="folder") from None
+        self.settings, self.resume = dict(settings), resume
         self.path = self.folder / self.FILENAME
         self.lock = FolderLock(self.folder)
 
@@ -129,6 +137,9 @@ class Checkpointer:
         """Save ``state`` (its step, parameters, optimiser state and history; ``model``
         gives the architecture) unless an array is not finite (then the file on disk keeps
         the last finite state); return whether it saved."""
+        if not isinstance(state, TrainState):
+            msg = f"state must be a TrainState (what train returns), got {type(state).__name__}"
+            raise XpnnTypeError(msg, argument="state")
         extra = {"settings": self.settings, "iters": iters, "checkpoint_every": self.every}
         try:
             save(
@@ -153,10 +164,11 @@ class Checkpointer:
         *,
         iters: int,
         on_log: Callable[[LogEvent], None] | None = None,
-        **kwargs: Any,
+        **options: Any,
     ) -> TrainState:
         """``train`` from where the checkpoint left off (or from 0), saving every
-        ``every`` iterations and at the end.
+        ``every`` iterations and at the end. ``options`` are ``train``'s
+        ``TRAIN_OPTIONS``; where the run starts, and ``on_step``, are the checkpoint's.
 
         Raises
         ------
@@ -164,70 +176,75 @@ class Checkpointer:
             As ``train``; the checkpoint on disk then holds the last finite reading's
             parameters and optimiser state, never NaN.
         """
+        foreign = sorted(set(options) - set(self.TRAIN_OPTIONS))
+        if foreign:
+            msg = (
+                f"Checkpointer.run does not take {', '.join(foreign)}: a checkpointed run "
+                "starts where its checkpoint left off and saves through its own on_step; it "
+                f"takes {', '.join(self.TRAIN_OPTIONS)}"
+            )
+            raise XpnnTypeError(msg, argument=foreign[0])
+        plan = make_plan(model, optimizer, iters=iters, on_step_every=self.every, **options)
+        return self.run_plan(plan, model, stream, on_log=on_log)
+
+    def run_plan(
+        self,
+        plan: Plan,
+        model: Any,
+        stream: Any,
+        *,
+        on_log: Callable[[LogEvent], None] | None = None,
+        source: Any = None,
+    ) -> TrainState:
+        """``run`` with its settings already made into a ``Plan`` (the command line's);
+        ``source`` is a gradient source (``xpnn.parallel.Gradients``) or None."""
         self.settings = {
             **self.settings,
             "backend": model.backend,
             "device": device_name(model.device),
             "dtype": str(model.dtype).rsplit(".", 1)[-1],
-            **{key: kwargs.get(key, _TRAIN_DEFAULTS[key]) for key in RECORDED},
+            **plan.recorded(),
         }
         with self.lock:
-            return self._run(model, optimizer, stream, iters=iters, on_log=on_log, **kwargs)
+            resumed = self.begin(model, plan.optimizer, plan.iters)
+            begin = resumed or starting_state(model, plan, None)
+            check_stream(model, stream, plan.iters, begin.step, whole_batches=source is not None)
 
-    def _run(
-        self,
-        model: Any,
-        optimizer: Any,
-        stream: Any,
-        *,
-        iters: int,
-        on_log: Callable[[LogEvent], None] | None,
-        **kwargs: Any,
-    ) -> TrainState:
-        resumed = self.begin(model, optimizer, iters)
+            def step(state: TrainState) -> None:
+                if state.step < plan.iters:
+                    self.save(model, plan.optimizer, state, plan.iters)
 
-        def step(state: TrainState) -> None:
-            if state.step < iters:
-                self.save(model, optimizer, state, iters)
-
-        try:
-            result = train(
-                model,
-                optimizer,
-                stream,
-                iters=iters,
-                start=0 if resumed is None else resumed.step,
-                state=None if resumed is None else resumed.opt_state,
-                history=None if resumed is None else resumed.history,
-                on_log=on_log,
-                on_step=step,
-                on_step_every=self.every,
-                **kwargs,
-            )
-        except TrainingDiverged as exc:  # train() restored the last finite reading's state
-            if self.path.exists():  # else: diverged before the first save; nothing to fix
-                history = tuple(h for h in exc.history if h[0] < exc.good_step)
-                good = TrainState(exc.good_step, exc.params, exc.state, history)
-                self.save(model, optimizer, good, iters)
-            raise
-        self.save(model, optimizer, result, iters)
-        return result
+            try:
+                result = run(plan, model, stream, begin, source=source, on_log=on_log, on_step=step)
+            except TrainingDiverged as exc:  # the loop restored the last finite reading
+                if self.path.exists():  # else: diverged before the first save; nothing to fix
+                    history = tuple(h for h in exc.history if h[0] < exc.good_step)
+                    good = TrainState(exc.good_step, exc.params, exc.state, history)
+                    self.save(model, plan.optimizer, good, plan.iters)
+                raise
+            self.save(model, plan.optimizer, result, plan.iters)
+            return result
 
 
-def check_folder(folder: str | os.PathLike[str]) -> Path:
-    """``folder`` as a Path if it is an existing folder this process can write into."""
+def check_folder(folder: Any, name: str = "folder") -> Path:
+    """``folder`` as a Path: an existing folder this process can write into, or one that
+    ``mkdir -p`` can make (its nearest existing ancestor is a writable folder). Nothing
+    is made here."""
+    if not isinstance(folder, (str, os.PathLike)):
+        msg = f"{name} must be a path (a str or pathlib.Path), got {type(folder).__name__}"
+        raise XpnnTypeError(msg, argument=name)
     path = Path(folder)
-    if not path.exists():
-        msg = f"checkpoint folder {str(path)!r} does not exist; create it first"
-        raise CheckpointError(msg)
-    if not path.is_dir():
-        msg = f"checkpoint folder {str(path)!r} is not a folder"
-        raise CheckpointError(msg)
+    ancestor = path
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        msg = f"checkpoint folder {str(path)!r}: {str(ancestor)!r} is not a folder"
+        raise CheckpointError(msg, argument=name)
     try:
-        fd, probe = tempfile.mkstemp(prefix=".xpnn-write-test.", dir=path)
+        fd, probe = tempfile.mkstemp(prefix=".xpnn-write-test.", dir=ancestor)
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        msg = f"checkpoint folder {str(path)!r} is not writable ({exc.strerror or exc})"
-        raise CheckpointError(msg) from None
+        msg = f"checkpoint folder {str(ancestor)!r} is not writable ({exc.strerror or exc})"
+        raise CheckpointError(msg, argument=name) from None
     return path

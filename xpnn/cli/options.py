@@ -1,5 +1,5 @@
 """A settings class's fields as ``argparse`` options: flag, help, default, choices and
-the parsing of the value all come from the fields (``xpnn.runs.fields``), so the help
+the parsing of the value all come from the fields (``xpnn.course.fields``), so the help
 cannot drift from the run."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import argparse
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
+from xpnn.course.fields import FLAG, Kind, Spec, specs
 from xpnn.errors import XpnnValueError
-from xpnn.runs.fields import FLAG, Kind, Spec, specs
 
 
 def add_options(parser: argparse.ArgumentParser | Any, cls: type) -> None:

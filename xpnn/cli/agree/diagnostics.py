@@ -6,9 +6,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from xpnn.agree.compare import Row
-from xpnn.agree.targets import Target
 from xpnn.backends import device_name, gpu_float32_matmul
+from xpnn.cli.agree.compare import Row
+from xpnn.cli.agree.targets import Target
 
 EPS = {"float32": 2.0**-23, "float64": 2.0**-52}  # machine epsilon
 ROUNDING_ULPS = 64  # a one-pass difference beyond this many eps is not reduction order

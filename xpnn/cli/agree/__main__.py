@@ -1,4 +1,4 @@
-"""``python -m xpnn.agree``: the same as ``xpnn agree``."""
+"""``python -m xpnn.cli.agree``: the same as ``xpnn agree``."""
 
 import sys
 

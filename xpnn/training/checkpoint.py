@@ -30,9 +30,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
-import math
 import os
-import re
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -42,7 +40,6 @@ from typing import Any
 import numpy as np
 
 from xpnn.backends import Array, to_numpy
-from xpnn.checks import check_history
 from xpnn.errors import (
     BackendUnavailable,
     CheckpointError,
@@ -50,14 +47,18 @@ from xpnn.errors import (
     OutputError,
     XpnnError,
     XpnnValueError,
+    check_history,
+    is_integer,
+    is_real,
     shown,
 )
+from xpnn.io import npz
 from xpnn.io.atomic import write_atomic
 from xpnn.nn import MODELS
 from xpnn.nn.init import INITS
 from xpnn.optim import OPTIMIZERS, Optimizer
 
-FORMAT = "xpnn.checkpoint"
+FORMAT = "xpnn.training.checkpoint"
 VERSION = 1
 PARAM, OPTIM = "param.", "optim."
 FLOAT_DTYPES = ("float32", "float64")
@@ -252,14 +253,10 @@ def save(
         "sha256": np.array(_digest(meta_text, arrays)),
     }
     try:
-        write_atomic(path, lambda file: _write_npz(file, contents), what="the checkpoint")
+        write_atomic(path, lambda file: npz.write(file, contents), what="the checkpoint")
     except OutputError as exc:
         raise CheckpointError(str(exc)) from None
     return path
-
-
-def _write_npz(file: Any, contents: Mapping[str, np.ndarray]) -> None:
-    np.savez(file, **contents)
 
 
 # -- loading ------------------------------------------------------------------------------
@@ -270,120 +267,12 @@ def _write_npz(file: Any, contents: Mapping[str, np.ndarray]) -> None:
 # metadata and the model's own parameter shapes. Only then are the arrays read, each
 # exactly as large as its checked header says, and the checksum compared.
 
-MAX_MEMBERS = 1024
-MAX_META_CHARS = 2**24  # 16 Mi characters: a history of 100,000+ readings fits many times
 MAX_DEPTH = 32  # nesting of the caller's ``extra`` data
-_MEMBER = re.compile(r"[A-Za-z0-9_.]{1,64}\.npy")
-
-
-@dataclass(frozen=True)
-class _Member:
-    """One ``.npy`` member as its header describes it."""
-
-    info: zipfile.ZipInfo
-    dtype: np.dtype
-    shape: tuple[int, ...]
-
-
-def _fail(path: Path, problem: str) -> CheckpointError:
-    return CheckpointError(f"{path}: {problem}")
-
-
-def _members(path: Path, archive: zipfile.ZipFile) -> dict[str, _Member]:
-    """Every member's name, header dtype and shape, after its directory entry and
-    header are checked: no compression (a zip bomb needs it), no odd names, and a
-    stored size that is exactly the header plus the data its shape and dtype need."""
-    infos = archive.infolist()
-    if len(infos) > MAX_MEMBERS:
-        raise _fail(path, f"holds {len(infos)} members; a checkpoint has a few")
-    if sum(i.compress_size for i in infos) > path.stat().st_size:
-        raise _fail(path, "its members claim more bytes than the file has; corrupt")
-    members: dict[str, _Member] = {}
-    for info in infos:
-        name = info.filename
-        if not _MEMBER.fullmatch(name) or name[:-4] in members:
-            raise _fail(
-                path, f"not an xpnn checkpoint: member {shown(name)} is not .npy, or repeated"
-            )
-        if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x1:
-            raise _fail(
-                path,
-                f"the member {name!r} is compressed or encrypted; xpnn writes plain "
-                "(stored) archives and never inflates one",
-            )
-        with archive.open(info) as file:
-            version = np.lib.format.read_magic(file)
-            if version == (1, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_1_0(file)
-            elif version == (2, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_2_0(file)
-            else:
-                raise ValueError(f".npy format version {version}")
-            start = file.tell()
-        if dtype.hasobject:
-            raise _fail(
-                path,
-                f"the array {name[:-4]!r} is an object array (pickled Python objects); "
-                "xpnn never loads pickles",
-            )
-        if dtype.kind not in "fU" or fortran:
-            raise _fail(
-                path,
-                f"the array {name[:-4]!r} has dtype {dtype} (fortran order {fortran}); "
-                "xpnn stores float and text arrays only",
-            )
-        if info.file_size != start + math.prod(shape) * dtype.itemsize:
-            raise _fail(path, f"the member {name!r} is not as long as its header says")
-        members[name[:-4]] = _Member(info, dtype, tuple(shape))
-    return members
-
-
-def _read(path: Path, archive: zipfile.ZipFile, member: _Member) -> np.ndarray:
-    """The member's array, read to its end so the CRC is checked."""
-    with archive.open(member.info) as file:
-        array = np.lib.format.read_array(file, allow_pickle=False)
-        if file.read(1):
-            raise _fail(path, f"the member {member.info.filename!r} is longer than its array")
-    return array
-
-
-def _text(path: Path, archive: zipfile.ZipFile, members: Mapping[str, _Member], key: str) -> str:
-    member = members.get(key)
-    if member is None:
-        raise _fail(path, f"missing the array {key!r}; not an xpnn checkpoint or damaged")
-    if member.shape != () or member.dtype.kind != "U":
-        raise _fail(path, f"{key!r} must be a 0-d unicode array, got {member.dtype} {member.shape}")
-    if member.dtype.itemsize // 4 > MAX_META_CHARS:
-        raise _fail(path, f"{key!r} holds {member.dtype.itemsize // 4} characters; too many")
-    return str(_read(path, archive, member)[()])
-
-
-def _depth(value: Any) -> int:
-    """How deeply lists and dicts nest in ``value`` (walked without recursion)."""
-    deepest, todo = 0, [(value, 0)]
-    while todo:
-        item, level = todo.pop()
-        deepest = max(deepest, level)
-        if isinstance(item, dict):
-            todo.extend((v, level + 1) for v in item.values())
-        elif isinstance(item, list):
-            todo.extend((v, level + 1) for v in item)
-    return deepest
 
 
 def _is_int(value: Any) -> bool:
     """A non-negative int that fits an int64 (a step, an iteration, a size, a seed)."""
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63
-
-
-def _is_number(value: Any) -> bool:
-    """A finite real number as a float (``10**400`` is not: no float holds it)."""
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        return False
-    try:
-        return math.isfinite(value)
-    except OverflowError:
-        return False
+    return is_integer(value) and 0 <= value < 2**63
 
 
 def _parse_meta(path: Path, text: str) -> dict[str, Any]:
@@ -393,43 +282,43 @@ def _parse_meta(path: Path, text: str) -> dict[str, Any]:
         meta = json.loads(text)
     except (ValueError, RecursionError) as exc:
         problem = "nests too deeply" if isinstance(exc, RecursionError) else f"({exc})"
-        raise _fail(path, f"its metadata is not valid JSON {problem}") from None
+        raise npz.fail(path, f"its metadata is not valid JSON {problem}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise _fail(path, f"not an xpnn checkpoint (meta format is not {FORMAT!r})")
+        raise npz.fail(path, f"not an xpnn checkpoint (meta format is not {FORMAT!r})")
     if type(meta.get("version")) is not int or meta["version"] != VERSION:
-        raise _fail(
+        raise npz.fail(
             path, f"checkpoint version {shown(meta.get('version'))}; this xpnn reads {VERSION}"
         )
     keys = {"format", "version", "model", "step", "optimizer", "history", "extra", "arrays"}
     if set(meta) != keys:
         odd, lacking = sorted(set(meta) - keys), sorted(keys - set(meta))
-        raise _fail(path, f"its metadata has unknown entries {shown(odd)}, lacks {lacking}")
-    if _depth(meta) > MAX_DEPTH:
-        raise _fail(path, f"its metadata nests deeper than {MAX_DEPTH} levels")
+        raise npz.fail(path, f"its metadata has unknown entries {shown(odd)}, lacks {lacking}")
+    if npz.depth(meta) > MAX_DEPTH:
+        raise npz.fail(path, f"its metadata nests deeper than {MAX_DEPTH} levels")
     if not _is_int(meta["step"]):
-        raise _fail(path, f"its step must be a non-negative integer, got {shown(meta['step'])}")
+        raise npz.fail(path, f"its step must be a non-negative integer, got {shown(meta['step'])}")
     config = meta["model"]
     if not isinstance(config, dict) or config.get("model") not in MODELS:
-        raise _fail(path, f"its model entry must describe one of {sorted(MODELS)}")
+        raise npz.fail(path, f"its model entry must describe one of {sorted(MODELS)}")
     if config.get("dtype") not in FLOAT_DTYPES:
-        raise _fail(
+        raise npz.fail(
             path, f"its dtype must be one of {FLOAT_DTYPES}, got {shown(config.get('dtype'))}"
         )
     for key, ok in (
         ("init", lambda v: v in (*INITS, "given", None)),
-        ("weight_init_std", lambda v: v is None or _is_number(v)),
+        ("weight_init_std", lambda v: v is None or is_real(v)),
         ("seed", lambda v: v is None or _is_int(v)),
     ):
         if not ok(config.get(key)):
-            raise _fail(path, f"its model entry {key!r} is {shown(config.get(key))}")
+            raise npz.fail(path, f"its model entry {key!r} is {shown(config.get(key))}")
     history = meta["history"]
     if not isinstance(history, list) or not all(
-        isinstance(h, list) and len(h) == 2 and _is_int(h[0]) and _is_number(h[1]) for h in history
+        isinstance(h, list) and len(h) == 2 and _is_int(h[0]) and is_real(h[1]) for h in history
     ):
-        raise _fail(path, "its history must be a list of [iteration, finite loss] pairs")
+        raise npz.fail(path, "its history must be a list of [iteration, finite loss] pairs")
     behind = _behind(history, meta["step"])
     if behind:
-        raise _fail(path, behind)
+        raise npz.fail(path, behind)
     arrays = meta["arrays"]
     if not isinstance(arrays, dict) or not all(
         isinstance(info, dict)
@@ -439,7 +328,7 @@ def _parse_meta(path: Path, text: str) -> dict[str, Any]:
         and info["dtype"] in ("<f4", "<f8", ">f4", ">f8")
         for info in arrays.values()
     ):
-        raise _fail(path, "its list of arrays must give each a shape and a float dtype")
+        raise npz.fail(path, "its list of arrays must give each a shape and a float dtype")
     _check_optimizer(path, meta["optimizer"])
     return meta
 
@@ -450,16 +339,16 @@ def _check_optimizer(path: Path, spec: Any) -> None:
     if spec is None:
         return
     if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
-        raise _fail(path, "its optimizer must be null or a dict with a name")
+        raise npz.fail(path, "its optimizer must be null or a dict with a name")
     if spec["name"] not in OPTIMIZERS:
-        raise _fail(
+        raise npz.fail(
             path, f"unknown optimizer {shown(spec['name'])}; expected one of {sorted(OPTIMIZERS)}"
         )
     cls = OPTIMIZERS[spec["name"]]
     accepted = set(inspect.signature(cls).parameters)
     hyper = {k: v for k, v in spec.items() if k != "name"}
-    if not set(hyper) <= accepted or not all(_is_number(v) for v in hyper.values()):
-        raise _fail(
+    if not set(hyper) <= accepted or not all(is_real(v) for v in hyper.values()):
+        raise npz.fail(
             path,
             f"its optimizer {spec['name']} has hyperparameters {shown(hyper)}; it takes "
             f"numbers for {sorted(accepted)}",
@@ -467,7 +356,7 @@ def _check_optimizer(path: Path, spec: Any) -> None:
     try:
         cls(**hyper)
     except XpnnError as exc:
-        raise _fail(path, f"its optimizer cannot be rebuilt ({exc})") from None
+        raise npz.fail(path, f"its optimizer cannot be rebuilt ({exc})") from None
 
 
 def _state_shapes(
@@ -486,7 +375,7 @@ def _optimizer(spec: Mapping[str, Any]) -> Optimizer:
 
 
 def _check_headers(
-    path: Path, meta: Mapping[str, Any], members: Mapping[str, _Member]
+    path: Path, meta: Mapping[str, Any], members: Mapping[str, npz.Member]
 ) -> dict[str, tuple[int, ...]]:
     """The members are exactly the arrays the metadata lists, with its shapes and
     dtypes; the parameters are those the model's configuration implies; the optimiser
@@ -494,38 +383,38 @@ def _check_headers(
     listed = meta["arrays"]
     missing = sorted(set(listed) - set(members))
     if missing:
-        raise _fail(path, f"missing the array {shown(missing[0])}")
+        raise npz.fail(path, f"missing the array {shown(missing[0])}")
     unlisted = sorted(set(members) - set(listed) - {"meta", "sha256"})
     if unlisted:
-        raise _fail(path, f"holds arrays the metadata does not list: {shown(unlisted)}")
+        raise npz.fail(path, f"holds arrays the metadata does not list: {shown(unlisted)}")
     for key, info in listed.items():
         member = members[key]
         if list(member.shape) != info["shape"] or member.dtype.str != info["dtype"]:
             got = f"{member.dtype.str} {member.shape}"
-            raise _fail(path, f"{key!r} is {got}; the metadata says {shown(info)}")
+            raise npz.fail(path, f"{key!r} is {got}; the metadata says {shown(info)}")
     config = _architecture(meta["model"])
     try:
         shapes = MODELS[config["model"]].configured(config).param_shapes
     except XpnnError as exc:
         problem = f"its model cannot be rebuilt: configuration incomplete or wrong ({exc})"
-        raise _fail(path, problem) from None
+        raise npz.fail(path, problem) from None
     dtype = meta["model"]["dtype"]
     params = {k[len(PARAM) :]: m for k, m in members.items() if k.startswith(PARAM)}
     state = {k[len(OPTIM) :]: m for k, m in members.items() if k.startswith(OPTIM)}
     strays = sorted(set(listed) - {PARAM + k for k in params} - {OPTIM + k for k in state})
     if strays:
-        raise _fail(path, f"holds arrays that are neither parameters nor state: {shown(strays)}")
+        raise npz.fail(path, f"holds arrays that are neither parameters nor state: {shown(strays)}")
     want = _state_shapes(meta["optimizer"], shapes)
     for kind, got, need in (("parameters", params, shapes), ("optimizer state", state, want)):
         if set(got) != set(need):
-            raise _fail(
+            raise npz.fail(
                 path,
                 f"holds the {kind} {shown(sorted(got))}; its model and optimizer need "
                 f"{sorted(need)}",
             )
         for key, member in got.items():
             if member.shape != need[key] or member.dtype.name != dtype:
-                raise _fail(
+                raise npz.fail(
                     path,
                     f"{kind} {key} is {member.dtype.name} {member.shape}; the model needs "
                     f"{dtype} {need[key]}",
@@ -557,43 +446,43 @@ def load(
     """
     path = Path(path)
     if not path.exists():
-        raise _fail(path, "no such checkpoint file")
+        raise npz.fail(path, "no such checkpoint file")
     if not path.is_file():
-        raise _fail(path, "not a file (a checkpoint is one .npz file)")
+        raise npz.fail(path, "not a file (a checkpoint is one .npz file)")
     try:
         with zipfile.ZipFile(path) as archive:
-            members = _members(path, archive)
-            meta_text = _text(path, archive, members, "meta")
+            members = npz.members(path, archive)
+            meta_text = npz.read_text(path, archive, members, "meta")
             meta = _parse_meta(path, meta_text)
             _check_headers(path, meta, members)
-            digest = _text(path, archive, members, "sha256")
-            arrays = {k: _read(path, archive, members[k]) for k in meta["arrays"]}
+            digest = npz.read_text(path, archive, members, "sha256")
+            arrays = {k: npz.read_array(path, archive, members[k]) for k in meta["arrays"]}
     except CheckpointError:
         raise
     except (zipfile.BadZipFile, EOFError) as exc:
-        raise _fail(path, f"not a readable .npz archive, truncated or corrupt ({exc})") from None
+        raise npz.fail(path, f"not a readable .npz archive, truncated or corrupt ({exc})") from None
     except OSError as exc:  # a damaged offset (EINVAL on seek), or no permission to read
-        raise _fail(
+        raise npz.fail(
             path, f"cannot be read ({exc.strerror or exc}); truncated or corrupt?"
         ) from None
     except Exception as exc:  # zlib.error, a damaged .npy header (ValueError, SyntaxError)
         problem = shown(str(exc))
-        raise _fail(
+        raise npz.fail(
             path, f"corrupt archive or array data ({type(exc).__name__}: {problem})"
         ) from None
     if digest != _digest(meta_text, arrays):
-        raise _fail(path, "checksum mismatch: the data were altered after saving")
+        raise npz.fail(path, "checksum mismatch: the data were altered after saving")
     config = meta["model"]
     params = {k[len(PARAM) :]: a for k, a in arrays.items() if k.startswith(PARAM)}
     host_state = {k[len(OPTIM) :]: a for k, a in arrays.items() if k.startswith(OPTIM)}
     bad = sorted(k for k, a in host_state.items() if not np.all(np.isfinite(a)))
     if bad:
-        raise _fail(path, f"optimizer state {bad} holds NaN or infinity")
+        raise npz.fail(path, f"optimizer state {bad} holds NaN or infinity")
     if meta["optimizer"] is not None:
         try:
             _optimizer(meta["optimizer"]).check_state_values(host_state)
         except XpnnValueError as exc:
-            raise _fail(path, f"optimizer {exc}") from None
+            raise npz.fail(path, f"optimizer {exc}") from None
     where = {"backend": backend, "device": device, "dtype": dtype or config["dtype"]}
     try:
         model = MODELS[config["model"]].from_config(_architecture(config), params, **where)
@@ -601,7 +490,7 @@ def load(
     except BackendUnavailable:
         raise
     except XpnnError as exc:
-        raise _fail(path, f"its model cannot be rebuilt ({exc})") from None
+        raise npz.fail(path, f"its model cannot be rebuilt ({exc})") from None
     for key in RUN_KEYS:
         setattr(model, key, config.get(key))
     history = [(int(i), float(loss)) for i, loss in meta["history"]]

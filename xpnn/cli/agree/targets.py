@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from xpnn.agree.runs import REFERENCE
 from xpnn.backends import (
+    BACKENDS,
     COMPILERS,
     backend_info,
     default_device,
@@ -16,12 +16,16 @@ from xpnn.backends import (
     get_namespace,
     resolve_device,
 )
+from xpnn.cli.agree.runs import REFERENCE
 from xpnn.errors import BackendUnavailable
 
-GPU_REQUIRED = ("cupy", "torch")
-"""The backends ``--gpu`` requires on a GPU: a GPU-only one (its default device) and one
-with a GPU device (``Backend.gpu_device``); the other backends with a GPU device (JAX) are
-compared there when they can use it and skipped with the reason otherwise."""
+
+def gpu_required() -> list[str]:
+    """The backends ``--gpu`` requires: the GPU-only ones (``Backend.gpu_only``: CuPy).
+    Every other backend with a GPU device (``Backend.gpu_device``: PyTorch's cuda,
+    JAX's gpu) is compared there when it can use it, and skipped with the reason
+    otherwise."""
+    return [name for name in BACKENDS if get_backend(name).gpu_only]
 
 
 @dataclass(frozen=True)
@@ -61,22 +65,24 @@ def targets(
 ) -> tuple[list[Target], list[str]]:
     """The backend/device pairs to compare with the reference, and lines saying which
     backends were skipped and why. Each backend in ``compiled`` comes twice, eager and
-    then compiled. With ``gpu``, CuPy and PyTorch on ``cuda`` are required
-    (``BackendUnavailable`` if either cannot run)."""
+    then compiled. With ``gpu``, the GPU-only backends are required
+    (``BackendUnavailable`` if one cannot run), and every backend is also compared on its
+    GPU device where it can use it."""
     found: list[Target] = []
     skipped: list[str] = []
     if gpu:
-        if any(name not in names for name in GPU_REQUIRED):
-            msg = f"--gpu needs {' and '.join(GPU_REQUIRED)} among --backends"
+        required = gpu_required()
+        if any(name not in names for name in required):
+            msg = f"--gpu needs {' and '.join(required)} among --backends"
             raise BackendUnavailable(msg)
-        for name in GPU_REQUIRED:
+        for name in required:
             info = backend_info(name)
-            if get_backend(name).gpu_only and not info.usable:
+            if not info.usable:
                 raise BackendUnavailable(f"--gpu needs an NVIDIA GPU; {info.reason}")
     for name in names:
         info = backend_info(name)
         if not info.usable:
-            if gpu and name in GPU_REQUIRED:
+            if gpu and name in gpu_required():
                 raise BackendUnavailable(f"--gpu needs {name}: {info.reason}")
             skipped.append(f"skipped {name}: {info.reason}")
             continue
@@ -88,7 +94,7 @@ def targets(
             try:
                 devices.append(_probe(name, spec))
             except BackendUnavailable as exc:
-                if name in GPU_REQUIRED:
+                if name in gpu_required():
                     raise
                 skipped.append(f"skipped {name} on {spec}: {exc}")
         seen: list[str] = []

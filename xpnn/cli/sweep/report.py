@@ -9,7 +9,10 @@ from pathlib import Path
 from typing import Any
 
 EXACT, TEST_MSE = "exact pairs", "test MSE"
+CONTINUATION = "continuation MSE"  # the sine runs': the generated wave against the sine
 EVAL_LOSS = "loss on all pairs"  # binary addition's fixed evaluation set
+SCORES = (("exact", EXACT), ("generated_mse", CONTINUATION), ("test_mse", TEST_MSE))
+"""Each run's measure, the first of these its rows all have: what the run exists to show."""
 
 
 @dataclass(frozen=True)
@@ -50,10 +53,11 @@ def _median(values: Sequence[float]) -> float | None:
 
 def _scores(rows: Sequence[dict[str, Any]]) -> tuple[str, tuple[float, ...]]:
     metrics = [r.get("metrics", {}) for r in rows]
-    if metrics and all("exact" in m for m in metrics):
-        return EXACT, tuple(m["exact"] / m["total"] for m in metrics)
-    if metrics and all("test_mse" in m for m in metrics):
-        return TEST_MSE, tuple(m["test_mse"] for m in metrics)
+    for key, score in SCORES:
+        if metrics and all(key in m for m in metrics):
+            if key == "exact":
+                return score, tuple(m["exact"] / m["total"] for m in metrics)
+            return score, tuple(m[key] for m in metrics)
     return "", ()
 
 
@@ -105,7 +109,9 @@ def table(summaries: Sequence[ConfigSummary], keys: Sequence[str]) -> str:
     """The summaries as an aligned text table, one row per configuration."""
     score = next((s.score for s in summaries if s.score), "")
     evaluated = any(s.median_eval_loss is not None for s in summaries)
-    head = [*keys, "runs", "reached 100%", "median iters to 100%"]
+    exact = score == EXACT  # the columns follow the run's own measures
+    head = [*keys, "runs"]
+    head += ["reached 100%", "median iters to 100%"] if exact else []
     head += [f"median {EVAL_LOSS}"] if evaluated else []
     head += [f"median {score}"] if score else []
     head += ["diverged"]
@@ -113,7 +119,8 @@ def table(summaries: Sequence[ConfigSummary], keys: Sequence[str]) -> str:
     for s in summaries:
         reached = "-" if s.exact is None else f"{s.exact}/{s.runs} ({s.exact / max(s.runs, 1):.0%})"
         cells = [s.config[k] for k in keys]
-        cells += [str(s.runs), reached, _number(s.median_first_exact, ".0f")]
+        cells += [str(s.runs)]
+        cells += [reached, _number(s.median_first_exact, ".0f")] if exact else []
         cells += [_number(s.median_eval_loss)] if evaluated else []
         cells += [_score_text(s)] if score else []
         cells += [str(s.diverged)]
@@ -182,7 +189,7 @@ def figure(summaries: Sequence[ConfigSummary], path: str | Path, title: str) -> 
     (dots) with the median (bar), and beside it the iteration at which each seed first
     added every pair exactly ("never" counts the others). Otherwise each seed's test
     error with the median. Diverged runs are counted in the labels."""
-    from xpnn.plotting import new_figure, save
+    from xpnn.cli.plotting import new_figure, save
 
     exact = all(s.exact is not None for s in summaries)
     panels = 2 if exact else 1

@@ -7,8 +7,8 @@ import math
 from dataclasses import asdict
 from typing import Any
 
-from xpnn.agree.compare import RELATIVE, TOLERANCES, Row
-from xpnn.agree.runs import REFERENCE
+from xpnn.cli.agree.compare import RELATIVE, TOLERANCES, Row
+from xpnn.cli.agree.runs import REFERENCE
 
 
 def _fmt(value: float) -> str:

@@ -10,12 +10,20 @@ metadata is found on the class that declared it with ``option``.
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
-from xpnn.errors import XpnnError, XpnnValueError, shown
+from xpnn.errors import (
+    MAX_SIZE,
+    XpnnError,
+    XpnnValueError,
+    check_choice,
+    check_finite,
+    check_integer,
+    check_positive,
+    shown,
+)
 
 Label = Callable[[str], str]
 """How a message names a field: ``str`` (the field name) in Python, its flag on the
@@ -24,83 +32,44 @@ command line."""
 
 @dataclass(frozen=True)
 class Kind:
-    """A kind of value: ``what`` it is, how ``convert`` makes one from text, which Python
-    values are of the kind (``is_type``), and the ``rules`` it obeys, each a test and the
-    phrase that says it (``"must be at least 1"``), the first broken one reported."""
+    """A kind of value: ``what`` it is, how ``convert`` makes one from text, and the
+    validator (``xpnn.errors``) that checks a value, called as ``check(value, name)``;
+    None where whatever takes the value checks it (an optimiser its learning rate)."""
 
     what: str
     convert: Callable[[str], Any]
-    is_type: Callable[[Any], bool]
-    rules: tuple[tuple[Callable[[Any], bool], str], ...] = ()
+    check: Callable[[Any, str], Any] | None = None
 
     def parse(self, text: str) -> Any:
-        """The value ``text`` stands for.
+        """The value ``text`` stands for (not yet checked: the settings check it once).
 
         Raises
         ------
         XpnnValueError
-            Text that is not of the kind, or a value that breaks a rule; the message
-            names no field (the caller does).
+            Text that is not of the kind; the message names no field (the caller does).
         """
         try:
-            value = self.convert(text)
-        except XpnnError:
-            raise
+            return self.convert(text)
         except ValueError:
             msg = f"expected {self.what}, got {shown(text)}"
             raise XpnnValueError(msg) from None
-        problem = self._broken(value, value if self.convert is int else text)
-        if problem is not None:
-            raise XpnnValueError(problem)
-        return value
-
-    def problem(self, value: Any) -> str | None:
-        """What is wrong with the Python value ``value`` (None: nothing)."""
-        if not self.is_type(value):
-            return f"must be {self.what}, got {shown(value)}"
-        return self._broken(value, shown(value))
-
-    def _broken(self, value: Any, said: Any) -> str | None:
-        for test, rule in self.rules:
-            if not test(value):
-                return f"{rule}, got {said}"
-        return None
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+def _flag(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        msg = f"{name} must be True or False, got {shown(value)}"
+        raise XpnnValueError(msg, argument=name)
+    return value
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _finite(value: Any) -> bool:
-    try:
-        return math.isfinite(value)
-    except OverflowError:  # an int past every float
-        return False
-
-
-def _positive(value: Any) -> bool:
-    return _finite(value) and value > 0
-
-
-INTEGER = Kind("an integer", int, _is_int)
-COUNT = Kind("an integer", int, _is_int, ((lambda v: v >= 1, "must be at least 1"),))
-SEED = Kind("an integer", int, _is_int, ((lambda v: v >= 0, "must be a non-negative integer"),))
-FINITE = Kind("a number", float, _is_number, ((_finite, "must be finite"),))
-POSITIVE = Kind("a number", float, _is_number, ((_positive, "must be positive and finite"),))
-FRACTION = Kind(
-    "a number",
-    float,
-    _is_number,
-    ((_positive, "must be positive and finite"), (lambda v: v < 1, "must be below 1")),
-)
-RATE = Kind(
-    "a number", float, _is_number, ((lambda v: _finite(v) and 0 <= v < 1, "must be in [0, 1)"),)
-)
-FLAG = Kind("True or False", bool, lambda v: isinstance(v, bool))
+INTEGER = Kind("an integer", int, functools.partial(check_integer, minimum=-MAX_SIZE))
+COUNT = Kind("an integer", int, check_integer)
+SEED = Kind("an integer", int, functools.partial(check_integer, minimum=0))
+FINITE = Kind("a number", float, check_finite)
+POSITIVE = Kind("a number", float, check_positive)
+NUMBER = Kind("a number", float)
+"""A number that what takes it checks (an optimiser's hyperparameters)."""
+FLAG = Kind("True or False", bool, _flag)
 """An on/off setting: a flag without a value on the command line."""
 
 
@@ -175,13 +144,14 @@ class Spec:
             raise XpnnValueError(msg)
         return text if self.kind is None else self.kind.parse(text)
 
-    def problem(self, value: Any) -> str | None:
-        """What is wrong with ``value`` in this field (None: nothing)."""
+    def check(self, value: Any, name: str) -> None:
+        """Refuse ``value`` for this field, naming it ``name``."""
         if value is None and self.optional:
-            return None
-        if self.choices is not None and not (isinstance(value, str) and value in self.choices):
-            return f"must be one of {', '.join(self.choices)}, got {shown(value)}"
-        return None if self.kind is None else self.kind.problem(value)
+            return
+        if self.choices is not None:
+            check_choice(value, name, self.choices)
+        elif self.kind is not None and self.kind.check is not None:
+            self.kind.check(value, name)
 
 
 @functools.cache
@@ -227,10 +197,18 @@ def check_fields(settings: Any, label: Label = str) -> None:
         The first wrong value, named by ``label(field name)``.
     """
     for spec in specs(type(settings)):
-        problem = spec.problem(getattr(settings, spec.name))
-        if problem is not None:
-            msg = f"{label(spec.name)} {problem}"
-            raise XpnnValueError(msg)
+        spec.check(getattr(settings, spec.name), label(spec.name))
+
+
+def relabeled(exc: XpnnError, label: Label) -> XpnnError:
+    """``exc`` (about a field, ``exc.argument``) with the field named by ``label`` (its
+    flag on the command line), of the same class."""
+    name = exc.argument
+    text = str(exc)
+    if name is None or label(name) == name:
+        return exc
+    text = label(name) + text[len(name) :] if text.startswith(name) else f"{label(name)}: {text}"
+    return type(exc)(text, argument=name)
 
 
 def flag_label(cls: type) -> Label:

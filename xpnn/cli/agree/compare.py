@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from xpnn.agree.runs import Outcome
+from xpnn.cli.agree.runs import Outcome
 
 HostArray = Any  # a numpy.ndarray
 

@@ -1,6 +1,6 @@
 """The agreement runs: a registry of seeded training runs, and their execution on one
 backend, device and dtype. The course's runs take their settings from ``xpnn train``'s
-registry (``xpnn.runs.registry.RUNS``), changed where a short agreement run needs it."""
+registry (``xpnn.course.registry.RUNS``), changed where a short agreement run needs it."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from typing import Any
 from xpnn import datasets
 from xpnn.backends import to_numpy
 from xpnn.course import networks
+from xpnn.course.registry import RUNS as COURSE_RUNS
 from xpnn.nn.mlp import MLP
 from xpnn.optim import Momentum
-from xpnn.runs.registry import RUNS as COURSE_RUNS
-from xpnn.training.train import train
+from xpnn.training.loop import train
 
 HostArray = Any  # a numpy.ndarray, from xpnn.to_numpy or xpnn.datasets
 
@@ -125,10 +125,11 @@ def _blobs() -> tuple[HostArray, HostArray]:
     return _DATA["blobs"]
 
 
-LAZY_STEPS = {"dask": 20}
-"""Steps a lazy backend runs instead of the run's own: on dask every step of these tiny
-batches is a task graph (about half a second a step on a 2-core machine), so its rows
-compare the first 20 steps with a NumPy reference of the same 20 steps."""
+LAZY_STEPS = 20
+"""Steps a lazy backend (``Backend.lazy``) runs instead of the run's own: on dask every
+step of these tiny batches is a task graph (about half a second a step on a 2-core
+machine), so its rows compare the first 20 steps with a NumPy reference of the same 20
+steps."""
 
 RUNS: dict[str, Run] = {
     run.name: run

@@ -1,41 +1,50 @@
-"""``make_step``: the one definition of a training step.
+"""The training step: a gradient part and an update part, fused into one pure function.
 
-A step is a pure function ``params, state, loss = step(params, state, x, d)``: forward,
-backward (full or truncated BPTT), optional clipping by global norm, the optimiser's
-update, and the batch loss as a 0-D array computed before the update. It reads no value
-on the host, so ``jax.jit`` and ``torch.compile`` can compile it (``compile=``).
+::
+
+    loss, grads = core.value_and_grad(params, x, d, truncate)  # the gradient part
+    params, state = update(params, state, grads)               # clip, then the optimiser
+
+``make_step`` fuses the two into ``params, state, loss = step(params, state, x, d)``,
+the batch loss computed before the update. It reads no value on the host, so
+``jax.jit`` and ``torch.compile`` can compile it (``compile=``). The training loop
+(``xpnn.training.loop``) runs it, or, with a gradient source that computes the gradient
+part elsewhere (``xpnn.parallel.Gradients``), runs ``make_update``'s update part alone.
 
 Calling the step checks its arguments' structure (keys, shapes, dtypes, backend, device
 and the optimiser state's layout: metadata only, no value read) the first time it meets
 that structure, before the compiled call; later calls with the same structure cost one
-key of that metadata and a set lookup. ``train`` checks its input once, at the boundary,
-and then runs the step unchecked (``Step.unchecked``) in a loop.
+key of that metadata and a set lookup. The loop checks its input once, at the boundary,
+and then runs the step unchecked (``Step.unchecked``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
-from xpnn.backends import Array, ArrayNamespace, check_compile, compile_loop, compile_step
-from xpnn.checks import check_positive, check_size
-from xpnn.errors import XpnnTypeError, XpnnValueError
+from xpnn.backends import Array, compile_loop, compile_step, compiler_for
+from xpnn.errors import XpnnTypeError, XpnnValueError, check_integer, check_positive
+from xpnn.nn.core import Core
 from xpnn.nn.model import Model
 from xpnn.nn.rnn import RNN, check_truncate
-from xpnn.optim import Optimizer
+from xpnn.optim import Optimizer, clip_by_global_norm
 
 StepFn = Callable[[dict, dict, Array, Array], tuple[dict, dict, Array]]
+Update = Callable[[dict, dict, dict], tuple[dict, dict]]
 
 
-def clip_by_global_norm(
-    grads: Mapping[str, Array], max_norm: float, xp: ArrayNamespace
-) -> dict[str, Array]:
-    """Scale all gradients by ``min(1, max_norm / ||g||)``, ``||g||`` the norm of all of
-    them together. No value is read on the host."""
-    total = sum(xp.sum(g * g) for g in grads.values())
-    norm = xp.sqrt(total)
-    factor = max_norm / xp.maximum(norm, xp.full_like(norm, max_norm))
-    return {key: g * factor for key, g in grads.items()}
+def make_update(optimizer: Optimizer, clip: float | None, xp: Any) -> Update:
+    """The update part: ``params, state = update(params, state, grads)``, the gradients
+    clipped to the global norm ``clip`` (None: not clipped), then ``optimizer``'s
+    unchecked update. Pure."""
+
+    def update(params: dict, state: dict, grads: dict) -> tuple[dict, dict]:
+        if clip is not None:
+            grads = clip_by_global_norm(grads, clip, xp)
+        return optimizer.update_unchecked(params, grads, state, xp=xp)
+
+    return update
 
 
 class Step:
@@ -45,23 +54,19 @@ class Step:
     ----------
     compiled : bool
         Whether the step runs compiled (``jax.jit`` or ``torch.compile``).
+    compiler : str or None
+        What compiles it, or None for an eager step.
     fn : callable
         The uncompiled step (what a compiler traces).
     backend : str
         The model's backend.
     """
 
-    def __init__(
-        self,
-        fn: StepFn,
-        run: StepFn,
-        compiled: bool,
-        backend: str,
-        *,
-        check: Callable[[Any, Any, Any, Any], None],
-    ) -> None:
-        self.fn, self._run, self.compiled, self.backend = fn, run, compiled, backend
-        self._check = check
+    def __init__(self, fn: StepFn, core: Core, optimizer: Optimizer, compiler: str | None) -> None:
+        self.fn, self.compiler, self.backend = fn, compiler, core.backend
+        self.compiled = compiler is not None
+        self._run = compile_step(fn, core.backend, compiler, device=core.device)
+        self._core, self._optimizer = core, optimizer
         self._checked: set[tuple] = set()  # the argument structures that passed the check
         self._loops: dict[tuple[int, int, int], Any] = {}
 
@@ -75,19 +80,21 @@ class Step:
         self, params: dict[str, Array], state: dict[str, Array], x: Array, d: Array
     ) -> tuple[dict[str, Array], dict[str, Array], Array]:
         """The step without the check of ``__call__``: for a caller that checked its
-        arguments (``train``)."""
+        arguments (the training loop)."""
         return self._run(params, state, x, d)
 
     def _check_call(self, params: Any, state: Any, x: Any, d: Any) -> None:
-        """Check the arguments (``make_step``'s ``check``) unless their structure
-        (``_structure``, metadata only) passed before."""
+        """Check the arguments (metadata only: no value is read, no device waited for)
+        unless their structure (``_structure``) passed before."""
         try:
             key = _structure(params, state, x, d)
             if key in self._checked:
                 return
         except (AttributeError, TypeError):  # not dicts of arrays: the check says what
             key = None
-        self._check(params, state, x, d)
+        self._core.check_params(params)
+        self._optimizer.check_state(params, state)
+        self._core.check_batch(x, d)
         if key is not None:
             self._checked.add(key)
 
@@ -118,9 +125,8 @@ def make_step(
     Parameters
     ----------
     model : MLP or RNN
-        Supplies the math: its unchecked core (``xpnn.nn.core.ModelCore``), taken from
-        ``model.core``, so the step neither reads nor sets ``model.params`` and does not
-        keep the model alive.
+        Supplies the math: its core (``model.core``), so the step neither reads nor sets
+        ``model.params`` and does not keep the model alive.
     optimizer : SGD, Momentum, AdaGrad, RMSProp or Adam
     truncate : int, optional
         Truncated BPTT block length (RNN only).
@@ -137,41 +143,37 @@ def make_step(
     -------
     Step
         ``step(params, state, x, d) -> (params, state, loss)``: ``x`` and ``d`` a batch as
-        the model's ``forward_unchecked`` and ``loss_unchecked`` take them (``x``
-        ``(B, n_in)`` or ``(T, B, I)``; ``d`` floating targets), ``loss`` 0-D, the
-        batch's loss before the update. A call whose arguments have a structure the step
-        has not met raises ``XpnnTypeError`` or ``XpnnValueError`` for parameters, state
-        or a batch that do not fit the model and optimiser (``model.check_params``,
-        ``optimizer.check_state``, ``model.check_batch``).
+        ``model.core`` takes it (``x`` ``(B, n_in)`` or ``(T, B, I)``; ``d`` floating
+        targets), ``loss`` 0-D, the batch's loss before the update. A call whose
+        arguments have a structure the step has not met raises ``XpnnTypeError`` or
+        ``XpnnValueError`` for parameters, state or a batch that do not fit the model and
+        optimiser.
 
     Raises
     ------
     XpnnTypeError, XpnnValueError
         A bad model, optimiser, ``truncate``, ``clip``, ``compile`` or ``steps``.
     """
-    check_step_args(model, optimizer, truncate, clip)
-    check_compile(compile)
-    truncate = check_truncate(truncate)
-    steps = None if steps is None else check_size(steps, "steps")
-    xp, core = model.xp, model.core
+    truncate, clip = check_step_args(model, optimizer, truncate, clip)
+    steps = None if steps is None else check_integer(steps, "steps")
+    return build_step(
+        model.core, optimizer, truncate, clip, compiler_for(model.backend, compile, steps=steps)
+    )
+
+
+def build_step(
+    core: Core, optimizer: Optimizer, truncate: int | None, clip: float | None, compiler: str | None
+) -> Step:
+    """``make_step``'s step from settings already checked and decided (``compiler``:
+    ``compiler_for``'s decision)."""
+    update = make_update(optimizer, clip, core.xp)
 
     def step(params, state, x, d):
-        _y, cache = core.forward_unchecked(x, params)
-        loss = core.loss_unchecked(cache, d)
-        grads = core.backward_unchecked(cache, d, truncate)
-        if clip is not None:
-            grads = clip_by_global_norm(grads, clip, xp)
-        params, state = optimizer.apply(params, grads, state, xp=xp)
+        loss, grads = core.value_and_grad(params, x, d, truncate)
+        params, state = update(params, state, grads)
         return params, state, loss
 
-    def check(params: Any, state: Any, x: Any, d: Any) -> None:
-        """Metadata only: no value is read, no device waited for."""
-        core.check_params(params)
-        optimizer.check_state(params, state)
-        core.check_batch(x, d)
-
-    run, compiled = compile_step(step, model.backend, compile, device=model.device, steps=steps)
-    return Step(step, run, compiled, model.backend, check=check)
+    return Step(step, core, optimizer, compiler)
 
 
 def _structure(params: Any, state: Any, x: Any, d: Any) -> tuple:
@@ -189,21 +191,23 @@ def _structure(params: Any, state: Any, x: Any, d: Any) -> tuple:
     )
 
 
-def check_step_args(model: Any, optimizer: Any, truncate: Any, clip: Any) -> None:
-    """Refuse a model that is not an xpnn model, an optimiser that is not an xpnn
-    optimiser, ``truncate`` for a non-RNN, and a ``clip`` that is not positive and finite."""
+def check_step_args(
+    model: Any, optimizer: Any, truncate: Any, clip: Any
+) -> tuple[int | None, float | None]:
+    """``truncate`` and ``clip``, checked; refuse a model that is not an xpnn model, an
+    optimiser that is not an xpnn optimiser, ``truncate`` for a non-RNN, and a ``clip``
+    that is not positive and finite."""
     if not isinstance(model, Model):
         msg = f"model must be an xpnn MLP or RNN, got {type(model).__name__}"
-        raise XpnnTypeError(msg)
+        raise XpnnTypeError(msg, argument="model")
     if not isinstance(optimizer, Optimizer):
         msg = (
             "optimizer must be an xpnn optimiser (SGD, Momentum, AdaGrad, RMSProp, Adam), "
             f"got {type(optimizer).__name__}"
         )
-        raise XpnnTypeError(msg)
+        raise XpnnTypeError(msg, argument="optimizer")
     truncate = check_truncate(truncate)
     if truncate is not None and not isinstance(model, RNN):
         msg = f"truncate applies to an RNN only, got truncate={truncate} for {type(model).__name__}"
-        raise XpnnValueError(msg)
-    if clip is not None:
-        check_positive(clip, "clip")
+        raise XpnnValueError(msg, argument="truncate")
+    return truncate, None if clip is None else check_positive(clip, "clip")

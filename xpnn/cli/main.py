@@ -1,5 +1,5 @@
 """The ``xpnn`` command: ``xpnn backends``, ``xpnn agree``, ``xpnn train RUN`` (RUN one of
-``xpnn.runs.registry.RUNS``: backprop, regression, binary-addition, sine, sine-wave,
+``xpnn.course.registry.RUNS``: backprop, regression, binary-addition, sine, sine-wave,
 adding-problem) and ``xpnn sweep RUN``.
 
 Each run's options are generated from its settings class; the command parses them into
@@ -14,23 +14,32 @@ import argparse
 import contextlib
 import json
 import os
+import shlex
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, NoReturn
 
-from xpnn import __version__, agree, sweep
+from xpnn import __version__
 from xpnn.backends import BACKENDS, backend_info, float_errors_ignored
-from xpnn.checkpoint import load
+from xpnn.cli import agree, sweep
+from xpnn.cli.options import add_options, from_namespace
 from xpnn.course import notebooks, printouts
+from xpnn.course.fields import flag_label
+from xpnn.course.registry import RUNS, TRAINING_RUNS
 from xpnn.course.settings import Sine, Training
-from xpnn.errors import CheckpointError, OutputError, TrainingDiverged, XpnnError
+from xpnn.errors import (
+    BackendUnavailable,
+    CheckpointError,
+    OutputError,
+    TrainingDiverged,
+    XpnnError,
+)
 from xpnn.parallel.cluster import CONNECT_TIMEOUT, connect
-from xpnn.runs.fields import flag_label
-from xpnn.runs.options import add_options, from_namespace
-from xpnn.runs.registry import RUNS, TRAINING_RUNS, check_placement
-from xpnn.training.boundary import divergence_advice
+from xpnn.parallel.gradients import running_workers
+from xpnn.training.checkpoint import load
+from xpnn.training.loop import divergence_advice
 from xpnn.training.resume import Checkpointer
 
 EXIT_RULE = (
@@ -64,14 +73,22 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _writable_path(text: str) -> Path:
+    """An argparse type: a figure's path, checked before anything runs: matplotlib is
+    installed, the folder exists and is writable, and the suffix names a format."""
     path = Path(text)
-    if path.is_dir() or not path.parent.is_dir():
-        raise argparse.ArgumentTypeError(f"cannot write a file at {text!r}")
-    suffix = path.suffix[1:].lower()
     try:
         from matplotlib.backend_bases import FigureCanvasBase
-    except ImportError:  # the plot step itself says what to install
-        return path
+    except ImportError:
+        msg = 'needs matplotlib to draw the figure: pip install "xpnn[plot]"'
+        raise argparse.ArgumentTypeError(msg) from None
+    folder = path.parent
+    if path.is_dir() or not folder.is_dir():
+        raise argparse.ArgumentTypeError(f"cannot write a file at {text!r}: no such folder")
+    if not os.access(folder, os.W_OK):
+        raise argparse.ArgumentTypeError(
+            f"cannot write a file at {text!r}: the folder is read-only"
+        )
+    suffix = path.suffix[1:].lower()
     formats = FigureCanvasBase.get_supported_filetypes()
     if suffix and suffix not in formats:
         msg = f"cannot write a {suffix!r} figure at {text!r}; use one of: {', '.join(formats)}"
@@ -242,18 +259,18 @@ def _print_output(text: str) -> None:
         raise OutputError(msg) from None
 
 
-def _settings(args: argparse.Namespace) -> Any:
-    """The run's settings from its options, checked: a bad one is refused (exit 2) with
-    the option named. A backend that is not installed is not a command-line mistake: it
-    ends in exit 1 when the run starts."""
+def _resolve(args: argparse.Namespace) -> Any:
+    """The run's settings from its options, resolved once (``settings.resolve``): a bad
+    one is refused (exit 2) with the option named. A backend that cannot run here is not
+    a command-line mistake: ``BackendUnavailable`` goes on to exit 1."""
     kind = RUNS[args.run].settings
     settings = from_namespace(kind, args)
     try:
-        settings.check(flag_label(kind))
-        check_placement(settings)
+        return settings.resolve(flag_label(kind))
+    except BackendUnavailable:
+        raise
     except XpnnError as exc:
         args.parser.error(str(exc))
-    return settings
 
 
 def _check_parallel(args: argparse.Namespace, settings: Any) -> None:
@@ -276,26 +293,59 @@ def _check_parallel(args: argparse.Namespace, settings: Any) -> None:
         )
 
 
-def _train(args: argparse.Namespace, settings: Any) -> int:
-    from xpnn import plotting
+def _cluster(args: argparse.Namespace, settings: Any, stack: contextlib.ExitStack) -> Any:
+    """The ``distributed.Client`` of ``--workers``/``--scheduler`` (None without them),
+    said on stderr; a cluster that cannot be had, or has more workers than the batch has
+    rows, is refused (``_Refused``: exit 2, nothing ran)."""
+    if args.workers is None and args.scheduler is None:
+        return None
+    try:
+        client = stack.enter_context(connect(args.scheduler, args.workers, args.threads_per_worker))
+        workers = running_workers(client)
+    except XpnnError as exc:
+        raise _Refused(str(exc)) from None
+    if settings.batch_size < len(workers):
+        msg = (
+            f"--batch-size {settings.batch_size} is smaller than the cluster's {len(workers)} "
+            "workers: every worker needs a row"
+        )
+        raise _Refused(msg)
+    where = args.scheduler or f"a local cluster of {len(workers)} worker processes"
+    print(
+        f"xpnn: training data-parallel on {where} (dashboard {client.dashboard_link})",
+        file=sys.stderr,
+    )
+    return client
+
+
+class _Refused(Exception):
+    """A command line that cannot run, found before anything ran (exit 2)."""
+
+
+def _train(args: argparse.Namespace, plan: Any) -> int:
+    from xpnn.cli import plotting
 
     run = RUNS[args.run]
     if not run.trains:
-        run.run(settings)
+        run.run(plan)
         return 0
+    settings = plan.settings
+    if settings.backend == "dask":
+        print(
+            "xpnn: --backend dask runs every array operation as a dask task: a correctness "
+            "backend, many times slower than numpy at these sizes; --workers N trains "
+            "data-parallel on numpy instead",
+            file=sys.stderr,
+        )
     echo = None if args.json else print
     with contextlib.ExitStack() as stack:
-        extra = {}
-        if args.workers is not None or args.scheduler is not None:
-            try:
-                extra["parallel"] = stack.enter_context(
-                    connect(args.scheduler, args.workers, args.threads_per_worker)
-                )
-            except XpnnError as exc:  # no cluster, so nothing ran: a bad command line
-                print(f"xpnn: error: {exc}", file=sys.stderr)
-                return 2
+        try:
+            client = _cluster(args, settings, stack)
+        except _Refused as exc:
+            print(f"xpnn: error: {exc}", file=sys.stderr)
+            return 2
         with float_errors_ignored():
-            result = run.run(settings, echo=echo, progress=not args.quiet, **extra)
+            result = run.run(plan, echo=echo, progress=not args.quiet, parallel=client)
     if args.plot is not None:
         plotting.run_figure(settings, result, args.plot, run=args.run)
         if echo is not None:
@@ -309,43 +359,68 @@ def _train(args: argparse.Namespace, settings: Any) -> int:
     return 0
 
 
+def _checkpoint_step(settings: Any) -> tuple[Path, int | None] | None:
+    """The run's checkpoint file and the iteration it holds (None where it cannot be
+    read), or None when the run keeps none or has not saved one yet."""
+    folder = getattr(settings, "checkpoint", None)
+    path = None if folder is None else Path(folder) / Checkpointer.FILENAME
+    if path is None or not path.is_file():
+        return None
+    try:
+        return path, load(path).step
+    except CheckpointError:
+        return path, None
+
+
 def _diverged(settings: Training, exc: TrainingDiverged) -> str:
     """One message: what happened, what the checkpoint holds, what to try."""
-    text = f"training diverged: the loss at iteration {exc.iteration} is not finite. "
-    checkpoint = settings.checkpoint
-    path = None if checkpoint is None else checkpoint / Checkpointer.FILENAME
-    if path is not None and path.is_file():
-        try:
-            step = f" (iteration {load(path).step})"
-        except CheckpointError:
-            step = ""
-        text += f"The checkpoint {path} holds the last finite state{step}. "
+    text = f"training diverged: {exc.cause}. "
+    saved = _checkpoint_step(settings)
+    if saved is not None:
+        step = "" if saved[1] is None else f" (iteration {saved[1]})"
+        text += f"The checkpoint {saved[0]} holds the last finite state{step}. "
     else:
         text += "The parameters were restored to the last finite reading. "
-    text += divergence_advice(
-        lr=settings.lr,
-        clip=getattr(settings, "clip", None),
-        can_clip=hasattr(settings, "clip"),
-        momentum=settings.momentum,
-        init=getattr(settings, "init", None),
-        weight_init_std=getattr(settings, "weight_init_std", None),
-        flags=True,
-    )
-    if path is not None:
+    hints = {
+        "lr": settings.lr,
+        "momentum": settings.momentum,
+        "init": getattr(settings, "init", None),
+        "weight_init_std": getattr(settings, "weight_init_std", None),
+    }
+    if hasattr(settings, "clip"):
+        hints["clip"] = settings.clip
+    text += divergence_advice(hints, flag_label(type(settings)))
+    if saved is not None:
         text += ", starting afresh (a resumed run keeps its settings)"
     return text + "."
+
+
+def _interrupted(settings: Any, argv: Sequence[str]) -> str:
+    """What Ctrl-C leaves: where the last checkpoint is, and the command that resumes it."""
+    saved = _checkpoint_step(settings)
+    if saved is None:
+        return "interrupted"
+    command = ["xpnn", *argv]
+    if "--resume" not in command:
+        command.append("--resume")
+    step = "" if saved[1] is None else f" holds iteration {saved[1]}"
+    return f"interrupted; {saved[0]}{step}; resume with: {shlex.join(command)}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; return the exit status."""
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
+    argv_list = list(sys.argv[1:] if argv is None else argv)
+    args, extra = parser.parse_known_args(argv_list)
     if extra and args.command != "sweep":  # a sweep hands RUN's own options to its runs
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    settings = _settings(args) if args.command == "train" else None
-    if settings is not None and RUNS[args.run].trains:
-        _check_parallel(args, settings)
+    settings = plan = None
     try:
+        if args.command == "train":
+            plan = _resolve(args)
+            settings = plan.settings if RUNS[args.run].trains else plan
+            if RUNS[args.run].trains:
+                _check_parallel(args, settings)
         if args.command == "backends":
             _backends()
         elif args.command == "agree":
@@ -353,7 +428,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "sweep":
             return sweep.run_sweep(args, extra)
         else:
-            return _train(args, settings)
+            return _train(args, plan)
     except TrainingDiverged as exc:
         print(f"xpnn: {_diverged(settings, exc)}", file=sys.stderr)
         return 1
@@ -364,7 +439,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"xpnn: error: out of memory ({exc}); try smaller sizes", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("xpnn: interrupted", file=sys.stderr)
+        print(f"xpnn: {_interrupted(settings, argv_list)}", file=sys.stderr)
         return 130
     except BrokenPipeError:  # output piped into a program that stopped reading (head)
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - stays open until exit

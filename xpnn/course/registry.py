@@ -7,7 +7,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from xpnn.backends import get_namespace, resolve_device, resolve_dtype
 from xpnn.course import notebooks
 from xpnn.course.settings import (
     AddingProblem,
@@ -18,15 +17,14 @@ from xpnn.course.settings import (
     SineWave,
     Training,
 )
-from xpnn.errors import BackendUnavailable
 
 
 @dataclass(frozen=True)
 class Run:
-    """A run: its ``settings`` class (a frozen dataclass with ``check()``), ``run``,
-    called as ``run(settings, echo=..., progress=...)`` with settings its caller checked
-    (the notebooks' ``.unchecked``), and what ``xpnn train`` says of
-    it: a ``summary`` line and a ``description``."""
+    """A run: its ``settings`` class (a frozen dataclass with ``resolve()``), ``run``,
+    called as ``run(plan, echo=..., progress=...)`` with what ``settings.resolve()``
+    returned (the notebooks' ``.planned``), and what ``xpnn train`` says of it: a
+    ``summary`` line and a ``description``."""
 
     settings: type
     run: Callable[..., Any]
@@ -39,7 +37,9 @@ class Run:
         return issubclass(self.settings, Training)
 
 
-def _backprop(settings: Backprop, /, *, echo: notebooks.Echo = print, progress: bool = True):
+def _backprop(
+    settings: Backprop, /, *, echo: notebooks.Echo = print, progress: bool = True
+) -> dict:
     """Seed 001's step with ``settings``' placement (``progress`` has no lines to hide)."""
     del progress
     return notebooks.backprop_step(
@@ -60,20 +60,20 @@ RUNS: dict[str, Run] = {
         ),
         Run(
             Regression,
-            notebooks.regression.unchecked,
+            notebooks.regression.planned,
             "notebook 1_3: SGD on 3*x0 + 2*x1",
             "Notebook 1_3: a 2-10-1 network fits 3*x0 + 2*x1 by per-sample SGD.",
         ),
         Run(
             BinaryAddition,
-            notebooks.binary_addition.unchecked,
+            notebooks.binary_addition.planned,
             "notebook 3_1: an RNN learns binary addition",
             "Notebook 3_1: a 2-16-1 RNN learns to add binary numbers, then adds every "
             "operand pair.",
         ),
         Run(
             Sine,
-            notebooks.sine.unchecked,
+            notebooks.sine.planned,
             "notebook 3_3: a many-to-one RNN on a sine wave",
             "Notebook 3_3: a 1-5-1 many-to-one RNN predicts a sine wave one step ahead, then "
             "continues it from its own predictions. At the notebook's settings the "
@@ -81,14 +81,14 @@ RUNS: dict[str, Run] = {
         ),
         Run(
             SineWave,
-            notebooks.sine.unchecked,
+            notebooks.sine.planned,
             "notebook 3_3, trained until its continuation is a sine",
             "Notebook 3_3's network with the course's suggested windows of 5, trained longer "
             "(batches of 10, lr 0.3, 10000 iterations): its continuation is a sine.",
         ),
         Run(
             AddingProblem,
-            notebooks.adding_problem.unchecked,
+            notebooks.adding_problem.planned,
             "day 3: LSTM, GRU or simple RNN on the adding problem",
             "The adding problem (Hochreiter and Schmidhuber, 1997): sum the two marked "
             "values of a long sequence. Always predicting the mean scores a test MSE of "
@@ -99,20 +99,3 @@ RUNS: dict[str, Run] = {
 """Run name -> ``Run``, the name being the settings class's ``RUN``."""
 
 TRAINING_RUNS: tuple[str, ...] = tuple(name for name, run in RUNS.items() if run.trains)
-
-
-def check_placement(settings: Any) -> None:
-    """``settings.device`` and ``settings.dtype`` on ``settings.backend``. A backend that
-    is not installed is not checked here: running says why it cannot run.
-
-    Raises
-    ------
-    XpnnValueError
-        A device the backend lacks, or a dtype the device cannot hold.
-    """
-    try:
-        xp = get_namespace(settings.backend)
-    except BackendUnavailable:
-        return
-    device = resolve_device(xp, settings.device)
-    resolve_dtype(xp, settings.dtype, device)

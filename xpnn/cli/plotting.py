@@ -92,6 +92,7 @@ def loss_curve(
     *,
     baseline: tuple[float, str] | None = None,
     final: tuple[float, str] | None = None,
+    ylabel: str = "loss",
 ) -> None:
     """The ``(iteration, loss)`` readings and, from ``SMOOTH_MIN`` readings on, their
     smoothed curve (``smoothed``), on a log-scale loss axis, as a PNG. ``baseline``
@@ -120,7 +121,7 @@ def loss_curve(
         ax.plot([steps[-1]], [final[0]], "D", color="C2", label=final[1])
     if all(v > 0 for v in losses):
         ax.set_yscale("log")
-    ax.set(xlabel="iteration", ylabel="loss", title=title)
+    ax.set(xlabel="iteration", ylabel=ylabel, title=title)
     ax.title.set_fontsize("medium")
     ax.legend(fontsize="small")
     save(fig, path)
@@ -204,22 +205,25 @@ def run_figure(settings: Any, result: Any, path: str | Path, run: str | None = N
             title=title,
         )
         return
-    # The training loss is half the squared error (the course's mean_squared_error),
-    # so a constant prediction's loss is half its test MSE.
-    baseline = None
+    # The training loss is half the squared error (the course's mean_squared_error), so
+    # a constant prediction's loss is half its test MSE: drawn there, labelled with the
+    # MSE the terminal prints.
+    baseline = final = None
+    ylabel = "loss"
     if "baseline_mse" in metrics:
-        level = metrics["baseline_mse"] / 2
-        baseline = (level, f"always predicting 1 (test set): {level:.3g}")
+        mse = metrics["baseline_mse"]
+        baseline = (mse / 2, f"always predicting 1 (test set): MSE {mse:.4g}")
     elif "target_variance" in metrics:
-        level = metrics["target_variance"] / 2
-        baseline = (level, f"always predicting the mean (test set): {level:.3g}")
-    final = None
+        mse = metrics["target_variance"]
+        baseline = (mse / 2, f"always predicting the mean (test set): MSE {mse:.4g}")
     if "eval_loss" in metrics:
         final = (
             metrics["eval_loss"],
-            f"at the end, on all {metrics['total']} pairs: {metrics['eval_loss']:.3g}",
+            f"at the end, on all {metrics['total']} pairs: loss {metrics['eval_loss']:.3g}",
         )
     elif "test_mse" in metrics:
-        level = metrics["test_mse"] / 2
-        final = (level, f"at the end, on the test set: {level:.3g}")
-    loss_curve(result.train.history, path, title, baseline=baseline, final=final)
+        mse = metrics["test_mse"]
+        final = (mse / 2, f"at the end, on the test set: MSE {mse:.4g}")
+    if baseline is not None or "test_mse" in metrics:
+        ylabel = "loss = MSE / 2 (the course's mean_squared_error)"
+    loss_curve(result.train.history, path, title, baseline=baseline, final=final, ylabel=ylabel)

@@ -16,6 +16,7 @@ from typing import Any
 
 from xpnn.backends import Array
 from xpnn.errors import XpnnTypeError, XpnnValueError, shown
+from xpnn.nn.core import Core
 from xpnn.nn.model import Model
 from xpnn.nn.rnn import RNN, check_truncate
 
@@ -55,16 +56,18 @@ def gradient_check(
         raise XpnnTypeError(msg)
     if isinstance(model, RNN):
         _, grads = model.loss_and_grad(x, d, truncate=truncate)  # checks x, d and truncate
-        loss = _rnn_loss(model, x, model.targets_unchecked(d), check_truncate(truncate))
+        loss = _rnn_loss(
+            model.core, x, model.core.targets(d), check_truncate(truncate), model.params
+        )
     else:
         if truncate is not None:
             msg = "truncate applies to an RNN only"
             raise XpnnValueError(msg)
         _, grads = model.loss_and_grad(x, d)  # checks x and d
-        d = model.targets_unchecked(d)
+        d = model.core.targets(d)
 
         def loss(params: Mapping[str, Array]) -> Array:
-            return _loss(model, x, d, params)
+            return _loss(model.core, x, d, params)
 
     errors = {}
     for key, analytic in grads.items():
@@ -98,15 +101,16 @@ def _numerical_gradient(
 
 
 def _rnn_loss(
-    model: RNN, xs: Array, ds: Array, truncate: int | None
+    core: Core, xs: Array, ds: Array, truncate: int | None, params0: Mapping[str, Array]
 ) -> Callable[[Mapping[str, Array]], Array]:
-    """The RNN loss as a function of the parameters, block-wise under truncation."""
+    """The RNN loss as a function of the parameters, block-wise under truncation (each
+    block from the state ``params0`` reached)."""
     steps = xs.shape[0]
     if truncate is None or truncate >= steps:
-        return lambda params: _loss(model, xs, ds, params)
-    _, cache = model.forward_unchecked(xs, model.params)
+        return lambda params: _loss(core, xs, ds, params)
+    _, cache = core.forward(params0, xs)
     starts = list(range(0, steps, truncate))
-    if model.many_to_one:  # only the last block holds an output
+    if core.many_to_one:  # only the last block holds an output
         starts = starts[-1:]
 
     def loss(params: Mapping[str, Array]) -> Array:
@@ -114,14 +118,14 @@ def _rnn_loss(
         for start in starts:
             stop = min(start + truncate, steps)
             h0 = cache.state_at(start - 1) if start > 0 else None
-            target = ds if model.many_to_one else ds[start:stop, ...]
-            total = total + _loss(model, xs[start:stop, ...], target, params, h0)
+            target = ds if core.many_to_one else ds[start:stop, ...]
+            total = total + _loss(core, xs[start:stop, ...], target, params, h0)
         return total
 
     return loss
 
 
-def _loss(model: Model, x: Array, d: Array, params: Mapping[str, Array], h0: Any = None) -> Array:
+def _loss(core: Core, x: Array, d: Array, params: Mapping[str, Array], h0: Any = None) -> Array:
     """The loss of ``x`` against floating targets ``d`` with ``params``, through the
-    model's unchecked core (``x`` and ``d`` were checked by ``loss_and_grad``)."""
-    return model.loss_unchecked(model.forward_unchecked(x, params, h0)[1], d)
+    model's core (``x`` and ``d`` were checked by ``loss_and_grad``)."""
+    return core.loss(core.forward(params, x, h0)[1], d)

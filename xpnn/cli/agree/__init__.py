@@ -1,7 +1,7 @@
 """``xpnn agree``: the same seeded training runs on every usable backend, compared with
 NumPy.
 
-Each run trains a model from the same seed on the same batches with ``xpnn.training.train.train``
+Each run trains a model from the same seed on the same batches with ``xpnn.training.loop.train``
 (``log_every=1``, so the loss of every step is recorded) and keeps the final parameters.
 A backend's float64 runs are compared with NumPy's float64 runs and its float32 runs
 with NumPy's float32 runs. For an array ``x`` against its reference ``ref``::
@@ -19,6 +19,6 @@ to compare), ``diagnostics`` (why a row may miss), ``report`` (the table and JSO
 may use NumPy on the host.
 """
 
-from xpnn.agree.command import DESCRIPTION, add_arguments, run_agree
+from xpnn.cli.agree.command import DESCRIPTION, add_arguments, run_agree
 
 __all__ = ["DESCRIPTION", "add_arguments", "run_agree"]

@@ -10,12 +10,19 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 
-from xpnn.agree.compare import RELATIVE, TOLERANCES, Row, compare
-from xpnn.agree.diagnostics import explain
-from xpnn.agree.report import report
-from xpnn.agree.runs import DTYPES, LAZY_STEPS, REFERENCE, RUNS, Outcome, Run, execute
-from xpnn.agree.targets import Target, targets
-from xpnn.backends import BACKENDS, COMPILERS, backend_info, install_hint, set_cpu_threads
+from xpnn.backends import (
+    BACKENDS,
+    COMPILERS,
+    backend_info,
+    get_backend,
+    install_hint,
+    set_cpu_threads,
+)
+from xpnn.cli.agree.compare import RELATIVE, TOLERANCES, Row, compare
+from xpnn.cli.agree.diagnostics import explain
+from xpnn.cli.agree.report import report
+from xpnn.cli.agree.runs import DTYPES, LAZY_STEPS, REFERENCE, RUNS, Outcome, Run, execute
+from xpnn.cli.agree.targets import Target, targets
 from xpnn.errors import BackendUnavailable, XpnnError, shown
 
 MAX_JOBS = 64
@@ -165,7 +172,8 @@ def _compare_all(
     for target in found:
         for dtype in DTYPES:
             for run in runs:
-                steps = min(run.steps, LAZY_STEPS.get(target.backend, run.steps))
+                lazy = get_backend(target.backend).lazy
+                steps = min(run.steps, LAZY_STEPS) if lazy else run.steps
                 compile = "on" if target.compiled else "off"
                 job = Job(run.name, steps, target.backend, target.device_label, dtype, compile)
                 planned.append((target, dtype, job))

@@ -1,0 +1,5 @@
+"""The ``xpnn`` command: ``main`` parses the command line and runs it."""
+
+from xpnn.cli.main import main
+
+__all__ = ["main"]
