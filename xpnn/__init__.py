@@ -24,6 +24,7 @@ lists the commands.
 import sys
 
 from xpnn import datasets
+from xpnn._version import __version__ as __version__
 from xpnn.backends import available_backends, get_namespace, to_numpy
 from xpnn.errors import (
     BackendUnavailable,
@@ -46,7 +47,6 @@ from xpnn.training.step import make_step
 
 sys.modules[f"{__name__}.checkpoint"] = checkpoint  # ``import xpnn.checkpoint`` keeps working
 
-__version__ = "0.2.0"
 
 __all__ = [
     "MLP",

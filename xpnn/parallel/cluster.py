@@ -242,21 +242,21 @@ def check_workers(client: Any) -> None:
     XpnnValueError
         Naming the first worker that lacks xpnn or has another version, and both versions.
     """
-    import xpnn
+    import xpnn._version as ours
 
-    answers = client.run(getattr, xpnn, "__version__", on_error="return")
+    answers = client.run(getattr, ours, "__version__", on_error="return")
     for worker, answer in sorted(answers.items()):
         if isinstance(answer, BaseException):
             msg = (
                 f"worker {worker} cannot import xpnn ({type(answer).__name__}: "
-                f"{shown(str(answer))}); the client has xpnn {xpnn.__version__}: install "
+                f"{shown(str(answer))}); the client has xpnn {ours.__version__}: install "
                 "the same version on every worker"
             )
             raise XpnnValueError(msg)
-        if answer != xpnn.__version__:
+        if answer != ours.__version__:
             msg = (
                 f"worker {worker} has xpnn {shown(answer)} but the client has xpnn "
-                f"{xpnn.__version__}: install the same version on every worker"
+                f"{ours.__version__}: install the same version on every worker"
             )
             raise XpnnValueError(msg)
 

@@ -45,6 +45,7 @@ from xpnn.errors import (
     check_history,
     check_integer,
 )
+from xpnn.parallel import Gradients
 from xpnn.training.plan import Plan, make_plan
 from xpnn.training.state import LogEvent, RunStats, TrainState
 from xpnn.training.step import Step, build_step, make_update
@@ -157,8 +158,6 @@ def train(
     check_callback(on_step, "on_step")
     begin = starting_state(model, plan, resume_from)
     if parallel is not None:
-        from xpnn.parallel import Gradients
-
         source = Gradients(parallel, model, stream, plan.truncate)
     check_stream(model, stream, plan.iters, begin.step, whole_batches=source is not None)
     try:
