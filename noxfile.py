@@ -7,6 +7,7 @@
 * ``distributed``: the dask backend and ``xpnn sweep`` on a real two-process LocalCluster
   (127.0.0.1 only; every test stops its cluster);
 * ``lint``: ruff;
+* ``notebooks``: every ``notebooks/*.ipynb`` executed top to bottom;
 * ``gpu`` (not default): suite and agreement with CuPy and CUDA PyTorch on an NVIDIA GPU;
 * ``slow`` (not default): the cases marked slow, on every CPU backend;
 * ``compile`` (not default): the compiled-step tests with the slow ``torch.compile`` cases;
@@ -47,6 +48,7 @@ nox.options.sessions = [
     "agree",
     *(f"tests-{b}" for b in BACKEND_PACKAGES if b != "jax"),
     "distributed",
+    "notebooks",
     "cupy",
     "lint",
 ]
@@ -181,6 +183,21 @@ def gpu(session: nox.Session) -> None:
     session.run("xpnn", "agree", "--gpu")
     # the GPU table (about 5 min): gpu-table.md and gpu-table.json, for the README
     session.run("python", "benchmarks/gpu.py", "--out", "gpu-table")
+
+
+ONE_BLAS_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+"""The notebooks' matrices are tiny: on the 2-core machine, with another session running
+beside, threaded BLAS calls wait on each other (several times slower, not faster)."""
+
+
+@nox.session(allow_parallel=True)
+def notebooks(session: nox.Session) -> None:
+    """Every ``notebooks/*.ipynb`` run top to bottom in a fresh kernel of the session's
+    Python (``tests/run_notebooks.py``; the ``python3`` kernel of its ipykernel): the
+    seconds of each, and the notebook and cell of any error. ``nox -s notebooks --
+    notebooks/4_sine_wave.ipynb`` runs one."""
+    session.install("-e", ".[plot,strict,notebooks]")  # strict: the second backend they use
+    session.run("python", "tests/run_notebooks.py", *session.posargs, env=ONE_BLAS_THREAD)
 
 
 @nox.session(allow_parallel=True)
