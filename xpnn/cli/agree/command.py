@@ -63,6 +63,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="runs at once, each in a process of its own (default 1: one after another, "
         "in this process); the rows are the same, only sooner",
     )
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help="every run on every backend in both dtypes (default: a covering set, in which "
+        "every backend meets both dtypes and every run, every cell among them, runs once)",
+    )
     p.add_argument("--json", action="store_true", help="print the rows as JSON only")
 
 
@@ -115,7 +121,7 @@ def run_agree(args: argparse.Namespace) -> int:
         say("torch runs with 1 CPU thread: the arrays are tiny, more threads only contend")
     say("")
     try:
-        rows = _compare_all(runs, found, ref_version, args.jobs)
+        rows = _compare_all(runs, found, ref_version, args.jobs, full=args.full)
     finally:
         set_cpu_threads("torch", threads)
     return report(rows, skipped, ref_version, as_json=args.json)
@@ -165,18 +171,42 @@ def _execute_all(jobs: list[Job], workers: int) -> dict[Job, Outcome | str]:
         return dict(zip(jobs, pool.map(_execute, jobs), strict=True))
 
 
-def _compare_all(
-    runs: list[Run], found: list[Target], ref_version: str, workers: int = 1
-) -> list[Row]:
-    planned: list[tuple[Target, str, Job]] = []
+def covering(
+    runs: list[Run], found: list[Target], *, full: bool
+) -> list[tuple[Target, str, Run]]:
+    """The ``(target, dtype, run)`` rows to compute: every combination (``full``), or a
+    covering set: the eager targets take the runs in turn, one a dtype (so every backend
+    meets both dtypes and every run, each cell among them, is met at least once when
+    there are enough rows), and a compiled target takes its eager twin's, so that it is
+    also compared with the eager step."""
+    if full:
+        return [(t, dtype, run) for t in found for dtype in DTYPES for run in runs]
+    chosen: dict[tuple[str, str, str], Run] = {}  # (backend, device, dtype) -> run
+    turn = 0
+    for target in (t for t in found if not t.compiled):
+        for dtype in DTYPES:
+            chosen[(target.backend, target.device_label, dtype)] = runs[turn % len(runs)]
+            turn += 1
+    rows = []
     for target in found:
         for dtype in DTYPES:
-            for run in runs:
-                lazy = get_backend(target.backend).lazy
-                steps = min(run.steps, LAZY_STEPS) if lazy else run.steps
-                compile = "on" if target.compiled else "off"
-                job = Job(run.name, steps, target.backend, target.device_label, dtype, compile)
-                planned.append((target, dtype, job))
+            run = chosen.get((target.backend, target.device_label, dtype))
+            if run is None:  # a compiled target without its eager twin: in turn, too
+                run, turn = runs[turn % len(runs)], turn + 1
+            rows.append((target, dtype, run))
+    return rows
+
+
+def _compare_all(
+    runs: list[Run], found: list[Target], ref_version: str, workers: int = 1, full: bool = True
+) -> list[Row]:
+    planned: list[tuple[Target, str, Job]] = []
+    for target, dtype, run in covering(runs, found, full=full):
+        lazy = get_backend(target.backend).lazy
+        steps = min(run.steps, LAZY_STEPS) if lazy else run.steps
+        compile = "on" if target.compiled else "off"
+        job = Job(run.name, steps, target.backend, target.device_label, dtype, compile)
+        planned.append((target, dtype, job))
     references = list(  # every run's full length, and the shorter runs of lazy backends
         dict.fromkeys(
             [Job(run.name, run.steps, REFERENCE, None, d) for run in runs for d in DTYPES]
