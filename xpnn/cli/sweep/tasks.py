@@ -28,7 +28,8 @@ def run_one(settings: Any) -> dict[str, Any]:
     try:
         with float_errors_ignored():
             extra = {} if probe is None else {"on_reading": probe}
-            result = RUNS[settings.RUN].run(settings, echo=None, progress=False, **extra)
+            plan = settings.resolve()  # the registry's runs take a RunPlan
+            result = RUNS[settings.RUN].run(plan, echo=None, progress=False, **extra)
     except TrainingDiverged as exc:
         row["diverged_at"] = exc.iteration
     else:
