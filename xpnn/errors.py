@@ -177,15 +177,19 @@ def check_fraction(value: Any, name: str, *, zero: bool = True) -> float:
     return float(value)
 
 
-def check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
+def check_choice(
+    value: Any, name: str, choices: Sequence[str], *, argument: str | None = None
+) -> str:
     """``value`` if it is one of the names ``choices``; else an ``XpnnValueError`` that
     names ``name`` (``"hidden activation"``), shows the value cut short and lists the
-    choices (a list or dict given as a name is refused here, not by a ``TypeError``)."""
+    choices (a list or dict given as a name is refused here, not by a ``TypeError``).
+    Its ``argument`` is ``argument`` where the parameter's name differs from ``name``
+    (``"hidden"``), else ``name``."""
     if isinstance(value, str) and value in choices:
         return value
     kind = "" if isinstance(value, str) else f" (a {type(value).__name__}, not a string)"
     msg = f"unknown {name} {shown(value)}{kind}; expected one of {', '.join(choices)}"
-    raise XpnnValueError(msg, argument=name)
+    raise XpnnValueError(msg, argument=argument or name)
 
 
 def check_callback(value: Any, name: str) -> Any:

@@ -136,4 +136,4 @@ ACTIVATIONS: dict[str, Activation] = {
 
 def get_activation(name: str, *, role: str = "hidden") -> Activation:
     """The activation called ``name``; ``role`` names the argument in the error."""
-    return ACTIVATIONS[check_choice(name, f"{role} activation", list(ACTIVATIONS))]
+    return ACTIVATIONS[check_choice(name, f"{role} activation", list(ACTIVATIONS), argument=role)]

@@ -114,7 +114,7 @@ class OutputLayer:
     loss: str
 
     def __post_init__(self) -> None:
-        check_choice(self.output, "output activation", OUTPUTS)
+        check_choice(self.output, "output activation", OUTPUTS, argument="output")
         check_choice(self.loss, "loss", LOSSES)
         if self.loss == "cross_entropy" and self.output == "identity":
             msg = (

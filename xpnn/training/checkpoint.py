@@ -46,6 +46,7 @@ from xpnn.errors import (
     NonFiniteError,
     OutputError,
     XpnnError,
+    XpnnTypeError,
     XpnnValueError,
     check_history,
     is_integer,
@@ -195,6 +196,8 @@ def save(
 
     Raises
     ------
+    XpnnTypeError
+        ``model`` is not an xpnn model.
     XpnnValueError
         A parameter or state array is not finite (a checkpoint never holds NaN), the state
         does not belong to the optimiser and model, ``step`` is not a non-negative
@@ -203,6 +206,9 @@ def save(
         The file cannot be written (the message says why); a previous file is left as it was.
     """
     path = Path(path)
+    if not isinstance(model, tuple(MODELS.values())):
+        msg = f"model must be an xpnn MLP or RNN, got {type(model).__name__}"
+        raise XpnnTypeError(msg, argument="model")
     if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
         msg = f"step must be a non-negative integer, got {shown(step)}"
         raise XpnnValueError(msg)
