@@ -151,23 +151,32 @@ class Backend:
         from ``carry = init``; return the last carry and every step's ``y`` stacked on a
         new axis 0, in time order (``reverse`` runs ``t`` from ``T - 1`` down to 0).
 
-        ``xs`` is a tree of ``(T, ...)`` arrays (None leaves stay None); ``step`` must
-        return a carry of ``init``'s structure, shapes and dtypes. This default is the
-        loop a hand-written model would run: it indexes ``x[t]`` (``take``), keeps each
-        ``y``, and stacks once per output (``stack``), checking nothing per call.
+        ``xs`` is a ``(T, ...)`` array or a flat tuple of them (None entries stay None);
+        ``y`` any tree of arrays (tuples, None); ``step`` must return a carry of
+        ``init``'s structure, shapes and dtypes. This default is the loop a hand-written
+        model would run: every array cut into its ``T`` slices once (``unstack``),
+        ``step`` called on them, each ``y`` kept, and stacked once per output
+        (``stack``); nothing is checked per call.
         """
-        steps = _length(xs)
+        if isinstance(xs, tuple):
+            steps = next(a for a in xs if a is not None).shape[0]
+            columns = [[None] * steps if a is None else self.unstack(a) for a in xs]
+            slices = list(zip(*columns, strict=True))
+        else:
+            slices = self.unstack(xs)
+        if reverse:
+            slices.reverse()
         carry, ys = init, []
-        for t in range(steps - 1, -1, -1) if reverse else range(steps):
-            carry, y = step(carry, _at(xs, t, self.take))
+        for x in slices:
+            carry, y = step(carry, x)
             ys.append(y)
         if reverse:
             ys.reverse()
         return carry, _stacked(ys, self.stack)
 
-    def take(self, a: Array, t: int) -> Array:
-        """Slice ``t`` of ``a`` along axis 0 (``scan``'s per-step input)."""
-        return a[t, ...]
+    def unstack(self, a: Array) -> list[Array]:
+        """The ``T`` slices ``a[t, ...]`` of ``a`` along axis 0 (``scan``'s inputs)."""
+        return [a[t, ...] for t in range(a.shape[0])]
 
     def stack(self, parts: list[Array]) -> Array:
         """``parts`` stacked on a new axis 0 (``scan``'s outputs)."""
@@ -212,27 +221,9 @@ class Backend:
         return None
 
 
-def _length(tree: Tree) -> int:
-    """The length of the first array of ``tree`` along axis 0."""
-    while isinstance(tree, tuple):
-        tree = next(item for item in tree if item is not None)
-    return tree.shape[0]
-
-
-def _at(tree: Tree, t: int, take: Callable[[Array, int], Array]) -> Tree:
-    """``tree`` with every array ``a`` replaced by ``take(a, t)``."""
-    if tree is None:
-        return None
-    if isinstance(tree, tuple):
-        return tuple(_at(item, t, take) for item in tree)
-    return take(tree, t)
-
-
 def _stacked(trees: list[Tree], stack: Callable[[list[Array]], Array]) -> Tree:
     """Trees of one structure as one tree, each array the matching arrays stacked."""
     first = trees[0]
-    if first is None:
-        return None
-    if isinstance(first, tuple):
-        return tuple(_stacked([tree[i] for tree in trees], stack) for i in range(len(first)))
-    return stack(trees)
+    if not isinstance(first, tuple):
+        return None if first is None else stack(trees)
+    return tuple([_stacked([tree[i] for tree in trees], stack) for i in range(len(first))])

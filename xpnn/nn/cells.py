@@ -11,33 +11,36 @@ hands the cell one ``(B, G*H)`` row block per step.
 ``like``), shaped like every state and like the gradient that flows back into one:
 ``(B, H)``, or the LSTM's pair.
 
-Before the forward loop, ``prepare_forward(params, xp)`` returns what ``step_forward``
-reads in place of ``params``: the parameters, plus any constant the cell builds once per
-sequence rather than once per step (the LSTM's gate scales).
+The two steps have the shape of the backend's ``scan`` step, ``carry, y = step(carry,
+x)``, once the constants in front are bound (``functools.partial``), so the driver's loop
+calls the cell directly:
 
-``step_forward(ux, state, params, xp)`` returns ``(state, cache)``: the new state (its
-``h`` is what the output layer reads) and what ``step_backward`` needs beyond the states
-(nothing is stored on the cell). The driver stacks the states of every step anyway, so a
-cache never holds a state again: a copy of each field of every step is what the stacking
-costs at large batches.
+``step_forward(params, xp, state, ux)`` returns ``(state, (state, cache))``: the new state
+(its ``h`` is what the output layer reads), carried on and also stacked, and what
+``step_backward`` needs beyond the states (nothing is stored on the cell). ``params`` is
+what ``prepare_forward(params, xp)`` returned: the parameters, plus any constant the
+cell builds once per sequence rather than once per step (the LSTM's gate scales). The
+driver stacks the states of every step anyway, so a cache never holds a state again: a
+copy of each field of every step is what the stacking costs at large batches.
 
 Before the backward loop, ``prepare_backward(caches, states, state0, xp)`` turns the
 caches of all steps (each field stacked on a leading time axis, ``(T, B, ...)``), the
 stacked states after each step (``(T, B, H)``, or the LSTM's pair) and the initial state
-``state0`` (None for zeros) into what ``step_backward`` takes, computing over all
-``T * B`` rows at once whatever does not depend on the incoming gradient (gate
-derivatives and the like): at small sizes the cost is the number of array calls, so the
+``state0`` (None for zeros) into a tuple of ``(T, B, ...)`` arrays: whatever does not
+depend on the incoming gradient (gate derivatives and the like), computed over all
+``T * B`` rows at once. At small sizes the cost is the number of array calls, so the
 per-step work shrinks to a few of them.
 
-``step_backward(dh, dh_next, cache, w_t, xp)`` takes ``dh``, the gradient reaching the
-step's ``h`` from the output layer (None where the output is elsewhere), and ``dh_next``,
-the gradient reaching the step's state from step ``t + 1`` (zeros at the end of a
-truncation block; the LSTM's pair ``(dh, dc)``), and returns ``(d_in, d_rec,
-dh_prev)``: the gradient with respect to the input projection ``ux`` (which gives
-``dW_in`` and ``db``), with respect to the recurrent projection ``h_prev @ W (+ b_h)``
-(``dW`` and ``db_h``; the same array as ``d_in`` except for the GRU), both
-``(B, G*H)``, and the gradient reaching the previous state, the next carry of the
-driver's reverse ``scan``. ``w_t`` is ``W.T``.
+``step_backward(w_t, xp, dh_next, (dh, *prepared))`` takes ``dh_next``, the gradient
+reaching the step's state from step ``t + 1`` (zeros at the end of a truncation block;
+the LSTM's pair ``(dh, dc)``), ``dh``, the gradient reaching the step's ``h`` from the
+output layer (None where the output is elsewhere), and the step's slices of what
+``prepare_backward`` returned; it returns ``(dh_prev, delta)``: the gradient reaching the
+previous state (the next carry), and the gradient with respect to the step's input
+projection ``ux`` (which gives ``dW_in`` and ``db``) and recurrent projection
+``h_prev @ W (+ b_h)`` (``dW`` and ``db_h``): one ``(B, G*H)`` array where they are the
+same, the pair ``(d_in, d_rec)`` for the GRU (``separate_recurrent_delta``). ``w_t`` is
+``W.T``.
 
 The equations, with ``s`` the sigmoid and ``*`` element-wise:
 
@@ -94,30 +97,26 @@ class Cell:
         return params
 
     def step_forward(
-        self, ux: Array, state: State, params: Mapping[str, Array], xp: ArrayNamespace
-    ) -> tuple[State, tuple]:
-        """One step: ``(state, cache)`` from ``ux`` ``(B, G*H)`` and the previous state."""
+        self, params: Mapping[str, Array], xp: ArrayNamespace, state: State, ux: Array
+    ) -> tuple[State, tuple[State, tuple]]:
+        """One step from ``ux`` ``(B, G*H)`` and the previous state: ``(state, (state,
+        cache))``."""
         raise NotImplementedError
 
     def prepare_backward(
         self, caches: tuple, states: State, state0: State, xp: ArrayNamespace
-    ) -> Any:
-        """The stacked per-step caches (fields ``(T, B, ...)``) as ``step_backward`` takes
-        them, still stacked: what does not depend on the incoming gradient, computed over
-        all steps at once from them, the stacked ``states`` after each step and the
-        initial ``state0`` (None for zeros)."""
+    ) -> tuple:
+        """What ``step_backward`` takes of every step, as a tuple of ``(T, B, ...)``
+        arrays: computed over all steps at once from the stacked per-step caches
+        (fields ``(T, B, ...)``), the stacked ``states`` after each step and the initial
+        ``state0`` (None for zeros)."""
         raise NotImplementedError
 
     def step_backward(
-        self, dh: Array | None, dh_next: State, cache: Any, w_t: Array, xp: ArrayNamespace
-    ) -> tuple[Array, Array, State]:
-        """One step back: ``(d_in, d_rec, dh_prev)``, see the module docstring."""
+        self, w_t: Array, xp: ArrayNamespace, dh_next: State, x: tuple
+    ) -> tuple[State, Any]:
+        """One step back: ``(dh_prev, delta)``, see the module docstring."""
         raise NotImplementedError
-
-
-def _plus(dh: Array | None, dh_next: Array) -> Array:
-    """The gradient at a step's ``h``: from the output (None: none) and from later."""
-    return dh_next if dh is None else dh + dh_next
 
 
 def _previous(stack: Array, first: Array | None, xp: ArrayNamespace) -> Array:
@@ -147,25 +146,25 @@ class RNNCell(Cell):
         self._activation = get_activation(hidden)
 
     def step_forward(
-        self, ux: Array, state: State, params: Mapping[str, Array], xp: ArrayNamespace
-    ) -> tuple[State, tuple]:
+        self, params: Mapping[str, Array], xp: ArrayNamespace, state: State, ux: Array
+    ) -> tuple[State, tuple[State, tuple]]:
         u = ux + state @ params["W"]
         h = self._activation.forward(u, xp=xp)
-        return h, ((u,) if self._activation.reads_input else ())
+        return h, (h, (u,) if self._activation.reads_input else ())
 
     def prepare_backward(
         self, caches: tuple, states: State, state0: State, xp: ArrayNamespace
-    ) -> Any:
-        """``f'(u)`` ``(T, B, H)`` of every step, computed over all rows at once."""
+    ) -> tuple:
+        """``(f'(u),)``, ``(T, B, H)`` for every step, computed over all rows at once."""
         us = caches[0] if caches else states  # f' reads the state alone: it stands in
-        return self._activation.derivative(us, states, xp)
+        return (self._activation.derivative(us, states, xp),)
 
     def step_backward(
-        self, dh: Array | None, dh_next: State, cache: Any, w_t: Array, xp: ArrayNamespace
-    ) -> tuple[Array, Array, State]:
-        """The cache is ``f'(u)``."""
-        delta = _plus(dh, dh_next) * cache  # dE/du = dE/dh * f'(u)
-        return delta, delta, delta @ w_t
+        self, w_t: Array, xp: ArrayNamespace, dh_next: State, x: tuple
+    ) -> tuple[State, Any]:
+        dh, slope = x  # the output's gradient (or None), f'(u)
+        delta = (dh_next if dh is None else dh + dh_next) * slope  # dE/du = dE/dh * f'(u)
+        return delta @ w_t, delta
 
 
 class LSTMCell(Cell):
@@ -195,8 +194,8 @@ class LSTMCell(Cell):
         return zeros, zeros
 
     def step_forward(
-        self, ux: Array, state: State, params: Mapping[str, Array], xp: ArrayNamespace
-    ) -> tuple[State, tuple]:
+        self, params: Mapping[str, Array], xp: ArrayNamespace, state: State, ux: Array
+    ) -> tuple[State, tuple[State, tuple]]:
         size = params["W"].shape[0]
         h_prev, c_prev = state
         a = ux + h_prev @ params["W"]
@@ -207,11 +206,11 @@ class LSTMCell(Cell):
         c = f * c_prev + i * g
         tc = xp.tanh(c)
         h = o * tc
-        return (h, c), (gates, tc)
+        return (h, c), ((h, c), (gates, tc))
 
     def prepare_backward(
         self, caches: tuple, states: State, state0: State, xp: ArrayNamespace
-    ) -> Any:
+    ) -> tuple:
         """``(dc_dh, factors, f)``, computed over all ``T * B`` rows at once:
         ``dc_dh = o * (1 - tanh(c)**2)`` ``(T, B, H)`` and the factors ``(T, B, 4H)`` that
         turn ``[dc, dc, dc, dh]`` into ``dE/da`` (the gates' derivatives at their
@@ -229,15 +228,15 @@ class LSTMCell(Cell):
         return dc_dh, factors, f
 
     def step_backward(
-        self, dh: Array | None, dh_next: State, cache: Any, w_t: Array, xp: ArrayNamespace
-    ) -> tuple[Array, Array, State]:
+        self, w_t: Array, xp: ArrayNamespace, dh_next: State, x: tuple
+    ) -> tuple[State, Any]:
         """``dh_next`` is the pair ``(dh, dc)`` from step ``t + 1``."""
-        dc_dh, factors, f = cache
+        dh, dc_dh, factors, f = x
         dh_later, dc_later = dh_next
-        dh = _plus(dh, dh_later)
+        dh = dh_later if dh is None else dh + dh_later
         dc = dh * dc_dh + dc_later
         delta = xp.concat([dc, dc, dc, dh], axis=1) * factors  # dE/da, at the pre-activations
-        return delta, delta, (delta @ w_t, dc * f)
+        return (delta @ w_t, dc * f), delta
 
 
 class GRUCell(Cell):
@@ -254,8 +253,8 @@ class GRUCell(Cell):
         return shapes
 
     def step_forward(
-        self, ux: Array, state: State, params: Mapping[str, Array], xp: ArrayNamespace
-    ) -> tuple[State, tuple]:
+        self, params: Mapping[str, Array], xp: ArrayNamespace, state: State, ux: Array
+    ) -> tuple[State, tuple[State, tuple]]:
         size = params["W"].shape[0]
         h_prev = state
         hw = h_prev @ params["W"]
@@ -266,11 +265,11 @@ class GRUCell(Cell):
         hw_n = hw[:, 2 * size :]
         n = xp.tanh(ux[:, 2 * size :] + r * hw_n)
         h = n + z * (h_prev - n)  # (1 - z) * n + z * h_prev
-        return h, (rz, n, hw_n)
+        return h, (h, (rz, n, hw_n))
 
     def prepare_backward(
         self, caches: tuple, states: State, state0: State, xp: ArrayNamespace
-    ) -> Any:
+    ) -> tuple:
         """``(in_factors, rec_factors, z)``, computed over all ``T * B`` rows at once: the
         factors ``(T, B, 3H)`` that turn ``[dh, dh, dh]`` into the gradients at the input
         and the recurrent projections."""
@@ -286,13 +285,13 @@ class GRUCell(Cell):
         return in_factors, rec_factors, z
 
     def step_backward(
-        self, dh: Array | None, dh_next: State, cache: Any, w_t: Array, xp: ArrayNamespace
-    ) -> tuple[Array, Array, State]:
-        in_factors, rec_factors, z = cache
-        dh = _plus(dh, dh_next)
+        self, w_t: Array, xp: ArrayNamespace, dh_next: State, x: tuple
+    ) -> tuple[State, Any]:
+        dh, in_factors, rec_factors, z = x
+        dh = dh_next if dh is None else dh + dh_next
         dh3 = xp.concat([dh, dh, dh], axis=1)
         d_in, d_rec = dh3 * in_factors, dh3 * rec_factors
-        return d_in, d_rec, d_rec @ w_t + dh * z
+        return d_rec @ w_t + dh * z, (d_in, d_rec)
 
 
 def make_cell(cell: Any, hidden: str | None) -> Cell:
@@ -305,5 +304,5 @@ def make_cell(cell: Any, hidden: str | None) -> Cell:
             f"hidden applies to cell 'rnn' only: the {cell} cell has sigmoid gates and a "
             f"tanh state; got hidden={shown(hidden)}"
         )
-        raise XpnnValueError(msg)
+        raise XpnnValueError(msg, argument="hidden")
     return LSTMCell() if cell == "lstm" else GRUCell()

@@ -29,6 +29,7 @@ gradient of the loss in which each block's incoming state is a constant, which i
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -50,7 +51,8 @@ class RNNCache:
     step stacked the same way (``hs`` itself, or the pair ``(hs, cs)`` of the LSTM);
     ``steps`` the cell's per-step caches (what it needs beyond the states), each field
     stacked ``(T, B, ...)``; ``v`` and ``y`` the output pre-activation and output,
-    ``(T, B, O)`` or ``(B, O)`` if many-to-one.
+    ``(T, B, O)`` or ``(B, O)`` if many-to-one; ``zeros`` a state of zeros (what enters
+    the end of every backward block from later).
     """
 
     params: dict[str, Array]
@@ -61,6 +63,7 @@ class RNNCache:
     steps: tuple
     v: Array
     y: Array
+    zeros: State
 
     def state_at(self, t: int) -> State:
         """The state after step ``t`` (``-1``: the last), ``(B, H)`` or the LSTM's pair."""
@@ -94,15 +97,9 @@ def forward(
         ux = ux + params["b"]
     if isinstance(h0, list):  # the LSTM's pair, as the tuple the cell returns
         h0 = tuple(h0)
-    step_params = cell.prepare_forward(params, xp)
-
-    def step(state: State, ux_t: Array) -> tuple[State, tuple]:
-        state, step_cache = cell.step_forward(ux_t, state, step_params, xp)
-        return state, (state, step_cache)
-
-    size = params["W"].shape[0]  # H
-    state0 = cell.zero_state(ux[0, :, :size], xp) if h0 is None else h0
-    _, (states, caches) = scan(step, state0, ux)
+    step = functools.partial(cell.step_forward, cell.prepare_forward(params, xp), xp)
+    zeros = cell.zero_state(ux[0, :, : params["W"].shape[0]], xp)  # (B, H)
+    _, (states, caches) = scan(step, zeros if h0 is None else h0, ux)
     hs = states[0] if cell.paired_state else states
     w_out = params["W_out"]
     if many_to_one:
@@ -113,7 +110,7 @@ def forward(
     if "b_out" in params:
         v = v + params["b_out"]
     y = out.forward(v, xp)
-    return y, RNNCache(dict(params), xs, h0, hs, states, caches, v, y)
+    return y, RNNCache(dict(params), xs, h0, hs, states, caches, v, y, zeros)
 
 
 def backward(
@@ -148,15 +145,9 @@ def backward(
     if "b_out" in params:
         grads["b_out"] = xp.sum(delta_out, axis=0)
 
-    w_t = params["W"].T
-    step_caches = cell.prepare_backward(cache.steps, cache.state_stack, cache.h0, xp)
-    separate = cell.separate_recurrent_delta
-    zeros = cell.zero_state(cache.hs[0, ...], xp)  # nothing enters a block from later
-
-    def step(dh_next: State, x: tuple) -> tuple[State, Any]:
-        dh, step_cache = x
-        d_in, d_rec, dh_prev = cell.step_backward(dh, dh_next, step_cache, w_t, xp)
-        return dh_prev, ((d_in, d_rec) if separate else d_in)
+    step = functools.partial(cell.step_backward, params["W"].T, xp)
+    prepared = cell.prepare_backward(cache.steps, cache.state_stack, cache.h0, xp)
+    zeros = cache.zeros  # nothing enters a block from later
 
     def block(xs: tuple, dh_end: State) -> Any:
         """The deltas of one block's ``(dh_out, step_caches)``, ``dh_end`` entering its
@@ -165,7 +156,7 @@ def backward(
 
     size = truncate or steps
     last = (steps - 1) // size * size  # where the last block starts
-    xs = (dh_out, step_caches)
+    xs = (dh_out, *prepared)
     end = _with_h(zeros, dh_last) if many_to_one else zeros
     deltas = block(_tree(lambda a: a[last:, ...], xs) if last else xs, end)
     if last:  # the blocks before the last
@@ -178,6 +169,7 @@ def backward(
             _, before = scan(lambda _, x: (None, block(x, zeros)), None, by_block)
             before = _tree(lambda a: xp.reshape(a, (last, *a.shape[2:])), before)
         deltas = _tree(lambda a, b: xp.concat([a, b], axis=0), before, deltas)
+    separate = cell.separate_recurrent_delta
     d_in, d_rec = deltas if separate else (deltas, deltas)
 
     width = d_in.shape[2]

@@ -160,16 +160,16 @@ class RNN(Model):
         w_in, w_out = arrays.get("W_in"), arrays.get("W_out")
         if w_in is None or w_out is None or w_in.ndim != 2 or w_out.ndim != 2:
             msg = f"params must hold 2-D W_in, W and W_out, got {shown(sorted(arrays))}"
-            raise XpnnValueError(msg)
+            raise XpnnValueError(msg, argument="params")
         if w_in.shape[1] % gates:
             msg = (
                 f"W_in must have G*H columns, a multiple of the {cell} cell's {gates} gates, "
                 f"got shape {tuple(w_in.shape)}"
             )
-            raise XpnnValueError(msg)
+            raise XpnnValueError(msg, argument="W_in")
         if cell == "gru" and "b" in arrays and "b_h" not in arrays:
             msg = "a gru with the input bias b needs the recurrent bias b_h (G*H,) too"
-            raise XpnnValueError(msg)
+            raise XpnnValueError(msg, argument="params")
         net._configure(
             w_in.shape[0],
             w_in.shape[1] // gates,

@@ -119,7 +119,7 @@ class Gradients:
         self, client: Any, model: Any, stream: Any, truncate: int | None, reduce: str = "client"
     ) -> None:
         self.client = check_client(client)
-        self.reduce = check_choice(reduce, "reduction", ("client", "tree"))
+        self.reduce = check_choice(reduce, "reduce", ("client", "tree"))
         if model.backend == "dask":
             msg = (
                 'parallel training runs each worker\'s rows on its own backend; use backend="numpy"'
