@@ -72,14 +72,22 @@ class Checkpointer:
             raise XpnnTypeError(msg, argument="resume")
         self.folder = check_folder(folder)
         self.every = check_integer(every, "every")
+        self.settings, self.resume = dict(settings), resume
+        self.path = self.folder / self.FILENAME
+        if resume and not self.folder.is_dir():  # refused before a folder is made
+            raise CheckpointError(self._nothing_to_resume())
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             msg = f"cannot make the checkpoint folder {str(self.folder)!r}: {exc.strerror or exc}"
             raise CheckpointError(msg, argument="folder") from None
-        self.settings, self.resume = dict(settings), resume
-        self.path = self.folder / self.FILENAME
         self.lock = FolderLock(self.folder)
+
+    def _nothing_to_resume(self) -> str:
+        return (
+            f"nothing to resume: {self.folder} holds no {self.FILENAME}; run once without "
+            "--resume to start one"
+        )
 
     def begin(self, model: Any, optimizer: Any, iters: int) -> TrainState | None:
         """The ``TrainState`` to resume from, its parameters also put on ``model``; None
@@ -98,11 +106,7 @@ class Checkpointer:
                 raise CheckpointError(msg)
             return None
         if not self.path.exists():
-            msg = (
-                f"nothing to resume: {self.folder} holds no {self.FILENAME}; run once "
-                "without --resume to start one"
-            )
-            raise CheckpointError(msg)
+            raise CheckpointError(self._nothing_to_resume())
         saved = load(self.path, backend=model.backend, device=model.device, dtype=None)
         self._check_same_run(saved, model, optimizer, iters)
         model.params = {key: model.asarray(p, name=key) for key, p in saved.model.params.items()}
