@@ -144,12 +144,15 @@ def check_integer(value: Any, name: str, *, minimum: int = 1, maximum: int = MAX
     """An integer from ``minimum`` to ``maximum`` (a size, a count, an iteration), as an
     ``int``."""
     if not is_integer(value) or not minimum <= value <= maximum:
-        raise _refuse(name, _range_text(minimum, maximum), value)
+        too_large = is_integer(value) and value > maximum
+        raise _refuse(name, _range_text(minimum, maximum, too_large), value)
     return int(value)
 
 
-def _range_text(minimum: int, maximum: int) -> str:
-    if maximum == MAX_SIZE:
+def _range_text(minimum: int, maximum: int, too_large: bool = False) -> str:
+    """What the value must be: the top named where it is not ``MAX_SIZE`` (a limit no
+    one means to reach) or where the value is past it."""
+    if maximum == MAX_SIZE and not too_large:
         return f"an integer of at least {minimum}"
     return f"an integer from {minimum} to {maximum}"
 
