@@ -72,7 +72,7 @@ def resolve_device(xp: ArrayNamespace, device: Any) -> Any:
             return candidate
     names = ", ".join(device_name(d) for d in known)
     msg = f"backend {backend_name(xp)} has no device {shown(device)}; its devices are: {names}"
-    raise XpnnValueError(msg)
+    raise XpnnValueError(msg, argument="device")
 
 
 def resolve_dtype(xp: ArrayNamespace, dtype: Any, device: Any) -> Any:
@@ -89,7 +89,7 @@ def resolve_dtype(xp: ArrayNamespace, dtype: Any, device: Any) -> Any:
     floating = xp.__array_namespace_info__().dtypes(device=device, kind="real floating")
     if dtype is None:  # NumPy would read None as float64; say so on every backend instead
         msg = "dtype must be a real floating dtype (float32 or float64), got None"
-        raise XpnnTypeError(msg)
+        raise XpnnTypeError(msg, argument="dtype")
     if isinstance(dtype, str):
         key = dtype
     else:
@@ -101,9 +101,9 @@ def resolve_dtype(xp: ArrayNamespace, dtype: Any, device: Any) -> Any:
             f"device {device_name(device)!r} of backend {backend_name(xp)} does not support "
             f"{key}; its floating dtypes are: {', '.join(floating)}"
         )
-        raise XpnnTypeError(msg)
+        raise XpnnTypeError(msg, argument="dtype")
     msg = f"dtype must be a real floating dtype (float32 or float64), got {shown(key)}"
-    raise XpnnTypeError(msg)
+    raise XpnnTypeError(msg, argument="dtype")
 
 
 def read_only(x: Array) -> Array:

@@ -205,7 +205,7 @@ def relabeled(exc: XpnnError, label: Label) -> XpnnError:
     flag on the command line), of the same class."""
     name = exc.argument
     text = str(exc)
-    if name is None or label(name) == name:
+    if name is None or label(name) == name or label(name) in text:
         return exc
     text = label(name) + text[len(name) :] if text.startswith(name) else f"{label(name)}: {text}"
     return type(exc)(text, argument=name)

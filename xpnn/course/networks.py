@@ -98,9 +98,25 @@ def sine_network(
     )
 
 
+ADDING_MODELS: dict[str, dict[str, Any]] = {
+    "lstm": {"cell": "lstm"},
+    "gru": {"cell": "gru"},
+    "rnn-tanh": {"cell": "rnn"},
+    "rnn-relu": {"cell": "rnn", "hidden": "relu", "init": "std", "weight_init_std": 1.0},
+    "irnn": {"cell": "rnn", "hidden": "relu", "init": "identity", "weight_init_std": 0.001},
+}
+"""The adding problem's networks (``adding_network(model=...)``), the four of Le, Jaitly
+and Hinton's (2015) figure and the GRU: the gated cells and the tanh RNN with the adding
+network's Xavier start; ``rnn-relu`` the course's "try ReLU" exercise with the course's
+start (``randn``); ``irnn`` the paper's: recurrent weights at the identity, the others
+``N(0, 0.001**2)``, biases 0."""
+
+
 def adding_network(
     *,
     cell: str = "lstm",
+    model: str | None = None,
+    init_scale: float | None = None,
     hidden_size: int = 32,
     seed: int = 0,
     backend: str = "numpy",
@@ -108,22 +124,28 @@ def adding_network(
     dtype: str = "float64",
 ) -> RNN:
     """The adding problem's 2-``hidden_size``-1 many-to-one network: the ``cell`` (a tanh
-    state for the simple RNN), biases, identity output, squared error, Xavier weights."""
+    state for the simple RNN), biases, identity output, squared error, Xavier weights;
+    or one of ``ADDING_MODELS`` (``model``, which sets the cell and start; ``init_scale``
+    is ``irnn``'s identity scale)."""
+    network = {"cell": cell, "hidden": "tanh", "init": "xavier", "weight_init_std": 1.0}
+    if model is not None:
+        network |= ADDING_MODELS[model]
+    if network["cell"] != "rnn":
+        network["hidden"] = None
     return RNN(
         2,
         hidden_size,
         1,
-        cell=cell,
-        hidden="tanh",
         output="identity",
         loss="mse",
         bias=True,
         many_to_one=True,
-        init="xavier",
+        init_scale=init_scale,
         seed=seed,
         backend=backend,
         device=device,
         dtype=dtype,
+        **network,
     )
 
 

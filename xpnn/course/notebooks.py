@@ -28,7 +28,7 @@ from xpnn.course.networks import (
     sine_network,
 )
 from xpnn.course.settings import AddingProblem, BinaryAddition, Regression, RunPlan, Sine, Training
-from xpnn.errors import XpnnTypeError
+from xpnn.errors import TrainingDiverged, XpnnTypeError
 from xpnn.nn.mlp import MLP
 from xpnn.nn.rnn import RNN
 from xpnn.optim import SGD
@@ -182,16 +182,21 @@ def _wall_time(seconds: float, result: TrainState) -> str:
     return f"wall time: {seconds:.2f} s (training {stats.seconds:.2f} s{compiled})"
 
 
-def _outputs(net: RNN, xs: Any, compiler: str | None) -> Any:
-    """``net``'s outputs for the host inputs ``xs`` ``(T, B, I)`` (a dataset's, so
-    unchecked), on the host: one pass, compiled as a one-off call where the run's step
-    compiles (on JAX a ``lax.scan`` over the steps, where an eager pass dispatches every
-    operation once a step)."""
+def _tester(net: RNN, xs: Any, ds: Any, compiler: str | None) -> Callable[[Any], float]:
+    """The mean squared error of ``net``'s outputs for the host inputs ``xs`` ``(T, B,
+    I)`` against ``ds`` (a dataset's, so unchecked), as a function of the parameters: one
+    pass, compiled once where the run's step compiles (on JAX a ``lax.scan`` over the
+    steps, where an eager pass dispatches every operation once a step)."""
     core = net.core
     forward = compile_step(  # a tuple out, like a step's (dask persists each item)
         lambda params, x: (core.forward(params, x)[0],), net.backend, compiler, device=net.device
     )
-    return to_numpy(forward(net.params, net.asarray(xs))[0])
+    x = net.asarray(xs)
+
+    def test_mse(params: Any) -> float:
+        return float(((to_numpy(forward(params, x)[0]) - ds) ** 2).mean())
+
+    return test_mse
 
 
 @_runs(Regression)
@@ -369,29 +374,45 @@ def adding_problem(
 
     ``metrics``: ``test_mse``, the mean squared error on ``n_test`` fresh sequences, and
     ``baseline_mse``, that of always predicting the mean sum 1 (about 0.167): a network
-    that forgets the marked values does no better than the baseline.
+    that forgets the marked values does no better than the baseline. With ``eval_every``,
+    ``curve``: ``[iteration, test MSE]`` every ``eval_every`` iterations and at the end
+    (to the last finite reading, where the run diverges).
     """
     s = run.settings
     shown = echo if progress else None  # where the progress lines go
     began = time.perf_counter()
     net = adding_network(
-        cell=s.cell,
+        cell=s.cell or "lstm",
+        model=s.model,
+        init_scale=s.init_scale,
         hidden_size=s.hidden_size,
         **run.placement(),
     )
     stream = datasets.AddingProblemStream(s.batch_size, s.steps, seed=s.seed)
+    xs, ds = datasets.adding_problem(s.n_test, s.steps, seed=s.seed + 1)
+    test_mse = _tester(net, xs, ds, run.training.compiler)
+    curve: list[list[float]] = []
 
     def log(event: LogEvent) -> None:
         _say(shown, printouts.loss_line(event, ".6g"))
+        if s.eval_every is not None and event.iteration % s.eval_every == 0:
+            curve.append([event.iteration, test_mse(event.params)])
 
-    result = _fit(run, net, stream, log, parallel=parallel)
-    xs, ds = datasets.adding_problem(s.n_test, s.steps, seed=s.seed + 1)
-    test_mse = float(((_outputs(net, xs, run.training.compiler) - ds) ** 2).mean())
+    metrics: dict[str, Any] = {"curve": curve} if s.eval_every is not None else {}
+    try:
+        result = _fit(run, net, stream, log, parallel=parallel)
+    except TrainingDiverged as exc:
+        exc.metrics = metrics  # the curve to the last finite reading
+        raise
+    final = test_mse(net.params)
+    if s.eval_every is not None:
+        curve.append([s.iters, final])
     baseline_mse = float(((ds - 1.0) ** 2).mean())
     seconds = time.perf_counter() - began
     _say(
         echo,
-        f"test MSE on {s.n_test} fresh sequences of {s.steps} steps: {test_mse:.4g} "
+        f"test MSE on {s.n_test} fresh sequences of {s.steps} steps: {final:.4g} "
         f"(always predicting 1: {baseline_mse:.4g})\n{_wall_time(seconds, result)}",
     )
-    return RunResult(net, result, seconds, {"test_mse": test_mse, "baseline_mse": baseline_mse})
+    metrics |= {"test_mse": final, "baseline_mse": baseline_mse}
+    return RunResult(net, result, seconds, metrics)

@@ -40,6 +40,7 @@ from xpnn.course.fields import (
     option,
     relabeled,
 )
+from xpnn.course.networks import ADDING_MODELS
 from xpnn.errors import BackendUnavailable, XpnnError, XpnnValueError
 from xpnn.nn.cells import CELLS
 from xpnn.optim import OPTIMIZERS, Adam, Momentum, Optimizer, RMSProp, build
@@ -348,26 +349,68 @@ class Sine(Training):
 @dataclass(frozen=True)
 class AddingProblem(Training):
     """The adding problem (``xpnn.datasets.adding_problem``): a 2-``hidden_size``-1
-    many-to-one network with the recurrent ``cell`` sums the two marked values of
+    many-to-one network with the recurrent ``cell`` (or one of the IRNN paper's networks,
+    ``model``: ``xpnn.course.networks.ADDING_MODELS``) sums the two marked values of
     sequences of ``steps`` steps, ``batch_size`` fresh sequences per iteration, Adam, the
-    gradient clipped to the global norm ``clip``; tested on ``n_test`` fresh sequences."""
+    gradient clipped to the global norm ``clip``; tested on ``n_test`` fresh sequences at
+    the end, and every ``eval_every`` iterations where given (the run's test curve)."""
 
     RUN: ClassVar[str] = "adding-problem"
+    RELATIONS = (
+        *Training.RELATIONS,
+        frozenset({"cell", "model", "init_scale"}),
+        frozenset({"eval_every", "log_every", "iters"}),
+    )
 
     iters: int = 1000
     lr: float = 0.01
     batch_size: int = 32
     optimizer: str | None = "adam"
-    cell: str = _cell("lstm")
+    cell: str | None = option(
+        None, "the recurrent cell", choices=CELLS, unset="lstm, or --model's", optional=True
+    )
+    model: str | None = option(
+        None,
+        "one of the IRNN paper's networks, which sets the cell and its start: lstm, gru, "
+        "rnn-tanh (Xavier), rnn-relu (the course's randn start), irnn (identity recurrent "
+        "weights, N(0, 0.001^2) input and output weights)",
+        choices=tuple(ADDING_MODELS),
+        unset="--cell's, tanh, Xavier start",
+        optional=True,
+    )
+    init_scale: float | None = option(
+        None, "the irnn's identity scale", kind=POSITIVE, unset="1.0 with --model irnn"
+    )
     steps: int = option(100, "sequence length (at least 2)", kind=COUNT)
     hidden_size: int = _hidden_size(32)
     clip: float | None = option(1.0, "global gradient norm cap", kind=POSITIVE, optional=True)
     n_test: int = option(1000, "fresh test sequences", kind=COUNT)
+    eval_every: int | None = option(
+        None,
+        "iterations between test MSEs on the n-test sequences (a multiple of --log-every): "
+        "the run's test curve",
+        kind=COUNT,
+        unset="at the end only",
+        metavar="N",
+    )
 
     def _check_relations(self, label: Label) -> None:
-        """``Training``'s, and ``steps`` of at least 2."""
+        """``Training``'s; ``steps`` of at least 2; ``cell`` or ``model``, not both;
+        ``init_scale`` with the irnn only; ``eval_every`` a multiple of ``log_every``."""
         super()._check_relations(label)
         datasets.check_steps(self.steps)
+        if self.cell is not None and self.model is not None:
+            msg = f"give {label('cell')} or {label('model')} (which sets the cell), not both"
+            raise XpnnValueError(msg, argument="cell")
+        if self.init_scale is not None and self.model != "irnn":
+            msg = f"{label('init_scale')} is the irnn's identity scale: give {label('model')} irnn"
+            raise XpnnValueError(msg, argument="init_scale")
+        if self.eval_every is not None and self.eval_every % self.log_every:
+            msg = (
+                f"{label('eval_every')} must be a multiple of {label('log_every')} "
+                f"({self.log_every}), got {self.eval_every}: the test runs at readings"
+            )
+            raise XpnnValueError(msg, argument="eval_every")
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,9 @@ from typing import Any
 from xpnn.errors import XpnnValueError, check_choice
 
 INITS = ("std", "xavier", "he")
+RECURRENT_INITS = (*INITS, "identity")
+"""The recurrent network's starts: ``identity`` (Le, Jaitly and Hinton, 2015, the IRNN)
+starts its recurrent weights at a scaled identity and draws the others from ``std``."""
 
 
 def draw_weight(rng: Any, shape: tuple[int, int], init: str, weight_init_std: float = 0.01) -> Any:

@@ -111,6 +111,7 @@ class Model:
         """Hold ``arrays`` (checked by the ``params`` setter) as given parameters, not
         drawn by an initialiser; return ``self``."""
         self.init, self.weight_init_std, self.seed = "given", None, None
+        self.init_scale = None
         self.params = arrays
         return self
 

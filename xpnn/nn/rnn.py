@@ -29,10 +29,10 @@ from typing import Any
 
 import xpnn.nn.recurrent as recurrent
 from xpnn.backends import Array, host_rng
-from xpnn.errors import XpnnValueError, check_integer, check_positive, shown
+from xpnn.errors import XpnnValueError, check_choice, check_integer, check_positive, shown
 from xpnn.nn.cells import Cell, State, make_cell
 from xpnn.nn.core import Core, check_array
-from xpnn.nn.init import draw_weight
+from xpnn.nn.init import RECURRENT_INITS, draw_weight
 from xpnn.nn.losses import OutputLayer
 from xpnn.nn.model import Model, is_integer_array
 from xpnn.nn.recurrent import RNNCache
@@ -61,8 +61,16 @@ class RNN(Model):
         parameters are ``W_in`` ``(I, G*H)``, ``W`` ``(H, G*H)``, ``W_out`` ``(H, O)``,
         and with biases ``b`` ``(G*H,)``, ``b_out`` ``(O,)``, for the GRU ``b_h``
         ``(G*H,)``. Gates in PyTorch's order: ``i, f, g, o`` and ``r, z, n``.
-    init, weight_init_std, seed, backend, device, dtype
+    init : {"std", "xavier", "he", "identity"}
         As for ``MLP``; the course's default is ``init="std"`` with ``weight_init_std=1``.
+        ``"identity"`` is the IRNN's start (Le, Jaitly and Hinton, 2015), for the simple
+        RNN only: ``W = init_scale * I``, ``W_in`` and ``W_out`` drawn as ``std`` (the
+        paper: ``weight_init_std=0.001``), biases 0.
+    init_scale : float, optional
+        The identity's scale (default 1.0; the paper scales it down for short memories);
+        ``init="identity"`` only.
+    weight_init_std, seed, backend, device, dtype
+        As for ``MLP``.
 
     Notes
     -----
@@ -87,6 +95,7 @@ class RNN(Model):
         cell: str = "rnn",
         init: str = "std",
         weight_init_std: float = 1.0,
+        init_scale: float | None = None,
         seed: int = 0,
         backend: str = "numpy",
         device: Any = None,
@@ -97,13 +106,19 @@ class RNN(Model):
             input_size, hidden_size, output_size, hidden, output, loss, bias, many_to_one, cell
         )
         weight_init_std = check_positive(weight_init_std, "weight_init_std")
+        scale = _check_identity(init, init_scale, self.cell.name)
         self.init, self.weight_init_std, self.seed = init, weight_init_std, seed
+        self.init_scale = scale
         rng = host_rng(seed)
         params = {}
         for key in ("W_in", "W_out", "W"):  # the notebook's order of draws
+            draw = "std" if init == "identity" else init
             params[key] = self.asarray(
-                draw_weight(rng, self.param_shapes[key], init, weight_init_std), name=key
+                draw_weight(rng, self.param_shapes[key], draw, weight_init_std), name=key
             )
+        if init == "identity":  # drawn all the same, so the other weights match std's
+            eye = self.xp.eye(self.hidden_size, dtype=self.dtype, device=self.device)
+            params["W"] = scale * eye
         for key in self.param_shapes:
             if key.startswith("b"):
                 params[key] = self.xp.zeros(
@@ -347,6 +362,25 @@ class RNNCore(Core):
         check_array(self, xs, "xs", shape=(None, None, self.input_size))
         lead = (xs.shape[1],) if self.many_to_one else (xs.shape[0], xs.shape[1])
         check_array(self, ds, "ds", shape=(*lead, self.output_size))
+
+
+def _check_identity(init: Any, init_scale: Any, cell: str) -> float | None:
+    """The identity's scale (1.0 if None) where ``init`` is ``"identity"``, for the simple
+    RNN only; None otherwise, where ``init_scale`` must be None too."""
+    check_choice(init, "init", RECURRENT_INITS)
+    if init != "identity":
+        if init_scale is not None:
+            msg = f'init_scale applies to init="identity" only, got init={init!r}'
+            raise XpnnValueError(msg, argument="init_scale")
+        return None
+    if cell != "rnn":
+        msg = (
+            f"init 'identity' starts a simple RNN's recurrent weights at a scaled identity (the "
+            f"IRNN); the {cell} cell's W is (H, G*H), one block a gate, and the IRNN paper "
+            "defines no identity start for it: use cell 'rnn' or another init"
+        )
+        raise XpnnValueError(msg, argument="init")
+    return 1.0 if init_scale is None else check_positive(init_scale, "init_scale")
 
 
 def check_truncate(truncate: Any) -> int | None:

@@ -56,7 +56,7 @@ from xpnn.errors import (
 from xpnn.io import npz
 from xpnn.io.atomic import write_atomic
 from xpnn.nn import MODELS
-from xpnn.nn.init import INITS
+from xpnn.nn.init import RECURRENT_INITS
 from xpnn.optim import OPTIMIZERS, Optimizer
 
 FORMAT = "xpnn.training.checkpoint"
@@ -128,7 +128,7 @@ def optimizer_spec(optimizer: Any) -> dict[str, Any]:
     return {"name": optimizer.name, **optimizer.hyperparameters}
 
 
-RUN_KEYS = ("init", "weight_init_std", "seed")  # how the weights were drawn
+RUN_KEYS = ("init", "weight_init_std", "init_scale", "seed")  # how the weights were drawn
 
 
 def _model_config(model: Any, dtype: str) -> dict[str, Any]:
@@ -311,8 +311,9 @@ def _parse_meta(path: Path, text: str) -> dict[str, Any]:
             path, f"its dtype must be one of {FLOAT_DTYPES}, got {shown(config.get('dtype'))}"
         )
     for key, ok in (
-        ("init", lambda v: v in (*INITS, "given", None)),
+        ("init", lambda v: v in (*RECURRENT_INITS, "given", None)),
         ("weight_init_std", lambda v: v is None or is_real(v)),
+        ("init_scale", lambda v: v is None or (is_real(v) and v > 0)),
         ("seed", lambda v: v is None or _is_int(v)),
     ):
         if not ok(config.get(key)):

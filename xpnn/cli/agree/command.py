@@ -171,9 +171,7 @@ def _execute_all(jobs: list[Job], workers: int) -> dict[Job, Outcome | str]:
         return dict(zip(jobs, pool.map(_execute, jobs), strict=True))
 
 
-def covering(
-    runs: list[Run], found: list[Target], *, full: bool
-) -> list[tuple[Target, str, Run]]:
+def covering(runs: list[Run], found: list[Target], *, full: bool) -> list[tuple[Target, str, Run]]:
     """The ``(target, dtype, run)`` rows to compute: every combination (``full``), or a
     covering set: the eager targets take the runs in turn, one a dtype (so every backend
     meets both dtypes and every run, each cell among them, is met at least once when

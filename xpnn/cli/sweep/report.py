@@ -26,7 +26,9 @@ class ConfigSummary:
     pair; None where the rows have none: there ``scores`` is the fixed-set measure);
     ``scores`` holds each finished run's ``score`` (``EXACT``: the fraction of operand
     pairs added exactly; ``TEST_MSE``: the test error; ``""``: none); ``diverged``
-    counts diverged runs.
+    counts diverged runs. ``curves`` holds each run's test curve (``[iteration, test
+    MSE]`` pairs) where the run records one, a diverged run's to its last finite
+    reading; ``baseline`` the median of the finished runs' ``baseline_mse``, if any.
     """
 
     config: dict[str, str]
@@ -37,6 +39,8 @@ class ConfigSummary:
     score: str
     scores: tuple[float, ...]
     diverged: int
+    curves: tuple[tuple[tuple[int, float], ...], ...] = ()
+    baseline: float | None = None
 
     @property
     def median_first_exact(self) -> float | None:
@@ -90,9 +94,27 @@ def summarize(
                 score=score,
                 scores=scores,
                 diverged=len(mine) - len(finished),
+                curves=tuple(tuple(map(tuple, r["curve"])) for r in mine if r.get("curve")),
+                baseline=_median(
+                    [
+                        r["metrics"]["baseline_mse"]
+                        for r in finished
+                        if "baseline_mse" in r["metrics"]
+                    ]
+                ),
             )
         )
     return summaries
+
+
+def median_curve(curves: Sequence[Sequence[tuple[int, float]]]) -> list[tuple[int, float]]:
+    """The median over ``curves`` at each iteration, of the curves that reach it (a
+    diverged run's curve stops early)."""
+    at: dict[int, list[float]] = {}
+    for curve in curves:
+        for iteration, value in curve:
+            at.setdefault(iteration, []).append(value)
+    return [(i, statistics.median(at[i])) for i in sorted(at)]
 
 
 def _number(value: float | None, spec: str = ".4g") -> str:
@@ -188,8 +210,13 @@ def figure(summaries: Sequence[ConfigSummary], path: str | Path, title: str) -> 
     (binary addition): each seed's fraction of operand pairs added exactly at the end
     (dots) with the median (bar), and beside it the iteration at which each seed first
     added every pair exactly ("never" counts the others). Otherwise each seed's test
-    error with the median. Diverged runs are counted in the labels."""
+    error with the median. Diverged runs are counted in the labels. Where the runs
+    record test curves (the adding problem's ``--eval-every``): ``curve_figure``."""
     from xpnn.cli.plotting import new_figure, save
+
+    if any(s.curves for s in summaries):
+        curve_figure(summaries, path, title)
+        return
 
     exact = all(s.exact is not None for s in summaries)
     panels = 2 if exact else 1
@@ -228,4 +255,31 @@ def figure(summaries: Sequence[ConfigSummary], path: str | Path, title: str) -> 
     axes[0][0].set_ylim(-0.6, len(summaries) - 0.4)
     axes[0][0].set_ylabel(", ".join(summaries[0].config) if summaries else "")
     fig.suptitle(title, fontsize="medium")
+    save(fig, path)
+
+
+def curve_figure(summaries: Sequence[ConfigSummary], path: str | Path, title: str) -> None:
+    """Test MSE against iterations, the median over the seeds in one line a
+    configuration and each seed in a faint line of its colour, on a log axis, with the
+    level of always predicting the mean (the baseline) dashed: the IRNN paper's figure."""
+    from xpnn.cli.plotting import new_figure, save
+
+    fig = new_figure(7.5, 4.5)
+    ax = fig.subplots()
+    for k, s in enumerate(summaries):
+        color = f"C{k}"
+        for curve in s.curves:
+            ax.plot(*zip(*curve, strict=True), color=color, alpha=0.25, linewidth=0.8)
+        median = median_curve(s.curves)
+        label = ", ".join(s.config.values()) + (f" ({s.diverged} diverged)" if s.diverged else "")
+        if median:
+            ax.plot(*zip(*median, strict=True), color=color, linewidth=2, label=label)
+    baselines = [s.baseline for s in summaries if s.baseline is not None]
+    if baselines:
+        level = statistics.median(baselines)
+        ax.axhline(level, color="0.3", linestyle="--", linewidth=1, label=f"always 1: {level:.3g}")
+    ax.set(xlabel="iteration", ylabel="test MSE (median over seeds, bold)", title=title)
+    ax.set_yscale("log")
+    ax.title.set_fontsize("medium")
+    ax.legend(fontsize="small")
     save(fig, path)

@@ -4,13 +4,14 @@ run; locked while a sweep writes it, and read back to skip what is done."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 from pathlib import Path
 from typing import Any
 
 from xpnn.cli.sweep.grid import row_key, short
-from xpnn.errors import OutputError, XpnnValueError, shown
+from xpnn.errors import OutputError, XpnnValueError, is_integer, is_real, shown
 from xpnn.io.lock import FolderLock
 
 ROW_FIELDS: dict[str, tuple[type, ...]] = {
@@ -20,11 +21,14 @@ ROW_FIELDS: dict[str, tuple[type, ...]] = {
     "diverged_at": (int, type(None)),
     "first_exact": (int, type(None)),
     "metrics": (dict,),
+    "curve": (list,),
     "seconds": (float, int),
     "worker": (str,),
 }
 """The fields of a results row and the JSON types each may hold; ``metrics`` is absent
-from a diverged run's row."""
+from a diverged run's row, ``curve`` (``[iteration, test MSE]`` pairs) from a run that
+records none."""
+OPTIONAL = ("metrics", "curve")
 
 
 _JSON_KINDS = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
@@ -34,13 +38,16 @@ def row_problem(row: object, grid: dict[str, list[str]]) -> str | None:
     """Why ``row`` (a parsed JSON line) is not a complete row of the sweep over ``grid``,
     in a few words; None when it is one: every field of ``ROW_FIELDS`` of its type (a
     bool is no number), the configuration one of the grid's, the seed non-negative,
-    exactly one of ``final_loss`` and ``diverged_at`` set, ``metrics`` all numbers."""
+    exactly one of ``final_loss`` and ``diverged_at`` set, ``metrics`` all numbers,
+    ``curve`` pairs of an increasing iteration and a finite number."""
     if not isinstance(row, dict):
         return f"it is {_JSON_KINDS.get(type(row), 'a number')}, not an object"
     for name, kinds in ROW_FIELDS.items():
-        if name not in row and name != "metrics":
+        if name not in row and name not in OPTIONAL:
             return f"it has no {name!r}"
-        value = row.get(name, {})
+        if name not in row:
+            continue
+        value = row[name]
         if isinstance(value, bool) or not isinstance(value, kinds):
             return f"its {name!r} is {shown(value)}"
     config, metrics = row["config"], row.get("metrics", {})
@@ -54,6 +61,12 @@ def row_problem(row: object, grid: dict[str, list[str]]) -> str | None:
         return f"its metrics {shown(metrics)} are not all numbers"
     if "exact" in metrics and not metrics.get("total", 0) > 0:
         return "its metrics have 'exact' without a positive 'total'"
+    curve = row.get("curve", [])
+    points = all(
+        isinstance(p, list) and len(p) == 2 and is_integer(p[0]) and is_real(p[1]) for p in curve
+    )
+    if not points or any(a[0] >= b[0] for a, b in itertools.pairwise(curve)):
+        return f"its curve {shown(curve)} is not [iteration, finite number] pairs, in order"
     return None
 
 

@@ -21,7 +21,8 @@ from xpnn.errors import TrainingDiverged
 def run_one(settings: Any) -> dict[str, Any]:
     """Run the run of ``settings`` (``RUN`` names it) and return its row: the final loss,
     the notebook's scalar measures, the first reading at which every answer was exact
-    (binary addition), or the iteration where it diverged; wall time and worker."""
+    (binary addition), or the iteration where it diverged; the run's test curve where it
+    records one (``curve``, to the last finite reading); wall time and worker."""
     probe = _ExactProbe(settings.bits) if settings.RUN == "binary-addition" else None
     began = time.perf_counter()
     row: dict[str, Any] = {"final_loss": None, "diverged_at": None, "first_exact": None}
@@ -32,7 +33,9 @@ def run_one(settings: Any) -> dict[str, Any]:
             result = RUNS[settings.RUN].run(plan, echo=None, progress=False, **extra)
     except TrainingDiverged as exc:
         row["diverged_at"] = exc.iteration
+        curve = getattr(exc, "metrics", {}).get("curve")
     else:
+        curve = result.metrics.get("curve")
         row["final_loss"] = result.train.history[-1][1]
         row["metrics"] = {
             k: v
@@ -46,6 +49,8 @@ def run_one(settings: Any) -> dict[str, Any]:
                 if probe.first is not None
                 else (settings.iters if exact == total else None)
             )
+    if curve is not None:
+        row["curve"] = curve
     row["seconds"] = time.perf_counter() - began
     row["worker"] = _worker_name()
     return row
