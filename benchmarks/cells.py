@@ -1,4 +1,4 @@
-"""Issues 10 and 17: how fast does xpnn train its cells, beside PyTorch's own modules?
+"""How fast does xpnn train its cells, beside PyTorch's own modules?
 
 One run measures microseconds per training sequence (forward, full BPTT, an SGD update)
 of a 2-32-1 many-to-one network on the adding problem (16 steps, identity output, squared

@@ -24,7 +24,7 @@ N = 137_500_000  # 1.1 GB of float64
 
 LOAD = """
 import resource, sys, time
-from xpnn.checkpoint import load
+from xpnn.training.checkpoint import load
 from xpnn.errors import XpnnError
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 began = time.perf_counter()
@@ -42,8 +42,9 @@ print(f"{outcome}\\t{seconds:.3f}\\t{growth:.1f}")
 def make_bomb(path: Path) -> None:
     """A checkpoint of a small MLP whose ``param.W1`` member is the bomb."""
     sys.path.insert(0, str(ROOT))
-    import xpnn
     from xpnn.checkpoint import save
+
+    import xpnn
 
     good = path.with_suffix(".good.npz")
     save(good, xpnn.MLP([3, 5, 2], seed=0))

@@ -1,4 +1,4 @@
-"""Issue 17: how long ``jax.jit`` takes to compile one RNN training step, by sequence
+"""How long ``jax.jit`` takes to compile one RNN training step, by sequence
 length ``T``, now that the time loop is one ``lax.scan`` (``xpnn.backends.scan``).
 
 For each case it builds the step with ``make_step(..., compile="on")``, times

@@ -1,4 +1,4 @@
-"""Issue 9: is the dask backend faster than NumPy in one process on large batches?
+"""Is the dask backend faster than NumPy in one process on large batches?
 
 One training step (forward, backward, SGD update, the loss read back to the host) of
 
@@ -46,8 +46,8 @@ from xpnn import datasets  # noqa: E402
 from xpnn.backends import persist  # noqa: E402
 from xpnn.course.networks import addition_network, regression_network  # noqa: E402
 from xpnn.optim import SGD  # noqa: E402
+from xpnn.parallel.cluster import connect  # noqa: E402
 from xpnn.training.step import make_step  # noqa: E402
-from xpnn.cli.sweep import connect  # noqa: E402
 
 CASES = ("rnn batch 16384", "rnn batch 65536", "mlp 1,000,000 rows")
 

@@ -1,4 +1,4 @@
-"""Issue 17: the one GPU script. On an NVIDIA GPU, in about 5 minutes, it measures
+"""The one GPU script. On an NVIDIA GPU, in about 5 minutes, it measures
 
 * the agreement rows of ``xpnn agree --gpu`` (CuPy and CUDA torch against NumPy), through
   ``xpnn.cli.agree``'s own machinery, on shortened runs;
@@ -39,11 +39,11 @@ from _timing import Case, machine_line, measure
 
 import xpnn
 from xpnn import datasets
+from xpnn.backends import backend_info
 from xpnn.cli.agree.command import _compare_all
 from xpnn.cli.agree.report import _json_row, _table
 from xpnn.cli.agree.runs import RUNS
 from xpnn.cli.agree.targets import targets
-from xpnn.backends import backend_info
 from xpnn.course.networks import adding_network
 
 LR, N_BATCHES, CELLS = 0.01, 2, ("rnn", "lstm", "gru")
@@ -329,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     steps, seconds, repeats = (3, 1e-4, 1) if dry else (args.steps, args.seconds, args.repeats)
     began = time.perf_counter()
     header = [
-        "# xpnn on the GPU (issue 17)"
+        "# xpnn on the GPU"
         + (" -- DRY RUN on NumPy stand-ins: no GPU numbers" if dry else ""),
         machine_line(None if dry else "cuda"),
         f"adding problem, {steps} steps, 2-{sizes['hidden']}-1 many-to-one, float32, SGD lr {LR}",

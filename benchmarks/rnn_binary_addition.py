@@ -1,4 +1,4 @@
-"""Issue 3: how fast does xpnn train the course's binary-addition RNN?
+"""How fast does xpnn train the course's binary-addition RNN?
 
 One run measures microseconds per training sequence (one forward pass, full BPTT and an
 SGD update; 8 bits, a 2-16-1 RNN, sigmoid hidden and output, squared error, lr 0.1) for
@@ -63,9 +63,9 @@ TARGETS = (  # (batch, competitor, how many times faster the fastest xpnn path s
 
 
 class XpnnRunner:
-    """``xpnn.training.loop.train`` exactly as users call it (loss read every 100
-    iterations), the step eager or compiled. Successive calls continue one run (``start``),
-    so a compiled step is compiled once, in the warm-up."""
+    """``xpnn.train`` exactly as users call it (loss read every 100 iterations), the step
+    eager or compiled. Successive calls continue one run (``resume_from``), so a compiled
+    step is compiled once, in the warm-up."""
 
     def __init__(self, backend: str, batch: int, device: Any, dtype: str, compile: str) -> None:
         device = None if backend in ("numpy", "array_api_strict") else device
@@ -73,24 +73,22 @@ class XpnnRunner:
             INPUT, HIDDEN, OUTPUT, seed=0, backend=backend, device=device, dtype=dtype
         )
         self.stream = datasets.BinaryAdditionStream(batch, bits=BITS, seed=0)
-        self.opt, self.compile, self.done, self.state = SGD(LR), compile, 0, None
+        self.opt, self.compile, self.run = SGD(LR), compile, None
         self.first_call = None  # seconds of the first step (the compile included)
 
     def __call__(self, iters: int) -> None:
-        stop = self.done + iters
-        result = train(
+        stop = (0 if self.run is None else self.run.step) + iters
+        self.run = train(
             self.net,
             self.opt,
             self.stream,
             iters=stop,
-            start=self.done,
-            state=self.state,
+            resume_from=self.run,
             log_every=100,
             compile=self.compile,
         )
-        self.done, self.state = stop, result.opt_state
         if self.first_call is None:
-            self.first_call = result.stats.compile_seconds
+            self.first_call = self.run.stats.compile_seconds
         xpnn.to_numpy(self.net.params["W_out"])  # sync: the last update has finished
 
 
@@ -262,10 +260,10 @@ def time_to_exact(
     stream = datasets.BinaryAdditionStream(batch, bits=BITS, seed=0)
     opt = SGD(lr)
     train_s = eval_s = 0.0
-    exact = 0
+    exact, run = 0, None
     for stop in range(slice_iters, max_iters + 1, slice_iters):
         began = time.perf_counter()
-        train(net, opt, stream, iters=stop, start=stop - slice_iters, log_every=100)
+        run = train(net, opt, stream, iters=stop, resume_from=run, log_every=100)
         middle = time.perf_counter()
         exact, total = addition_accuracy(net, BITS)
         eval_s += time.perf_counter() - middle

@@ -1,4 +1,4 @@
-"""Issue 8's scale grid: how fast does one RNN training step run, from batch 1 to 16384,
+"""The scale grid: how fast does one RNN training step run, from batch 1 to 16384,
 hidden 16 to 512, 8 and 64 time steps, on every xpnn path beside PyTorch's?
 
 Each cell of the grid (batch ``B`` x hidden ``H`` x sequence length ``T``; input size
@@ -193,11 +193,11 @@ def _ratio(theirs: float | str | None, mine: float) -> str:
 
 def print_summary(grid: Grid, paths: list[Path], args: argparse.Namespace) -> None:
     """Per cell the fastest xpnn path and how many times faster it is than the torch
-    ones (above 1: xpnn is faster), with the issue's targets where one applies."""
+    ones (above 1: xpnn is faster), with the targets where one applies."""
     print("\n### fastest xpnn path per size (µs per sequence; ratio = their µs / xpnn's)\n")
     print(
         "| T | hidden | batch | GFLOP/step | fastest xpnn path | µs | vs torch.nn.RNN "
-        "| vs torch autograd | issue 8 target |"
+        "| vs torch autograd | target |"
     )
     print("| ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | --- |")
     targets: dict[int, tuple[str, float]] = {1: (TORCH_AUTOGRAD, 10.0), 1024: (TORCH_RNN, 3.0)}

@@ -1,7 +1,7 @@
 """What ``train()`` costs on top of its step: the binary-addition RNN at batch 1.
 
-Times ``xpnn.training.loop.train`` continuing one run (successive calls with ``start``,
-so a compiled step is compiled once, before timing) against ``make_step``'s step called in
+Times ``xpnn.train`` continuing one run (successive calls with ``resume_from``, so a
+compiled step is compiled once, before timing) against ``make_step``'s step called in
 a bare Python loop over batches already on the device, in µs per iteration, median of
 ``--repeats`` interleaved runs. Run it with one BLAS thread::
 
@@ -18,8 +18,8 @@ import xpnn
 from xpnn import datasets
 from xpnn.backends import COMPILERS
 from xpnn.optim import SGD
-from xpnn.training.step import make_step
 from xpnn.training.loop import train
+from xpnn.training.step import make_step
 
 
 def measure(backend: str, compile: str, iters: int, repeats: int) -> tuple[float, float, bool]:
@@ -28,7 +28,6 @@ def measure(backend: str, compile: str, iters: int, repeats: int) -> tuple[float
     opt = SGD(0.1)
     stream = datasets.BinaryAdditionStream(1, bits=8, seed=0)
     result = train(net, opt, stream, iters=2, log_every=100, compile=compile)  # the compile
-    done, state = 2, result.opt_state
 
     step = make_step(net, opt, compile="on" if result.stats.compiled else "off")
     xs, ds = stream.batches(0, datasets.CHUNK)
@@ -42,11 +41,10 @@ def measure(backend: str, compile: str, iters: int, repeats: int) -> tuple[float
     for _ in range(repeats):  # interleaved, so that noise is shared
         began = time.perf_counter()
         result = train(
-            net, opt, stream, iters=done + iters, start=done, state=state, compile=compile
+            net, opt, stream, iters=result.step + iters, resume_from=result, compile=compile
         )
         xpnn.to_numpy(net.params["W"])  # sync: the last update has finished
         trained.append((time.perf_counter() - began) / iters * 1e6)
-        done, state = done + iters, result.opt_state
 
         began = time.perf_counter()
         for i in range(iters):
