@@ -46,7 +46,7 @@ def check_interval(low: Any, high: Any) -> None:
     numbers = all(isinstance(v, (int, float, np.number)) for v in (low, high))
     if not (numbers and math.isfinite(low) and math.isfinite(high) and low < high):
         msg = f"need finite low < high, got low={low!r}, high={high!r}"
-        raise XpnnValueError(msg)
+        raise XpnnValueError(msg, argument="low")
 
 
 def linear(
@@ -123,7 +123,7 @@ def check_windows(maxlen: Any, n_points: Any = 500, n_test: Any = 100) -> tuple[
             f"maxlen must be below n_points - n_test = {n_points - n_test} (one training "
             f"window at least), got maxlen={maxlen}"
         )
-        raise XpnnValueError(msg)
+        raise XpnnValueError(msg, argument="maxlen")
     if not 1 <= n_test < n_windows:
         msg = (
             f"n_test must be from 1 to {n_windows - 1} for {n_windows} windows, got {shown(n_test)}"

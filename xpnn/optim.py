@@ -508,4 +508,4 @@ def _check_takes(cls: type[Optimizer], hyperparameters: Mapping[str, Any]) -> No
             f"optimizer {cls.name} does not take {', '.join(map(str, foreign))}; "
             f"it takes {', '.join(takes)}"
         )
-        raise XpnnValueError(msg)
+        raise XpnnValueError(msg, argument=str(foreign[0]))

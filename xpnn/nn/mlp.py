@@ -36,6 +36,75 @@ class MLPCache:
     y: Array
 
 
+@dataclass(frozen=True, eq=False)
+class MLPCore(Core):
+    """The MLP's math (``xpnn.nn.core``): ``forward(params, x)`` for ``x`` ``(B, n_in)``,
+    ``loss``, ``backward``, ``targets``; pure and unchecked.
+
+    Attributes
+    ----------
+    activation : Activation
+        The hidden layers' activation: ``forward(u, xp=)`` and ``derivative(u, z, xp)``
+        (the slope at the pre-activation ``u``, given its output ``z``).
+    out : OutputLayer
+        The output activation with its loss: ``forward``, ``value`` (the loss),
+        ``delta`` (``dE/du`` at the output's pre-activation) and ``targets``.
+    sizes : tuple of int
+        The layer widths ``(n_in, ..., n_out)``.
+    """
+
+    activation: Activation
+    out: OutputLayer
+    sizes: tuple[int, ...]
+
+    def forward(
+        self, params: Mapping[str, Array], x: Array, h0: None = None
+    ) -> tuple[Array, MLPCache]:
+        """``(y, cache)`` for ``x`` ``(B, n_in)``; ``y`` is ``(B, n_out)``. ``h0`` must be
+        None (an MLP has no state)."""
+        xp, f, layers = self.xp, self.activation.forward, len(self.sizes) - 1
+        z, zs, us = x, [], []
+        for layer in range(1, layers + 1):
+            u = z @ params[f"W{layer}"] + params[f"b{layer}"]
+            zs.append(z)
+            us.append(u)
+            z = f(u, xp=xp) if layer < layers else self.out.forward(u, xp)
+        return z, MLPCache(dict(params), zs, us, z)
+
+    def loss(self, cache: MLPCache, d: Array) -> Array:
+        """The loss (0-D) of ``cache``'s output against floating targets ``d``
+        ``(B, n_out)``."""
+        return self.out.value(cache.us[-1], cache.y, d, self.xp)
+
+    def backward(self, cache: MLPCache, d: Array, truncate: None = None) -> dict[str, Array]:
+        """The gradients of ``loss(cache, d)``, keyed like ``params`` (``truncate`` must
+        be None: an MLP has no time axis)."""
+        xp, act = self.xp, self.activation
+        delta = self.out.delta(cache.us[-1], cache.y, d, xp)  # dE/du_L, (B, n_out)
+        grads: dict[str, Array] = {}
+        for layer in range(len(self.sizes) - 1, 0, -1):
+            z_prev = cache.zs[layer - 1]
+            grads[f"W{layer}"] = z_prev.T @ delta
+            grads[f"b{layer}"] = xp.sum(delta, axis=0)
+            if layer > 1:
+                u_prev = cache.us[layer - 2]
+                dz = delta @ cache.params[f"W{layer}"].T
+                delta = dz * act.derivative(u_prev, z_prev, xp)
+        return {key: grads[key] for key in self.param_shapes}
+
+    def targets(self, d: Array) -> Array:
+        """Checked targets ``d`` as floating rows ``(B, n_out)``: integer labels ``(B,)``
+        become one-hot rows (softmax or sigmoid output with cross-entropy)."""
+        return self.out.targets(d, self.sizes[-1], self.dtype, self.xp)
+
+    def check_batch(self, x: Any, d: Any) -> None:
+        """Refuse a batch ``forward`` and ``loss`` cannot take: ``x`` ``(B, n_in)`` and
+        floating targets ``d`` ``(B, n_out)``, arrays of the model's backend, device and
+        dtype. Metadata only."""
+        check_array(self, x, "x", shape=(None, self.sizes[0]))
+        check_array(self, d, "d", shape=(x.shape[0], self.sizes[-1]))
+
+
 class MLP(Model):
     """A fully connected network with hand-written backpropagation.
 
@@ -62,6 +131,8 @@ class MLP(Model):
     ``model.core`` (``MLPCore``): pure functions of explicit parameters, for callers that
     have checked their arrays once already (``make_step``, ``train``).
     """
+
+    core_class = MLPCore
 
     def __init__(
         self,
@@ -143,18 +214,8 @@ class MLP(Model):
             "loss": self.loss_name,
         }
 
-    def _make_core(self, scan: Any) -> MLPCore:
-        return MLPCore(
-            self.backend,
-            self.xp,
-            self.device,
-            self.dtype,
-            scan,
-            dict(self.param_shapes),
-            activation=self._activation,
-            out=self._out,
-            sizes=tuple(self.sizes),
-        )
+    def _architecture(self) -> dict[str, Any]:
+        return {"activation": self._activation, "out": self._out, "sizes": tuple(self.sizes)}
 
     # -- public entry points: check their input, then run the core ----------------------
 
@@ -199,72 +260,3 @@ class MLP(Model):
         self._check_finite(d, "d")
         self._check_labels(d, "d", n_out)
         return self.core.targets(d)
-
-
-@dataclass(frozen=True, eq=False)
-class MLPCore(Core):
-    """The MLP's math (``xpnn.nn.core``): ``forward(params, x)`` for ``x`` ``(B, n_in)``,
-    ``loss``, ``backward``, ``targets``; pure and unchecked.
-
-    Attributes
-    ----------
-    activation : Activation
-        The hidden layers' activation: ``forward(u, xp=)`` and ``derivative(u, z, xp)``
-        (the slope at the pre-activation ``u``, given its output ``z``).
-    out : OutputLayer
-        The output activation with its loss: ``forward``, ``value`` (the loss),
-        ``delta`` (``dE/du`` at the output's pre-activation) and ``targets``.
-    sizes : tuple of int
-        The layer widths ``(n_in, ..., n_out)``.
-    """
-
-    activation: Activation
-    out: OutputLayer
-    sizes: tuple[int, ...]
-
-    def forward(
-        self, params: Mapping[str, Array], x: Array, h0: None = None
-    ) -> tuple[Array, MLPCache]:
-        """``(y, cache)`` for ``x`` ``(B, n_in)``; ``y`` is ``(B, n_out)``. ``h0`` must be
-        None (an MLP has no state)."""
-        xp, f, layers = self.xp, self.activation.forward, len(self.sizes) - 1
-        z, zs, us = x, [], []
-        for layer in range(1, layers + 1):
-            u = z @ params[f"W{layer}"] + params[f"b{layer}"]
-            zs.append(z)
-            us.append(u)
-            z = f(u, xp=xp) if layer < layers else self.out.forward(u, xp)
-        return z, MLPCache(dict(params), zs, us, z)
-
-    def loss(self, cache: MLPCache, d: Array) -> Array:
-        """The loss (0-D) of ``cache``'s output against floating targets ``d``
-        ``(B, n_out)``."""
-        return self.out.value(cache.us[-1], cache.y, d, self.xp)
-
-    def backward(self, cache: MLPCache, d: Array, truncate: None = None) -> dict[str, Array]:
-        """The gradients of ``loss(cache, d)``, keyed like ``params`` (``truncate`` must
-        be None: an MLP has no time axis)."""
-        xp, act = self.xp, self.activation
-        delta = self.out.delta(cache.us[-1], cache.y, d, xp)  # dE/du_L, (B, n_out)
-        grads: dict[str, Array] = {}
-        for layer in range(len(self.sizes) - 1, 0, -1):
-            z_prev = cache.zs[layer - 1]
-            grads[f"W{layer}"] = z_prev.T @ delta
-            grads[f"b{layer}"] = xp.sum(delta, axis=0)
-            if layer > 1:
-                u_prev = cache.us[layer - 2]
-                dz = delta @ cache.params[f"W{layer}"].T
-                delta = dz * act.derivative(u_prev, z_prev, xp)
-        return {key: grads[key] for key in self.param_shapes}
-
-    def targets(self, d: Array) -> Array:
-        """Checked targets ``d`` as floating rows ``(B, n_out)``: integer labels ``(B,)``
-        become one-hot rows (softmax or sigmoid output with cross-entropy)."""
-        return self.out.targets(d, self.sizes[-1], self.dtype, self.xp)
-
-    def check_batch(self, x: Any, d: Any) -> None:
-        """Refuse a batch ``forward`` and ``loss`` cannot take: ``x`` ``(B, n_in)`` and
-        floating targets ``d`` ``(B, n_out)``, arrays of the model's backend, device and
-        dtype. Metadata only."""
-        check_array(self, x, "x", shape=(None, self.sizes[0]))
-        check_array(self, d, "d", shape=(x.shape[0], self.sizes[-1]))

@@ -37,7 +37,8 @@ class Model:
     and a dict of parameters living there.
 
     Subclasses set ``param_shapes`` (name to shape) before assigning ``params``, and
-    build their core (``_make_core``), which their checked public methods call.
+    name their core's class (``core_class``) and what it takes (``_architecture``); their
+    checked public methods call the core.
     """
 
     param_shapes: dict[str, tuple[int, ...]]
@@ -150,9 +151,21 @@ class Model:
         ``core.value_and_grad``; see ``xpnn.nn.core``): unchecked, and holding no
         parameters, so a compiled step built on it keeps neither the model nor its
         parameters alive."""
-        return self._make_core(get_backend(self.backend).scan)
+        return self.core_class(
+            self.backend,
+            self.xp,
+            self.device,
+            self.dtype,
+            get_backend(self.backend).scan,
+            dict(self.param_shapes),
+            **self._architecture(),
+        )
 
-    def _make_core(self, scan: Any) -> Core:
+    core_class: type[Core] = Core
+    """The class of ``core``."""
+
+    def _architecture(self) -> dict[str, Any]:
+        """What ``core_class`` takes beyond what every core holds."""
         raise NotImplementedError
 
     def __getattr__(self, name: str) -> Any:

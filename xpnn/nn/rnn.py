@@ -38,6 +38,71 @@ from xpnn.nn.model import Model, is_integer_array
 from xpnn.nn.recurrent import RNNCache
 
 
+@dataclass(frozen=True, eq=False)
+class RNNCore(Core):
+    """The recurrent network's math (``xpnn.nn.core``): ``forward(params, xs, h0)`` for
+    time-major ``xs`` ``(T, B, I)``, ``loss``, ``backward(cache, ds, truncate)``,
+    ``targets``; pure and unchecked. The time loop is ``xpnn.nn.recurrent``'s, the step
+    the ``cell``'s (``xpnn.nn.cells``), the output layer ``out``."""
+
+    cell: Cell
+    out: OutputLayer
+    input_size: int
+    output_size: int
+    many_to_one: bool
+
+    batch_axis = 1
+
+    def forward(
+        self, params: Mapping[str, Array], xs: Array, h0: State = None
+    ) -> tuple[Array, RNNCache]:
+        """``(ys, cache)`` for ``xs`` ``(T, B, I)`` from state ``h0`` (None: zeros);
+        ``ys`` is ``(T, B, O)``, or ``(B, O)`` if many-to-one."""
+        return recurrent.forward(
+            self.cell,
+            self.out,
+            xs,
+            params,
+            h0,
+            many_to_one=self.many_to_one,
+            xp=self.xp,
+            scan=self.scan,
+        )
+
+    def loss(self, cache: RNNCache, ds: Array) -> Array:
+        """The loss (0-D) of ``cache``'s outputs against floating targets ``ds`` shaped
+        like them: per-step loss, mean over the batch, summed over time."""
+        return self.out.value(cache.v, cache.y, ds, self.xp)
+
+    def backward(self, cache: RNNCache, ds: Array, truncate: int | None = None) -> dict[str, Array]:
+        """The gradients of ``loss(cache, ds)``, keyed like ``params``: full BPTT, or
+        truncated to blocks of ``truncate`` steps (an int of at least 1)."""
+        grads = recurrent.backward(
+            self.cell,
+            self.out,
+            cache,
+            ds,
+            truncate,
+            many_to_one=self.many_to_one,
+            xp=self.xp,
+            scan=self.scan,
+        )
+        return {key: grads[key] for key in self.param_shapes}
+
+    def targets(self, ds: Array) -> Array:
+        """Checked targets ``ds`` as floating rows shaped like the outputs: integer labels
+        (without the last axis) become one-hot rows."""
+        return self.out.targets(ds, self.output_size, self.dtype, self.xp)
+
+    def check_batch(self, xs: Any, ds: Any) -> None:
+        """Refuse a batch ``forward`` and ``loss`` cannot take: ``xs`` ``(T, B, I)`` and
+        floating targets ``ds`` ``(T, B, O)`` (``(B, O)`` if many-to-one), arrays of the
+        model's backend, device and dtype. Metadata only."""
+        check_array(self, xs, "xs", shape=(None, None, self.input_size))
+        lead = (xs.shape[1],) if self.many_to_one else (xs.shape[0], xs.shape[1])
+        check_array(self, ds, "ds", shape=(*lead, self.output_size))
+
+
 class RNN(Model):
     """A single-layer recurrent network.
 
@@ -78,6 +143,8 @@ class RNN(Model):
     ``forward(params, xs, h0)``, ``loss``, ``backward(cache, ds, truncate)``,
     ``targets``; see ``xpnn.nn.core``).
     """
+
+    core_class = RNNCore
 
     batch_axis = 1
 
@@ -214,20 +281,14 @@ class RNN(Model):
             "many_to_one": self.many_to_one,
         }
 
-    def _make_core(self, scan: Any) -> RNNCore:
-        return RNNCore(
-            self.backend,
-            self.xp,
-            self.device,
-            self.dtype,
-            scan,
-            dict(self.param_shapes),
-            cell=self.cell,
-            out=self._out,
-            input_size=self.input_size,
-            output_size=self.output_size,
-            many_to_one=self.many_to_one,
-        )
+    def _architecture(self) -> dict[str, Any]:
+        return {
+            "cell": self.cell,
+            "out": self._out,
+            "input_size": self.input_size,
+            "output_size": self.output_size,
+            "many_to_one": self.many_to_one,
+        }
 
     # -- public entry points ------------------------------------------------------------
 
@@ -297,71 +358,6 @@ class RNN(Model):
         self._check_finite(ds, "ds")
         self._check_labels(ds, "ds", self.output_size)
         return self.core.targets(ds)
-
-
-@dataclass(frozen=True, eq=False)
-class RNNCore(Core):
-    """The recurrent network's math (``xpnn.nn.core``): ``forward(params, xs, h0)`` for
-    time-major ``xs`` ``(T, B, I)``, ``loss``, ``backward(cache, ds, truncate)``,
-    ``targets``; pure and unchecked. The time loop is ``xpnn.nn.recurrent``'s, the step
-    the ``cell``'s (``xpnn.nn.cells``), the output layer ``out``."""
-
-    cell: Cell
-    out: OutputLayer
-    input_size: int
-    output_size: int
-    many_to_one: bool
-
-    batch_axis = 1
-
-    def forward(
-        self, params: Mapping[str, Array], xs: Array, h0: State = None
-    ) -> tuple[Array, RNNCache]:
-        """``(ys, cache)`` for ``xs`` ``(T, B, I)`` from state ``h0`` (None: zeros);
-        ``ys`` is ``(T, B, O)``, or ``(B, O)`` if many-to-one."""
-        return recurrent.forward(
-            self.cell,
-            self.out,
-            xs,
-            params,
-            h0,
-            many_to_one=self.many_to_one,
-            xp=self.xp,
-            scan=self.scan,
-        )
-
-    def loss(self, cache: RNNCache, ds: Array) -> Array:
-        """The loss (0-D) of ``cache``'s outputs against floating targets ``ds`` shaped
-        like them: per-step loss, mean over the batch, summed over time."""
-        return self.out.value(cache.v, cache.y, ds, self.xp)
-
-    def backward(self, cache: RNNCache, ds: Array, truncate: int | None = None) -> dict[str, Array]:
-        """The gradients of ``loss(cache, ds)``, keyed like ``params``: full BPTT, or
-        truncated to blocks of ``truncate`` steps (an int of at least 1)."""
-        grads = recurrent.backward(
-            self.cell,
-            self.out,
-            cache,
-            ds,
-            truncate,
-            many_to_one=self.many_to_one,
-            xp=self.xp,
-            scan=self.scan,
-        )
-        return {key: grads[key] for key in self.param_shapes}
-
-    def targets(self, ds: Array) -> Array:
-        """Checked targets ``ds`` as floating rows shaped like the outputs: integer labels
-        (without the last axis) become one-hot rows."""
-        return self.out.targets(ds, self.output_size, self.dtype, self.xp)
-
-    def check_batch(self, xs: Any, ds: Any) -> None:
-        """Refuse a batch ``forward`` and ``loss`` cannot take: ``xs`` ``(T, B, I)`` and
-        floating targets ``ds`` ``(T, B, O)`` (``(B, O)`` if many-to-one), arrays of the
-        model's backend, device and dtype. Metadata only."""
-        check_array(self, xs, "xs", shape=(None, None, self.input_size))
-        lead = (xs.shape[1],) if self.many_to_one else (xs.shape[0], xs.shape[1])
-        check_array(self, ds, "ds", shape=(*lead, self.output_size))
 
 
 def _check_identity(init: Any, init_scale: Any, cell: str) -> float | None:
