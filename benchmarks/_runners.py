@@ -6,7 +6,9 @@ batch already on the device; the loss a 0-D array that ``float`` reads back).
 * ``TorchAutogradRNN``: the simple RNN written with torch ops, a Python loop over time,
   ``loss.backward()`` and a manual SGD step under ``no_grad``;
 * ``TorchModuleRNN``: ``torch.nn.RNN`` (tanh) + ``torch.nn.Linear`` + sigmoid,
-  ``torch.optim.SGD``.
+  ``torch.optim.SGD``;
+* ``JaxScanRNN``: the simple RNN in idiomatic JAX: ``jax.value_and_grad`` of the loss
+  through ``lax.scan`` (``unroll``), an SGD update, one ``jax.jit``.
 
 The torch versions start from the weights of an xpnn ``RNN`` (``W_in`` ``(I, H)``, ``W``
 ``(H, H)``, ``W_out`` ``(H, O)`` and, with biases, ``b`` ``(H,)``, ``b_out`` ``(O,)``)
@@ -140,6 +142,45 @@ class TorchModuleRNN(_Torch):
         loss.backward()
         self.opt.step()
         return loss.detach()
+
+
+class JaxScanRNN:
+    """The simple RNN (sigmoid state, no biases) as idiomatic JAX writes it: the forward
+    pass as a ``lax.scan`` over time (``unroll`` steps a loop iteration), the output
+    layer over all steps, xpnn's squared error; ``jax.value_and_grad`` for the gradients
+    (autodiff, not a hand-written BPTT), ``p - lr * g``, all under one ``jax.jit``.
+    Parameters as for ``TorchAutogradRNN`` (``hidden`` sigmoid)."""
+
+    def __init__(self, params: Mapping[str, Any], lr: float, dtype: str, unroll: int = 8) -> None:
+        jax = importlib.import_module("jax")
+        self.jnp, self.dtype = jax.numpy, dtype
+        if dtype == "float64":
+            jax.config.update("jax_enable_x64", True)
+        self.params = {key: self.to_device(value) for key, value in params.items()}
+        jnp, lax = self.jnp, jax.lax
+
+        def loss(p: Any, xs: Any, ds: Any) -> Any:
+            def step(z: Any, x: Any) -> Any:
+                z = jax.nn.sigmoid(x @ p["W_in"] + z @ p["W"])
+                return z, z
+
+            z0 = jnp.zeros((xs.shape[1], p["W"].shape[0]), dtype=xs.dtype)
+            _, zs = lax.scan(step, z0, xs, unroll=unroll)
+            y = jax.nn.sigmoid(zs @ p["W_out"])
+            return 0.5 * jnp.sum((y - ds) ** 2) / xs.shape[1]
+
+        def update(p: Any, xs: Any, ds: Any) -> Any:
+            value, grads = jax.value_and_grad(loss)(p, xs, ds)
+            return {key: p[key] - lr * grads[key] for key in p}, value
+
+        self.update = jax.jit(update)
+
+    def to_device(self, a: np.ndarray) -> Any:
+        return self.jnp.asarray(np.asarray(a), dtype=self.dtype)
+
+    def step(self, xs: Any, ds: Any) -> Any:
+        self.params, loss = self.update(self.params, xs, ds)
+        return loss
 
 
 class PoolLoop:

@@ -329,8 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     steps, seconds, repeats = (3, 1e-4, 1) if dry else (args.steps, args.seconds, args.repeats)
     began = time.perf_counter()
     header = [
-        "# xpnn on the GPU"
-        + (" -- DRY RUN on NumPy stand-ins: no GPU numbers" if dry else ""),
+        "# xpnn on the GPU" + (" -- DRY RUN on NumPy stand-ins: no GPU numbers" if dry else ""),
         machine_line(None if dry else "cuda"),
         f"adding problem, {steps} steps, 2-{sizes['hidden']}-1 many-to-one, float32, SGD lr {LR}",
     ]

@@ -40,7 +40,7 @@ import time
 from typing import Any
 
 import numpy as np
-from _runners import PoolLoop, TorchAutogradRNN, TorchModuleRNN, XpnnModel
+from _runners import JaxScanRNN, PoolLoop, TorchAutogradRNN, TorchModuleRNN, XpnnModel
 from _timing import Case, machine_line, measure, pin_threads
 
 import xpnn
@@ -52,6 +52,7 @@ from xpnn.training.loop import train
 
 BITS, INPUT, HIDDEN, OUTPUT, LR = 8, 2, 16, 1, 0.1
 NOTEBOOK, TORCH_AUTOGRAD, TORCH_RNN = "notebook loop", "torch autograd", "torch.nn.RNN"
+JAX_SCAN = "jax value_and_grad (lax.scan, unroll 8) raw step"
 TARGETS = (  # (batch, competitor, how many times faster the fastest xpnn path should be)
     (1, NOTEBOOK, 10.0),
     (1, TORCH_AUTOGRAD, 10.0),
@@ -92,17 +93,28 @@ class XpnnRunner:
         xpnn.to_numpy(self.net.params["W_out"])  # sync: the last update has finished
 
 
+def _device_batches(batch: int) -> list[tuple[Any, Any]]:
+    """The stream's first ``CHUNK`` iterations as host batches."""
+    xs, ds = datasets.BinaryAdditionStream(batch, bits=BITS, seed=0).batches(0, datasets.CHUNK)
+    return [
+        (xs[:, j * batch : (j + 1) * batch], ds[:, j * batch : (j + 1) * batch])
+        for j in range(datasets.CHUNK)
+    ]
+
+
 def raw_step_runner(backend: str, batch: int, device: Any, dtype: str) -> PoolLoop:
     """``make_step``'s compiled step called once per iteration from a bare Python loop,
     on batches already on the device."""
     device = None if backend in ("numpy", "array_api_strict") else device
     net = xpnn.RNN(INPUT, HIDDEN, OUTPUT, seed=0, backend=backend, device=device, dtype=dtype)
-    xs, ds = datasets.BinaryAdditionStream(batch, bits=BITS, seed=0).batches(0, datasets.CHUNK)
-    batches = [
-        (xs[:, j * batch : (j + 1) * batch], ds[:, j * batch : (j + 1) * batch])
-        for j in range(datasets.CHUNK)
-    ]
-    return PoolLoop(XpnnModel(net, SGD(LR), "on"), batches)
+    return PoolLoop(XpnnModel(net, SGD(LR), "on"), _device_batches(batch))
+
+
+def jax_scan_runner(batch: int, dtype: str) -> PoolLoop:
+    """The same network in idiomatic JAX (``_runners.JaxScanRNN``), from xpnn's initial
+    weights, called once per iteration like the raw step."""
+    init = {k: xpnn.to_numpy(v) for k, v in xpnn.RNN(INPUT, HIDDEN, OUTPUT, seed=0).params.items()}
+    return PoolLoop(JaxScanRNN(init, LR, dtype), _device_batches(batch))
 
 
 def _course_functions() -> Any:
@@ -322,6 +334,9 @@ def print_tables(cases: list[Case], batches: list[int], dtype: str) -> None:
         row(f"batch {batch}: fastest xpnn vs {other}", fastest(batch), by.get((other, batch)), need)
     jit = by.get(("xpnn-jax (jax.jit)", 1))
     row("batch 1: JAX compiled vs JAX eager", jit, by.get(("xpnn-jax", 1)), 100.0)
+    for batch in batches:  # hand-written BPTT against autodiff, the same loop around each
+        raw = by.get(("xpnn-jax (jax.jit) raw step", batch))
+        row(f"batch {batch}: xpnn's BPTT vs jax autodiff", raw, by.get((JAX_SCAN, batch)), 1.0)
     for name in ("xpnn-jax (jax.jit)", "xpnn-torch (torch.compile)"):
         trained, raw = by.get((name, 1)), by.get((f"{name} raw step", 1))
         if trained is not None and raw is not None:
@@ -425,8 +440,11 @@ def build_cases(args: argparse.Namespace, batches: list[int]) -> list[Case]:
                     for b in batches
                 ]
                 cases += [
-                    Case(f"{label} raw step", 1, raw_step_runner(name, 1, args.device, args.dtype))
+                    Case(f"{label} raw step", b, raw_step_runner(name, b, args.device, args.dtype))
+                    for b in batches
                 ]
+                if name == "jax" and not args.no_baselines:
+                    cases += [Case(JAX_SCAN, b, jax_scan_runner(b, args.dtype)) for b in batches]
         except Exception as exc:  # e.g. no such device for this backend
             print(f"skipping xpnn-{name}: {type(exc).__name__}: {exc}")
     return cases
