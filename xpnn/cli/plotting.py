@@ -167,8 +167,10 @@ def run_title(settings: Any, run: str | None = None) -> str:
     s = settings
     what = []
     if hasattr(s, "cell"):
-        rnn_activation = s.cell == "rnn" and hasattr(s, "activation")
-        what.append(s.cell + (f" ({s.activation})" if rnn_activation else ""))
+        # the adding problem's --model names its network; neither it nor --cell: lstm
+        cell = getattr(s, "model", None) or s.cell or "lstm"
+        rnn_activation = cell == "rnn" and hasattr(s, "activation")
+        what.append(cell + (f" ({s.activation})" if rnn_activation else ""))
     elif hasattr(s, "activation"):
         what.append(s.activation)
     what += [f"{label} {getattr(s, k)}" for k, label in FIGURE_FIELDS if hasattr(s, k)]
@@ -223,7 +225,8 @@ def run_figure(settings: Any, result: Any, path: str | Path, run: str | None = N
         )
     elif "test_mse" in metrics:
         mse = metrics["test_mse"]
-        final = (mse / 2, f"at the end, on the test set: MSE {mse:.4g}")
+        digits = ".4g" if "baseline_mse" in metrics else ".6g"  # as the terminal prints it
+        final = (mse / 2, f"at the end, on the test set: MSE {mse:{digits}}")
     if baseline is not None or "test_mse" in metrics:
         ylabel = "loss = MSE / 2 (the course's mean_squared_error)"
     loss_curve(result.train.history, path, title, baseline=baseline, final=final, ylabel=ylabel)
