@@ -2,6 +2,16 @@
 
 ``XPNN_BACKENDS`` is a comma list of backend names or ``all`` (the default). A backend
 that cannot run here is skipped with the reason, never dropped silently.
+
+Which cases run where (``pytest_collection_modifyitems`` below):
+
+* a test that takes no backend (no ``backend`` or ``xp_device`` fixture) runs once, in
+  the session whose ``XPNN_BACKENDS`` names numpy;
+* on eager JAX every array operation compiles at its first shape, so a test costs
+  seconds there: the default run keeps the tests marked ``oracle`` (math, oracles,
+  compiled steps) and those marked ``jax_covering`` (a covering subset of the rest: what
+  JAX does its own way, once); its other JAX cases are marked ``slow``;
+* ``slow_compile`` (torch.compile) cases are skipped unless ``XPNN_SLOW_COMPILE=1``.
 """
 
 from __future__ import annotations
@@ -20,6 +30,35 @@ ONLY_WHEN_NAMED = {
     "dask": "runs when named (XPNN_BACKENDS=dask; the suite takes over 10 min on dask), "
     "tests/test_dask.py covers it"
 }
+
+MARKERS = {
+    "oracle": "checks numbers against an oracle (a gradient check, torch, NumPy float64, "
+    "seed 001's printout, a loop written out, the eager step): runs on every backend, "
+    "eager JAX included",
+    "jax_covering": "one of the covering subset of JAX cases that the default run keeps "
+    "beside the oracle tests (the other JAX cases are slow)",
+}
+
+EAGER_JAX_SLOW = (
+    "eager JAX compiles each operation at its first shape (seconds a test): the default run "
+    "keeps the oracle tests and a covering subset (marked jax_covering); this case runs in "
+    "nox -s slow"
+)
+
+PROBE_INSTALLED = {
+    "test_backend.py",
+    "test_backends_registry.py",
+    "test_devices.py",
+    "test_gpu_script.py",
+    "test_scale_grid.py",
+}
+"""Test files whose backend-independent tests look at the backends installed in the session
+(each test session installs its own): they run in every session."""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name, text in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {text}")
 
 
 @pytest.fixture(params=selected_backends())
@@ -47,23 +86,18 @@ def device() -> str | None:
     return os.environ.get("XPNN_DEVICE") or None
 
 
-PROBE_INSTALLED = {
-    "test_backend.py",
-    "test_backends_registry.py",
-    "test_compile.py",
-    "test_devices.py",
-    "test_gpu_script.py",
-    "test_scale_grid.py",
-}
-"""Test files whose backend-independent tests look at the backends installed in the session
-(each test session installs its own): they run in every session."""
+def _backend_of(item: pytest.Item) -> str | None:
+    """The backend a collected case runs on, or None for a test that takes none."""
+    callspec = getattr(item, "callspec", None)
+    return None if callspec is None else callspec.params.get("backend")
 
 
+@pytest.hookimpl(tryfirst=True)  # before ``-m "not slow"`` deselects
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip the ``slow_compile`` cases unless ``XPNN_SLOW_COMPILE=1`` (``nox -s compile``),
-    and run a test that takes no backend (no ``backend`` or ``xp_device`` fixture: the
-    CLI, the sweep file, the docs, the datasets) once, in the session whose
-    ``XPNN_BACKENDS`` names numpy, not again in every backend's session."""
+    """Mark the cases as the module docstring says: the eager-JAX cases outside the
+    oracle tests and the covering subset as ``slow``; the ``slow_compile`` ones skipped
+    unless ``XPNN_SLOW_COMPILE=1`` (``nox -s compile``); a test that takes no backend
+    (the CLI, the sweep file, the docs, the datasets) skipped outside the numpy session."""
     slow_compile = pytest.mark.skip(reason="slow torch.compile case: run with XPNN_SLOW_COMPILE=1")
     once = pytest.mark.skip(
         reason="takes no backend: runs in the session with numpy (XPNN_BACKENDS=numpy)"
@@ -72,6 +106,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow_compile" in item.keywords and os.environ.get("XPNN_SLOW_COMPILE") != "1":
             item.add_marker(slow_compile)
+        if _backend_of(item) == "jax" and not {"oracle", "jax_covering"} & set(item.keywords):
+            item.add_marker(pytest.mark.slow(reason=EAGER_JAX_SLOW))
         uses_backend = {"backend", "xp_device"} & set(item.fixturenames)
         if not numpy_session and not uses_backend and item.path.name not in PROBE_INSTALLED:
             item.add_marker(once)

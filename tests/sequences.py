@@ -1,6 +1,9 @@
-"""Random sequences and targets for the recurrent-network tests (host arrays)."""
+"""Random sequences and targets for the recurrent-network tests (host arrays), and random
+biases for a network under test."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
@@ -22,3 +25,13 @@ def random_sequences(
     else:
         ds = rng.normal(size=(*lead, outputs))
     return xs, ds
+
+
+def with_random_biases(net: Any, seed: int) -> None:
+    """Give the RNN ``net`` non-zero biases (normal draws), so that their gradients and
+    their place in each gate are tested."""
+    rng = np.random.default_rng(seed)
+    net.params = {
+        key: net.asarray(rng.normal(size=tuple(value.shape))) if key.startswith("b") else value
+        for key, value in net.params.items()
+    }

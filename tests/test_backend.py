@@ -1,15 +1,16 @@
-"""The backend layer: names, availability with reasons, devices, dtypes, host copies."""
+"""The backend layer: which backends are usable here, device and dtype names, host copies.
+
+The refusals (an unknown or uninstalled backend, CuPy without a GPU, a device a backend
+lacks) are tests/test_validation.py's and tests/test_devices.py's."""
 
 from __future__ import annotations
-
-import importlib
 
 import numpy as np
 import pytest
 
 import xpnn
 from xpnn import backends as B
-from xpnn.errors import BackendUnavailable, XpnnTypeError, XpnnValueError
+from xpnn.errors import XpnnTypeError
 
 
 def test_available_backends_lists_usable_ones():
@@ -17,38 +18,6 @@ def test_available_backends_lists_usable_ones():
     assert names[0] == "numpy"
     for name in B.BACKENDS:
         assert (name in names) == B.backend_info(name).usable
-
-
-def test_unknown_backend_is_named():
-    with pytest.raises(XpnnValueError, match=r"unknown backend 'mxnet'.*numpy"):
-        xpnn.get_namespace("mxnet")
-
-
-def test_unusable_backend_says_why(monkeypatch):
-    real_import = importlib.import_module
-
-    def fake_import(name, *args):
-        if name == "torch":
-            raise ImportError("No module named 'torch'")
-        return real_import(name, *args)
-
-    monkeypatch.setattr(importlib, "import_module", fake_import)
-    monkeypatch.setattr(B.registry, "_NAMESPACES", {})
-    with pytest.raises(BackendUnavailable, match=r"torch is not installed.*xpnn\[torch\]"):
-        xpnn.get_namespace("torch")
-    info = B.backend_info("torch")
-    assert not info.usable and "pip install" in info.reason
-    with pytest.raises(BackendUnavailable, match="torch is not installed"):
-        xpnn.MLP([2, 2], backend="torch")
-
-
-def test_cupy_without_a_gpu_is_unavailable_with_the_reason():
-    info = B.backend_info("cupy")
-    if info.usable:
-        pytest.skip("cupy: a CUDA device is present here")
-    assert "cupy" in info.reason and (
-        "no CUDA device" in info.reason or "not installed" in info.reason
-    )
 
 
 def test_to_numpy_round_trip(backend, device):
@@ -65,38 +34,18 @@ def test_device_and_dtype_resolution(backend):
     assert B.resolve_device(xp, None) == dev
     assert B.resolve_device(xp, B.device_name(dev)) == dev
     assert B.resolve_device(xp, B.device_name(dev).removesuffix(":0")) == dev  # cuda = cuda:0
-    with pytest.raises(XpnnValueError, match="has no device 'quantum7'"):
-        B.resolve_device(xp, "quantum7")
     assert B.resolve_dtype(xp, "float32", dev) == xp.float32
-    with pytest.raises(XpnnTypeError, match=r"real floating dtype.*'int32'"):
-        B.resolve_dtype(xp, "int32", dev)
+    assert B.resolve_dtype(xp, "float64", dev) == xp.float64
 
 
-def test_backend_name_of_namespaces_not_loaded_by_xpnn(monkeypatch):
-    """A namespace from ``array_namespace`` names its library, even when xpnn never
-    loaded it (``jax.numpy`` is JAX, not NumPy)."""
-    monkeypatch.setattr(B.registry, "_NAMESPACES", {})
-    import array_api_compat
-
-    assert B.backend_name(array_api_compat.array_namespace(np.zeros(1))) == "numpy"
-    for name in ("array_api_strict", "torch", "jax", "dask"):
-        info = B.backend_info(name)  # loads it (when installed) through xpnn ...
-        if not info.usable:
-            continue
-        monkeypatch.setattr(B.registry, "_NAMESPACES", {})  # ... then forget that it did
-        x = B.get_namespace(name).zeros(1)
-        monkeypatch.setattr(B.registry, "_NAMESPACES", {})
-        assert B.backend_name(array_api_compat.array_namespace(x)) == name
-
-
-def test_a_jax_array_given_to_a_numpy_model_is_named_jax(monkeypatch):
+def test_a_jax_array_given_to_a_numpy_model_is_named_jax():
     if not B.backend_info("jax").usable:
         pytest.skip(f"jax: {B.backend_info('jax').reason}")
     x = B.get_namespace("jax").zeros((1, 2))
-    monkeypatch.setattr(B.registry, "_NAMESPACES", {})
     net = xpnn.MLP([2, 2], backend="numpy")
-    with pytest.raises(XpnnTypeError, match="x is a jax array but the model runs on numpy"):
+    with pytest.raises(XpnnTypeError, match="x is a jax array but the model runs on numpy") as info:
         net.forward(x)
+    assert info.value.argument == "x"
     host = xpnn.to_numpy(x)
     assert isinstance(host, np.ndarray) and host.shape == (1, 2)
 

@@ -12,6 +12,8 @@ import pytest
 import xpnn
 from xpnn.course import notebooks
 
+pytestmark = pytest.mark.oracle
+
 PRINTED = {
     "u1": [[1.2, 2.5, 3.8]],
     "z1": [[1.2, 2.5, 3.8]],

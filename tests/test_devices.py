@@ -1,12 +1,11 @@
-"""Devices: a model keeps everything on the device it was built on, refuses arrays from
-another device with an error naming both, refuses a dtype its device lacks, and names
-the devices it has when asked for one that does not exist.
+"""Devices: a model keeps everything on the device it was built on (its outputs, caches,
+gradients, optimiser states and training readings), refuses a dtype its device lacks,
+and names the devices it has when asked for one that does not exist.
 
 array-api-strict has several virtual devices (``device1``, ``device2``, ``no_float64``)
 and raises on any operation that mixes them, so a model array created without
-``device=`` fails there. PyTorch is checked against its ``meta`` device (tensors without
-data): arrays there are refused, and no model is built there. A backend with a single
-device skips the two-device tests, with the reason.
+``device=`` fails there. No model is built on PyTorch's ``meta`` device (tensors without
+data). Arrays from another device than the model's are refused: tests/test_errors.py.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ import pytest
 
 import xpnn
 from xpnn import datasets
-from xpnn.backends import device_name, device_of, resolve_device
+from xpnn.backends import device_name, device_of
 from xpnn.nn.gradcheck import gradient_check
 from xpnn.optim import OPTIMIZERS, Adam
 from xpnn.training.loop import train
@@ -154,83 +153,31 @@ def test_training_stays_on_the_device(backend: str, device: str | None) -> None:
     assert _devices(net.params) == {home}
 
 
-# -- arrays from another device are refused -----------------------------------------------
+# -- what a backend's devices refuse ----------------------------------------------------------
 
 
-def _on(net: object, host: np.ndarray, device: str, *, integer: bool = False) -> object:
-    xp = net.xp
-    # torch: a device string as is, since xpnn (rightly) resolves no model onto meta
-    dev = device if net.backend == "torch" else resolve_device(xp, device)
-    dtype = xp.int64 if integer else net.dtype
-    return xp.asarray(host, dtype=dtype, device=dev)
-
-
-def _refused(call: object, name: str, got: str, home: str) -> None:
-    with pytest.raises(xpnn.XpnnTypeError, match=name) as info:
-        call()
-    message = str(info.value)
-    assert repr(got) in message and repr(home) in message, message
-
-
-def test_mlp_refuses_an_array_on_another_device(backend: str, device: str | None) -> None:
-    net = _mlp(backend, _home_device(backend, device))
-    home = device_name(net.device)
-    other = _other_device(backend, net.device)
-    other_name = device_name(device_of(_on(net, X_MLP[:1], other)))
-    x, d = net.asarray(X_MLP), net.asarray(np.eye(3)[LABELS], name="d")
-    x_away, d_away = _on(net, X_MLP, other), _on(net, np.eye(3)[LABELS], other)
-    labels_away = _on(net, LABELS, other, integer=True)
-    _refused(lambda: net.forward(x_away), "x", other_name, home)
-    _refused(lambda: net.loss_and_grad(x_away, d), "x", other_name, home)
-    _refused(lambda: net.loss_and_grad(x, d_away), "d", other_name, home)
-    _refused(lambda: net.loss_and_grad(x, labels_away), "d", other_name, home)
-    _, cache = net.forward(x)
-    _refused(lambda: net.backward(cache, d_away), "d", other_name, home)
-    away = {k: _on(net, xpnn.to_numpy(v), other) for k, v in net.params.items()}
-
-    def assign() -> None:
-        net.params = away
-
-    _refused(assign, "W1", other_name, home)
-
-
-def test_rnn_refuses_an_array_on_another_device(backend: str, device: str | None) -> None:
-    net = _rnn(backend, _home_device(backend, device))
-    home = device_name(net.device)
-    other = _other_device(backend, net.device)
-    other_name = device_name(device_of(_on(net, X_MLP[:1], other)))
-    xs = net.asarray(XS_RNN, name="xs")
-    xs_away, ds_away = _on(net, XS_RNN, other), _on(net, DS_RNN, other)
-    h0_away = _on(net, np.zeros((3, 5)), other)
-    _refused(lambda: net.forward(xs_away), "xs", other_name, home)
-    _refused(lambda: net.forward(xs, h0_away), "h0", other_name, home)
-    _refused(lambda: net.loss_and_grad(xs, ds_away, truncate=2), "ds", other_name, home)
-    _, cache = net.forward(xs)
-    _refused(lambda: net.backward(cache, ds_away), "ds", other_name, home)
-
-
-def test_a_torch_model_is_not_built_on_meta(backend: str) -> None:
-    if backend != "torch":
-        pytest.skip(f"{backend}: the meta device is PyTorch's")
-    for make in (_mlp, _rnn):  # meta tensors hold no values: nothing could be computed
+def test_a_torch_model_is_not_built_on_meta() -> None:
+    """Meta tensors hold no values: nothing could be computed there. (Arrays on another
+    device than the model's: tests/test_errors.py.)"""
+    pytest.importorskip("torch", reason="the meta device is PyTorch's")
+    for make in (_mlp, _rnn):
         with pytest.raises(xpnn.XpnnValueError, match="meta"):
-            make(backend, "meta")
+            make("torch", "meta")
 
 
 # -- dtypes a device lacks, devices a backend lacks ----------------------------------------
 
 
-def test_float64_on_a_device_without_it_is_refused(backend: str) -> None:
-    if backend != "array_api_strict":
-        pytest.skip(f"{backend}: no device without float64 to test (array-api-strict has one)")
+def test_float64_on_a_device_without_it_is_refused() -> None:
+    """array-api-strict's ``no_float64`` device: the refusal names the device and dtype."""
     for make in (_mlp, _rnn):
-        with pytest.raises(xpnn.XpnnTypeError, match=r"'no_float64'.*float64"):
-            make(backend, "no_float64", "float64")
+        with pytest.raises(xpnn.XpnnTypeError, match=r"'no_float64'.*float64") as info:
+            make("array_api_strict", "no_float64", "float64")
+        assert info.value.argument == "dtype"
 
 
-def test_float32_on_a_device_without_float64_works(backend: str) -> None:
-    if backend != "array_api_strict":
-        pytest.skip(f"{backend}: no device without float64 to test (array-api-strict has one)")
+def test_float32_on_a_device_without_float64_works() -> None:
+    backend = "array_api_strict"
     net = _mlp(backend, "no_float64", "float32")
     x = net.asarray(X_MLP)
     labels = net.xp.asarray(LABELS, device=net.device)

@@ -1,11 +1,12 @@
 """No model code writes into an array in place.
 
 On NumPy every input and parameter is made read-only (``flags.writeable = False``), and
-so is every array a model or optimiser hands back (caches, gradients, updated parameters,
-momentum): an in-place write into any of them raises ``ValueError``. Writes into an
-array a function has just made itself are not visible this way; the JAX run of the
-suite, whose arrays cannot be written at all, covers those. JAX runs the same sequence
-here; the other backends skip (their arrays are writable and cannot be frozen).
+so is every array a model's core or an optimiser hands back (caches, gradients, updated
+parameters, momentum): an in-place write into any of them raises ``ValueError``. Writes
+into an array a function has just made itself are not visible this way; the JAX run of
+the suite, whose arrays cannot be written at all, covers those (every JAX test does;
+this sequence runs on JAX under ``nox -s slow``). The other backends skip (their arrays
+are writable and cannot be frozen).
 """
 
 from __future__ import annotations
@@ -58,20 +59,35 @@ def _immutable_backend(backend: str) -> None:
         pytest.skip(f"{backend}: its arrays can be neither frozen nor are they immutable")
 
 
+class _FrozenCore:
+    """A model's core whose functions take and return frozen arrays: what the model's
+    checked methods, ``make_step``, ``train`` and ``gradient_check`` run."""
+
+    FUNCTIONS = ("forward", "loss", "backward", "targets", "value_and_grad")
+
+    def __init__(self, core: Any) -> None:
+        self._core = core
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._core, name)
+        return _frozen(value) if name in self.FUNCTIONS else value
+
+
 def _guard(model: Any) -> Any:
-    """Freeze ``model``'s parameters and wrap its core so that every cache, gradient and
-    loss it returns is frozen as well (on NumPy; a no-op on JAX)."""
+    """Freeze ``model``'s parameters and put its core behind ``_FrozenCore``, so that
+    every cache, gradient and loss it returns is frozen as well (on NumPy; a no-op on
+    JAX)."""
     _freeze(model.params)
-    model.forward_unchecked = _frozen(model.forward_unchecked)
-    model.backward_unchecked = _frozen(model.backward_unchecked)
+    model.core = _FrozenCore(model.core)  # the cached core, replaced on this model
     return model
 
 
 def _frozen_optimizer(optimizer: Any) -> Any:
-    """``optimizer`` whose state and updates come back frozen (``update`` runs ``apply``);
-    an optimiser refuses attribute changes, so they go past its ``__setattr__``."""
+    """``optimizer`` whose state and updates come back frozen (``update`` and the step
+    run ``update_unchecked``); an optimiser refuses attribute changes, so they go past
+    its ``__setattr__``."""
     object.__setattr__(optimizer, "init", _frozen(optimizer.init))
-    object.__setattr__(optimizer, "apply", _frozen(optimizer.apply))
+    object.__setattr__(optimizer, "update_unchecked", _frozen(optimizer.update_unchecked))
     return optimizer
 
 

@@ -1,86 +1,187 @@
-"""The package's layering, read from its source with ``ast``: the math in ``xpnn/nn/``
-imports nothing above it, and no module outside ``xpnn/nn/`` reaches a model's private
-members (it calls the public, unchecked core of ``xpnn.nn.core`` instead)."""
+"""The package's layering, read from its source with ``ast``: every module imports only
+its own layer (its folder, or itself for a one-file layer) and the layers below it, the
+modules import one another without a cycle, and no module outside ``xpnn/nn/`` reaches
+another object's private members (it calls the public, unchecked core of
+``xpnn.nn.core`` instead).
+
+The layers, bottom up (``docs/architecture.md``, ``DESIGN.md``)::
+
+    errors.py, _version.py
+    backends/, io/
+    nn/, optim.py, datasets.py
+    parallel/
+    training/
+    course/
+    cli/
+    __init__.py, __main__.py
+"""
 
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "xpnn"
 
-# what xpnn/nn/ may import from xpnn: the layers below it, and itself
-NN_MAY_IMPORT = ("xpnn.errors", "xpnn.errors", "xpnn.backends", "xpnn.nn")
+LAYERS: list[tuple[str, ...]] = [
+    ("errors", "_version"),
+    ("backends", "io"),
+    ("nn", "optim", "datasets"),
+    ("parallel",),
+    ("training",),
+    ("course",),
+    ("cli",),
+    ("__init__", "__main__"),
+]
+"""The units (a folder or a one-file module of ``xpnn/``; ``__init__`` is the package
+root), bottom up. Units of one row do not import one another."""
 
-# ``x._name`` outside xpnn/nn/ that is no model's member: (module, expression, why)
-PRIVATE_ACCESS_ALLOWED = {
-    ("cli.py", "super()._get_help_string"): "argparse's formatter hook, overridden",
-    ("sweep.py", "parser._actions"): "argparse keeps a parser's options there",
-    ("sweep.py", "argparse._SubParsersAction"): "argparse's subcommand action type",
+BELOW_TRAINING = ("errors", "_version", "backends", "nn", "optim", "datasets")
+MAY_IMPORT: dict[str, tuple[str, ...]] = {
+    "errors": (),
+    "_version": (),
+    "backends": ("errors", "_version"),
+    "io": ("errors", "_version"),  # files on disk know nothing of arrays or models
+    "nn": ("errors", "_version", "backends"),
+    "optim": ("errors", "_version", "backends"),
+    "datasets": ("errors", "_version", "backends"),
+    "parallel": BELOW_TRAINING,  # a gradient source for the loop, not the loop
+    "training": (*BELOW_TRAINING, "io", "parallel"),
+    "course": (*BELOW_TRAINING, "io", "parallel", "training"),
+    "cli": (*BELOW_TRAINING, "io", "parallel", "training", "course"),
+    # the public API: everything but the command line, which only ``python -m xpnn`` runs
+    "__init__": (*BELOW_TRAINING, "io", "parallel", "training", "course"),
+    "__main__": (*BELOW_TRAINING, "io", "parallel", "training", "course", "cli"),
 }
+"""What each unit may import besides itself: the layers below it, less what DESIGN.md
+keeps apart (``io`` from ``nn``, ``optim``, ``datasets`` and ``parallel``)."""
+
+# ``x._name`` outside xpnn/nn/ (the receiver not ``self``, ``cls`` or ``super()``):
+# (module, expression) -> why it is allowed. Empty: none is.
+PRIVATE_ACCESS_ALLOWED: dict[tuple[str, str], str] = {}
 
 
-def _modules(where: Path) -> list[Path]:
-    return sorted(where.rglob("*.py"))
+def _modules() -> dict[str, Path]:
+    """Every module of the package by its dotted name (a package by its own name)."""
+    found = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return found
 
 
-def _imported(tree: ast.AST, module: str) -> list[str]:
-    """The absolute names of the modules ``tree`` imports (relative imports resolved
-    against ``module``, the dotted name of its file)."""
+MODULES = _modules()
+
+
+def _unit(module: str) -> str:
+    """The layer unit of a dotted module name: ``xpnn.nn.rnn`` -> ``nn``; ``xpnn`` ->
+    ``__init__``."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def _imported(tree: ast.AST, module: str, *, package: bool = False) -> list[str]:
+    """The absolute names of the xpnn modules ``tree`` imports, anywhere in it (inside
+    functions too): relative imports resolved against ``module`` (a ``package``'s
+    ``__init__`` when ``package``), and ``from a import b`` as the module ``a.b`` where
+    there is one, else ``a``."""
     names = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names.extend(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
             if node.level:
-                base = module.split(".")[: -node.level]
-                names.append(".".join([*base, node.module] if node.module else base))
+                base = module.split(".")
+                base = base[: len(base) - node.level + (1 if package else 0)]
+                source = ".".join([*base, node.module] if node.module else base)
             else:
-                names.append(node.module or "")
-    return names
+                source = node.module or ""
+            for alias in node.names:
+                inner = f"{source}.{alias.name}"
+                names.append(inner if inner in MODULES else source)
+    return [name for name in names if name == "xpnn" or name.startswith("xpnn.")]
 
 
-def _dotted(path: Path) -> str:
-    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+@functools.cache
+def _imports_of(module: str) -> list[str]:
+    path = MODULES[module]
+    tree = ast.parse(path.read_text(), filename=str(path))
+    return _imported(tree, module, package=path.name == "__init__.py")
 
 
-def _upward(path: Path, may_import: tuple[str, ...]) -> list[str]:
-    """The xpnn modules ``path`` imports that are not ``may_import`` or inside them."""
-    return [
+def _ids(module: str) -> str:
+    return module.removeprefix("xpnn.") if module != "xpnn" else "xpnn"
+
+
+def test_the_table_follows_the_layers():
+    """Every unit is in the table, and the table lets no unit import its own row or a
+    row above it."""
+    rows = {unit: row for row, units in enumerate(LAYERS) for unit in units}
+    assert set(MAY_IMPORT) == set(rows) == {_unit(m) for m in MODULES}
+    for unit, allowed in MAY_IMPORT.items():
+        above = [other for other in allowed if rows[other] >= rows[unit]]
+        assert above == [], f"{unit} may import {above}, in its own row or above"
+
+
+@pytest.mark.parametrize("module", list(MODULES), ids=_ids)
+def test_every_module_imports_only_its_layer_and_the_layers_below(module):
+    unit = _unit(module)
+    outside = [
         name
-        for name in _imported(ast.parse(path.read_text()), _dotted(path))
-        if (name == "xpnn" or name.startswith("xpnn."))
-        and not any(name == ok or name.startswith(ok + ".") for ok in may_import)
+        for name in _imports_of(module)
+        if _unit(name) != unit and _unit(name) not in MAY_IMPORT[unit]
     ]
+    assert outside == [], f"{module} imports {outside}; {unit} may import {MAY_IMPORT[unit]}"
 
 
-@pytest.mark.parametrize("path", _modules(PACKAGE / "nn"), ids=lambda p: p.name)
-def test_nn_imports_nothing_above_it(path):
-    upward = _upward(path, NN_MAY_IMPORT)
-    assert upward == [], f"{path.name} imports {upward}; xpnn/nn/ may import only {NN_MAY_IMPORT}"
+def test_nothing_imports_the_command_line_but_main_and_itself():
+    """``xpnn.cli`` is the top of the library: only ``python -m xpnn`` and its own
+    modules import it (``import xpnn`` does not load argparse's world)."""
+    importers = [
+        module
+        for module in MODULES
+        if _unit(module) not in ("cli", "__main__")
+        and any(_unit(name) == "cli" for name in _imports_of(module))
+    ]
+    assert importers == []
 
 
-@pytest.mark.parametrize(
-    ("path", "may_import"),
-    [
-        *((p, ("xpnn.errors", "xpnn.io")) for p in _modules(PACKAGE / "io")),
-        (
-            PACKAGE / "checkpoint.py",
-            ("xpnn.errors", "xpnn.errors", "xpnn.backends", "xpnn.nn", "xpnn.optim", "xpnn.io"),
-        ),
-    ],
-    ids=lambda v: v.name if isinstance(v, Path) else "",
-)
-def test_files_on_disk_sit_below_training(path, may_import):
-    """Atomic writes, the lock and the checkpoint format know nothing of training."""
-    assert _upward(path, may_import) == []
+def _cycle(graph: dict[str, set[str]]) -> list[str]:
+    """One cycle of ``graph`` (``[a, b, ..., a]``), or ``[]`` where there is none."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str]:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return [*path[path.index(nxt) :], nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        path.pop()
+        state[node] = 2
+        return []
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node)):
+            return found
+    return []
+
+
+def test_no_import_cycle_between_modules():
+    """The module graph (an import of ``a.b`` is an edge to ``a.b``, of a package to its
+    ``__init__``) has no cycle, lazy imports inside functions included."""
+    graph = {module: set(_imports_of(module)) - {module} for module in MODULES}
+    assert _cycle(graph) == []
 
 
 def _private_accesses(tree: ast.AST) -> list[str]:
-    """Every ``x._name`` (not a dunder) whose ``x`` is not ``self`` or ``cls``."""
+    """Every ``x._name`` (not a dunder) whose ``x`` is not ``self``, ``cls`` or
+    ``super()``: a reach into another object's private members."""
     found = []
     for node in ast.walk(tree):
         if (
@@ -88,25 +189,25 @@ def _private_accesses(tree: ast.AST) -> list[str]:
             and node.attr.startswith("_")
             and not node.attr.startswith("__")
             and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
+            and not (
+                isinstance(node.value, ast.Call)
+                and isinstance(node.value.func, ast.Name)
+                and node.value.func.id == "super"
+            )
         ):
             found.append(ast.unparse(node))
     return found
 
 
-OUTSIDE_NN = [
-    path
-    for path in _modules(PACKAGE)
-    if path.relative_to(PACKAGE).parts[0] not in ("nn", "backends")
-]
+OUTSIDE_NN = [module for module in MODULES if _unit(module) != "nn"]
 
 
-@pytest.mark.parametrize(
-    "path", OUTSIDE_NN, ids=lambda p: str(p.relative_to(PACKAGE)).replace("/", ".")
-)
-def test_no_module_outside_nn_reaches_private_members(path):
-    """``xpnn/backends/`` is left out: it talks to the array libraries' own internals
-    and never sees a model."""
-    name = str(path.relative_to(PACKAGE))
+@pytest.mark.parametrize("module", OUTSIDE_NN, ids=_ids)
+def test_no_module_outside_nn_reaches_private_members(module):
+    """A model's private members (``net._out``, ``net._check_array``) belong to
+    ``xpnn/nn/``; every other layer (the backends included) uses public names."""
+    path = MODULES[module]
+    name = path.relative_to(PACKAGE).as_posix()
     reached = [
         expr
         for expr in _private_accesses(ast.parse(path.read_text()))
@@ -115,10 +216,23 @@ def test_no_module_outside_nn_reaches_private_members(path):
     assert reached == [], f"{name} reaches private members: {reached}"
 
 
-def test_the_checks_above_can_fail():
-    """The two scanners find what they look for."""
-    tree = ast.parse("import xpnn.training\nnet._forward(x)\nself._ok\nx.__len__\n")
-    assert _imported(tree, "xpnn.nn.mlp") == ["xpnn.training"]
+def test_the_scanners_can_fail():
+    """The scanners find what they look for: an upward import (absolute, relative, from
+    a package's ``__init__``, inside a function), a cycle, a private reach."""
+    tree = ast.parse(
+        "import xpnn.training\nfrom xpnn import datasets, RNN\n"
+        "def f():\n    from xpnn.cli import main\n"
+        "net._forward(x)\nself._ok\nsuper()._fine()\nx.__len__\n"
+    )
+    assert _imported(tree, "xpnn.nn.mlp") == [
+        "xpnn.training",
+        "xpnn.datasets",
+        "xpnn",
+        "xpnn.cli.main",
+    ]
     assert _private_accesses(tree) == ["net._forward"]
-    relative = ast.parse("from ..training import train\n")
-    assert _imported(relative, "xpnn.nn.mlp") == ["xpnn.training"]
+    relative = ast.parse("from ..training import loop\nfrom . import cells\n")
+    assert _imported(relative, "xpnn.nn.mlp") == ["xpnn.training.loop", "xpnn.nn.cells"]
+    assert _imported(relative, "xpnn.nn", package=True) == ["xpnn.training.loop", "xpnn.nn.cells"]
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": set()}) == []

@@ -64,6 +64,7 @@ def _reference(name, hyper, params, grads):
     return p
 
 
+@pytest.mark.oracle
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
 def test_update_rule_matches_the_docstring(backend, device, name):
     """50 steps with the course's defaults (eps included) against the formulas in NumPy."""
@@ -86,6 +87,7 @@ def test_defaults_are_the_courses():
     assert Adam().hyperparameters == {"lr": 0.001, "beta1": 0.9, "beta2": 0.999, "eps": 1e-7}
 
 
+@pytest.mark.oracle
 def test_pure_and_bit_identical_momentum(backend, device):
     """The inputs stay as they were; Momentum's first step is ``v = -lr * g`` exactly."""
     net, params = _params(backend, device)
@@ -101,10 +103,14 @@ def test_pure_and_bit_identical_momentum(backend, device):
         np.testing.assert_array_equal(xpnn.to_numpy(new[k]), before[k] + v)
 
 
-def test_sgd_keeps_no_state(backend, device):
-    _, params = _params(backend, device)
+def test_sgd_keeps_no_state_and_adam_counts_its_steps():
+    _, params = _params("numpy", None)
     assert SGD(0.1).init(params) == {}
-    assert Adam().init(params)["t"].shape == ()
+    state = Adam().init(params)
+    assert state["t"].shape == () and float(state["t"]) == 0.0
+    for _ in range(3):
+        params, state = Adam().update(params, {k: p * 0.5 for k, p in params.items()}, state)
+    assert float(state["t"]) == 3.0
 
 
 # -- against torch.optim -------------------------------------------------------------------
@@ -130,6 +136,8 @@ TORCH_CASES = {
 
 @pytest.mark.parametrize("name", list(TORCH_CASES))
 def test_matches_torch_optim(backend, device, name):
+    """50 steps against ``torch.optim`` in float64 (on JAX under ``nox -s slow``: the
+    formulas above are the default run's oracle there)."""
     torch = pytest.importorskip("torch", reason="torch.optim is the reference")
     ours, torch_name, theirs = TORCH_CASES[name]
     net, params = _params(backend, device)
@@ -147,31 +155,15 @@ def test_matches_torch_optim(backend, device, name):
         np.testing.assert_allclose(got[k], t.detach().numpy(), rtol=1e-12, atol=1e-12, err_msg=k)
 
 
-# -- bad hyperparameters ---------------------------------------------------------------------
-
-BAD_POSITIVE = [0, -0.1, float("nan"), float("inf"), "0.1", True, None, 10**400, [0.1]]
-BAD_FRACTION = [1, 1.0, 1.5, -0.1, float("nan"), "0.9", True, 10**400]
+# -- what the optimisers refuse (the rest: tests/test_errors.py) ---------------------------
 
 
-@pytest.mark.parametrize("lr", BAD_POSITIVE)
-@pytest.mark.parametrize("cls", list(OPTIMIZERS.values()))
-def test_bad_learning_rate(cls, lr):
-    with pytest.raises(XpnnValueError, match=r"lr must be positive and finite, got "):
-        cls(lr=lr)
-
-
-@pytest.mark.parametrize("eps", BAD_POSITIVE)
 @pytest.mark.parametrize("cls", [AdaGrad, RMSProp, Adam])
-def test_bad_eps(cls, eps):
-    with pytest.raises(XpnnValueError, match=r"eps must be positive and finite, got "):
-        cls(eps=eps)
-
-
-@pytest.mark.parametrize("value", BAD_FRACTION)
-@pytest.mark.parametrize(("cls", "arg"), [(Adam, "beta1"), (Adam, "beta2"), (RMSProp, "decay")])
-def test_bad_rates_in_zero_one(cls, arg, value):
-    with pytest.raises(XpnnValueError, match=rf"{arg} must be in \[0, 1\.0\), got "):
-        cls(**{arg: value})
+def test_eps_must_be_positive_and_finite(cls):
+    for eps in (0, -0.1, float("nan"), float("inf"), "1e-7", True, None, 10**400):
+        with pytest.raises(XpnnValueError) as info:
+            cls(eps=eps)
+        assert info.value.argument == "eps", eps
 
 
 def test_zero_betas_and_decay_are_allowed():
@@ -179,73 +171,56 @@ def test_zero_betas_and_decay_are_allowed():
     assert RMSProp(decay=0).decay == 0.0
 
 
-def test_a_long_argument_is_echoed_short():
-    with pytest.raises(XpnnValueError) as info:
-        Adam(lr="x" * 500)
-    assert len(str(info.value)) < 150
-
-
-# -- bad grads and state ------------------------------------------------------------------
-
-
-def _bad_grads(net, params, case):
-    grads = {k: net.xp.ones(p.shape, dtype=p.dtype, device=net.device) for k, p in params.items()}
+def _bad_grads(case):
+    """``(params, grads)``: an MLP's parameters and gradients of which ``W1`` is bad."""
+    _, params = _params("numpy", None)
+    grads = {k: np.ones(p.shape) for k, p in params.items()}
     if case == "None":
         grads["W1"] = None
     elif case == "0-d":
-        grads["W1"] = net.xp.asarray(1.0, dtype=net.dtype, device=net.device)
+        grads["W1"] = np.asarray(1.0)
     elif case == "transposed":
         grads["W1"] = grads["W1"].T
     elif case == "float32":
-        grads["W1"] = net.xp.astype(grads["W1"], net.xp.float32)
+        grads["W1"] = grads["W1"].astype(np.float32)
     elif case == "list":
         grads["W1"] = [[1.0] * 4] * 3
-    elif case == "tuple":
-        grads = tuple(grads.values())
-    return grads
+    elif case == "another backend":  # NumPy grads for array-api-strict parameters
+        params = _params("array_api_strict", None)[1]
+    return params, grads
 
 
 GRAD_CASES = {
-    "None": (XpnnTypeError, r"grads\['W1'\] must be an array of shape \(3, 4\).*got NoneType"),
-    "0-d": (XpnnValueError, r"grads\['W1'\] must have shape \(3, 4\), got \(\)"),
-    "transposed": (XpnnValueError, r"grads\['W1'\] must have shape \(3, 4\), got \(4, 3\)"),
-    "float32": (XpnnTypeError, r"grads\['W1'\] must be an array of dtype .*float64"),
-    "list": (XpnnTypeError, r"grads\['W1'\] must be an array .* got list"),
-    "tuple": (XpnnTypeError, r"grads must be a dict of arrays keyed like params, got tuple"),
+    "None": XpnnTypeError,
+    "0-d": XpnnValueError,
+    "transposed": XpnnValueError,
+    "float32": XpnnTypeError,
+    "list": XpnnTypeError,
+    "another backend": XpnnTypeError,
 }
 
 
 @pytest.mark.parametrize("case", list(GRAD_CASES))
-@pytest.mark.parametrize("name", ["sgd", "adam"])
-def test_update_refuses_bad_grads(backend, device, name, case):
-    net, params = _params(backend, device)
-    opt = OPTIMIZERS[name]()
-    kind, match = GRAD_CASES[case]
-    with pytest.raises(kind, match=match):
-        opt.update(params, _bad_grads(net, params, case), opt.init(params))
+def test_update_refuses_a_gradient_unlike_its_parameter(case):
+    """A gradient of another shape, dtype, kind or backend than its parameter is refused
+    by every optimiser, naming it (grads keyed unlike the parameters: test_errors.py)."""
+    params, grads = _bad_grads(case)
+    for cls in OPTIMIZERS.values():
+        opt = cls()
+        with pytest.raises(GRAD_CASES[case]) as info:
+            opt.update(params, grads, opt.init(params))
+        assert "grads['W1']" in str(info.value), (cls, str(info.value))
 
 
-def test_update_refuses_grads_of_another_backend(backend, device):
-    if backend == "numpy":
-        pytest.skip("numpy: the other backend here is numpy itself")
-    _, params = _params(backend, device)
-    grads = {k: np.ones(tuple(p.shape)) for k, p in params.items()}
-    with pytest.raises(XpnnTypeError, match=r"grads\['W1'\] must be an array of dtype"):
-        SGD().update(params, grads, {})
-
-
-def test_update_refuses_foreign_state(backend, device):
-    net, params = _params(backend, device)
-    grads = {k: net.xp.ones(p.shape, dtype=p.dtype, device=net.device) for k, p in params.items()}
-    with pytest.raises(XpnnValueError, match=r"state does not belong to Adam\(.*\['m.W1'"):
-        Adam().update(params, grads, Momentum().init(params))
-    with pytest.raises(XpnnValueError, match=r"state does not belong to SGD"):
-        SGD().update(params, grads, Momentum().init(params))
-    other = xpnn.MLP([3, 5, 2], backend=backend, device=device).params
-    with pytest.raises(XpnnValueError, match=r"state\['v.W1'\] must have shape \(3, 4\)"):
-        Momentum().update(params, grads, Momentum().init(other))
-    with pytest.raises(XpnnTypeError, match=r"state must be the dict of arrays"):
-        Adam().update(params, grads, None)
-    nan = {k: v * float("nan") for k, v in Adam().init(params).items()}
-    with pytest.raises(XpnnValueError, match=r"contains NaN or infinity"):
-        Adam().check_state(params, nan, values=True)
+def test_apply_is_update_unchecked_with_a_warning():
+    """``Optimizer.apply``, the old name of ``update_unchecked``, works for one release."""
+    _, params = _params("numpy", None)
+    grads = {k: p * 0.5 for k, p in params.items()}
+    opt = Momentum(0.1)
+    with pytest.warns(DeprecationWarning, match="update_unchecked"):
+        apply = opt.apply
+    got = apply(params, grads, opt.init(params), xp=xpnn.get_namespace("numpy"))
+    want = opt.update(params, grads, opt.init(params))
+    for tree_got, tree_want in zip(got, want, strict=True):
+        for key, value in tree_want.items():
+            np.testing.assert_array_equal(tree_got[key], value)

@@ -1,17 +1,22 @@
-"""The RNN: gradient checks of every configuration, truncated BPTT, the public API."""
+"""The recurrent driver (``xpnn.nn.recurrent``) and the RNN model: one gradient-check
+matrix for every cell on the driver, truncated BPTT, the course's mistakes caught, the
+forward against a loop written out by hand, states, shapes and the notebook's weights."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import numpy as np
 import pytest
 from covering import covering_cases
-from sequences import random_sequences
+from sequences import random_sequences, with_random_biases
 
 import xpnn
+from xpnn.nn.losses import OutputLayer
 
-HIDDEN = ["sigmoid", "tanh", "relu"]
+KINDS = [("rnn", "sigmoid"), ("rnn", "tanh"), ("rnn", "relu"), ("lstm", None), ("gru", None)]
+"""The cells, the simple RNN with each hidden activation (the gated cells have their own)."""
 OUTPUT_LOSS = [
     ("sigmoid", "mse"),
     ("identity", "mse"),
@@ -19,57 +24,51 @@ OUTPUT_LOSS = [
     ("sigmoid", "cross_entropy"),
     ("softmax", "cross_entropy"),
 ]
-T, B, I, H, O = 5, 3, 2, 4, 3  # noqa: E741 - the RNN's sizes, as in its docstring
+DRIVER = list(itertools.product([False, True], [False, True], [None, 2]))
+"""The driver's settings: bias, many-to-one, truncate (2: two blocks of the 4 steps)."""
+T, B, I, H, O = 4, 2, 2, 2, 3  # noqa: E741 - small: eager JAX runs every perturbed loss
 
 
 def _data(output: str, many_to_one: bool, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return random_sequences(output, many_to_one, seed, (T, B, I, O))
 
 
+@pytest.mark.oracle
 @pytest.mark.parametrize(
-    ("hidden", "output_loss", "bias", "many_to_one", "truncate"),
-    covering_cases(
-        HIDDEN, OUTPUT_LOSS, list(itertools.product([False, True], [False, True], [None, 2]))
-    ),
+    ("kind", "output_loss", "bias", "many_to_one", "truncate"),
+    covering_cases(KINDS, OUTPUT_LOSS, DRIVER),
+    ids=lambda v: "-".join(map(str, v)) if isinstance(v, tuple) else str(v),
 )
 def test_gradient_check_every_configuration(
-    backend, device, hidden, output_loss, bias, many_to_one, truncate
+    backend, device, kind, output_loss, bias, many_to_one, truncate
 ):
-    output, loss = output_loss
+    """``backward`` against central differences of the loss, float64, for every cell on
+    the driver: full and truncated BPTT, many-to-many and many-to-one, with and without
+    biases, every output and loss."""
+    (cell, hidden), (output, loss) = kind, output_loss
     net = xpnn.RNN(
-        I,
-        H,
-        O,
-        hidden=hidden,
-        output=output,
-        loss=loss,
-        bias=bias,
-        many_to_one=many_to_one,
-        init="xavier",
-        seed=1,
-        backend=backend,
-        device=device,
-    )
+        I, H, O, cell=cell, hidden=hidden, output=output, loss=loss, bias=bias,
+        many_to_one=many_to_one, init="xavier", seed=1, backend=backend, device=device,
+    )  # fmt: skip
+    if bias:
+        with_random_biases(net, seed=3)
     xs, ds = _data(output, many_to_one, seed=2)
-    errors = xpnn.gradient_check(net, net.asarray(xs), net.asarray(ds), truncate=truncate)
+    # h = 1e-3: the stencil's truncation error (~h**4) stays far below 1e-7, and the
+    # rounding error (~eps / h) stays small beside gradients as small as 1e-5 (the gated
+    # cells' W under truncation), which the default h = 1e-4 measures only to ~1e-7.
+    errors = xpnn.gradient_check(net, net.asarray(xs), net.asarray(ds), truncate=truncate, h=1e-3)
     assert set(errors) == set(net.params)
     assert max(errors.values()) <= 1e-7, errors
 
 
+@pytest.mark.oracle
 @pytest.mark.parametrize("many_to_one", [False, True])
 def test_truncate_at_or_beyond_T_is_full_bptt(backend, device, many_to_one):
+    """Bit for bit: a block as long as the sequence is the whole sequence."""
     net = xpnn.RNN(
-        I,
-        H,
-        O,
-        hidden="tanh",
-        output="identity",
-        bias=True,
-        many_to_one=many_to_one,
-        init="xavier",
-        backend=backend,
-        device=device,
-    )
+        I, H, O, hidden="tanh", output="identity", bias=True, many_to_one=many_to_one,
+        init="xavier", backend=backend, device=device,
+    )  # fmt: skip
     xs, ds = _data("identity", many_to_one, seed=3)
     xs, ds = net.asarray(xs), net.asarray(ds)
     _, full = net.loss_and_grad(xs, ds)
@@ -81,49 +80,77 @@ def test_truncate_at_or_beyond_T_is_full_bptt(backend, device, many_to_one):
     assert not np.allclose(xpnn.to_numpy(shorter["W"]), xpnn.to_numpy(full["W"]))
 
 
-def test_gradient_check_detects_the_course_output_delta(monkeypatch):
-    """Course mistake 1: the output delta took d_sigmoid of the output y, not of v."""
-    from xpnn.nn import losses
+@pytest.mark.oracle
+def test_the_forward_is_the_hand_written_loop_to_the_bit(backend, device):
+    """The driver's forward through the backend's ``scan`` against the loop written out
+    here: ``ux = xs @ W_in``, ``h_t = tanh(ux_t + h_{t-1} @ W)``, ``y = H @ W_out``."""
+    steps, batch = 5, 3
+    net = xpnn.RNN(2, 4, 1, hidden="tanh", output="identity", seed=3, backend=backend,
+                   device=device)  # fmt: skip
+    xp, p = net.xp, net.params
+    xs = net.asarray(np.random.default_rng(1).normal(size=(steps, batch, 2)))
+    ux = xs @ p["W_in"]
+    hs = [xp.tanh(ux[0, ...])]
+    for t in range(1, steps):
+        hs.append(xp.tanh(ux[t, ...] + hs[-1] @ p["W"]))
+    v = xp.reshape(xp.concat(hs, axis=0) @ p["W_out"], (steps, batch, 1))
+    ys, cache = net.forward(xs)
+    assert xpnn.to_numpy(ys).tobytes() == xpnn.to_numpy(v).tobytes()
+    for t in range(steps):
+        assert xpnn.to_numpy(cache.state_at(t)).tobytes() == xpnn.to_numpy(hs[t]).tobytes()
 
+
+# -- the course's mistakes, caught by the gradient check ----------------------------------
+
+
+class _CourseOutput(OutputLayer):
+    """Course mistake 1: the output delta took d_sigmoid of the output y, not of v."""
+
+    def delta(self, u, y, d, xp):
+        s = 0.5 * xp.tanh(0.5 * y) + 0.5  # sigmoid(y), not sigmoid(u)
+        return (y - d) / y.shape[1] * s * (1.0 - s)
+
+
+def test_gradient_check_detects_the_course_output_delta(monkeypatch):
     net = xpnn.RNN(2, 16, 1)  # the notebook's network
     xs, ds = xpnn.datasets.binary_addition(4, seed=0)
     xs, ds = net.asarray(xs), net.asarray(ds)
     assert max(xpnn.gradient_check(net, xs, ds).values()) <= 1e-7
-
-    class CourseOutput(losses.OutputLayer):
-        def delta(self, u, y, d, xp):
-            s = 0.5 * xp.tanh(0.5 * y) + 0.5  # sigmoid(y), not sigmoid(u)
-            return (y - d) / y.shape[1] * s * (1.0 - s)
-
-    monkeypatch.setattr(net, "_out", CourseOutput("sigmoid", "mse"))
+    course = dataclasses.replace(net.core, out=_CourseOutput("sigmoid", "mse"))
+    monkeypatch.setattr(net, "core", course)  # the math the checked methods run
     assert xpnn.gradient_check(net, xs, ds)["W_out"] > 1e-2
 
 
-def test_gradient_check_detects_the_sine_notebook_recurrence(monkeypatch):
+def test_gradient_check_detects_the_sine_notebook_recurrence():
     """Course mistake 4: an output delta injected at every step of a many-to-one network."""
     net = xpnn.RNN(1, 5, 1, hidden="tanh", output="identity", many_to_one=True, init="xavier")
     data = xpnn.datasets.sine_windows(maxlen=5)
     xs, ds = net.asarray(data.xs_train[:, :4]), net.asarray(data.ds_train[:4])
     assert max(xpnn.gradient_check(net, xs, ds).values()) <= 1e-7
     many = xpnn.RNN.from_params(net.params, hidden="tanh", output="identity")
-    _, cache = many.forward_unchecked(xs, many.params)
-    wrong = many.backward_unchecked(cache, many.xp.stack([ds] * 5))  # delta at every step
+    _, cache = many.core.forward(many.params, xs)
+    wrong = many.core.backward(cache, many.xp.stack([ds] * 5))  # delta at every step
     _, right = net.loss_and_grad(xs, ds)
-    assert not np.allclose(xpnn.to_numpy(wrong["W"]), xpnn.to_numpy(right["W"]))
+    assert not np.allclose(wrong["W"], right["W"])
 
 
-def test_shapes_final_state_and_initial_state(backend, device):
+# -- states, shapes and weights -------------------------------------------------------------
+
+
+def test_shapes_and_the_state_carried_over(backend, device):
+    """float32 all through; running two halves with the state carried over equals one
+    run (the gated cells' carry: tests/test_cells.py)."""
     net = xpnn.RNN(I, H, O, bias=True, backend=backend, device=device, dtype="float32")
-    xs = net.asarray(np.ones((T, B, I)))
+    xs = net.asarray(np.random.default_rng(0).normal(size=(T, B, I)))
     ys, cache = net.forward(xs)
     assert tuple(ys.shape) == (T, B, O) and ys.dtype == net.xp.float32
-    assert tuple(cache.states[-1].shape) == (B, H)
-    # running the two halves with the state carried over equals one run
-    _, c1 = net.forward(xs[:2, ...])
-    second, _ = net.forward(xs[2:, ...], h0=c1.states[-1])
+    assert tuple(cache.state_at(-1).shape) == (B, H)
+    _, first = net.forward(xs[:2, ...])
+    second, _ = net.forward(xs[2:, ...], h0=first.state_at(-1))
     np.testing.assert_allclose(xpnn.to_numpy(second), xpnn.to_numpy(ys[2:, ...]), rtol=1e-6)
     grads = net.backward(cache, net.asarray(np.zeros((T, B, O))))
-    assert set(grads) == {"W_in", "W", "W_out", "b", "b_out"}
+    assert {k: tuple(g.shape) for k, g in grads.items()} == net.param_shapes
+    assert all(g.dtype == net.xp.float32 for g in grads.values())
     one = xpnn.RNN(I, H, O, many_to_one=True, backend=backend, device=device)
     assert tuple(one.predict(one.asarray(np.ones((T, B, I)))).shape) == (B, O)
 

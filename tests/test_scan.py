@@ -1,4 +1,7 @@
-"""``xpnn.backends.scan``: the loop primitive of the recurrent driver, on every backend."""
+"""The scan hook of the backend protocol (``get_backend(name).scan``), the recurrent
+driver's one loop over time: on every backend it is the loop written out by hand, to the
+bit; under ``jax.jit`` it is ``lax.scan``, the jitted step equals the eager one to 1e-12
+in float64 for every cell, and the traced program does not grow with the sequence."""
 
 from __future__ import annotations
 
@@ -6,14 +9,15 @@ import numpy as np
 import pytest
 
 import xpnn
-from xpnn.backends import scan
-from xpnn.errors import XpnnValueError
+from xpnn.backends import get_backend
+
+pytestmark = pytest.mark.oracle
 
 T, B, H = 5, 3, 4
 
 
 def _bits(x) -> bytes:
-    return xpnn.to_numpy(x).tobytes()
+    return np.ascontiguousarray(xpnn.to_numpy(x)).tobytes()
 
 
 def _step(carry, x):
@@ -22,193 +26,152 @@ def _step(carry, x):
     return new, new - x
 
 
-def test_scan_is_the_loop_to_the_bit(backend, xp_device):
-    """Eagerly, ``scan`` runs exactly what a hand-written loop runs (forward and reverse)."""
+def _by_hand(step, init, slices, reverse):
+    """The loop a model would write: the last carry and the outputs in time order."""
+    carry, ys = init, [None] * len(slices)
+    for t in reversed(range(len(slices))) if reverse else range(len(slices)):
+        carry, ys[t] = step(carry, slices[t])
+    return carry, ys
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+def test_scan_is_the_loop_written_out_to_the_bit(backend, xp_device, reverse):
     xp, device = xp_device
     host = np.random.default_rng(0).normal(size=(T, B, H))
     xs = xp.asarray(host, dtype=xp.float32, device=device)
-    for reverse in (False, True):
-        carry, ys = scan(_step, xp.zeros_like(xs[0, ...]), xs, reverse=reverse, backend=backend)
-        expected_carry, expected = xp.zeros_like(xs[0, ...]), [None] * T
-        for t in reversed(range(T)) if reverse else range(T):
-            expected_carry, expected[t] = _step(expected_carry, xs[t, ...])
-        assert tuple(ys.shape) == (T, B, H)
-        assert _bits(carry) == _bits(expected_carry)
-        assert [_bits(ys[t, ...]) for t in range(T)] == [_bits(y) for y in expected]
+    init = xp.asarray(np.full((B, H), 0.25), dtype=xp.float32, device=device)
+    carry, ys = get_backend(backend).scan(_step, init, xs, reverse=reverse)
+    want_carry, want = _by_hand(_step, init, [xs[t, ...] for t in range(T)], reverse)
+    assert tuple(ys.shape) == (T, B, H)
+    assert _bits(carry) == _bits(want_carry)
+    assert [_bits(ys[t, ...]) for t in range(T)] == [_bits(y) for y in want]
 
 
-def test_reverse_runs_from_the_last_step_and_keeps_time_order(backend, xp_device):
+def test_reverse_runs_from_the_last_step_and_stacks_in_time_order(backend, xp_device):
     xp, device = xp_device
     xs = xp.asarray([1.0, 2.0, 3.0], device=device)
     # carry = 10 * carry + x: the digits show the order the steps ran in
-    carry, ys = scan(lambda c, x: (10.0 * c + x, c), xp.asarray(0.0, device=device), xs,
-                     reverse=True, backend=backend)  # fmt: skip
+    step = lambda c, x: (10.0 * c + x, c)  # noqa: E731
+    scan = get_backend(backend).scan
+    carry, ys = scan(step, xp.asarray(0.0, device=device), xs, reverse=True)
     assert float(carry) == 321.0
     assert xpnn.to_numpy(ys).tolist() == [32.0, 3.0, 0.0]  # each step's carry in, time order
+    carry, ys = scan(step, xp.asarray(0.0, device=device), xs)
+    assert float(carry) == 123.0
+    assert xpnn.to_numpy(ys).tolist() == [0.0, 1.0, 12.0]
 
 
-def test_pytrees_none_first_and_length(backend, xp_device):
-    """Carries and xs of tuples, dicts and None; ``carry=None`` hands None to the first
-    call only; ``xs=None`` with ``length``."""
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+def test_tuples_and_none_to_the_bit(backend, xp_device, reverse):
+    """``xs`` a tuple with a None entry (handed to every step as None), a carry of a
+    pair (the LSTM's), outputs of nested tuples with None (stacked None stays None):
+    the driver's trees, against the loop written out."""
     xp, device = xp_device
-    a = xp.asarray(np.arange(T * 2.0).reshape(T, 2), dtype=xp.float32, device=device)
-    seen = []
+    rng = np.random.default_rng(1)
+    a = xp.asarray(rng.normal(size=(T, B)), device=device)
+    b = xp.asarray(rng.normal(size=(T, B, 2)), device=device)
 
-    def fn(carry, x):
-        seen.append(carry is None)
-        total = x["a"] if carry is None else carry[0] + x["a"]
-        return (total, {"n": x["b"][0]}), {"sum": total, "pair": (x["b"][1], None)}
+    def step(carry, x):
+        h, c = carry
+        x_a, nothing, x_b = x
+        assert nothing is None
+        h = 0.5 * h + x_a
+        c = c * 0.25 + x_b[:, 0] * h
+        return (h, c), (h, (c + x_b[:, 1], None))
 
-    xs = {"a": a, "b": (a + 1.0, 2.0 * a)}
-    carry, ys = scan(fn, None, xs, backend=backend)
-    assert seen == [True] + [False] * (T - 1)
-    np.testing.assert_array_equal(
-        xpnn.to_numpy(ys["sum"]), np.cumsum(np.arange(T * 2.0).reshape(T, 2), axis=0)
-    )
-    np.testing.assert_array_equal(xpnn.to_numpy(ys["pair"][0]), 2.0 * xpnn.to_numpy(a))
-    assert ys["pair"][1] is None
-    assert float(carry[1]["n"][0]) == 2.0 * (T - 1) + 1.0  # b[T - 1][0] = a[T - 1][0] + 1
-    count, ones = scan(lambda c, _: (c + 1.0, c), xp.asarray(0.0, device=device), None,
-                       length=4, backend=backend)  # fmt: skip
-    assert float(count) == 4.0 and xpnn.to_numpy(ones).tolist() == [0.0, 1.0, 2.0, 3.0]
-
-
-@pytest.mark.parametrize(
-    ("grow", "message"),
-    [
-        (lambda c, xp: xp.concat([c, c], axis=0), r"carry in \(3,\) float.*carry out \(6,\)"),
-        (lambda c, xp: xp.astype(c, xp.int32), r"carry in \(3,\) float.*carry out \(3,\) int32"),
-        (lambda c, xp: (c, c), r"carry in \(3,\) float.*carry out tuple of \[\(3,\)"),
-    ],
-)
-def test_a_carry_that_changes_is_refused(backend, xp_device, grow, message):
-    xp, device = xp_device
-    xs = xp.ones((4, 3), device=device)
-
-    def run(xs):
-        return scan(lambda c, x: (grow(c + x, xp), x), xp.zeros_like(xs[0, ...]), xs,
-                    backend=backend)  # fmt: skip
-
-    with pytest.raises(XpnnValueError, match=message):
-        run(xs)
-    if backend == "jax":  # the lax.scan path: refused while tracing
-        import jax
-
-        with pytest.raises(XpnnValueError, match=message):
-            jax.jit(run)(xs)
+    init = (xp.zeros((B,), device=device), xp.ones((B,), device=device))
+    carry, ys = get_backend(backend).scan(step, init, (a, None, b), reverse=reverse)
+    slices = [(a[t, ...], None, b[t, ...]) for t in range(T)]
+    want_carry, want = _by_hand(step, init, slices, reverse)
+    assert [_bits(v) for v in carry] == [_bits(v) for v in want_carry]
+    h_ys, (c_ys, nothing) = ys
+    assert nothing is None
+    assert tuple(h_ys.shape) == (T, B) and tuple(c_ys.shape) == (T, B)
+    assert [_bits(h_ys[t, ...]) for t in range(T)] == [_bits(y[0]) for y in want]
+    assert [_bits(c_ys[t, ...]) for t in range(T)] == [_bits(y[1][0]) for y in want]
 
 
-def test_jax_scan_under_jit_matches_the_loop(backend, xp_device):
-    """Traced, ``scan`` is ``lax.scan`` (with ``carry=None`` first step, reverse)."""
+# -- under jax.jit ------------------------------------------------------------------------
+
+
+def _jax_only(backend: str) -> None:
     if backend != "jax":
-        pytest.skip("jax.jit only")
+        pytest.skip(f"{backend}: jax.jit's lax.scan")
+
+
+def test_under_jit_it_is_lax_scan(backend, xp_device):
+    """Traced, the hook is one ``lax.scan`` (forward and reverse, tuples and None), and
+    the jitted result is the eager one's to 1e-12 in float64."""
+    _jax_only(backend)
     import jax
 
     xp, device = xp_device
-    xs = xp.asarray(
-        np.random.default_rng(0).normal(size=(T, B, H)), dtype=xp.float32, device=device
-    )
-    for carry in (None, xp.zeros((B, H), dtype=xp.float32)):
-        for reverse in (False, True):
+    jax_backend = get_backend(backend)
+    jax_backend.enable_float64()  # what a float64 model does
+    scan = jax_backend.scan
+    rng = np.random.default_rng(2)
+    xs = xp.asarray(rng.normal(size=(T, B, H)), dtype=xp.float64, device=device)
+    init = xp.asarray(rng.normal(size=(B, H)), dtype=xp.float64, device=device)
 
-            def fn(c, x):
-                return _step(xp.zeros_like(x) if c is None else c, x)
+    def run(init, xs, reverse):
+        def step(carry, x):
+            x_a, _ = x
+            new, y = _step(carry, x_a)
+            return new, (y, None)
 
-            def run(xs, carry=carry, reverse=reverse, fn=fn):
-                return scan(fn, carry, xs, reverse=reverse, backend=backend)
+        return scan(step, init, (xs, None), reverse=reverse)
 
-            (c1, y1), (c2, y2) = jax.jit(run)(xs), run(xs)
-            np.testing.assert_allclose(xpnn.to_numpy(c1), xpnn.to_numpy(c2), rtol=1e-6)
-            np.testing.assert_allclose(xpnn.to_numpy(y1), xpnn.to_numpy(y2), rtol=1e-6)
-
-
-def test_no_steps_is_refused(backend, xp_device):
-    xp, device = xp_device
-    with pytest.raises(XpnnValueError, match="at least one step: xs has 0 slices"):
-        scan(_step, None, xp.ones((0, 2), device=device), backend=backend)
-
-
-def test_the_rnn_forward_is_the_hand_written_loop_to_the_bit(backend, device):
-    """The driver's forward through ``scan`` against the loop written out here:
-    ``ux = xs @ W_in``, ``h_t = tanh(ux_t + h_{t-1} @ W)``, ``y = H @ W_out``."""
-    net = xpnn.RNN(2, H, 1, hidden="tanh", output="identity", seed=3, backend=backend,
-                   device=device, dtype="float64")  # fmt: skip
-    xp, p = net.xp, net.params
-    xs = net.asarray(np.random.default_rng(1).normal(size=(T, B, 2)))
-    ux = xs @ p["W_in"]
-    hs = [xp.tanh(ux[0, ...])]
-    for t in range(1, T):
-        hs.append(xp.tanh(ux[t, ...] + hs[-1] @ p["W"]))
-    v = xp.reshape(xp.concat(hs, axis=0) @ p["W_out"], (T, B, 1))
-    ys, cache = net.forward(xs)
-    assert _bits(ys) == _bits(v)
-    assert [_bits(cache.state_at(t)) for t in range(T)] == [_bits(h) for h in hs]
-
-
-def _assert_jit_equals_eager(jitted, eager, params, xs, ds) -> None:
-    """One step of each from ``params``: new parameters and loss within 1e-12."""
-    got, _, loss = jitted(params, {}, xs, ds)
-    want, _, eager_loss = eager(params, {}, xs, ds)
-    for key in want:
-        np.testing.assert_allclose(
-            xpnn.to_numpy(got[key]), xpnn.to_numpy(want[key]), rtol=0, atol=1e-12
+    for reverse in (False, True):
+        program = str(jax.make_jaxpr(lambda i, x, r=reverse: run(i, x, r))(init, xs))
+        assert program.count("scan[") == 1, program
+        (c1, (y1, n1)), (c2, (y2, n2)) = (
+            jax.jit(run, static_argnums=2)(init, xs, reverse),
+            run(init, xs, reverse),
         )
-    assert abs(float(loss) - float(eager_loss)) <= 1e-12
+        assert n1 is None and n2 is None
+        np.testing.assert_allclose(xpnn.to_numpy(c1), xpnn.to_numpy(c2), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(xpnn.to_numpy(y1), xpnn.to_numpy(y2), rtol=1e-12, atol=1e-12)
 
 
-def test_jit_equals_eager_at_200_steps_with_truncation(backend, device):
-    """On JAX the jitted step runs the time loops as ``lax.scan``; within 1e-12 of the
-    eager step (a Python loop) in float64, LSTM and GRU, truncated BPTT, many-to-one."""
-    if backend != "jax":
-        pytest.skip("jax.jit only")
-    x, d = xpnn.datasets.adding_problem(4, 200, seed=0)
-    for cell, truncate in (("lstm", 64), ("gru", None)):
-        net = xpnn.RNN(2, 3, 1, cell=cell, output="identity", many_to_one=True, seed=0,
-                       backend=backend, device=device, dtype="float64")  # fmt: skip
-        xs, ds = net.asarray(x), net.asarray(d)
-        jitted = xpnn.make_step(net, xpnn.SGD(0.1), truncate=truncate, compile="on")
-        eager = xpnn.make_step(net, xpnn.SGD(0.1), truncate=truncate, compile="off")
-        assert jitted.compiled and not eager.compiled
-        _assert_jit_equals_eager(jitted, eager, net.params, xs, ds)
-
-
-def test_truncated_bptt_traces_one_program_for_any_length(backend, device):
-    """Many-to-many truncated BPTT on JAX: the whole blocks run as one scan over blocks, so
-    the traced step holds as many scans at T 50 as at T 200 (blocks of 7 and a shorter
-    last one; one scan per block would be 9 and 30), and the jitted step is within 1e-12
-    of the eager one in float64."""
-    if backend != "jax":
-        pytest.skip("jax.jit only")
+@pytest.mark.parametrize(
+    ("cell", "many_to_one", "truncate"),
+    [("rnn", False, 7), ("lstm", False, 7), ("gru", True, None)],
+    ids=["rnn-truncated", "lstm-truncated", "gru-many-to-one-full"],
+)
+def test_the_jitted_step_equals_the_eager_one_and_does_not_grow_with_T(
+    backend, device, cell, many_to_one, truncate
+):
+    """A training step under ``jax.jit`` (its time loops ``lax.scan``) within 1e-12 of
+    the eager step (the default loop) in float64, at T 50 and 200, many-to-many with
+    truncated BPTT (the LSTM's paired carry too) and many-to-one with full BPTT. The whole blocks of
+    truncated BPTT run as one scan over blocks, each a scan over its steps, so the traced
+    step holds as many scans at T 200 as at T 50 (blocks of 7 and a shorter last one:
+    one scan per block would be 9 and 30)."""
+    _jax_only(backend)
     import jax
 
     scans = {}
     for steps in (50, 200):
-        net = xpnn.RNN(2, 3, 1, seed=0, backend=backend, device=device, dtype="float64")
+        net = xpnn.RNN(
+            2, 3, 1, cell=cell, output="identity", bias=True, many_to_one=many_to_one,
+            seed=steps, backend=backend, device=device,
+        )  # fmt: skip
         rng = np.random.default_rng(steps)
-        xs = net.asarray(rng.integers(0, 2, size=(steps, 4, 2)).astype(np.float64))
-        ds = net.asarray(rng.integers(0, 2, size=(steps, 4, 1)).astype(np.float64))
-        jitted = xpnn.make_step(net, xpnn.SGD(0.1), truncate=7, compile="on")
-        eager = xpnn.make_step(net, xpnn.SGD(0.1), truncate=7, compile="off")
-        scans[steps] = str(jax.make_jaxpr(eager.fn)(net.params, {}, xs, ds)).count("scan[")
-        _assert_jit_equals_eager(jitted, eager, net.params, xs, ds)
+        xs = net.asarray(rng.normal(size=(steps, 4, 2)))
+        ds = net.asarray(rng.normal(size=(4, 1) if many_to_one else (steps, 4, 1)))
+        opt = xpnn.Adam(0.01)
+        jitted = xpnn.make_step(net, opt, truncate=truncate, compile="on")
+        eager = xpnn.make_step(net, opt, truncate=truncate, compile="off")
+        assert jitted.compiled and not eager.compiled
+        state = opt.init(net.params)
+        scans[steps] = str(jax.make_jaxpr(eager.fn)(net.params, state, xs, ds)).count("scan[")
+        got, got_state, loss = jitted(net.params, state, xs, ds)
+        want, want_state, eager_loss = eager(net.params, state, xs, ds)
+        for tree_got, tree_want in ((got, want), (got_state, want_state)):
+            for key in tree_want:
+                np.testing.assert_allclose(
+                    xpnn.to_numpy(tree_got[key]), xpnn.to_numpy(tree_want[key]),
+                    rtol=1e-12, atol=1e-12, err_msg=key,
+                )  # fmt: skip
+        assert abs(float(loss) - float(eager_loss)) <= 1e-12
     assert scans[50] == scans[200] <= 5, scans
-
-
-def test_the_torch_scan_benchmark_runs_both_forms(backend, capsys, monkeypatch):
-    """``benchmarks/torch_scan.py`` (why the scan hook keeps a Python loop on PyTorch) at a
-    tiny size: every form gets a row, timed or failed, and the compiled loop computes the
-    eager loop's numbers. No time is asserted."""
-    if backend != "torch":
-        pytest.skip(f"{backend}: the benchmark compares torch.compile's forms")
-    from pathlib import Path
-
-    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent / "benchmarks"))
-    import torch_scan
-
-    assert torch_scan.main(["--lengths", "2", "--batches", "1", "--seconds", "0.01"]) == 0
-    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 2 |")]
-    assert len(rows) == len(torch_scan.FORMS)
-    loop = rows[0].split("|")
-    assert "python loop (inductor)" in loop[3] and float(loop[6]) <= 1e-12
-    for row in rows[1:]:
-        assert "scan operator" in row and ("fails: " in row or float(row.split("|")[6]) <= 1e-12)
