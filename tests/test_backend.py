@@ -12,6 +12,8 @@ import xpnn
 from xpnn import backends as B
 from xpnn.errors import XpnnTypeError
 
+pytestmark = pytest.mark.jax_covering  # each backend's own names and copies, JAX's too
+
 
 def test_available_backends_lists_usable_ones():
     names = xpnn.available_backends()

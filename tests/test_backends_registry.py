@@ -52,6 +52,7 @@ def test_every_registered_backend_implements_the_protocol() -> None:
             assert backend.name not in B.COMPILERS
 
 
+@pytest.mark.jax_covering
 def test_a_usable_backend_knows_its_namespace_and_arrays(backend: str) -> None:
     xp = B.get_namespace(backend)
     x = xp.asarray([[1.0, 2.0]], device=B.default_device(xp))

@@ -357,17 +357,7 @@ def test_bad_cell_command_lines_exit_2(argv, flag, capsys):
     assert flag in capsys.readouterr().err
 
 
-# -- input that does not fit the cell ---------------------------------------------------------
-
-
-def test_an_unknown_cell_is_refused():
-    for make in (
-        lambda: xpnn.RNN(2, 3, 1, cell="lstn"),
-        lambda: xpnn.RNN.from_params({"W_in": np.ones((2, 3))}, cell=4),
-    ):
-        with pytest.raises(XpnnValueError) as info:
-            make()
-        assert info.value.argument == "cell"
+# -- input that does not fit the cell (an unknown cell: tests/test_errors.py) ---------------
 
 
 def test_the_hidden_activation_applies_to_the_simple_rnn_only():

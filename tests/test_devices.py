@@ -189,6 +189,7 @@ def test_float32_on_a_device_without_float64_works() -> None:
     assert all(g.dtype == rnn.xp.float32 for g in grads.values())
 
 
+@pytest.mark.jax_covering  # each backend lists its own devices
 def test_a_device_that_does_not_exist_is_refused_with_the_list(backend: str) -> None:
     known = _known_devices(xpnn.get_namespace(backend))
     for make in (_mlp, _rnn):

@@ -137,6 +137,7 @@ def test_gradient_check_detects_the_sine_notebook_recurrence():
 # -- states, shapes and weights -------------------------------------------------------------
 
 
+@pytest.mark.jax_covering  # the RNN in float32 (the oracle tests run float64)
 def test_shapes_and_the_state_carried_over(backend, device):
     """float32 all through; running two halves with the state carried over equals one
     run (the gated cells' carry: tests/test_cells.py)."""
