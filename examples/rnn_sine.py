@@ -69,7 +69,7 @@ truth = datasets.sine_continuation(data.t[-1], dt, 200)
 print(f"generated 200 points; MSE against the true sine: {np.mean((generated - truth) ** 2):.6g}")
 
 if args.plot:
-    from xpnn import plotting
+    from xpnn.cli import plotting
 
     t_gen = data.t[-1] + dt * np.arange(1, 201)
     title = f"examples/rnn_sine.py: maxlen {args.maxlen}, SGD lr 0.1, {args.iters} iters, seed 0"

@@ -60,7 +60,7 @@ print(
 )
 
 if args.plot:
-    from xpnn import plotting
+    from xpnn.cli import plotting
 
     # The loss is half the squared error, so predicting the mean scores half the variance.
     plotting.loss_curve(

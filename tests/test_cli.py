@@ -1,53 +1,47 @@
 """The ``xpnn`` command as a user runs it: every bad invocation ends with a non-zero exit
-status and one short message on stderr, never a traceback; a few good ones succeed."""
+status and one short message on stderr, never a traceback, and nothing is run or written
+before its checks; a few good ones succeed and say what they should where they should.
+
+Each command runs in this process (``cli.main``) but where a process of its own is the
+point: a signal, the entry point."""
 
 from __future__ import annotations
 
 import argparse
-import ast
 import contextlib
+import importlib
 import importlib.util
 import io
 import json
 import os
 import re
+import shlex
+import signal
 import subprocess
 import sys
+import time
 from dataclasses import fields
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
 from selection import selected_backends
+from xpnn.checkpoint import load
 
 from xpnn import cli
 from xpnn.backends import backend_info
-from xpnn.datasets import MAX_ALL_PAIRS_BITS as TOP_BITS
 from xpnn.course.registry import RUNS
+from xpnn.datasets import MAX_ALL_PAIRS_BITS as TOP_BITS
 
-CLI = [sys.executable, "-m", "xpnn.cli"]
+cli_main = importlib.import_module("xpnn.cli.main")  # the module (cli.main is the function)
+CLI = [sys.executable, "-m", "xpnn"]
 TIMEOUT = 120
 HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
-pytestmark = pytest.mark.skipif(
-    "numpy" not in selected_backends(),
-    reason="the command runs on numpy by default; XPNN_BACKENDS leaves numpy out",
-)
-
-
-def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [*CLI, *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
 
 
 def _run_in_process(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    """``cli.main(args)`` in this process, in ``cwd``, its output captured: what ``_run``
-    returns, without starting an interpreter (the entry point itself is tested apart)."""
+    """``cli.main(args)`` in this process, in ``cwd``: its exit status and output, as a
+    process of its own would give them, without starting an interpreter."""
     out, err = io.StringIO(), io.StringIO()
     here = os.getcwd()
     os.chdir(cwd)
@@ -105,25 +99,41 @@ BAD_COMMAND_LINES = [
         2,
         "argument --compiled: unknown compiling backend numpy",
     ),
-    (["train", "regression", "--iters", "0"], 2, "argument --iters: must be at least 1, got 0"),
-    (["train", "regression", "--iters", "-3"], 2, "argument --iters: must be at least 1, got -3"),
+    (["train", "regression", "--iters", "0"], 2, "--iters must be an integer of at least 1, got 0"),
+    (
+        ["train", "regression", "--iters", "-3"],
+        2,
+        "--iters must be an integer of at least 1, got -3",
+    ),
     (["train", "regression", "--iters", "abc"], 2, "argument --iters: expected an integer"),
     (["train", "regression", "--iters", "1e3"], 2, "argument --iters: expected an integer"),
     (["train", "regression", "--iters"], 2, "argument --iters: expected one argument"),
-    (["train", "regression", "--lr", "0"], 2, "argument --lr: must be positive and finite"),
-    (["train", "regression", "--lr", "-0.1"], 2, "argument --lr: must be positive and finite"),
-    (["train", "regression", "--lr", "nan"], 2, "argument --lr: must be positive and finite"),
-    (["train", "regression", "--lr", "inf"], 2, "argument --lr: must be positive and finite"),
+    (["train", "regression", "--lr", "0"], 2, "--lr must be a positive finite number"),
+    (["train", "regression", "--lr", "-0.1"], 2, "--lr must be a positive finite number"),
+    (["train", "regression", "--lr", "nan"], 2, "--lr must be a positive finite number"),
+    (["train", "regression", "--lr", "inf"], 2, "--lr must be a positive finite number"),
     (["train", "regression", "--lr", "fast"], 2, "argument --lr: expected a number, got 'fast'"),
-    (["train", "regression", "--batch-size", "0"], 2, "argument --batch-size: must be at least 1"),
-    (["train", "regression", "--log-every", "0"], 2, "argument --log-every: must be at least 1"),
-    (["train", "regression", "--hidden-size", "0"], 2, "argument --hidden-size: must be at least"),
+    (
+        ["train", "regression", "--batch-size", "0"],
+        2,
+        "--batch-size must be an integer of at least 1",
+    ),
+    (
+        ["train", "regression", "--log-every", "0"],
+        2,
+        "--log-every must be an integer of at least 1",
+    ),
+    (
+        ["train", "regression", "--hidden-size", "0"],
+        2,
+        "--hidden-size must be an integer of at least",
+    ),
     (["train", "regression", "--hidden-size", "2.5"], 2, "--hidden-size: expected an integer"),
-    (["train", "regression", "--seed", "-1"], 2, "argument --seed: must be a non-negative integer"),
+    (["train", "regression", "--seed", "-1"], 2, "--seed must be an integer of at least 0, got -1"),
     (["train", "regression", "--seed", "abc"], 2, "argument --seed: expected an integer"),
     (["train", "regression", "--low", "1", "--high", "0"], 2, "need finite low < high"),
-    (["train", "regression", "--low", "nan"], 2, "argument --low: must be finite, got nan"),
-    (["train", "regression", "--high", "inf"], 2, "argument --high: must be finite, got inf"),
+    (["train", "regression", "--low", "nan"], 2, "--low must be a finite number, got nan"),
+    (["train", "regression", "--high", "inf"], 2, "--high must be a finite number, got inf"),
     (["train", "regression", "--activation", "softplus"], 2, "invalid choice: 'softplus'"),
     (["train", "regression", "--dtype", "int32"], 2, "argument --dtype: invalid choice: 'int32'"),
     (["train", "backprop", "--dtype", "float16"], 2, "argument --dtype: invalid choice"),
@@ -154,29 +164,44 @@ BAD_COMMAND_LINES = [
         f"bits must be an integer from 2 to {TOP_BITS}, got {TOP_BITS + 1} ",
     ),
     (["train", "binary-addition", "--bits", "eight"], 2, "argument --bits: expected an integer"),
-    (["train", "binary-addition", "--truncate", "0"], 2, "argument --truncate: must be at least 1"),
-    (["train", "binary-addition", "--truncate", "-2"], 2, "argument --truncate: must be at least"),
-    (["train", "binary-addition", "--clip", "-1"], 2, "argument --clip: must be positive and"),
-    (["train", "binary-addition", "--clip", "0"], 2, "argument --clip: must be positive and"),
-    (["train", "binary-addition", "--clip", "nan"], 2, "argument --clip: must be positive and"),
-    (["train", "binary-addition", "--weight-init-std", "0"], 2, "--weight-init-std: must be pos"),
-    (["train", "binary-addition", "--weight-init-std", "inf"], 2, "--weight-init-std: must be"),
+    (
+        ["train", "binary-addition", "--truncate", "0"],
+        2,
+        "--truncate must be an integer of at least 1",
+    ),
+    (
+        ["train", "binary-addition", "--truncate", "-2"],
+        2,
+        "--truncate must be an integer of at least",
+    ),
+    (["train", "binary-addition", "--clip", "-1"], 2, "--clip must be a positive finite"),
+    (["train", "binary-addition", "--clip", "0"], 2, "--clip must be a positive finite"),
+    (["train", "binary-addition", "--clip", "nan"], 2, "--clip must be a positive finite"),
+    (["train", "binary-addition", "--weight-init-std", "0"], 2, "--weight-init-std must be a pos"),
+    (["train", "binary-addition", "--weight-init-std", "inf"], 2, "--weight-init-std must be"),
     (["train", "binary-addition", "--init", "zeros"], 2, "argument --init: invalid choice"),
-    (["train", "sine", "--maxlen", "0"], 2, "argument --maxlen: must be at least 1, got 0"),
+    (["train", "sine", "--maxlen", "0"], 2, "--maxlen must be an integer of at least 1, got 0"),
     (["train", "sine", "--maxlen", "450"], 2, "maxlen must be below n_points - n_test = 400"),
-    (["train", "sine", "--hidden-size", "-1"], 2, "argument --hidden-size: must be at least 1"),
-    (["train", "sine", "--lr", "1e999"], 2, "argument --lr: must be positive and finite"),
-    (["train", "regression", "--batch-size", str(10**16)], 1, "use a smaller batch_size"),
-    (["train", "binary-addition", "--batch-size", str(10**21)], 1, "use a smaller batch_size"),
+    (["train", "sine", "--hidden-size", "-1"], 2, "--hidden-size must be an integer of at least 1"),
+    (["train", "sine", "--lr", "1e999"], 2, "--lr must be a positive finite number"),
+    (
+        ["train", "regression", "--batch-size", str(10**16)],
+        2,
+        "--batch-size must be an integer from 1 to",
+    ),
+    (["train", "binary-addition", "--batch-size", str(2**31 - 1)], 1, "use a smaller batch_size"),
 ]
 # the checkpoint flags
 BAD_COMMAND_LINES += [
-    (["train", "regression", "--checkpoint", "missing"], 2, "checkpoint folder 'missing' does no"),
-    (["train", "regression", "--checkpoint", "a_file"], 2, "checkpoint folder 'a_file' is not a"),
+    (
+        ["train", "regression", "--checkpoint", "a_file"],
+        2,
+        "checkpoint folder 'a_file': 'a_file' is not a folder",
+    ),
     (
         ["train", "regression", "--checkpoint", "ckpt", "--checkpoint-every", "0"],
         2,
-        "argument --checkpoint-every: must be at least 1, got 0",
+        "--checkpoint-every N must be an integer of at least 1, got 0",
     ),
     (
         ["train", "regression", "--checkpoint", "ckpt", "--checkpoint-every", "x"],
@@ -205,9 +230,9 @@ BAD_COMMAND_LINES += [
         2,
         "optimizer rmsprop does not take beta2",
     ),
-    (["train", "regression", "--optimizer", "adam", "--beta1", "1"], 2, "--beta1: must be in"),
-    (["train", "regression", "--optimizer", "adam", "--eps", "0"], 2, "--eps: must be positive"),
-    (["train", "regression", "--optimizer", "rmsprop", "--decay", "-0.1"], 2, "--decay: must"),
+    (["train", "regression", "--optimizer", "adam", "--beta1", "1"], 2, "--beta1 must be in"),
+    (["train", "regression", "--optimizer", "adam", "--eps", "0"], 2, "--eps must be a positive"),
+    (["train", "regression", "--optimizer", "rmsprop", "--decay", "-0.1"], 2, "--decay must"),
     (["train", "regression", "--compile", "yes"], 2, "argument --compile: invalid choice"),
     (
         ["train", "binary-addition", "--compile", "on"],
@@ -219,9 +244,9 @@ IDS = [" ".join(args) or "(no arguments)" for args, _, _ in BAD_COMMAND_LINES]
 
 
 def _runnable(args: list[str]) -> bool:
-    """Whether the invocation means the same here: a figure's format is checked only
-    where matplotlib is installed (without it the plot step says what to install)."""
-    return HAS_MATPLOTLIB or "loss.xyz" not in args
+    """Whether the invocation means the same here: without matplotlib every --plot is
+    refused for that (test_a_plot_that_cannot_be_drawn_is_refused_before_training)."""
+    return HAS_MATPLOTLIB or "--plot" not in args
 
 
 @pytest.fixture(scope="module")
@@ -245,14 +270,16 @@ def bad_results(tmp_path_factory) -> dict[tuple[str, ...], subprocess.CompletedP
 def test_bad_invocation(bad_results, args, status, match):
     if not _runnable(args):
         pytest.skip("matplotlib is not installed (the plot extra)")
-    _assert_one_line_failure(bad_results[tuple(args)], match, status)
+    result = bad_results[tuple(args)]
+    _assert_one_line_failure(result, match, status)
+    assert result.stdout == ""  # refused before anything ran
 
 
 def test_unavailable_backend(workdir):
     info = backend_info("cupy")
     if info.usable:
         pytest.skip("cupy is usable here; this test needs a machine without it")
-    result = _run(["train", "backprop", "--backend", "cupy"], workdir)
+    result = _run_in_process(["train", "backprop", "--backend", "cupy"], workdir)
     _assert_one_line_failure(result, re.escape(info.reason), 1)
 
 
@@ -271,108 +298,178 @@ def test_device_the_backend_lacks(bad_results, backend, device):
 # -- good invocations -------------------------------------------------------------------
 
 
-def test_backends_lists_every_backend(workdir):
-    result = _run(["backends"], workdir)
-    assert result.returncode == 0, result.stderr
-    assert result.stderr == ""
+def test_backends_lists_every_backend(capsys):
+    assert cli.main(["backends"]) == 0
+    out, err = capsys.readouterr()
+    assert err == ""
     for name in ("numpy", "array_api_strict", "torch", "jax", "cupy"):
-        assert name in result.stdout
+        assert name in out
 
 
-def test_help(workdir):
-    result = _run(["train", "binary-addition", "--help"], workdir)
-    assert result.returncode == 0
-    assert "--truncate" in result.stdout
+def test_train_backprop(capsys):
+    assert cli.main(["train", "backprop"]) == 0
+    assert "##### 誤差逆伝播開始 #####" in capsys.readouterr().out
 
 
-def test_train_backprop(workdir):
-    result = _run(["train", "backprop"], workdir)
-    assert result.returncode == 0, result.stderr
-    assert "Traceback" not in result.stderr
-    assert "##### 誤差逆伝播開始 #####" in result.stdout
-
-
-def test_train_binary_addition_json(workdir):
+def test_train_binary_addition_json(capsys):
     args = ["train", "binary-addition", "--iters", "50", "--quiet", "--json", "--bits", "4"]
-    result = _run(args, workdir)
-    assert result.returncode == 0, result.stderr
-    summary = json.loads(result.stdout)
+    assert cli.main(args) == 0
+    summary = json.loads(capsys.readouterr().out)
     assert summary["config"]["iters"] == 50
     assert summary["losses"][0][0] == 0
     assert summary["losses"][-1][0] == 49
     assert all(isinstance(v, float) for _, v in summary["losses"])
     assert summary["total"] == 64
     assert 0 <= summary["exact"] <= summary["total"]
-
-
-def test_train_with_adam_says_how_the_step_ran(workdir):
-    args = ["train", "regression", "--iters", "30", "--optimizer", "adam", "--lr", "0.01"]
-    result = _run([*args, "--eps", "1e-8", "--compile", "off", "--json"], workdir)
-    assert result.returncode == 0, result.stderr
-    summary = json.loads(result.stdout)
-    assert summary["config"]["optimizer"] == "adam" and summary["config"]["eps"] == 1e-8
     assert summary["compiled"] is False and summary["first_step_seconds"] > 0
-    result = _run([*args, "--log-every", "10"], workdir)
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
-    assert lines[0].startswith("iters:0 loss:")
-    assert lines[1].startswith("step: eager (not compiled); first call ")
-    assert sum(line.startswith("step: eager") for line in lines) == 1
-    assert "compiling" not in result.stderr
-    result = _run([*args, "--log-every", "1", "--quiet"], workdir)
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
-    assert sum(line.startswith("step: eager") for line in lines) == 1  # in the result
 
 
-@pytest.mark.skipif(
-    not backend_info("jax").usable or "jax" not in selected_backends(), reason="needs jax"
-)
-def test_a_compiled_run_says_on_stderr_when_its_compile_starts_and_ends(workdir):
-    args = ["train", "regression", "--iters", "3", "--backend", "jax", "--compile", "on"]
-    result = _run(args, workdir)
-    assert result.returncode == 0, result.stderr
-    said = result.stderr.splitlines()
-    assert said[0] == "compiling the step for jax (jax.jit); this takes a while the first time"
-    assert re.fullmatch(r"compiled: the first call took \d+\.\d s", said[1])
-    assert len(said) == 2
+@pytest.mark.jax_covering
+@pytest.mark.parametrize("backend", ["numpy", "jax"], indirect=True)
+def test_quiet_prints_the_result_and_a_compile_says_so_once_on_stderr(backend, capsys):
+    """Progress lines on stdout, then the result and the wall time; ``--quiet`` leaves the
+    result and the wall time only. A step that compiles says so in one line on stderr,
+    after its compile; an eager one says nothing."""
+    if backend not in selected_backends():
+        pytest.skip(f"runs in the {backend} session (XPNN_BACKENDS={backend})")
+    compile = ["--compile", "on"] if backend == "jax" else []
+    args = ["train", "regression", "--iters", "30", "--log-every", "10", "--backend", backend]
+    said = []
+    for quiet in (False, True):
+        assert cli.main([*args, *compile, *(["--quiet"] if quiet else [])]) == 0
+        out, err = capsys.readouterr()
+        heads = [line.split(":")[0] for line in out.splitlines()]
+        result = ["test MSE on 1000 fresh samples", "wall time"]
+        assert heads == ([] if quiet else ["iters"] * 4) + result, out
+        said.append(err.splitlines())
+    for lines in said:
+        if backend == "jax":
+            (line,) = lines
+            assert re.fullmatch(
+                r"xpnn: the step compiled with jax\.jit: its first call took "
+                r"\d+\.\d s",
+                line,
+            ), line
+        else:
+            assert lines == []
 
 
-@pytest.mark.skipif(not HAS_MATPLOTLIB, reason="matplotlib is not installed (the plot extra)")
-def test_train_regression_writes_a_plot(workdir):
-    plot = workdir / "loss.png"
-    args = ["train", "regression", "--iters", "20", "--log-every", "5", "--plot", str(plot)]
-    result = _run(args, workdir)
+def test_ctrl_c_names_the_checkpoint_and_the_command_that_resumes_it(tmp_path):
+    """SIGINT to ``xpnn train`` (what Ctrl-C sends): exit status 130, and stderr names
+    the checkpoint file, the iteration it holds and the command that resumes it."""
+    folder = tmp_path / "run"
+    args = ["train", "binary-addition", "--checkpoint", str(folder)]
+    args += ["--checkpoint-every", "50", "--iters", "100000"]
+    path = folder / "checkpoint.npz"
+    proc = subprocess.Popen(
+        [*CLI, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while not path.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=TIMEOUT)
+    assert proc.returncode == 130, err
+    (line,) = err.splitlines()
+    step = load(path).step
+    assert line.startswith(f"xpnn: interrupted; {path} holds iteration {step}; "), line
+    assert 0 < step < 100000
+    command = line.split("resume with: ", 1)[1]
+    assert shlex.split(command) == ["xpnn", *args, "--resume"]
+
+
+def test_python_dash_m_xpnn_and_the_xpnn_script_are_the_command():
+    import xpnn
+
+    result = subprocess.run(
+        [*CLI, "--version"], capture_output=True, text=True, check=False, timeout=TIMEOUT
+    )
     assert result.returncode == 0, result.stderr
-    assert "iters:0 loss:" in result.stdout
-    assert plot.read_bytes()[:4] == b"\x89PNG"
+    assert result.stdout.strip() == f"xpnn {xpnn.__version__}"
+    (script,) = entry_points(group="console_scripts", name="xpnn")
+    assert script.load() is cli.main
+
+
+# -- checks before any work ---------------------------------------------------------------
+
+
+def _no_matplotlib(monkeypatch, folder: Path) -> Path:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib fails
+    monkeypatch.setitem(sys.modules, "matplotlib.backend_bases", None)
+    return folder / "loss.png"
+
+
+def _read_only(monkeypatch, folder: Path) -> Path:
+    """A folder this process cannot write into (root can write into a chmod 500 one:
+    there the operating system's answer is simulated)."""
+    folder = folder / "ro"
+    folder.mkdir()
+    folder.chmod(0o500)
+    access = os.access
+    monkeypatch.setattr(
+        os, "access", lambda p, mode, **kw: access(p, mode, **kw) and Path(p) != folder
+    )
+    return folder / "loss.png"
+
+
+PLOTS_REFUSED = {
+    "a missing folder": (lambda mp, folder: folder / "missing" / "loss.png", "no such folder"),
+    "a read-only folder": (_read_only, "the folder is read-only"),
+    "no matplotlib": (_no_matplotlib, 'pip install "xpnn[plot]"'),
+}
+
+
+@pytest.mark.parametrize(("where", "said"), PLOTS_REFUSED.values(), ids=list(PLOTS_REFUSED))
+def test_a_plot_that_cannot_be_drawn_is_refused_before_training(
+    where, said, tmp_path, capsys, monkeypatch
+):
+    plot = where(monkeypatch, tmp_path)
+    try:
+        with pytest.raises(SystemExit) as stop:
+            cli.main(["train", "regression", "--iters", "30", "--plot", str(plot)])
+    finally:
+        plot.parent.chmod(0o700) if plot.parent.exists() else None
+    out, err = capsys.readouterr()
+    assert stop.value.code == 2
+    assert out == ""  # no progress line: nothing ran
+    (line,) = err.splitlines()
+    assert "argument --plot" in line and said in line, line
+    assert not plot.exists()
+
+
+def test_a_missing_checkpoint_folder_is_made_unless_the_run_resumes(tmp_path, capsys):
+    folder = tmp_path / "a" / "b" / "c"
+    args = ["train", "binary-addition", "--iters", "20", "--bits", "3", "--quiet"]
+    assert cli.main([*args, "--checkpoint", str(folder), "--resume"]) == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("xpnn: error: nothing to resume")
+    assert not (tmp_path / "a").exists()  # a refused run makes nothing
+    assert cli.main([*args, "--checkpoint", str(folder)]) == 0
+    assert load(folder / "checkpoint.npz").step == 20
+
+
+@pytest.mark.jax_covering
+@pytest.mark.parametrize("backend", ["jax"], indirect=True)
+def test_a_resume_that_cannot_be_is_refused_before_the_step_compiles(tmp_path, backend, capsys):
+    """Nothing to resume, or a checkpoint of an eager run resumed compiled (another
+    rounding): exit 1 with one line, and no compile said or done before it."""
+    if backend not in selected_backends():
+        pytest.skip(f"runs in the {backend} session (XPNN_BACKENDS={backend})")
+    args = ["train", "binary-addition", "--iters", "20", "--bits", "3", "--quiet"]
+    args += ["--backend", backend, "--checkpoint", str(tmp_path)]
+    assert cli.main([*args, "--compile", "on", "--resume"]) == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("xpnn: error: nothing to resume"), line
+    assert cli.main([*args, "--compile", "off"]) == 0
+    capsys.readouterr()
+    assert cli.main([*args, "--compile", "on", "--resume", "--iters", "40"]) == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("xpnn: error: ") and "compiler=None" in line, line
 
 
 # -- conventions ------------------------------------------------------------------------
-
-
-def test_version_comes_from_the_package(workdir):
-    import xpnn
-
-    for command in (["--version"], ["-m", "xpnn", "--version"]):
-        args = command if command[0] == "-m" else ["-m", "xpnn.cli", *command]
-        result = subprocess.run(
-            [sys.executable, *args], cwd=workdir, capture_output=True, text=True, check=False
-        )
-        assert result.returncode == 0, result.stderr
-        assert result.stdout.strip() == f"xpnn {xpnn.__version__}"
-
-
-def test_python_dash_m_xpnn_is_the_command(workdir):
-    result = subprocess.run(
-        [sys.executable, "-m", "xpnn", "train", "backprop"],
-        cwd=workdir,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    assert "##### 誤差逆伝播開始 #####" in result.stdout
 
 
 def _subparsers(parser):
@@ -384,28 +481,24 @@ def _subparsers(parser):
 
 
 def test_every_help_has_a_description_and_shows_the_defaults():
-    for parser in _subparsers(cli.build_parser()):
+    for parser in _subparsers(cli_main.build_parser()):
         assert parser.description, parser.prog
         text = parser.format_help()
         for action in parser._actions:
             if not action.option_strings or action.default in (False, argparse.SUPPRESS):
                 continue  # positionals, on/off flags, --help and --version
-            help_text = cli._Formatter(parser.prog)._get_help_string(action)
+            help_text = cli_main._Formatter(parser.prog)._get_help_string(action)
             assert "default:" in help_text or "%(default)" in help_text, (parser.prog, action)
         assert "--help" in text
 
 
 def test_the_exit_status_rule_is_in_the_help():
-    text = cli.build_parser().format_help()
-    assert "2 a bad command line" in " ".join(text.split())
-    assert "1 a failure while running" in " ".join(text.split())
+    text = " ".join(cli_main.build_parser().format_help().split())
+    assert "2 a bad command line" in text and "1 a failure while running" in text
+    assert "130 interrupted" in text
 
 
-def test_quiet_hides_the_progress_but_not_the_result(workdir):
-    result = _run(["train", "regression", "--iters", "20", "--quiet"], workdir)
-    assert result.returncode == 0, result.stderr
-    assert "iters:" not in result.stdout
-    assert "test MSE on 1000 fresh samples" in result.stdout
+# -- xpnn agree: its options and one row (the agree nox session runs the table) -------------
 
 
 def test_agree_that_compares_nothing_fails_with_the_install_hint(capsys):
@@ -431,40 +524,11 @@ def test_agree_says_what_it_compared(capsys):
     assert "compared array_api_strict on CPU_DEVICE with numpy: 1 runs x 2 dtypes, 2 rows" in out
 
 
-def test_agree_with_jobs_gives_the_rows_of_one_process(capsys):
-    """Runs spread over worker processes give every row the same numbers."""
-    if not backend_info("array_api_strict").usable:
-        pytest.skip(f"array_api_strict: {backend_info('array_api_strict').reason}")
-    argv = ["agree", "--backends", "array_api_strict", "--runs", "mlp-softmax,rnn-addition"]
-    tables = []
-    for jobs in ("1", "2"):
-        assert cli.main([*argv, "--json", "--jobs", jobs]) == 0
-        rows = json.loads(capsys.readouterr().out)["rows"]
-        tables.append([{k: v for k, v in row.items() if k != "seconds"} for row in rows])
-    assert len(tables[0]) == 6  # 2 reference rows, 2 runs x 2 dtypes
-    assert tables[1] == tables[0]
-
-
-def test_agree_compares_the_compiled_step_with_numpy_and_with_its_eager_step(capsys):
-    if not backend_info("jax").usable:
-        pytest.skip(f"jax: {backend_info('jax').reason}")
-    code = cli.main(["agree", "--backends", "jax", "--runs", "mlp-softmax", "--compiled", "jax"])
-    out = capsys.readouterr().out
-    assert code == 0
-    rows = [line.split() for line in out.splitlines() if line.startswith("jax")]
-    assert [(r[0], r[3:6]) for r in rows if r[4] == "vs"] == [
-        ("jax+jax.jit", ["float64", "vs", "float64"]),
-        ("jax+jax.jit", ["float32", "vs", "float32"]),
-    ]
-    assert all(r[-1] == "PASS" for r in rows) and len(rows) == 6
-    assert "(compiled steps also with their eager step)" in out
-
-
 # -- help generated from the settings -----------------------------------------------------
 
 
 def _run_parser(run: str) -> argparse.ArgumentParser:
-    return next(p for p in _subparsers(cli.build_parser()) if p.prog == f"xpnn train {run}")
+    return next(p for p in _subparsers(cli_main.build_parser()) if p.prog == f"xpnn train {run}")
 
 
 @pytest.mark.parametrize("run", list(RUNS))
@@ -478,7 +542,7 @@ def test_help_and_defaults_are_the_settings_own(run, capsys):
     defaults = RUNS[run].settings()
     parser = _run_parser(run)
     parsed = vars(parser.parse_args([]))
-    formatter = cli._Formatter(parser.prog)
+    formatter = cli_main._Formatter(parser.prog)
     names = {f.name for f in fields(defaults)}
     options = [a for a in parser._actions if a.dest in names]
     assert {a.dest for a in options} >= {"backend", "device", "dtype"}
@@ -493,46 +557,3 @@ def test_help_and_defaults_are_the_settings_own(run, capsys):
             assert f"(default: {value})" in text, text
     if getattr(defaults, "optimizer", None) is not None:  # adding-problem: adam
         assert "(default: sgd" not in shown and "plain SGD" not in shown
-
-
-# -- layout -------------------------------------------------------------------------------
-
-XPNN = Path(cli.__file__).parent
-
-
-def _imports() -> dict[str, set[str]]:
-    """Each module under xpnn/ (``xpnn.cli.sweep``) and the xpnn modules it imports, at its
-    top or inside a function."""
-    paths = {}
-    for path in XPNN.rglob("*.py"):
-        parts = path.relative_to(XPNN.parent).with_suffix("").parts
-        paths[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
-    graph = {}
-    for name, path in paths.items():
-        found = set()
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                found |= {alias.name for alias in node.names}
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                found.add(node.module)
-                found |= {f"{node.module}.{alias.name}" for alias in node.names}
-        graph[name] = {m for m in found if m in paths and m != name}
-    return graph
-
-
-def test_no_library_module_imports_the_cli():
-    """Only the command's entry points (``__main__``) import ``xpnn.cli``."""
-    importers = sorted(m for m, found in _imports().items() if "xpnn.cli" in found)
-    assert importers == ["xpnn.__main__", "xpnn.cli.agree.__main__"]
-
-
-def test_the_import_graph_has_no_cycle():
-    graph = _imports()
-    for start in graph:
-        reached, todo = set(), list(graph[start])
-        while todo:
-            module = todo.pop()
-            if module not in reached:
-                reached.add(module)
-                todo.extend(graph[module])
-        assert start not in reached, f"{start} imports itself through {sorted(reached)}"

@@ -1,5 +1,6 @@
 """benchmarks/gpu.py --dry-run: every code path of the GPU script on NumPy stand-ins, in
-seconds, so that the script runs the day a GPU is at hand (no timing asserted)."""
+seconds, so that the script runs the day a GPU is at hand (no timing asserted). Each test
+runs once, in one session."""
 
 from __future__ import annotations
 
@@ -8,10 +9,20 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+from selection import selected_backends
+
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
+def _in_session(backend: str) -> None:
+    """Run the test once, in the session of ``backend``."""
+    if backend not in selected_backends():
+        pytest.skip(f"runs in the {backend} session (XPNN_BACKENDS={backend})")
+
+
 def test_dry_run_writes_the_table_and_the_targets(monkeypatch, tmp_path, capsys) -> None:
+    _in_session("torch")  # where the torch stand-ins (cuDNN, torch compile) run too
     monkeypatch.syspath_prepend(str(BENCHMARKS))
     gpu = importlib.import_module("gpu")
     assert gpu.main(["--dry-run", "--out", str(tmp_path / "table")]) == 0
@@ -37,6 +48,7 @@ def test_dry_run_writes_the_table_and_the_targets(monkeypatch, tmp_path, capsys)
 
 
 def test_the_targets_are_read_from_the_rows(monkeypatch) -> None:
+    _in_session("numpy")
     monkeypatch.syspath_prepend(str(BENCHMARKS))
     gpu = importlib.import_module("gpu")
     sizes = {"batches": (64, 1024, 16384), "hidden": 512}

@@ -1,18 +1,22 @@
 """``--plot`` and ``--json`` outputs that cannot be written (a read-only folder, a full
 disk, a folder at the path): one line naming the path and the cause, exit 1, no
-traceback, and no part of a file: the previous one stays byte-identical."""
+traceback, and no part of a file: the previous one stays byte-identical. The files xpnn
+writes get the mode the umask gives."""
 
 from __future__ import annotations
 
 import errno
 import json
 import os
+import stat
 import sys
 from pathlib import Path
 
 import pytest
 
-from xpnn.cli import main as cli_main, plotting
+from xpnn import cli
+from xpnn.cli import plotting
+from xpnn.cli.sweep import report
 from xpnn.errors import OutputError, XpnnError
 from xpnn.io import atomic
 
@@ -133,3 +137,20 @@ def test_the_json_summary_is_one_write(capsys, monkeypatch) -> None:
     assert cli.main([*TRAIN, "--json"]) == 0
     (text,) = writes
     assert text.endswith("}\n") and json.loads(text)["config"]["run"] == "regression"
+
+
+def test_files_xpnn_writes_get_the_umasks_mode(tmp_path: Path, capsys) -> None:
+    """checkpoint.npz, the --plot figure and the sweep's figure are made as any program
+    makes a file (0644 under umask 022), not with a temporary file's 0600."""
+    umask = os.umask(0)
+    os.umask(umask)
+    mode = 0o666 & ~umask
+    if mode == 0o600:
+        pytest.skip("this process's umask (077) gives 0600 to every new file")
+    plot, folder = tmp_path / "loss.png", tmp_path / "run"
+    assert cli.main([*TRAIN, "--plot", str(plot), "--checkpoint", str(folder)]) == 0
+    capsys.readouterr()
+    summaries = report.summarize([{"lr": "0.1"}], [])
+    report.figure(summaries, tmp_path / "sweep.png", title="t")
+    for path in (folder / "checkpoint.npz", plot, tmp_path / "sweep.png"):
+        assert stat.S_IMODE(path.stat().st_mode) == mode, path

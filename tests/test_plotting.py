@@ -1,14 +1,17 @@
-"""The figures of ``--plot``: drawn without touching the caller's matplotlib backend."""
+"""The figures of ``--plot``: drawn without touching the caller's matplotlib backend, the
+loss smoothed without lag, the test MSE labelled as the terminal prints it."""
 
 from __future__ import annotations
 
 import importlib.util
+import re
 import subprocess
 import sys
 import textwrap
 
 import pytest
 
+from xpnn import cli
 from xpnn.cli import plotting
 
 pytestmark = pytest.mark.skipif(
@@ -55,7 +58,7 @@ def test_plots_leave_the_callers_matplotlib_backend_alone(tmp_path):
         import sys
         import matplotlib
         matplotlib.use("pdf")
-        from xpnn import plotting
+        from xpnn.cli import plotting
         plotting.loss_curve([(0, 1.0), (10, 0.5), (20, 0.25)], r"{tmp_path / "loss.png"}", "t")
         plotting.sine_figure([0, 1], [0, 1], [1], [1], [2], [0.5], r"{tmp_path / "sine.png"}")
         assert matplotlib.get_backend() == "pdf", matplotlib.get_backend()
@@ -68,3 +71,22 @@ def test_plots_leave_the_callers_matplotlib_backend_alone(tmp_path):
     assert result.returncode == 0, result.stderr
     for name in ("loss.png", "sine.png"):
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["regression", "--iters", "30"],
+        ["adding-problem", "--steps", "4", "--iters", "5", "--hidden-size", "3", "--n-test", "50"],
+    ],
+    ids=lambda argv: argv[0],
+)
+def test_the_figure_labels_the_test_mse_the_terminal_prints(argv, tmp_path, capsys, monkeypatch):
+    figures = []
+    monkeypatch.setattr(plotting, "save", lambda fig, path: figures.append(fig))
+    assert cli.main(["train", *argv, "--quiet", "--plot", str(tmp_path / "figure.png")]) == 0
+    (line,) = [s for s in capsys.readouterr().out.splitlines() if s.startswith("test MSE on")]
+    printed = re.match(r"test MSE on [^:]+: (\S+) ", line)[1]
+    (figure,) = figures
+    legend = [text.get_text() for ax in figure.axes for text in ax.get_legend().get_texts()]
+    assert any(f"test set: MSE {printed}" in text for text in legend), (line, legend)

@@ -1,5 +1,6 @@
 """benchmarks/rnn_scale_grid.py: a smoke run on a tiny grid (no timing asserted), and the
-check that its implementations compute the same training step."""
+check that its implementations compute the same training step. Each test runs once, in
+the session of the backend it exercises."""
 
 from __future__ import annotations
 
@@ -9,10 +10,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from selection import selected_backends
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 TINY = ["--batches", "1", "--hidden", "16", "--lengths", "8", "--backends", "numpy"]
 FAST = ["--seconds", "0.001", "--repeats", "1", "--threads", "0"]  # 0: no re-exec
+
+
+def _in_session(backend: str) -> None:
+    """Run the test once, in the session of ``backend`` (the one it exercises)."""
+    if backend not in selected_backends():
+        pytest.skip(f"runs in the {backend} session (XPNN_BACKENDS={backend})")
 
 
 @pytest.fixture
@@ -22,6 +30,7 @@ def grid(monkeypatch: pytest.MonkeyPatch):
 
 
 def test_tiny_grid_prints_every_table(grid, capsys: pytest.CaptureFixture[str]) -> None:
+    _in_session("numpy")
     assert grid.main([*TINY, *FAST]) == 0
     out = capsys.readouterr().out
     assert out.startswith("Machine: ")
@@ -34,6 +43,7 @@ def test_tiny_grid_prints_every_table(grid, capsys: pytest.CaptureFixture[str]) 
 
 
 def test_a_cell_over_budget_says_so(grid, capsys: pytest.CaptureFixture[str]) -> None:
+    _in_session("numpy")
     grid.main([*TINY, *FAST, "--max-gflop", "1e-6"])
     out = capsys.readouterr().out
     # 6 * T * B * H * (I + H + O) = 6 * 8 * 1 * 16 * 19 = 14592 FLOP
@@ -41,6 +51,7 @@ def test_a_cell_over_budget_says_so(grid, capsys: pytest.CaptureFixture[str]) ->
 
 
 def test_a_slow_compile_skips_the_others_at_that_length(grid, capsys) -> None:
+    _in_session("jax")
     pytest.importorskip("jax", reason="jax is not installed: no compiled path to time")
     tiny = ["--batches", "1,2", "--hidden", "16", "--lengths", "8", "--backends", "jax"]
     grid.main([*tiny, *FAST, "--compile-budget", "0"])
@@ -54,6 +65,7 @@ def test_a_slow_compile_skips_the_others_at_that_length(grid, capsys) -> None:
 def test_every_implementation_takes_the_same_step(grid) -> None:
     """One SGD step from the same weights on the same batch: the same loss and the same
     updated weights from xpnn (its own backward) and from torch's autograd, both ways."""
+    _in_session("torch")
     pytest.importorskip("torch", reason="torch is not installed: no torch implementations")
     runners = importlib.import_module("_runners")
     hidden, (x, d) = 5, grid.make_batches(3, 4)[0]

@@ -6,6 +6,7 @@ loses and duplicates nothing."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import signal
@@ -18,14 +19,14 @@ from pathlib import Path
 
 import pytest
 
-from xpnn import cli, sweep
-from xpnn.course import notebooks
-from xpnn.course.networks import addition_accuracy
-from xpnn.course.settings import BinaryAddition, Regression
-from xpnn.parallel import cluster as xpnn_cluster
+from xpnn import cli
+from xpnn.backends import backend_info
 from xpnn.cli.options import parse_options
-from xpnn.course.registry import RUNS
+from xpnn.cli.sweep import command, tasks
+from xpnn.cli.sweep.grid import MAX_RUNS, Sweep, build_sweep, identity, row_key
 from xpnn.cli.sweep.report import (
+    CONTINUATION,
+    EVAL_LOSS,
     EXACT,
     TEST_MSE,
     ConfigSummary,
@@ -35,6 +36,13 @@ from xpnn.cli.sweep.report import (
     table,
     title,
 )
+from xpnn.cli.sweep.results import ResultsFile
+from xpnn.course import notebooks
+from xpnn.course.networks import addition_accuracy
+from xpnn.course.registry import RUNS
+from xpnn.course.settings import BinaryAddition, Regression, SineWave
+from xpnn.errors import XpnnValueError
+from xpnn.parallel import cluster as xpnn_cluster
 
 pytest.importorskip("distributed", reason="dask.distributed is not installed (xpnn[dask])")
 
@@ -63,7 +71,7 @@ def _no_tasks(*_args, **_kwargs):
     [
         (["--grid", "foo=1,2"], "unknown grid key 'foo' for binary-addition"),
         (["--grid", "activation=sigmoid,softplus"], "activation=softplus: argument --activation"),
-        (["--grid", "lr=0.1,-1"], "lr=-1: argument --lr: must be positive"),
+        (["--grid", "lr=0.1,-1"], "lr=-1: --lr must be a positive"),
         ([], "the grid is empty"),
         (["--grid", "activation=tanh", "--seeds", "0"], "--seeds: must be at least 1"),
         (["--grid", "activation="], "--grid takes KEY=V1,V2"),
@@ -77,9 +85,9 @@ def _no_tasks(*_args, **_kwargs):
 def test_bad_sweeps_exit_2_with_one_line_before_any_task(
     argv: list[str], expected: str, tmp_path: Path, capsys, monkeypatch
 ) -> None:
-    if "backend=cupy" in argv and sweep.backend_info("cupy").usable:
+    if "backend=cupy" in argv and backend_info("cupy").usable:
         pytest.skip("cupy runs here, so backend=cupy is a valid value")
-    monkeypatch.setattr(sweep, "connect", _no_tasks)
+    monkeypatch.setattr(command, "connect", _no_tasks)
     out = tmp_path / "s.jsonl"
     rc = _main(["sweep", "binary-addition", *argv, "--out", str(out)])
     err = capsys.readouterr().err.strip()
@@ -103,9 +111,9 @@ def _refused(argv: list[str], tmp_path: Path, capsys) -> str:
 
 def test_repeated_grids_merge(tmp_path: Path, capsys, monkeypatch) -> None:
     def stop(*_args, **_kwargs):  # after the results file's header, before any task
-        raise sweep.XpnnValueError("stopped before connecting")
+        raise XpnnValueError("stopped before connecting")
 
-    monkeypatch.setattr(sweep, "connect", stop)
+    monkeypatch.setattr(command, "connect", stop)
     out = tmp_path / "s.jsonl"
     argv = ["sweep", "binary-addition", "--grid", "activation=sigmoid,tanh", "--grid"]
     assert _main([*argv, "init=std,he", "--out", str(out)]) == 2
@@ -127,7 +135,7 @@ def test_repeated_grids_merge(tmp_path: Path, capsys, monkeypatch) -> None:
     ],
 )
 def test_a_value_given_twice_is_refused(item, expected, tmp_path: Path, capsys, monkeypatch):
-    monkeypatch.setattr(sweep, "connect", _no_tasks)
+    monkeypatch.setattr(command, "connect", _no_tasks)
     assert expected in _refused(["--grid", item], tmp_path, capsys)
 
 
@@ -138,7 +146,7 @@ def test_a_value_given_twice_is_refused(item, expected, tmp_path: Path, capsys, 
 def test_a_control_character_in_the_grid_is_refused_in_one_line(
     item, tmp_path: Path, capsys, monkeypatch
 ) -> None:
-    monkeypatch.setattr(sweep, "connect", _no_tasks)
+    monkeypatch.setattr(command, "connect", _no_tasks)
     err = _refused(["--grid", item], tmp_path, capsys)
     assert "holds a newline or another control character" in err
 
@@ -158,11 +166,13 @@ def test_values_are_checked_once_and_related_keys_together(monkeypatch) -> None:
     assert len(checked) == 100 + 50  # unrelated keys: each value once
     grid = {"cell": ("rnn", "lstm"), "activation": ("sigmoid", "tanh")}
     expected = "configuration cell=lstm activation=tanh: --activation applies to --cell rnn only"
-    with pytest.raises(sweep.XpnnValueError, match=expected):
+    with pytest.raises(XpnnValueError, match=expected):
         _sweep("binary-addition", grid)
     spec = _sweep("regression", {"low": ("2", "3"), "high": ("5", "6")})  # each pair valid
     assert len(spec.configs()) == 4
-    with pytest.raises(sweep.XpnnValueError, match="configuration low=2 high=1: need finite"):
+    with pytest.raises(
+        XpnnValueError, match="configuration low=2 high=1: --low: need finite low < high"
+    ):
         _sweep("regression", {"low": ("0", "2"), "high": ("1", "3")})
 
 
@@ -180,15 +190,15 @@ def _no_configurations(*_args, **_kwargs):
 def test_a_sweep_too_large_to_finish_is_refused_before_anything_is_made(
     argv, configs, seeds, tmp_path: Path, capsys, monkeypatch
 ) -> None:
-    monkeypatch.setattr(sweep, "connect", _no_tasks)
+    monkeypatch.setattr(command, "connect", _no_tasks)
     for method in ("configs", "tasks"):
-        monkeypatch.setattr(sweep.Sweep, method, _no_configurations)
+        monkeypatch.setattr(Sweep, method, _no_configurations)
     iters = "iters=" + ",".join(str(n) for n in range(1, 1001))
     err = _refused(["--grid", iters, *argv], tmp_path, capsys)
     runs = configs * seeds
     expected = f"the sweep has {runs} runs ({configs} configuration(s) x {seeds} seed(s))"
     assert expected in err
-    assert f"one sweep takes at most {sweep.MAX_RUNS}" in err
+    assert f"one sweep takes at most {MAX_RUNS}" in err
 
 
 def test_an_unreachable_scheduler_fails_in_time_naming_the_address(
@@ -216,15 +226,15 @@ def test_without_dask_the_sweep_names_the_extra(tmp_path: Path, capsys, monkeypa
     assert 'pip install "xpnn[dask]"' in err
 
 
-def _sweep(run: str, grid: dict[str, tuple[str, ...]], options=(), seeds: int = 1) -> sweep.Sweep:
+def _sweep(run: str, grid: dict[str, tuple[str, ...]], options=(), seeds: int = 1) -> Sweep:
     items = [f"{key}={','.join(values)}" for key, values in grid.items()]
-    return sweep.build_sweep(argparse.Namespace(run=run, grid=items, seeds=seeds), list(options))
+    return build_sweep(argparse.Namespace(run=run, grid=items, seeds=seeds), list(options))
 
 
 def test_a_results_file_of_another_sweep_is_refused(tmp_path: Path, monkeypatch, capsys) -> None:
     path = tmp_path / "s.jsonl"
     first = _sweep("sine", {"lr": ("0.1", "0.2")}, ["--iters", "5"])
-    sweep.ResultsFile(path, sweep.identity(first)).close()
+    ResultsFile(path, identity(first)).close()
     header = path.read_text()
     others = {
         "of 'sine', not regression": _sweep("regression", {"lr": ("0.1", "0.2")}, ["--iters", "5"]),
@@ -234,14 +244,14 @@ def test_a_results_file_of_another_sweep_is_refused(tmp_path: Path, monkeypatch,
         ),
     }
     for expected, other in others.items():
-        with pytest.raises(sweep.XpnnValueError, match="holds the results of another sweep") as e:
-            sweep.ResultsFile(path, sweep.identity(other))
+        with pytest.raises(XpnnValueError, match="holds the results of another sweep") as e:
+            ResultsFile(path, identity(other))
         assert expected in str(e.value)
     assert path.read_text() == header  # not mixed, not touched
     same = _sweep("sine", {"lr": ("0.1", "0.2")}, ["--iters=5"], seeds=3)  # more seeds: same
-    with sweep.ResultsFile(path, sweep.identity(same)) as results:
+    with ResultsFile(path, identity(same)) as results:
         assert results.rows == {}
-    monkeypatch.setattr(sweep, "connect", _no_tasks)
+    monkeypatch.setattr(command, "connect", _no_tasks)
     argv = ["sweep", "sine", "--grid", "lr=0.1,0.3", "--iters", "5", "--out", str(path)]
     assert cli.main(argv) == 2
     assert "another sweep" in capsys.readouterr().err
@@ -255,13 +265,13 @@ def _full_row(config: dict[str, str], seed: int, **fields) -> dict:
 
 def test_a_line_cut_short_by_a_kill_is_dropped_and_rows_are_read(tmp_path: Path) -> None:
     path = tmp_path / "s.jsonl"
-    ident = sweep.identity(_sweep("sine", {"lr": ("0.1",)}))
-    with sweep.ResultsFile(path, ident) as results:
+    ident = identity(_sweep("sine", {"lr": ("0.1",)}))
+    with ResultsFile(path, ident) as results:
         results.append(_full_row({"lr": "0.1"}, 0, final_loss=1.5))
     with path.open("a") as f:
         f.write('{"config": {"lr": "0.1"}, "seed": 1, "fin')  # the sweep died here
-    with sweep.ResultsFile(path, ident) as again:
-        assert list(again.rows) == [sweep.row_key({"lr": "0.1"}, 0)]
+    with ResultsFile(path, ident) as again:
+        assert list(again.rows) == [row_key({"lr": "0.1"}, 0)]
         assert again.ignored == []
         again.append(_full_row({"lr": "0.1"}, 1, final_loss=2.5))
     lines = path.read_text().splitlines()
@@ -271,8 +281,8 @@ def test_a_line_cut_short_by_a_kill_is_dropped_and_rows_are_read(tmp_path: Path)
 def test_a_file_that_is_not_a_sweep_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "notes.jsonl"
     path.write_text("hello\n")
-    with pytest.raises(sweep.XpnnValueError, match="is not an xpnn sweep results file"):
-        sweep.ResultsFile(path, sweep.identity(_sweep("sine", {"lr": ("0.1",)})))
+    with pytest.raises(XpnnValueError, match="is not an xpnn sweep results file"):
+        ResultsFile(path, identity(_sweep("sine", {"lr": ("0.1",)})))
 
 
 def _train_json(argv: list[str], capsys) -> dict:
@@ -289,7 +299,7 @@ def _train_json(argv: list[str], capsys) -> dict:
     ],
 )
 def test_a_sweep_row_is_the_train_commands_run_to_the_bit(argv: list[str], capsys) -> None:
-    row = sweep.run_one(parse_options(RUNS[argv[0]].settings, [*argv[1:], "--seed", "2"]))
+    row = tasks.run_one(parse_options(RUNS[argv[0]].settings, [*argv[1:], "--seed", "2"]))
     alone = _train_json(["train", *argv, "--seed", "2"], capsys)
     assert row["final_loss"] == alone["losses"][-1][1]
     for key, value in row["metrics"].items():
@@ -298,7 +308,7 @@ def test_a_sweep_row_is_the_train_commands_run_to_the_bit(argv: list[str], capsy
 
 def test_first_exact_is_the_first_reading_with_every_pair_right() -> None:
     settings = BinaryAddition(bits=3, batch_size=16, iters=2000, lr=1.0, log_every=50)
-    row = sweep.run_one(settings)
+    row = tasks.run_one(settings)
     readings = []  # independently: count every pair at every reading, no shortcut
 
     def count(net, event) -> None:
@@ -310,7 +320,7 @@ def test_first_exact_is_the_first_reading_with_every_pair_right() -> None:
 
 
 def test_a_diverging_run_is_a_result() -> None:
-    row = sweep.run_one(Regression(lr=5.0, iters=300, seed=0))
+    row = tasks.run_one(Regression(lr=5.0, iters=300, seed=0))
     assert row["diverged_at"] is not None
     assert row["final_loss"] is None
 
@@ -366,19 +376,36 @@ def test_the_title_carries_the_options_every_run_shares() -> None:
     )
 
 
-def test_the_summary_of_runs_without_exactness_shows_the_test_error(tmp_path: Path) -> None:
-    a = {"lr": "0.1"}
-    rows = [_row(a, s, loss, exact=False) for s, loss in enumerate((1.0, 2.0, 4.0))]
-    (only,) = summarize([a], rows)
-    assert only == ConfigSummary(a, 3, None, (), None, TEST_MSE, (0.1, 0.2, 0.4), 0)
-    assert "median test MSE" in table([only], ["lr"])
-    assert "loss on all pairs" not in table([only], ["lr"])
-    assert conclusion([only]) == "Lowest median test MSE: lr=0.1 (0.2); highest: lr=0.1 (0.2)."
-    for summaries, name in (
-        ([only], "mse.png"),
-        (summarize([a], [_row(a, 0, 0.1, first=9)]), "x.png"),
+@pytest.mark.parametrize(
+    ("settings", "score", "metric"),
+    [
+        (Regression(iters=30, n_samples=1000), TEST_MSE, "test_mse"),
+        (SineWave(iters=30, n_generate=20), CONTINUATION, "generated_mse"),
+    ],
+    ids=["regression", "sine-wave"],
+)
+def test_runs_without_exact_answers_are_ranked_by_their_own_measure(
+    settings, score: str, metric: str, tmp_path: Path
+) -> None:
+    """No "reached 100%" column where no answer can be exact: regression is ranked by its
+    test MSE, sine-wave by its continuation's MSE against the sine."""
+    configs = [{"lr": "0.05"}, {"lr": "0.1"}]
+    rows = [
+        {"config": c, "seed": 0, **tasks.run_one(dataclasses.replace(settings, lr=float(c["lr"])))}
+        for c in configs
+    ]
+    summaries = summarize(configs, rows)
+    assert [s.score for s in summaries] == [score, score]
+    assert [s.scores for s in summaries] == [(r["metrics"][metric],) for r in rows]
+    head = table(summaries, ["lr"]).splitlines()[0]
+    assert f"median {score}" in head
+    assert "reached" not in head and "100%" not in head and EVAL_LOSS not in head
+    assert conclusion(summaries).startswith(f"Lowest median {score}: ")
+    for drawn, name in (
+        (summaries, "mse.png"),
+        (summarize(configs[:1], [_row(configs[0], 0, 0.1, first=9)]), "x.png"),
     ):
-        figure(summaries, tmp_path / name, title="t")
+        figure(drawn, tmp_path / name, title="t")
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -389,7 +416,7 @@ def test_the_summary_of_runs_without_exactness_shows_the_test_error(tmp_path: Pa
 def cluster():
     """A LocalCluster of two single-threaded worker processes on 127.0.0.1, stopped after
     the test; yields (address, client)."""
-    with sweep.connect(None, 2) as client:  # the sweep's own local cluster
+    with xpnn_cluster.connect(None, 2) as client:  # the sweep's own local cluster
         yield client.scheduler.address, client
 
 
@@ -456,7 +483,7 @@ def test_a_killed_worker_loses_and_duplicates_no_row(cluster, tmp_path: Path, ca
     capsys.readouterr()
     assert codes == [0]
     rows = _rows(out)
-    keys_seen = [sweep.row_key(r["config"], r["seed"]) for r in rows]
+    keys_seen = [row_key(r["config"], r["seed"]) for r in rows]
     assert len(rows) == 12
     assert len(set(keys_seen)) == 12
     spec = _sweep(
@@ -476,7 +503,7 @@ def test_a_killed_worker_loses_and_duplicates_no_row(cluster, tmp_path: Path, ca
 def test_a_killed_sweep_restarted_finishes_only_the_rest(cluster, tmp_path: Path) -> None:
     address, _client = cluster
     out = tmp_path / "s.jsonl"
-    argv = [sys.executable, "-m", "xpnn.cli", "sweep", "binary-addition"]
+    argv = [sys.executable, "-m", "xpnn", "sweep", "binary-addition"]
     argv += ["--grid", "activation=sigmoid,tanh,relu", "--iters", "400", "--seeds", "4"]
     argv += ["--scheduler", address, "--out", str(out)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -494,5 +521,5 @@ def test_a_killed_sweep_restarted_finishes_only_the_rest(cluster, tmp_path: Path
     assert f"ran {12 - done}, skipped {done} already in" in second.stderr
     after = out.read_text().splitlines()
     assert after[: len(before)] == before  # what the first sweep wrote stays as it was
-    keys = [sweep.row_key(r["config"], r["seed"]) for r in _rows(out)]
+    keys = [row_key(r["config"], r["seed"]) for r in _rows(out)]
     assert len(keys) == len(set(keys)) == 12

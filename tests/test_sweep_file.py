@@ -14,7 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from xpnn import cli, sweep
+from xpnn import cli
+from xpnn.cli.sweep import command, tasks
+from xpnn.cli.sweep import results as sweep_results
+from xpnn.cli.sweep.grid import build_sweep, identity, row_key
+from xpnn.cli.sweep.results import OPTIONAL, ROW_FIELDS, ResultsFile, row_problem
 from xpnn.errors import OutputError, XpnnValueError
 from xpnn.io import atomic
 
@@ -25,15 +29,13 @@ DISTRIBUTED = pytest.mark.skipif(
     reason="starts a LocalCluster of two worker processes: nox -s distributed "
     "(or XPNN_DISTRIBUTED=1)",
 )
-SPEC = sweep.build_sweep(
-    argparse.Namespace(run="sine", grid=["lr=0.1,0.2"], seeds=2), ["--iters", "5"]
-)
+SPEC = build_sweep(argparse.Namespace(run="sine", grid=["lr=0.1,0.2"], seeds=2), ["--iters", "5"])
 ARGV = ["sweep", "sine", "--iters", "5", "--grid", "lr=0.1,0.2", "--seeds", "2"]
 
 
 @pytest.fixture(scope="module")
 def ident() -> dict:
-    return sweep.identity(SPEC)
+    return identity(SPEC)
 
 
 def _row(config: dict[str, str], seed: int, /, **fields) -> dict:
@@ -97,15 +99,25 @@ BAD_LINES = {
     "a bool metric": _line(_row({"lr": "0.1"}, 1, metrics={"test_mse": True})),
     "exact pairs without a total": _line(_row({"lr": "0.1"}, 1, metrics={"exact": 3})),
     "exact pairs of a zero total": _line(_row({"lr": "0.1"}, 1, metrics={"exact": 0, "total": 0})),
-    **{f"no {name}": _line(_row({"lr": "0.1"}, 1, **{name: ...})) for name in sweep.ROW_FIELDS},
-    **{f"{name} a list": _line(_row({"lr": "0.1"}, 1, **{name: []})) for name in sweep.ROW_FIELDS},
+    "a curve point that is not a pair": _line(_row({"lr": "0.1"}, 1, curve=[[100]])),
+    "a curve that goes back": _line(_row({"lr": "0.1"}, 1, curve=[[100, 0.5], [50, 0.4]])),
+    "a curve point that is not a number": _line(_row({"lr": "0.1"}, 1, curve=[[100, "x"]])),
+    **{
+        f"no {name}": _line(_row({"lr": "0.1"}, 1, **{name: ...}))
+        for name in ROW_FIELDS
+        if name not in OPTIONAL  # a diverged run's row has no metrics: see the test below
+    },
+    **{
+        f"{name} a list": _line(_row({"lr": "0.1"}, 1, **{name: []}))
+        for name in ROW_FIELDS
+        if name != "curve"
+    },
     **{
         f"{name} a string": _line(_row({"lr": "0.1"}, 1, **{name: "1"}))
-        for name in sweep.ROW_FIELDS
+        for name in ROW_FIELDS
         if name not in ("worker",)
     },
 }
-BAD_LINES.pop("no metrics")  # a diverged run's row has none: see the test below
 
 
 @pytest.mark.parametrize("bad", list(BAD_LINES.values()), ids=list(BAD_LINES))
@@ -115,9 +127,9 @@ def test_a_line_that_is_not_a_row_is_ignored_and_its_run_runs_again(
     path = tmp_path / "s.jsonl"
     data = _header(ident) + _line(FIRST) + b"\n" + bad + b"\n" + _line(LAST) + b"\n"
     path.write_bytes(data)
-    with sweep.ResultsFile(path, ident) as results:
+    with ResultsFile(path, ident) as results:
         assert results.rows == {
-            sweep.row_key(r["config"], r["seed"]): r for r in (FIRST, LAST)
+            row_key(r["config"], r["seed"]): r for r in (FIRST, LAST)
         }  # the run of the bad line is not among them: it runs again
         ((number, why),) = results.ignored
         assert number == 3
@@ -129,7 +141,7 @@ def test_a_row_repeated_is_reported_once_the_first_kept(tmp_path: Path, ident: d
     path = tmp_path / "s.jsonl"
     again = _row({"lr": "0.1"}, 0, final_loss=0.75)
     path.write_bytes(_header(ident) + b"\n".join(_line(r) for r in (FIRST, again)) + b"\n")
-    with sweep.ResultsFile(path, ident) as results:
+    with ResultsFile(path, ident) as results:
         assert list(results.rows.values()) == [FIRST]
         assert results.ignored == [(3, "it repeats an earlier row's run")]
 
@@ -139,11 +151,12 @@ def test_every_row_run_one_writes_is_a_row(ident: dict) -> None:
     diverged = _row({"lr": "0.2"}, 0, final_loss=None, diverged_at=12, metrics=...)
     exact = _row({"lr": "0.1"}, 3, first_exact=400, metrics={"exact": 16, "total": 16})
     whole_seconds = _row({"lr": "0.1"}, 0, seconds=2, final_loss=0)  # JSON ints
-    for row in (FIRST, LAST, diverged, exact, whole_seconds):
-        assert sweep.row_problem(json.loads(json.dumps(row)), grid) is None
+    curve = _row({"lr": "0.2"}, 1, curve=[[0, 0.5], [100, 0.25]])  # --eval-every's test curve
+    for row in (FIRST, LAST, diverged, exact, whole_seconds, curve):
+        assert row_problem(json.loads(json.dumps(row)), grid) is None
 
 
-@pytest.mark.parametrize("count", [2, sweep.REPORTED + 3])
+@pytest.mark.parametrize("count", [2, command.REPORTED + 3])
 def test_the_sweep_reports_each_ignored_line_on_one_line_and_reruns_it(
     count: int, tmp_path: Path, ident: dict, capsys, monkeypatch
 ) -> None:
@@ -153,14 +166,14 @@ def test_the_sweep_reports_each_ignored_line_on_one_line_and_reruns_it(
     sent = []
 
     def execute(spec, results, client, progress):  # records the runs it would send
-        sent.extend((c, s) for c, s in spec.tasks() if sweep.row_key(c, s) not in results.rows)
-        return sweep.Outcome(skipped=len(spec.tasks()) - len(sent))
+        sent.extend((c, s) for c, s in spec.tasks() if row_key(c, s) not in results.rows)
+        return tasks.Outcome(skipped=len(spec.tasks()) - len(sent))
 
-    monkeypatch.setattr(sweep, "connect", lambda *_: contextlib.nullcontext(_FakeClient()))
-    monkeypatch.setattr(sweep, "execute", execute)
+    monkeypatch.setattr(command, "connect", lambda *_: contextlib.nullcontext(_FakeClient()))
+    monkeypatch.setattr(command, "execute", execute)
     assert _main([*ARGV, "--out", str(out)]) == 0
     warnings = [line for line in _err_lines(capsys) if "warning" in line]
-    shown = min(count, sweep.REPORTED)
+    shown = min(count, command.REPORTED)
     assert warnings[:shown] == [
         f"xpnn sweep: warning: {out} line {n} is not a complete row of this sweep "
         "(it is not JSON); ignored, its run runs again"
@@ -200,8 +213,8 @@ def test_a_header_of_the_wrong_shape_is_refused_in_one_line(
     data = _line(make(ident)) + b"\n" + _line(FIRST) + b"\n"
     out.write_bytes(data)
     with pytest.raises(XpnnValueError, match="is not an xpnn sweep results file"):
-        sweep.ResultsFile(out, ident)
-    monkeypatch.setattr(sweep, "connect", _no_tasks)
+        ResultsFile(out, ident)
+    monkeypatch.setattr(command, "connect", _no_tasks)
     assert _main([*ARGV, "--out", str(out)]) == 2
     (err,) = _err_lines(capsys)
     assert (
@@ -214,7 +227,7 @@ def test_a_header_of_the_wrong_shape_is_refused_in_one_line(
 def test_a_header_cut_short_by_a_kill_is_written_again(tmp_path: Path, ident: dict) -> None:
     out = tmp_path / "s.jsonl"
     out.write_bytes(_header(ident)[:25])
-    with sweep.ResultsFile(out, ident) as results:
+    with ResultsFile(out, ident) as results:
         assert results.rows == {} and results.ignored == []
     assert out.read_bytes() == _header(ident)
 
@@ -268,8 +281,8 @@ def test_an_out_that_cannot_be_written_is_refused_before_any_task(
     (tmp_path / "dir").mkdir()
     out = tmp_path / where
     if patched_open is not None:
-        monkeypatch.setattr(sweep, "open", patched_open, raising=False)
-    monkeypatch.setattr(sweep, "connect", _no_tasks)
+        monkeypatch.setattr(sweep_results, "open", patched_open, raising=False)
+    monkeypatch.setattr(command, "connect", _no_tasks)
     assert _main([*ARGV, "--out", str(out)]) == 2
     (err,) = _err_lines(capsys)
     assert err == f"xpnn sweep: error: cannot write the results file {str(out)!r}: {cause}"
@@ -280,12 +293,12 @@ def test_an_out_that_cannot_be_written_is_refused_before_any_task(
 
 def test_a_full_disk_mid_sweep_keeps_the_rows_written_whole(tmp_path: Path, ident: dict) -> None:
     out = tmp_path / "s.jsonl"
-    with sweep.ResultsFile(out, ident):
+    with ResultsFile(out, ident):
         pass  # the header
     kept = _header(ident) + _line(FIRST) + b"\n"
     with (
         pytest.MonkeyPatch.context() as mp,
-        sweep.ResultsFile(out, ident) as results,
+        ResultsFile(out, ident) as results,
     ):
         mp.setattr(results, "_file", _Disk(results._file, len(_line(FIRST)) + 1 + 20))
         results.append(FIRST)
@@ -304,15 +317,15 @@ def test_a_write_error_mid_sweep_exits_1_with_one_line(
     tmp_path: Path, ident: dict, capsys, monkeypatch
 ) -> None:
     out = tmp_path / "s.jsonl"
-    monkeypatch.setattr(sweep, "open", _full_after(len(_header(ident)) + 10), raising=False)
+    monkeypatch.setattr(sweep_results, "open", _full_after(len(_header(ident)) + 10), raising=False)
 
     def execute(spec, results, client, progress):
         for config, seed in spec.tasks():
             results.append(_row(config, seed))
         raise AssertionError("every row was written on a full disk")
 
-    monkeypatch.setattr(sweep, "connect", lambda *_: contextlib.nullcontext(_FakeClient()))
-    monkeypatch.setattr(sweep, "execute", execute)
+    monkeypatch.setattr(command, "connect", lambda *_: contextlib.nullcontext(_FakeClient()))
+    monkeypatch.setattr(command, "execute", execute)
     assert _main([*ARGV, "--out", str(out)]) == 1
     err = _err_lines(capsys)
     assert err[-1].startswith(f"xpnn sweep: error: cannot write to the results file {str(out)!r}")
@@ -328,20 +341,20 @@ def test_a_second_sweep_on_the_same_out_is_refused_naming_the_holder(
     tmp_path: Path, ident: dict, capsys, monkeypatch
 ) -> None:
     out = tmp_path / "s.jsonl"
-    monkeypatch.setattr(sweep, "connect", _no_tasks)
-    with sweep.ResultsFile(out, ident) as first:
+    monkeypatch.setattr(command, "connect", _no_tasks)
+    with ResultsFile(out, ident) as first:
         first.append(FIRST)
         data = out.read_bytes()
         assert json.loads(_lock_path(out).read_text())["pid"] == os.getpid()
         with pytest.raises(XpnnValueError, match=f"pid {os.getpid()} on {atomic.HOST}"):
-            sweep.ResultsFile(out, ident)
+            ResultsFile(out, ident)
         assert _main([*ARGV, "--out", str(out)]) == 2
         (err,) = _err_lines(capsys)
         assert f"{out} is in use by another xpnn sweep (pid {os.getpid()} on {atomic.HOST}" in err
         assert f"choose another --out. If that sweep is gone, remove {_lock_path(out)}" in err
         assert out.read_bytes() == data
     assert not _lock_path(out).exists()
-    with sweep.ResultsFile(out, ident) as again:  # released: free again
+    with ResultsFile(out, ident) as again:  # released: free again
         assert list(again.rows.values()) == [FIRST]
 
 
@@ -355,7 +368,7 @@ def test_a_stale_lock_of_a_dead_sweep_is_broken(tmp_path: Path, ident: dict) -> 
     out = tmp_path / "s.jsonl"
     info = {"pid": _dead_pid(), "host": atomic.HOST, "started": 0}
     _lock_path(out).write_text(json.dumps(info))
-    with sweep.ResultsFile(out, ident):
+    with ResultsFile(out, ident):
         assert json.loads(_lock_path(out).read_text())["pid"] == os.getpid()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.jsonl"]
 
@@ -365,7 +378,7 @@ def test_a_lock_from_another_host_is_never_broken(tmp_path: Path, ident: dict) -
     info = {"pid": _dead_pid(), "host": "another-host", "started": 0}
     _lock_path(out).write_text(json.dumps(info))
     with pytest.raises(XpnnValueError, match=f"pid {info['pid']} on another-host"):
-        sweep.ResultsFile(out, ident)
+        ResultsFile(out, ident)
     assert _lock_path(out).exists()
 
 
@@ -378,7 +391,7 @@ def test_a_full_disk_stops_a_running_sweep_and_keeps_its_rows(
 ) -> None:
     out = tmp_path / "s.jsonl"
     room = len(_header(ident)) + 400  # a row is about 200 bytes
-    monkeypatch.setattr(sweep, "open", _full_after(room), raising=False)
+    monkeypatch.setattr(sweep_results, "open", _full_after(room), raising=False)
     argv = [*ARGV[:-1], "3", "--workers", "2", "--out", str(out)]  # 6 runs
     assert cli.main(argv) == 1
     err = _err_lines(capsys)
@@ -388,5 +401,5 @@ def test_a_full_disk_stops_a_running_sweep_and_keeps_its_rows(
     assert lines[-1] == b""  # whole lines only
     rows = [json.loads(line) for line in lines[1:-1]]
     assert 1 <= len(rows) < 6
-    assert all(sweep.row_problem(r, ident["grid"]) is None for r in rows)
+    assert all(row_problem(r, ident["grid"]) is None for r in rows)
     assert not _lock_path(out).exists()
