@@ -72,8 +72,14 @@ class JaxBackend(Backend):
 
         leaves = jax.tree_util.tree_leaves((init, xs))
         if any(isinstance(a, jax.core.Tracer) for a in leaves):
-            return jax.lax.scan(step, init, xs, reverse=reverse)
+            steps = jax.tree_util.tree_leaves(xs)[0].shape[0]
+            return jax.lax.scan(step, init, xs, reverse=reverse, unroll=self.unroll(steps))
         return super().scan(step, init, xs, reverse=reverse)
+
+    def unroll(self, steps: int) -> int:
+        """How many steps of a traced scan one loop iteration holds (``lax.scan``'s
+        ``unroll``): 1, the loop compiled once whatever ``T``."""
+        return 1
 
     def unstack(self, a: Array) -> list[Array]:
         """One ``dynamic_index_in_dim`` a step: eager JAX compiles an operation at its

@@ -21,7 +21,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, NoReturn
 
-from xpnn import __version__
+from xpnn._version import __version__
 from xpnn.backends import BACKENDS, backend_info, float_errors_ignored
 from xpnn.cli import agree, sweep
 from xpnn.cli.options import add_options, from_namespace
