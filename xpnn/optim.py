@@ -75,7 +75,7 @@ class Optimizer:
             f"made by make_step keeps the values it was made with; make a new optimiser "
             f"with opt.with_({name}=...) and a new step"
         )
-        raise XpnnAttributeError(msg)
+        raise XpnnAttributeError(msg, argument=name)
 
     def __delattr__(self, name: str) -> None:
         self.__setattr__(name, None)
@@ -169,14 +169,14 @@ class Optimizer:
                 f"state must be the dict of arrays from {self!r}.init(params), got "
                 f"{type(state).__name__}"
             )
-            raise XpnnTypeError(msg)
+            raise XpnnTypeError(msg, argument="state")
         shapes = self.state_shapes({k: tuple(p.shape) for k, p in params.items()})
         if set(state) != set(shapes):
             msg = (
                 f"state does not belong to {self!r} and these parameters: it must have the keys "
                 f"{sorted(shapes)}, got {shown(sorted(state, key=str))}"
             )
-            raise XpnnValueError(msg)
+            raise XpnnValueError(msg, argument="state")
         like = next(iter(params.values()))
         for key, shape in shapes.items():
             ref = params[key.split(".", 1)[1]] if "." in key else like
@@ -219,7 +219,7 @@ class Optimizer:
                     f"{key.split('.', 1)[0]!r} accumulates squared gradients and is never "
                     "negative; pass the state that init or update returned"
                 )
-            raise XpnnValueError(msg)
+            raise XpnnValueError(msg, argument="state")
 
     def _value_ok(self, key: str, a: Array, xp: ArrayNamespace) -> Array:
         """A 0-d boolean: whether state array ``key`` holds values this optimiser reaches."""
@@ -260,23 +260,23 @@ def check_params(params: Any, name: str = "params") -> None:
     if not isinstance(params, Mapping):
         kind = type(params).__name__
         msg = f"{name} must be a dict of parameter arrays keyed by name, got {kind}"
-        raise XpnnTypeError(msg)
+        raise XpnnTypeError(msg, argument=name)
     if not params:
         msg = f"{name} is empty; it must hold at least one parameter array"
-        raise XpnnValueError(msg)
+        raise XpnnValueError(msg, argument=name)
     first = None
     for key, p in params.items():
         if not isinstance(key, str):
             msg = f"{name} must be keyed by strings (parameter names), got the key {shown(key)}"
-            raise XpnnTypeError(msg)
+            raise XpnnTypeError(msg, argument=name)
         try:
             xp = namespace_of(p)
         except XpnnTypeError:
             msg = f"{name}[{key!r}] must be an array, got {type(p).__name__}"
-            raise XpnnTypeError(msg) from None
+            raise XpnnTypeError(msg, argument=name) from None
         if not xp.isdtype(p.dtype, "real floating"):
             msg = f"{name}[{key!r}] must have a real floating dtype, got {p.dtype}"
-            raise XpnnTypeError(msg)
+            raise XpnnTypeError(msg, argument=name)
         if first is None:
             first = key
         elif xp is not namespace_of(params[first]) or device_of(p) != device_of(params[first]):
@@ -284,7 +284,7 @@ def check_params(params: Any, name: str = "params") -> None:
                 f"{name}[{key!r}] is not on the backend and device of {name}[{first!r}]; "
                 "every parameter must be"
             )
-            raise XpnnTypeError(msg)
+            raise XpnnTypeError(msg, argument=name)
 
 
 def check_like(reference: Mapping[str, Array], tree: Any, name: str, reference_name: str) -> None:
@@ -293,11 +293,11 @@ def check_like(reference: Mapping[str, Array], tree: Any, name: str, reference_n
     if not isinstance(tree, Mapping):
         kind = type(tree).__name__
         msg = f"{name} must be a dict of arrays keyed like {reference_name}, got {kind}"
-        raise XpnnTypeError(msg)
+        raise XpnnTypeError(msg, argument=name)
     if set(tree) != set(reference):
         got = shown(sorted(tree, key=str))
         msg = f"{name} must have the keys of {reference_name} {sorted(reference)}, got {got}"
-        raise XpnnValueError(msg)
+        raise XpnnValueError(msg, argument=name)
     for key, ref in reference.items():
         _check_one(tree[key], ref, f"{name}[{key!r}]", tuple(ref.shape))
 
@@ -308,16 +308,16 @@ def _check_one(x: Any, ref: Array, name: str, shape: tuple[int, ...]) -> None:
     except XpnnTypeError:
         kind = type(x).__name__
         msg = f"{name} must be an array of shape {shape} and dtype {ref.dtype}, got {kind}"
-        raise XpnnTypeError(msg) from None
+        raise XpnnTypeError(msg, argument=name.split("[")[0]) from None
     if xp is not namespace_of(ref) or device_of(x) != device_of(ref) or x.dtype != ref.dtype:
         msg = (
             f"{name} must be an array of dtype {ref.dtype} on the parameters' backend and "
             f"device, got dtype {x.dtype} from {xp.__name__}"
         )
-        raise XpnnTypeError(msg)
+        raise XpnnTypeError(msg, argument=name.split("[")[0])
     if tuple(x.shape) != shape:
         msg = f"{name} must have shape {shape}, got {tuple(x.shape)}"
-        raise XpnnValueError(msg)
+        raise XpnnValueError(msg, argument=name.split("[")[0])
 
 
 class SGD(Optimizer):

@@ -80,7 +80,7 @@ def chunk_batch(x: Array, axis: int, rows: int | None = None) -> Array:
     """
     if rows is not None and (isinstance(rows, bool) or not isinstance(rows, int) or rows < 1):
         msg = f"chunks must be a positive integer (rows per chunk), got {shown(rows)}"
-        raise XpnnValueError(msg)
+        raise XpnnValueError(msg, argument="chunks")
     if not is_dask(x) or x.ndim == 0:
         return x
     rows = default_chunk_rows(max(x.shape[axis], 1)) if rows is None else rows

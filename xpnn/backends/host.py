@@ -28,12 +28,12 @@ def host_rng(seed: int | None) -> np.random.Generator:
     """
     if isinstance(seed, (bool, float, str, bytes)):
         msg = f"seed must be a non-negative integer, got {shown(seed)}"
-        raise XpnnValueError(msg)
+        raise XpnnValueError(msg, argument="seed")
     try:
         return np.random.default_rng(seed)
     except (TypeError, ValueError):
         msg = f"seed must be a non-negative integer, got {shown(seed)}"
-        raise XpnnValueError(msg) from None
+        raise XpnnValueError(msg, argument="seed") from None
 
 
 def odd_array(x: Any) -> str | None:
@@ -57,13 +57,13 @@ def check_host_input(x: Any, name: str, target: str) -> Any:
     cannot = f"{name} cannot be converted to a {target} array"
     odd = odd_array(x)
     if odd is not None:
-        raise XpnnTypeError(f"{cannot}: {odd}")
+        raise XpnnTypeError(f"{cannot}: {odd}", argument=name)
     if array_api_compat.is_array_api_obj(x) and not isinstance(x, np.ndarray):
         dtype = x.dtype
         kinds = ("real floating", "integral", "bool")
         if not array_api_compat.array_namespace(x).isdtype(dtype, kinds):
             msg = f"{cannot}: it has dtype {dtype}; expected real numbers"
-            raise XpnnTypeError(msg)
+            raise XpnnTypeError(msg, argument=name)
         return x
     try:
         with warnings.catch_warnings():
@@ -71,11 +71,11 @@ def check_host_input(x: Any, name: str, target: str) -> Any:
             host = np.asarray(x)
     except (ValueError, TypeError, OverflowError, RecursionError, Warning) as exc:
         msg = f"{cannot}: not an array of numbers ({type(exc).__name__}: {str(exc)[:80]})"
-        raise XpnnTypeError(msg) from None
+        raise XpnnTypeError(msg, argument=name) from None
     if host.dtype.kind not in "biuf":
         what = "complex" if host.dtype.kind == "c" else str(host.dtype)
         msg = f"{cannot}: it holds {what} values; expected real numbers"
-        raise XpnnTypeError(msg)
+        raise XpnnTypeError(msg, argument=name)
     return host
 
 

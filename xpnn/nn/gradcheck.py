@@ -46,14 +46,14 @@ def gradient_check(
     """
     if not isinstance(model, Model):
         msg = f"model must be an xpnn MLP or RNN, got {type(model).__name__}"
-        raise XpnnTypeError(msg)
+        raise XpnnTypeError(msg, argument="model")
     if isinstance(h, bool) or not isinstance(h, (int, float)) or not 0 < h < 1:
         msg = f"h must be a finite-difference step in (0, 1), got {shown(h)}"
-        raise XpnnValueError(msg)
+        raise XpnnValueError(msg, argument="h")
     xp = model.xp
     if model.dtype != xp.float64:
         msg = f"gradient checks need a float64 model, got {model.dtype}"
-        raise XpnnTypeError(msg)
+        raise XpnnTypeError(msg, argument="model")
     if isinstance(model, RNN):
         _, grads = model.loss_and_grad(x, d, truncate=truncate)  # checks x, d and truncate
         loss = _rnn_loss(
@@ -62,7 +62,7 @@ def gradient_check(
     else:
         if truncate is not None:
             msg = "truncate applies to an RNN only"
-            raise XpnnValueError(msg)
+            raise XpnnValueError(msg, argument="truncate")
         _, grads = model.loss_and_grad(x, d)  # checks x and d
         d = model.core.targets(d)
 
