@@ -219,7 +219,7 @@ class Optimizer:
                     f"{key.split('.', 1)[0]!r} accumulates squared gradients and is never "
                     "negative; pass the state that init or update returned"
                 )
-            raise XpnnValueError(msg, argument="state")
+            raise XpnnValueError(msg, argument=f"state[{key!r}]")
 
     def _value_ok(self, key: str, a: Array, xp: ArrayNamespace) -> Array:
         """A 0-d boolean: whether state array ``key`` holds values this optimiser reaches."""
