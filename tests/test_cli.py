@@ -362,7 +362,12 @@ def test_ctrl_c_names_the_checkpoint_and_the_command_that_resumes_it(tmp_path):
     args += ["--checkpoint-every", "50", "--iters", "100000"]
     path = folder / "checkpoint.npz"
     proc = subprocess.Popen(
-        [*CLI, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        [*CLI, *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        # as from a terminal: a shell's background job ignores SIGINT, and so its children
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         deadline = time.monotonic() + TIMEOUT
