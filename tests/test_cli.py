@@ -354,6 +354,15 @@ def test_quiet_prints_the_result_and_a_compile_says_so_once_on_stderr(backend, c
             assert lines == []
 
 
+AS_FROM_A_TERMINAL = """
+import runpy, signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)  # a background job ignores SIGINT
+sys.argv = ["xpnn", *sys.argv[1:]]
+runpy.run_module("xpnn", run_name="__main__")
+"""
+"""``python -m xpnn ARGS`` with SIGINT handled as in a terminal, wherever the test runs."""
+
+
 def test_ctrl_c_names_the_checkpoint_and_the_command_that_resumes_it(tmp_path):
     """SIGINT to ``xpnn train`` (what Ctrl-C sends): exit status 130, and stderr names
     the checkpoint file, the iteration it holds and the command that resumes it."""
@@ -362,12 +371,10 @@ def test_ctrl_c_names_the_checkpoint_and_the_command_that_resumes_it(tmp_path):
     args += ["--checkpoint-every", "50", "--iters", "100000"]
     path = folder / "checkpoint.npz"
     proc = subprocess.Popen(
-        [*CLI, *args],
+        [sys.executable, "-c", AS_FROM_A_TERMINAL, *args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
-        # as from a terminal: a shell's background job ignores SIGINT, and so its children
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         deadline = time.monotonic() + TIMEOUT
