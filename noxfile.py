@@ -217,8 +217,10 @@ def distributed(session: nox.Session) -> None:
     install(session, ["test", "plot"], ["dask"])
     session.run(
         "pytest",
+        *DEFAULT_TESTS,
         "tests/test_dask.py",
         "tests/test_sweep.py",
+        "tests/test_sweep_file.py",
         "tests/test_parallel.py",
         "tests/test_docs.py",
         "tests/test_errors.py",  # the refusals of a closed client and of a small batch
@@ -267,9 +269,10 @@ def slow(session: nox.Session) -> None:
     """The ``slow`` cases on every CPU backend: all the gradient-check configurations,
     the long training runs."""
     backends = [str(b["name"]) for b in SUITE_BACKENDS]
-    install(session, ["test", "plot"], backends)
+    install(session, ["test", "plot"], [*backends, "dask"])
     env = {
         "XPNN_BACKENDS": ",".join(backends),
+        "XPNN_DISTRIBUTED": "1",  # the slow cluster cases too
         "XLA_FLAGS": FAST_XLA_COMPILE,
         **jax_compile_cache(session),
     }
