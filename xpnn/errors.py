@@ -71,6 +71,9 @@ class TrainingDiverged(XpnnError, FloatingPointError):
         (or the run's first iteration, when no reading was finite).
     cause : str
         What was not finite, in words (``"the loss at iteration 7 is nan"``).
+    metrics : dict
+        What the run measured before it diverged, where it measures along the way (a
+        course run's test curve); empty otherwise.
     """
 
     def __init__(
@@ -86,6 +89,7 @@ class TrainingDiverged(XpnnError, FloatingPointError):
     ) -> None:
         super().__init__(msg)
         self.cause = cause or f"the loss at iteration {iteration} is not finite"
+        self.metrics: dict = {}
         self.iteration = iteration
         self.params = params
         self.history = history

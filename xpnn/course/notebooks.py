@@ -32,9 +32,7 @@ from xpnn.errors import TrainingDiverged, XpnnTypeError
 from xpnn.nn.mlp import MLP
 from xpnn.nn.rnn import RNN
 from xpnn.optim import SGD
-from xpnn.parallel import Gradients
-from xpnn.training.loop import check_stream, starting_state
-from xpnn.training.loop import run as training_run
+from xpnn.training.loop import fit, starting_state
 from xpnn.training.plan import Plan
 from xpnn.training.resume import Checkpointer
 from xpnn.training.state import LogEvent, TrainState
@@ -143,19 +141,13 @@ def _fit(
     A step that compiles says so on stderr, once, when its compile is done."""
     s, plan = run.settings, run.training
     log = _saying_compile(plan, on_log)
-    source = None if parallel is None else Gradients(parallel, net, stream, plan.truncate)
-    try:
-        if s.checkpoint is None:
-            begin = starting_state(net, plan, None)
-            check_stream(net, stream, plan.iters, 0, whole_batches=source is not None)
-            return training_run(plan, net, stream, begin, source=source, on_log=log)
-        keeper = Checkpointer(
-            s.checkpoint, every=plan.on_step_every, settings=s.recorded(), resume=s.resume
-        )
-        return keeper.run_plan(plan, net, stream, on_log=log, source=source)
-    finally:
-        if source is not None:
-            source.close()
+    if s.checkpoint is None:
+        begin = starting_state(net, plan, None)
+        return fit(plan, net, stream, begin, parallel=parallel, on_log=log)
+    keeper = Checkpointer(
+        s.checkpoint, every=plan.on_step_every, settings=s.recorded(), resume=s.resume
+    )
+    return keeper.run_plan(plan, net, stream, on_log=log, parallel=parallel)
 
 
 def _saying_compile(plan: Plan, on_log: Callable[[LogEvent], None]) -> Callable[[LogEvent], None]:

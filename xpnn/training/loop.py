@@ -137,7 +137,6 @@ def train(
         and the history.
     """
     resume_from = _deprecated_start(model, resume_from, start, state, history)
-    source = None
     if parallel is not None:
         if compile == "on":
             msg = 'compile="on": parallel training runs the workers\' steps uncompiled'
@@ -157,10 +156,26 @@ def train(
     check_callback(on_log, "on_log")
     check_callback(on_step, "on_step")
     begin = starting_state(model, plan, resume_from)
-    if parallel is not None:
-        source = Gradients(parallel, model, stream, plan.truncate)
-    check_stream(model, stream, plan.iters, begin.step, whole_batches=source is not None)
+    return fit(plan, model, stream, begin, parallel=parallel, on_log=on_log, on_step=on_step)
+
+
+def fit(
+    plan: Plan,
+    model: Any,
+    stream: Any,
+    begin: TrainState,
+    *,
+    parallel: Any = None,
+    on_log: Callable[[LogEvent], None] | None = None,
+    on_step: Callable[[TrainState], None] | None = None,
+) -> TrainState:
+    """``plan`` from ``begin`` (both checked: ``make_plan``, ``starting_state``) on
+    ``stream``, its gradients from the workers of the ``distributed.Client``
+    ``parallel`` (``xpnn.parallel.Gradients``) or from the model itself: the stream
+    checked against the model, then ``run``."""
+    source = None if parallel is None else Gradients(parallel, model, stream, plan.truncate)
     try:
+        check_stream(model, stream, plan.iters, begin.step, whole_batches=source is not None)
         return run(plan, model, stream, begin, source=source, on_log=on_log, on_step=on_step)
     finally:
         if source is not None:

@@ -30,7 +30,7 @@ from xpnn.errors import CheckpointError, TrainingDiverged, XpnnTypeError, check_
 from xpnn.io.atomic import remove_stale_temps
 from xpnn.io.lock import FolderLock
 from xpnn.training.checkpoint import Checkpoint, NonFiniteParameters, load, optimizer_spec, save
-from xpnn.training.loop import check_stream, run, starting_state
+from xpnn.training.loop import fit, starting_state
 from xpnn.training.plan import Plan, make_plan
 from xpnn.training.state import LogEvent, TrainState
 
@@ -198,10 +198,10 @@ class Checkpointer:
         stream: Any,
         *,
         on_log: Callable[[LogEvent], None] | None = None,
-        source: Any = None,
+        parallel: Any = None,
     ) -> TrainState:
-        """``run`` with its settings already made into a ``Plan`` (the command line's);
-        ``source`` is a gradient source (``xpnn.parallel.Gradients``) or None."""
+        """``run`` with its settings already made into a ``Plan`` (the command line's),
+        on the workers of the ``distributed.Client`` ``parallel`` where given."""
         self.settings = {
             **self.settings,
             "backend": model.backend,
@@ -210,16 +210,18 @@ class Checkpointer:
             **plan.recorded(),
         }
         with self.lock:
-            resumed = self.begin(model, plan.optimizer, plan.iters)
-            begin = resumed or starting_state(model, plan, None)
-            check_stream(model, stream, plan.iters, begin.step, whole_batches=source is not None)
+            begin = self.begin(model, plan.optimizer, plan.iters) or starting_state(
+                model, plan, None
+            )
 
             def step(state: TrainState) -> None:
                 if state.step < plan.iters:
                     self.save(model, plan.optimizer, state, plan.iters)
 
             try:
-                result = run(plan, model, stream, begin, source=source, on_log=on_log, on_step=step)
+                result = fit(
+                    plan, model, stream, begin, parallel=parallel, on_log=on_log, on_step=step
+                )
             except TrainingDiverged as exc:  # the loop restored the last finite reading
                 if self.path.exists():  # else: diverged before the first save; nothing to fix
                     history = tuple(h for h in exc.history if h[0] < exc.good_step)

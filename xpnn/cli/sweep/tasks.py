@@ -33,7 +33,7 @@ def run_one(settings: Any) -> dict[str, Any]:
             result = RUNS[settings.RUN].run(plan, echo=None, progress=False, **extra)
     except TrainingDiverged as exc:
         row["diverged_at"] = exc.iteration
-        curve = getattr(exc, "metrics", {}).get("curve")
+        curve = exc.metrics.get("curve")
     else:
         curve = result.metrics.get("curve")
         row["final_loss"] = result.train.history[-1][1]
