@@ -275,11 +275,12 @@ def curve_figure(summaries: Sequence[ConfigSummary], path: str | Path, title: st
         if median:
             ax.plot(*zip(*median, strict=True), color=color, linewidth=2, label=label)
     baselines = [s.baseline for s in summaries if s.baseline is not None]
+    ax.set_yscale("log")
     if baselines:
         level = statistics.median(baselines)
         ax.axhline(level, color="0.3", linestyle="--", linewidth=1, label=f"always 1: {level:.3g}")
+        ax.set_ylim(top=30 * level)  # a start far above the baseline runs off the top
     ax.set(xlabel="iteration", ylabel="test MSE (median over seeds, bold)", title=title)
-    ax.set_yscale("log")
     ax.title.set_fontsize("medium")
     ax.legend(fontsize="small")
     save(fig, path)
