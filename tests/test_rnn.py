@@ -33,10 +33,24 @@ def _data(output: str, many_to_one: bool, seed: int) -> tuple[np.ndarray, np.nda
     return random_sequences(output, many_to_one, seed, (T, B, I, O))
 
 
-@pytest.mark.oracle
+def _one_a_kind_on_jax(cases: list) -> list:
+    """``cases`` with the first default case of each kind marked ``jax_covering``: eager
+    JAX runs every perturbed loss op by op (seconds a case), and one case a cell is what
+    it adds to the other backends' matrix."""
+    seen, out = set(), []
+    for case in cases:
+        kind = case.values[0]
+        default = not any(mark.name == "slow" for mark in case.marks)
+        if default and kind not in seen:
+            seen.add(kind)
+            case = pytest.param(*case.values, marks=(*case.marks, pytest.mark.jax_covering))
+        out.append(case)
+    return out
+
+
 @pytest.mark.parametrize(
     ("kind", "output_loss", "bias", "many_to_one", "truncate"),
-    covering_cases(KINDS, OUTPUT_LOSS, DRIVER),
+    _one_a_kind_on_jax(covering_cases(KINDS, OUTPUT_LOSS, DRIVER)),
     ids=lambda v: "-".join(map(str, v)) if isinstance(v, tuple) else str(v),
 )
 def test_gradient_check_every_configuration(
