@@ -18,7 +18,9 @@ Quickstart::
     y, cache = rnn.forward(x)  # y: (T, B, O); cache feeds rnn.backward(cache, d)
 
 ``xpnn train binary-addition`` runs the same from the command line; ``xpnn --help``
-lists the commands.
+lists the commands. Every refusal is an ``XpnnError`` (``XpnnValueError``,
+``XpnnTypeError``, ``BackendUnavailable``, ``CheckpointError``, ...; ``xpnn.errors``)
+naming the argument at fault (``error.argument``).
 """
 
 import sys
@@ -54,18 +56,13 @@ __all__ = [
     "SGD",
     "AdaGrad",
     "Adam",
-    "BackendUnavailable",
-    "CheckpointError",
     "Checkpointer",
     "LogEvent",
     "Momentum",
     "RMSProp",
     "TrainState",
     "TrainingDiverged",
-    "XpnnAttributeError",
     "XpnnError",
-    "XpnnTypeError",
-    "XpnnValueError",
     "available_backends",
     "checkpoint",
     "datasets",
