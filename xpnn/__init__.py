@@ -28,15 +28,12 @@ import sys
 from xpnn import datasets
 from xpnn._version import __version__ as __version__
 from xpnn.backends import available_backends, get_namespace, to_numpy
-from xpnn.errors import (
-    BackendUnavailable,
-    CheckpointError,
-    TrainingDiverged,
-    XpnnAttributeError,
-    XpnnError,
-    XpnnTypeError,
-    XpnnValueError,
-)
+from xpnn.errors import BackendUnavailable as BackendUnavailable
+from xpnn.errors import CheckpointError as CheckpointError
+from xpnn.errors import TrainingDiverged, XpnnError
+from xpnn.errors import XpnnAttributeError as XpnnAttributeError
+from xpnn.errors import XpnnTypeError as XpnnTypeError
+from xpnn.errors import XpnnValueError as XpnnValueError
 from xpnn.nn.gradcheck import gradient_check
 from xpnn.nn.mlp import MLP
 from xpnn.nn.rnn import RNN
