@@ -19,6 +19,7 @@ COURSE_SECTIONS = [
     "3_binary_addition.ipynb",
     "4_sine_wave.ipynb",
     "5_lstm_gru.ipynb",
+    "6_irnn.ipynb",
 ]
 CELL_ID = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")  # nbformat 4.5's cell id
 BACKEND_LINE = re.compile(r"^BACKEND = ", re.M)
