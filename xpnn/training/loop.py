@@ -173,9 +173,9 @@ def fit(
     ``stream``, its gradients from the workers of the ``distributed.Client``
     ``parallel`` (``xpnn.parallel.Gradients``) or from the model itself: the stream
     checked against the model, then ``run``."""
+    check_stream(model, stream, plan.iters, begin.step, whole_batches=parallel is not None)
     source = None if parallel is None else Gradients(parallel, model, stream, plan.truncate)
     try:
-        check_stream(model, stream, plan.iters, begin.step, whole_batches=source is not None)
         return run(plan, model, stream, begin, source=source, on_log=on_log, on_step=on_step)
     finally:
         if source is not None:
