@@ -134,13 +134,15 @@ def _fit(
     on_log: Callable[[LogEvent], None],
     *,
     parallel: Any = None,
+    quiet: bool = False,
 ) -> TrainState:
     """The run's training: ``run.training`` on ``stream``, on the workers of the
     ``distributed.Client`` ``parallel`` (a gradient source) or in this process, keeping
     ``checkpoint/checkpoint.npz`` current and resuming from it where the settings ask.
-    A step that compiles says so on stderr, once, when its compile is done."""
+    A step that compiles says so on stderr, once, when its compile is done (unless
+    ``quiet``: a run that prints nothing, such as a sweep's)."""
     s, plan = run.settings, run.training
-    log = _saying_compile(plan, on_log)
+    log = on_log if quiet else _saying_compile(plan, on_log)
     if s.checkpoint is None:
         begin = starting_state(net, plan, None)
         return fit(plan, net, stream, begin, parallel=parallel, on_log=log)
@@ -218,7 +220,7 @@ def regression(
     def log(event: LogEvent) -> None:
         _say(shown, printouts.loss_line(event, ".6f"))
 
-    result = _fit(run, net, stream, log, parallel=parallel)
+    result = _fit(run, net, stream, log, parallel=parallel, quiet=echo is None and not progress)
     x_test, d_test = datasets.linear(s.n_test, seed=s.seed + 1, low=s.low, high=s.high)
     pred = to_numpy(net.predict(net.asarray(x_test)))
     test_mse = float(((pred - d_test) ** 2).mean())
@@ -270,7 +272,7 @@ def binary_addition(
             net.params = event.params  # the reading's parameters (train sets them at the end)
             on_reading(net, event)
 
-    result = _fit(run, net, stream, log, parallel=parallel)
+    result = _fit(run, net, stream, log, parallel=parallel, quiet=echo is None and not progress)
     exact, total = addition_accuracy(net, s.bits)
     seconds = time.perf_counter() - began
     _say(
@@ -317,7 +319,7 @@ def sine(
     def log(event: LogEvent) -> None:
         _say(shown, printouts.loss_line(event, ".6g"))
 
-    result = _fit(run, net, stream, log, parallel=parallel)
+    result = _fit(run, net, stream, log, parallel=parallel, quiet=echo is None and not progress)
     test_pred = to_numpy(net.predict(net.asarray(data.xs_test)))
     test_mse = float(((test_pred - data.ds_test) ** 2).mean())
     window, generated = list(data.f[-s.maxlen :]), []
@@ -392,7 +394,7 @@ def adding_problem(
 
     metrics: dict[str, Any] = {"curve": curve} if s.eval_every is not None else {}
     try:
-        result = _fit(run, net, stream, log, parallel=parallel)
+        result = _fit(run, net, stream, log, parallel=parallel, quiet=echo is None and not progress)
     except TrainingDiverged as exc:
         exc.metrics = metrics  # the curve to the last finite reading
         raise
