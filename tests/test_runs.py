@@ -76,7 +76,7 @@ def test_a_notebook_run_checks_its_settings_before_it_builds_anything(
         raise AssertionError("the run started with settings its check refuses")
 
     builders = ("regression_network", "addition_network", "sine_network", "adding_network")
-    for name in ("training_run", "Checkpointer", *builders):
+    for name in ("fit", "Checkpointer", *builders):
         monkeypatch.setattr(notebooks, name, built)
     with pytest.raises(error) as info:
         getattr(notebooks, run)(settings, echo=None)
