@@ -7,9 +7,9 @@ biases ``b`` ``(G*H,)`` (the GRU also ``b_h`` ``(G*H,)``). The driver computes t
 projection ``ux_t = x_t @ W_in (+ b)`` of every step in one matmul before the loop and
 hands the cell one ``(B, G*H)`` row block per step.
 
-``zero_state(like, xp)`` is the state before step 0 (zeros like the ``(B, H)`` array
-``like``), shaped like every state and like the gradient that flows back into one:
-``(B, H)``, or the LSTM's pair.
+``zero_state(like, xp, device)`` is the state before step 0 (zeros of the ``(B, H)``
+array ``like``'s shape and dtype, on ``device``), shaped like every state and like the
+gradient that flows back into one: ``(B, H)``, or the LSTM's pair.
 
 The two steps have the shape of the backend's ``scan`` step, ``carry, y = step(carry,
 x)``, once the constants in front are bound (``functools.partial``), so the driver's loop
@@ -84,11 +84,11 @@ class Cell:
             shapes["b"] = (width,)
         return shapes
 
-    def zero_state(self, like: Array, xp: ArrayNamespace) -> State:
-        """Zeros of ``like``'s shape ``(B, H)``, dtype and device: the state before step
-        0. (``zeros_like`` rather than asking for a device, which ``torch.compile``
-        cannot trace through array-api-compat.)"""
-        return xp.zeros_like(like)
+    def zero_state(self, like: Array, xp: ArrayNamespace, device: Any) -> State:
+        """Zeros of ``like``'s shape ``(B, H)`` and dtype on ``device`` (the model's,
+        handed down: asking ``like`` for its device is a lookup ``torch.compile`` cannot
+        trace through array-api-compat): the state before step 0."""
+        return xp.zeros(like.shape, dtype=like.dtype, device=device)
 
     def prepare_forward(
         self, params: Mapping[str, Array], xp: ArrayNamespace
@@ -188,9 +188,9 @@ class LSTMCell(Cell):
         shift = xp.concat([half, half, zero, half])
         return {"W": w, "scale": scale, "shift": shift}
 
-    def zero_state(self, like: Array, xp: ArrayNamespace) -> State:
+    def zero_state(self, like: Array, xp: ArrayNamespace, device: Any) -> State:
         """The pair ``(h, c)`` of zeros ``(B, H)``."""
-        zeros = xp.zeros_like(like)
+        zeros = super().zero_state(like, xp, device)
         return zeros, zeros
 
     def step_forward(

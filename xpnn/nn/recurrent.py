@@ -86,9 +86,11 @@ def forward(
     *,
     many_to_one: bool,
     xp: ArrayNamespace,
+    device: Any,
     scan: Scan,
 ) -> tuple[Array, RNNCache]:
-    """``(y, cache)`` for ``xs`` ``(T, B, I)`` from the initial state ``h0`` (None: zeros)."""
+    """``(y, cache)`` for ``xs`` ``(T, B, I)`` from the initial state ``h0`` (None: zeros,
+    on ``device``)."""
     # Operators (``@``, ``.T``) rather than ``xp.matmul``: the same standard operation,
     # without a wrapper's Python call, which at batch 1 costs more than the arithmetic.
     steps, batch, _ = xs.shape
@@ -98,7 +100,7 @@ def forward(
     if isinstance(h0, list):  # the LSTM's pair, as the tuple the cell returns
         h0 = tuple(h0)
     step = functools.partial(cell.step_forward, cell.prepare_forward(params, xp), xp)
-    zeros = cell.zero_state(ux[0, :, : params["W"].shape[0]], xp)  # (B, H)
+    zeros = cell.zero_state(ux[0, :, : params["W"].shape[0]], xp, device)  # (B, H)
     _, (states, caches) = scan(step, zeros if h0 is None else h0, ux)
     hs = states[0] if cell.paired_state else states
     w_out = params["W_out"]

@@ -66,6 +66,7 @@ class RNNCore(Core):
             h0,
             many_to_one=self.many_to_one,
             xp=self.xp,
+            device=self.device,
             scan=self.scan,
         )
 
