@@ -196,7 +196,8 @@ def test_one_tanh_activates_every_lstm_gate_to_the_bit(backend, device):
     rows = np.array(values)[:, None] * np.linspace(0.5, 2.0, 4 * size)[None, :]
     a = net.asarray(rows)
     cell = LSTMCell()
-    zeros = cell.zero_state(a[:, :size], xp, net.device)  # h_prev = 0: the pre-activation is ux alone
+    # h_prev = 0: the pre-activation is ux alone
+    zeros = cell.zero_state(a[:, :size], xp, net.device)
     _, (_, (gates, _)) = cell.step_forward(cell.prepare_forward(net.params, xp), xp, zeros, a)
     sigmoid = 0.5 * xp.tanh(0.5 * a) + 0.5  # the gates' sigmoid before the single tanh
     expected = xp.concat(
