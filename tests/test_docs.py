@@ -164,6 +164,20 @@ def test_every_picture_shown_is_committed(doc):
         assert not untracked, f"{doc.name} shows pictures git does not track: {untracked}"
 
 
+LINK = re.compile(r"\]\(([^)\s#]+)(?:#[^)\s]*)?\)")
+NAMED_FILE = re.compile(r"\b((?:benchmarks|examples|notebooks)/[\w./-]+\.(?:py|ipynb))\b")
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
+def test_every_file_a_doc_links_or_runs_exists(doc):
+    text = doc.read_text(encoding="utf-8")
+    links = [link for link in LINK.findall(text) if "://" not in link]
+    named = NAMED_FILE.findall(text)
+    missing = [link for link in links if not (doc.parent / link).exists()]
+    missing += [path for path in named if not (ROOT / path).exists()]
+    assert not missing, f"{doc.name} names files that do not exist: {missing}"
+
+
 SCRIPTS = [script for doc in DOCS for script in scripts(doc)]
 
 
