@@ -163,6 +163,26 @@ def test_compiled_equals_eager_on_torch(backend, device, name, cell):
     _compare(backend, device, name, truncate=2, clip=0.5, many_to_one=cell != "rnn", cell=cell)
 
 
+@pytest.mark.slow
+@pytest.mark.slow_compile
+def test_a_process_compiles_more_torch_steps_than_dynamos_recompile_limit(backend, device):
+    """torch.compile keeps at most ``recompile_limit`` (8) graphs a code object; every
+    compiled step has a code of its own, so a process (a benchmark, a notebook, a sweep's
+    worker) may compile more steps than that, each a network of another shape."""
+    if backend != "torch":
+        pytest.skip(f"{backend}: this case is torch.compile's")
+    import torch
+
+    x, d = datasets.blobs(16, seed=0)
+    for hidden in range(2, torch._dynamo.config.recompile_limit + 4):
+        net = xpnn.MLP([2, hidden, 3], seed=1, backend=backend, device=device)
+        opt = xpnn.SGD(0.1)
+        args = (net.params, opt.init(net.params), net.asarray(x), net.asarray(d))
+        eager = make_step(net, opt, compile="off")(*args)[2]
+        compiled = make_step(net, opt, compile="on")(*args)[2]
+        assert float(compiled) == pytest.approx(float(eager), rel=1e-12)
+
+
 def _compare_mlp(backend, device):
     net = xpnn.MLP([2, 8, 3], seed=1, backend=backend, device=device)
     opt = OPTIMIZERS["rmsprop"](0.01)

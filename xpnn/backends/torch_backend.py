@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import types
 import warnings
 from collections.abc import Callable
 from types import ModuleType
@@ -98,5 +99,19 @@ class TorchBackend(Backend):
         # one graph per shape (no dynamic shapes); CUDA graphs on a GPU (not verified here)
         on_gpu = getattr(device, "type", None) == "cuda"
         return torch.compile(
-            fn, fullgraph=True, dynamic=False, mode="reduce-overhead" if on_gpu else None
+            _own_code(fn), fullgraph=True, dynamic=False, mode="reduce-overhead" if on_gpu else None
         )
+
+
+def _own_code(fn: Callable) -> Callable:
+    """``fn`` with a code object of its own. Dynamo keeps compiled graphs on the code
+    object, at most ``torch._dynamo.config.recompile_limit`` (8) of them; every step
+    ``build_step`` makes shares one code, so without this the ninth compiled step of a
+    process (another model, shape or optimiser) would fail under ``fullgraph=True``."""
+    if not isinstance(fn, types.FunctionType):
+        return fn
+    own = types.FunctionType(
+        fn.__code__.replace(), fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__
+    )
+    own.__kwdefaults__, own.__qualname__ = fn.__kwdefaults__, fn.__qualname__
+    return own
