@@ -312,7 +312,7 @@ def test_a_worker_of_two_threads_splits_its_shard_and_trains_as_one_process() ->
     ):
         for kind in KINDS:
             net, source = _trained_on(client, kind)
-            assert source.parts == [2]
+            assert source.cuts == [[(0, 5), (5, 11)]]
             _assert_close(_run(kind, 11), net)
 
 

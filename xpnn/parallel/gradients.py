@@ -101,15 +101,21 @@ class Gradients:
         self.model = model
         self.workers = sorted(threads)
         self.bounds = shard_bounds(stream.batch_size, len(self.workers))
-        # fixed for the run, so that a shard redone on another worker sums the same parts
-        self.parts = [
-            min(threads[w], hi - lo) for w, (lo, hi) in zip(self.workers, self.bounds, strict=True)
+        # a shard's parts (one a thread of its worker) are fixed for the run, so that a
+        # shard redone on another worker sums the same parts
+        self.cuts = [
+            [(lo + a, lo + b) for a, b in shard_bounds(hi - lo, min(threads[w], hi - lo))]
+            for w, (lo, hi) in zip(self.workers, self.bounds, strict=True)
         ]
         self.shard = session.Shard(model, stream, truncate)
         self.id = f"xpnn-{uuid.uuid4().hex}"
         self.opened: set[str] = set()
         self.client.register_plugin(session.SessionPlugin(), name=session.PLUGIN)
-        self.client.sync(self._open_all)
+        try:
+            self.client.sync(self._open_all)
+        except BaseException:  # a source that never was: its sessions closed, not left
+            self.close()
+            raise
 
     def __call__(self, params: Mapping[str, Array], i: int) -> tuple[float, dict[str, Array]]:
         """Iteration ``i``'s batch loss and gradients (arrays of the model): every
@@ -152,11 +158,8 @@ class Gradients:
         params = self.session.to_serialize(host)
 
         async def ask(s: int, address: str) -> tuple[float, dict[str, Any]] | None:
-            (lo, hi), parts = self.bounds[s], self.parts[s]
             await self._open(address)
-            answer = await self._ask(
-                address, action="step", params=params, i=i, lo=lo, hi=hi, parts=parts
-            )
+            answer = await self._ask(address, action="step", params=params, i=i, cuts=self.cuts[s])
             if answer is None:  # a worker restarted at the same address: open it again
                 self.opened.discard(address)
                 return None

@@ -10,9 +10,10 @@ asks it for one shard's loss and gradients a step, and closes it at the end.
 It imports dask.distributed: ``Gradients`` imports it once it has a client.
 
 The arithmetic runs in the worker's threads, never on its event loop, so the worker
-keeps answering the scheduler's heartbeats. A shard cut into ``parts`` row ranges runs
-them in as many threads at once (NumPy releases the GIL in BLAS and large elementwise
-operations) and sums them in part order, each weighted by its share of the rows.
+keeps answering the scheduler's heartbeats. A shard cut into several row ranges (one a
+thread; the client cuts them) runs them in as many threads at once (NumPy releases the
+GIL in BLAS and large elementwise operations) and sums them in range order, each
+weighted by its share of the rows.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from distributed import WorkerPlugin
 from distributed.protocol import to_serialize
 
 from xpnn.backends import float_errors_ignored, to_numpy
-from xpnn.parallel.gradients import shard_bounds
 
 HANDLER = "xpnn_gradients"
 """The operation's name on the worker's server."""
@@ -82,14 +82,14 @@ class Shard:
             return float(loss), {k: to_numpy(g) for k, g in grads.items()}
 
     def parts_grads(
-        self, params: Mapping[str, Any], i: int, lo: int, hi: int, parts: int, run: Any
+        self, params: Mapping[str, Any], i: int, cuts: list[tuple[int, int]], run: Any
     ) -> Any:
-        """An awaitable of ``grads`` of rows ``lo .. hi - 1`` cut into ``parts`` row
-        ranges, each computed by ``run(fn, *args)`` (a thread's awaitable), summed in
-        part order, each weighted by its share of the rows."""
-        if parts == 1:
+        """An awaitable of ``grads`` of the rows of the ranges ``cuts`` (``[lo, hi)``
+        each, one after another), each range computed by ``run(fn, *args)`` (a thread's
+        awaitable), summed in range order, each weighted by its share of the rows."""
+        (lo, _), (_, hi) = cuts[0], cuts[-1]
+        if len(cuts) == 1:
             return run(self.grads, params, i, lo, hi)
-        cuts = [(lo + a, lo + b) for a, b in shard_bounds(hi - lo, parts)]
 
         async def summed() -> tuple[float, dict[str, Any]]:
             results = await asyncio.gather(*(run(self.grads, params, i, a, b) for a, b in cuts))
@@ -125,13 +125,11 @@ class SessionPlugin(WorkerPlugin):
         shard: Shard | None = None,
         params: Mapping[str, Any] | None = None,
         i: int = 0,
-        lo: int = 0,
-        hi: int = 0,
-        parts: int = 1,
+        cuts: list[tuple[int, int]] | None = None,
     ) -> dict[str, Any] | None:
-        """``open`` keeps ``shard``; ``step`` answers ``{"loss", "grads"}`` for rows
-        ``lo .. hi - 1`` of iteration ``i`` with ``params`` (None: no such session, open
-        it again); ``close`` drops the session."""
+        """``open`` keeps ``shard``; ``step`` answers ``{"loss", "grads"}`` for the rows
+        of the ranges ``cuts`` of iteration ``i`` with ``params`` (None: no such session,
+        open it again); ``close`` drops the session."""
         if action == "open":
             self.sessions[session] = shard
             return {}
@@ -147,5 +145,5 @@ class SessionPlugin(WorkerPlugin):
         def run(fn: Any, *args: Any) -> Any:
             return loop.run_in_executor(executor, fn, *args)
 
-        loss, grads = await held.parts_grads(params, i, lo, hi, parts, run)
+        loss, grads = await held.parts_grads(params, i, [tuple(c) for c in cuts], run)
         return {"loss": loss, "grads": to_serialize(grads)}
