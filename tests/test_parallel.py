@@ -273,6 +273,26 @@ def _sessions(dask_worker: object) -> int:
     return len(dask_worker.plugins[session.PLUGIN].sessions)
 
 
+def _forget_sessions(dask_worker: object) -> None:
+    from xpnn.parallel import session
+
+    dask_worker.plugins[session.PLUGIN].sessions.clear()
+
+
+@pytest.mark.parametrize("local_client", [1], indirect=True)
+def test_a_worker_that_lost_its_session_is_sent_it_again(local_client) -> None:
+    """A worker restarted at the same address has no session: it is opened again."""
+    net, stream = _setup("mlp", 4)
+    source = Gradients(local_client, net, stream, None)
+    try:
+        local_client.run(_forget_sessions)
+        loss, _grads = source(net.params, 3)
+    finally:
+        source.close()
+    x, d = stream.batch_rows(3, 0, 4)
+    assert loss == float(net.loss(net.asarray(x), net.asarray(d)))
+
+
 @pytest.mark.parametrize("local_client", [2], indirect=True)
 def test_a_worker_that_cannot_be_reached_hands_its_shard_to_another(
     local_client, monkeypatch
