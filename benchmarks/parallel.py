@@ -1,25 +1,33 @@
-"""Issue 15: data-parallel training (``xpnn.parallel``) against one process.
+"""Data-parallel training (``xpnn.parallel``) against one process.
 
-For each size it times, interleaved round-robin (``--repeats`` rounds, the median kept):
+Every table times its cases interleaved round-robin (``--repeats`` rounds, the median
+kept), with the 1-minute load average beside every figure: on a loaded machine the
+ratios mean little. A case is ``--iters`` steps after one untimed step (which opens the
+workers' sessions and builds their models):
 
-* one process: ``make_step``'s step on a batch already made (what ``train`` runs per
+* one process: ``make_step``'s step on a batch made beforehand (what ``train`` runs an
   iteration once its chunk of data is drawn), NumPy, one BLAS thread;
-* 1 and 2 workers (``--workers``): ``train_parallel`` steps, each worker making its rows;
-  the first step (which draws the stream's chunk state and builds the worker's model) is
-  not timed.
+* N workers: a ``Gradients`` step (each worker making its rows, asked directly) and the
+  update on the client, what ``train(..., parallel=client)`` runs an iteration.
 
-``--workers 2,1x2`` sets two single-threaded workers against one of two threads (BLAS
-on both threads; NumPy's elementwise work stays on one). Then the per-step overhead (a
-batch of one row a worker: what is left is dask's and xpnn's cost), the round trip of
-one task (what running the optimiser on a worker instead of the client would add per
-step) beside the optimiser's own time on the client, and, with ``--settings``, the
-worker CPU seconds per step with dask's ``MALLOC_TRIM_THRESHOLD_=65536`` and with
-``cluster.worker_environment``'s malloc thresholds.
+The sections (``--sections``, or ``--all``):
 
-The load average (1 minute) is printed beside every figure: on a loaded machine the
-ratios mean little. Sizes: ``--rnn 16384,65536,262144`` (binary addition, hidden 16),
-``--mlp 1000000`` (rows of ``linear``, one full batch, hidden 32); ``--quick`` for a smoke
-run. Speed is only measured here; no test asserts on it.
+* ``overhead``: a batch of one row a worker (MLP 2-32-1) on 1 and 2 workers, beside the
+  same step as one plain ``client.submit`` task a shard through the scheduler (kept here
+  only as the comparison), and their ratio;
+* ``rnn``: binary addition, RNN 2-16-1, batch 65536 and 262144 (``--rnn``): one process,
+  1 and 2 workers;
+* ``mlp``: MLP 2-32-1 on 1e6 rows of ``linear`` (``--mlp``, full batch): one process, 1
+  and 2 workers;
+* ``wide``: MLP 64-256-256-10, softmax output and cross-entropy, batch 65536 (``--wide``)
+  of random inputs and classes: one process, 1 and 2 workers;
+* ``threads``: the RNN at batch 65536 (``--threads-batch``) on one worker of K threads
+  (``--threads-per-worker``, 2; its shard cut in K parts) against K workers of one thread;
+* ``settings`` (also ``--settings``): worker CPU seconds a step with dask's
+  ``MALLOC_TRIM_THRESHOLD_=65536`` and with ``cluster.worker_environment``'s thresholds.
+
+Clusters are local (127.0.0.1, ``cluster.connect``) and closed at the end. ``--quick``
+is a smoke run of tiny sizes. Speed is only measured here; no test asserts on it.
 """
 
 from __future__ import annotations
@@ -31,16 +39,21 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
+import math  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from typing import Any  # noqa: E402
 
+import numpy as np  # noqa: E402
+
 import xpnn  # noqa: E402
 from xpnn import datasets  # noqa: E402
 from xpnn.parallel import cluster  # noqa: E402
-from xpnn.parallel.gradients import Shard, train_parallel  # noqa: E402
-from xpnn.training.step import make_step  # noqa: E402
+from xpnn.parallel.gradients import Gradients, shard_bounds  # noqa: E402
+from xpnn.training.step import make_step, make_update  # noqa: E402
+
+SECTIONS = ("overhead", "rnn", "mlp", "wide", "threads", "settings")
 
 
 def _load() -> str:
@@ -48,9 +61,18 @@ def _load() -> str:
 
 
 def _problem(kind: str, batch: int) -> tuple[Any, Any]:
+    """The model and stream of ``kind`` at ``batch`` rows, float64."""
     if kind == "rnn":
         net = xpnn.RNN(2, 16, 1, hidden="sigmoid", seed=0)
         return net, datasets.BinaryAdditionStream(batch, seed=0)
+    if kind == "wide":
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((batch, 64))
+        d = np.eye(10)[rng.integers(0, 10, size=batch)]  # one-hot classes
+        net = xpnn.MLP(
+            [64, 256, 256, 10], hidden="relu", output="softmax", loss="cross_entropy", seed=0
+        )
+        return net, datasets.SampleStream(x, d, batch, seed=0)
     x, d = datasets.linear(batch, seed=0)
     net = xpnn.MLP([2, 32, 1], hidden="relu", output="identity", loss="mse", seed=0)
     return net, datasets.SampleStream(x, d, batch, seed=0)
@@ -63,9 +85,10 @@ def _one_process(kind: str, batch: int, iters: int) -> Callable[[], float]:
     x, d = net.asarray(x), net.asarray(d)
     optimizer = xpnn.SGD(0.1)
     step = make_step(net, optimizer, compile="off")
+    params, state, _loss = step(net.params, optimizer.init(net.params), x, d)  # warm
 
     def run() -> float:
-        params, state = net.params, optimizer.init(net.params)
+        nonlocal params, state
         began = time.perf_counter()
         for _ in range(iters):
             params, state, loss = step(params, state, x, d)
@@ -75,22 +98,68 @@ def _one_process(kind: str, batch: int, iters: int) -> Callable[[], float]:
     return run
 
 
-def _parallel(kind: str, batch: int, iters: int, client: Any) -> Callable[[], float]:
-    """Seconds a ``train_parallel`` step on ``client``'s workers, the first step untimed."""
+class _Tasks:
+    """The comparison only: one ``client.submit`` task a shard a step, pinned to its
+    worker, through the scheduler; the model and stream scattered to every worker once."""
+
+    def __init__(self, client: Any, net: Any, stream: Any) -> None:
+        from xpnn.parallel.session import Shard
+
+        self.client, self.net = client, net
+        self.workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
+        self.bounds = shard_bounds(stream.batch_size, len(self.workers))
+        self.shard = client.scatter(Shard(net, stream, None), broadcast=True, hash=False)
+
+    def __call__(self, params: dict, i: int) -> tuple[float, dict]:
+        host = {k: xpnn.to_numpy(v) for k, v in params.items()}
+        futures = [
+            self.client.submit(_shard_grads, self.shard, host, i, lo, hi, workers=[w], pure=False)
+            for w, (lo, hi) in zip(self.workers, self.bounds, strict=True)
+        ]
+        results = self.client.gather(futures)
+        weights = [(hi - lo) / self.bounds[-1][1] for lo, hi in self.bounds]
+        loss = math.fsum(w * r[0] for w, r in zip(weights, results, strict=True))
+        grads = {
+            k: sum(w * self.net.asarray(r[1][k]) for w, r in zip(weights, results, strict=True))
+            for k in results[0][1]
+        }
+        return loss, grads
+
+    def close(self) -> None:
+        self.client.cancel([self.shard])
+
+
+def _shard_grads(shard: Any, params: dict, i: int, lo: int, hi: int) -> tuple[float, dict]:
+    return shard.grads(params, i, lo, hi)
+
+
+def _parallel(
+    kind: str, batch: int, iters: int, client: Any, stack: contextlib.ExitStack, tasks: bool
+) -> Callable[[], float]:
+    """Seconds a step on ``client``'s workers: ``Gradients`` (or, ``tasks``, one
+    ``client.submit`` task a shard) and the update on the client; the source is opened
+    here, and closed with ``stack``."""
+    net, stream = _problem(kind, batch)
+    source = _Tasks(client, net, stream) if tasks else Gradients(client, net, stream, None)
+    stack.callback(source.close)
+    optimizer = xpnn.SGD(0.1)
+    update = make_update(optimizer, None, net.xp)
+    params, state = net.params, optimizer.init(net.params)
+    i = 0
+
+    def step() -> None:
+        nonlocal params, state, i
+        _loss, grads = source(params, i)
+        params, state = update(params, state, grads)
+        i += 1
+
+    step()  # opens the sessions, builds the workers' models
 
     def run() -> float:
-        net, stream = _problem(kind, batch)
-        marks = []
-        train_parallel(
-            net,
-            xpnn.SGD(0.1),
-            stream,
-            client=client,
-            iters=iters + 1,
-            log_every=iters + 1,
-            on_step=lambda _state: marks.append(time.perf_counter()),
-        )
-        return (marks[-1] - marks[0]) / iters
+        began = time.perf_counter()
+        for _ in range(iters):
+            step()
+        return (time.perf_counter() - began) / iters
 
     return run
 
@@ -107,32 +176,16 @@ def _interleaved(cases: dict[str, Callable[[], float]], repeats: int) -> dict[st
     return {name: (statistics.median(s), loads[name]) for name, s in samples.items()}
 
 
-def _noop(x: Any) -> Any:
-    return x
+def _table(title: str, result: dict[str, tuple], base: str | None) -> None:
+    """``result``'s ms a step, and each one's speed-up over ``base``'s."""
+    print(f"\n{title}")
+    reference = result[base][0] if base else None
+    for name, (seconds, load) in result.items():
+        ratio = f"  {reference / seconds:5.2f}x" if reference else ""
+        print(f"  {name:28s} {1000 * seconds:9.2f} ms{ratio}  ({load})")
 
 
-def _round_trip(client: Any, n: int) -> float:
-    """Seconds of one dependent task, submitted and waited for, ``n`` in a row."""
-    worker = sorted(client.scheduler_info()["workers"])[0]
-    client.submit(_noop, 0, workers=[worker], pure=False).result()
-    began = time.perf_counter()
-    for i in range(n):
-        client.submit(_noop, i, workers=[worker], pure=False).result()
-    return (time.perf_counter() - began) / n
-
-
-def _optimiser_seconds(n: int) -> float:
-    net, _stream = _problem("rnn", 1)
-    optimizer = xpnn.Adam(0.01)
-    params, state = net.params, optimizer.init(net.params)
-    grads = dict(params)
-    began = time.perf_counter()
-    for _ in range(n):
-        params, state = optimizer.apply(params, grads, state, xp=net.xp)
-    return (time.perf_counter() - began) / n
-
-
-def _worker_cpu(shard: Shard, params: dict, rows: int, n: int) -> float:
+def _worker_cpu(shard: Any, params: dict, rows: int, n: int) -> float:
     """Worker CPU seconds a step of ``rows`` rows (``time.process_time``), ``n`` steps."""
     shard.grads(params, 0, 0, rows)
     began = time.process_time()
@@ -151,16 +204,19 @@ def _settings(rows_list: list[int], n: int, repeats: int) -> None:
     at once, their runs interleaved."""
     from distributed import Client
 
+    from xpnn.parallel.session import Shard
+
     mine = {k: v for k, v in cluster.worker_environment(1).items() if k.startswith("MALLOC")}
     labels = {"dask": {"MALLOC_TRIM_THRESHOLD_": "65536"}, "xpnn": mine}
     clients = {}
+    print("\nworker settings:")
     with contextlib.ExitStack() as stack:
         for name, environ in labels.items():
             local = stack.enter_context(cluster.local_cluster(1, 1, environ))
             clients[name] = stack.enter_context(Client(local))
             seen = clients[name].run(_malloc_variables)
             print(f"  {name} workers: {', '.join(map(str, seen.values()))}")
-        print("\nworker CPU a step, one worker (CPU time: less hit by load than wall time)")
+        print("\nworker CPU a step, RNN, one worker (CPU time: less hit by load than wall time)")
         for rows in rows_list:
             net, stream = _problem("rnn", rows)
             shard = Shard(net, stream, None)
@@ -179,55 +235,88 @@ def _settings(rows_list: list[int], n: int, repeats: int) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rnn", default="16384,65536,262144", help="RNN batch sizes")
-    parser.add_argument("--mlp", default="1000000", help="MLP rows (one full batch)")
     parser.add_argument(
-        "--workers", default="1,2", help="worker counts; NxT: N workers of T threads (1x2)"
+        "--sections",
+        default="overhead,rnn,mlp,wide,threads",
+        help=f"comma-separated, of {', '.join(SECTIONS)}",
     )
-    parser.add_argument("--iters", type=int, default=10, help="timed steps a run")
-    parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds")
+    parser.add_argument("--all", action="store_true", help="every section")
+    parser.add_argument("--rnn", default="65536,262144", help="RNN batch sizes")
+    parser.add_argument("--mlp", default="1000000", help="MLP 2-32-1 rows (one full batch)")
+    parser.add_argument("--wide", type=int, default=65536, help="wide MLP batch size")
+    parser.add_argument("--threads-batch", type=int, default=65536, help="RNN batch, threads")
+    parser.add_argument("--threads-per-worker", type=int, default=2, help="K, threads")
     parser.add_argument("--settings", action="store_true", help="also the worker settings")
+    parser.add_argument("--iters", type=int, default=10, help="timed steps a run")
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
     args = parser.parse_args(argv)
+    sections = set(SECTIONS if args.all else args.sections.split(","))
+    if args.settings:
+        sections.add("settings")
+    if unknown := sections - set(SECTIONS):
+        parser.error(f"unknown sections: {', '.join(sorted(unknown))}")
+    rnn = [int(b) for b in args.rnn.split(",") if b]
+    mlp = [int(b) for b in args.mlp.split(",") if b]
+    wide, threads, k = args.wide, args.threads_batch, args.threads_per_worker
+    overhead_iters = 20 * args.iters
     if args.quick:
-        args.rnn, args.mlp, args.iters, args.repeats = "512", "2048", 3, 1
-    sizes = [("rnn", int(b)) for b in args.rnn.split(",") if b]
-    sizes += [("mlp", int(b)) for b in args.mlp.split(",") if b]
-    counts = [w if "x" in w else f"{w}x1" for w in args.workers.split(",")]
+        rnn, mlp, wide, threads = [256, 512], [2048], 256, 256
+        args.iters, args.repeats, overhead_iters = 3, 2, 20
     print(f"{os.cpu_count()} CPUs, {_load()} at the start")
     with contextlib.ExitStack() as stack:
         clients = {
-            name: stack.enter_context(
-                cluster.connect(
-                    workers=int(name.split("x")[0]), threads_per_worker=int(name.split("x")[1])
-                )
-            )
-            for name in counts
+            (n, t): stack.enter_context(cluster.connect(workers=n, threads_per_worker=t))
+            for n, t in dict.fromkeys(((1, 1), (2, 1), (k, 1), (1, k)))
+            if (n, t) in ((1, 1), (2, 1)) or "threads" in sections
         }
-        for kind, batch in sizes:
-            cases = {"one process": _one_process(kind, batch, args.iters)}
-            for n, client in clients.items():
-                cases[f"{n} workers"] = _parallel(kind, batch, args.iters, client)
+
+        def workers(kind: str, batch: int, counts: tuple = ((1, 1), (2, 1))) -> dict:
+            return {
+                f"{n} worker{'s' * (n > 1)} of {t} thread{'s' * (t > 1)}": _parallel(
+                    kind, batch, args.iters, clients[n, t], stack, tasks=False
+                )
+                for n, t in counts
+            }
+
+        if "overhead" in sections:
+            cases: dict[str, Callable[[], float]] = {}
+            for n in (1, 2):
+                cases[f"one process, batch {n}"] = _one_process("mlp", n, overhead_iters)
+                for tasks in (False, True):
+                    name = f"{n} worker(s), {'tasks' if tasks else 'direct'}"
+                    cases[name] = _parallel(
+                        "mlp", n, overhead_iters, clients[n, 1], stack, tasks=tasks
+                    )
             result = _interleaved(cases, args.repeats)
-            base = result["one process"][0]
-            print(f"\n{kind.upper()} batch {batch}: ms a step, speed-up over one process")
-            for name, (seconds, load) in result.items():
-                print(f"  {name:12s} {1000 * seconds:9.2f} ms  {base / seconds:5.2f}x  ({load})")
-        print("\nper-step overhead (one row a worker):")
-        for n, client in clients.items():
-            rows = len(client.scheduler_info()["workers"])
-            seconds = statistics.median(
-                _parallel("mlp", rows, args.iters * 5, client)() for _ in range(args.repeats)
-            )
-            print(f"  {n} workers: {1000 * seconds:7.2f} ms a step ({_load()})")
-        client = clients[counts[-1]]
-        trip = _round_trip(client, 50 if args.quick else 200)
-        print(
-            f"\none task's round trip (the optimiser on a worker would add it): "
-            f"{1000 * trip:.2f} ms ({_load()}); Adam on the client, RNN hidden 16: "
-            f"{1e6 * _optimiser_seconds(200):.1f} us ({_load()})"
-        )
-    if args.settings:
+            _table("per-step overhead: MLP 2-32-1, one row a worker, ms a step", result, None)
+            for n in (1, 2):
+                direct = result[f"{n} worker(s), direct"][0]
+                tasks = result[f"{n} worker(s), tasks"][0]
+                print(f"  {n} worker(s): tasks / direct = {tasks / direct:.1f}x ({_load()})")
+        if "rnn" in sections:
+            for batch in rnn:
+                cases = {"one process": _one_process("rnn", batch, args.iters)}
+                cases |= workers("rnn", batch)
+                result = _interleaved(cases, args.repeats)
+                _table(f"RNN 2-16-1, binary addition, batch {batch}", result, "one process")
+        if "mlp" in sections:
+            for rows in mlp:
+                cases = {"one process": _one_process("mlp", rows, args.iters)}
+                cases |= workers("mlp", rows)
+                result = _interleaved(cases, args.repeats)
+                _table(f"MLP 2-32-1, linear, full batch of {rows} rows", result, "one process")
+        if "wide" in sections:
+            cases = {"one process": _one_process("wide", wide, args.iters)}
+            cases |= workers("wide", wide)
+            result = _interleaved(cases, args.repeats)
+            _table(f"MLP 64-256-256-10, softmax, batch {wide}", result, "one process")
+        if "threads" in sections:
+            cases = {"one process": _one_process("rnn", threads, args.iters)}
+            cases |= workers("rnn", threads, ((k, 1), (1, k)))
+            result = _interleaved(cases, args.repeats)
+            _table(f"RNN 2-16-1, batch {threads}: threads or workers", result, "one process")
+    if "settings" in sections:
         _settings([256] if args.quick else [8192, 16384], args.iters, args.repeats)
 
 

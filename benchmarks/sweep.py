@@ -1,9 +1,9 @@
-"""Issue 9: how many sweep runs a minute, on 1 and on 2 worker processes, and what the
-scheduler costs a task.
+"""How many sweep runs a minute, on 1 and on 2 worker processes, and what the scheduler
+costs a task.
 
 The sweep is ``xpnn sweep binary-addition --grid activation=sigmoid,tanh,relu --seeds N
 --iters ITERS`` (defaults: 4 seeds, 1000 iterations: 12 runs), run through
-``xpnn.cli.sweep.execute`` (the command's own code) on a fresh LocalCluster of single-threaded
+``xpnn.cli.sweep.tasks.execute`` (the command's own code) on a fresh LocalCluster of single-threaded
 worker processes (127.0.0.1 only). It reports
 
 * throughput: runs a minute, from the wall time of ``execute`` (the cluster is started
@@ -17,7 +17,8 @@ worker processes (127.0.0.1 only). It reports
   wall time / tasks (the scheduler's floor, whatever the run).
 
 Speed is only measured here; no test asserts on it. BLAS runs one thread a process.
-Run ``python benchmarks/sweep.py`` (``--help``), or ``nox -s bench``.
+Run ``python benchmarks/sweep.py`` (``--help``; ``--quick`` for a smoke run), or ``nox -s
+bench``.
 """
 
 from __future__ import annotations
@@ -33,7 +34,10 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from xpnn import sweep  # noqa: E402
+from xpnn.cli.sweep.grid import Sweep, build_sweep, identity  # noqa: E402
+from xpnn.cli.sweep.results import ResultsFile  # noqa: E402
+from xpnn.cli.sweep.tasks import execute  # noqa: E402
+from xpnn.parallel.cluster import connect  # noqa: E402
 
 
 def _noop(i: int) -> int:
@@ -44,23 +48,23 @@ def _warm_up() -> None:
     import xpnn.course.registry  # noqa: F401
 
 
-def _sweep(seeds: int, iters: int) -> sweep.Sweep:
+def _sweep(seeds: int, iters: int) -> Sweep:
     args = argparse.Namespace(
         run="binary-addition", grid=["activation=sigmoid,tanh,relu"], seeds=seeds
     )
-    return sweep.build_sweep(args, ["--iters", str(iters)])
+    return build_sweep(args, ["--iters", str(iters)])
 
 
-def _run(spec: sweep.Sweep, workers: int) -> tuple[float, list[float]]:
+def _run(spec: Sweep, workers: int) -> tuple[float, list[float]]:
     """Wall seconds of the whole sweep on ``workers`` workers, and each run's seconds."""
     with (
         tempfile.TemporaryDirectory() as folder,
-        sweep.connect(None, workers) as client,
-        sweep.ResultsFile(Path(folder) / "s.jsonl", sweep.identity(spec)) as results,
+        connect(None, workers) as client,
+        ResultsFile(Path(folder) / "s.jsonl", identity(spec)) as results,
     ):
         client.run(_warm_up)  # imports once a worker, not part of any task's cost
         began = time.perf_counter()
-        outcome = sweep.execute(spec, results, client, lambda *_: None)
+        outcome = execute(spec, results, client, lambda *_: None)
         wall = time.perf_counter() - began
         if outcome.failed:
             raise SystemExit(f"a run failed: {outcome.first_failure}")
@@ -69,7 +73,7 @@ def _run(spec: sweep.Sweep, workers: int) -> tuple[float, list[float]]:
 
 def _empty_tasks(n: int) -> float:
     """Seconds a no-op task, ``n`` of them at once on 2 workers."""
-    with sweep.connect(None, 2) as client:
+    with connect(None, 2) as client:
         client.gather(client.map(_noop, range(20), pure=False))  # warm the workers up
         began = time.perf_counter()
         client.gather(client.map(_noop, range(n), pure=False))
@@ -82,7 +86,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--iters", type=int, default=1000, help="iterations a run")
     parser.add_argument("--empty", type=int, default=500, help="no-op tasks to time")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds")
+    parser.add_argument("--quick", action="store_true", help="a tiny smoke run")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.seeds, args.iters, args.empty, args.repeats = 1, 20, 20, 1
     spec = _sweep(args.seeds, args.iters)
     n = len(spec.tasks())
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at the start")

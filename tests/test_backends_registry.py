@@ -28,6 +28,7 @@ ALLOWED = {
     "xpnn/cli/sweep/tasks.py": DISTRIBUTED,
     "xpnn/parallel/cluster.py": DISTRIBUTED,
     "xpnn/parallel/gradients.py": DISTRIBUTED,
+    "xpnn/parallel/session.py": DISTRIBUTED,
 }
 """Modules outside ``xpnn/backends/`` allowed to import a library, and which: the sweep
 and data-parallel training run their workers on ``dask.distributed`` (a cluster, not an

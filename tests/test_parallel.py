@@ -235,16 +235,113 @@ def test_workers_train_as_one_process(local_client) -> None:
             np.testing.assert_allclose(b.y, a.y, rtol=0, atol=TOL)
 
 
-@pytest.mark.parametrize("local_client", [3], indirect=True)
-def test_a_tree_reduction_on_the_workers_trains_as_one_process(local_client) -> None:
-    net, stream = _setup("gru", 11)  # shards of 3, 4 and 4 rows: one goes up a level alone
-    plan = make_plan(net, xpnn.Adam(0.01), truncate=3, **SETTINGS)
-    source = Gradients(local_client, net, stream, plan.truncate, reduce="tree")
+def _trained_on(client: object, kind: str = "gru") -> tuple[object, Gradients]:
+    """``kind`` trained as ``_run`` does, through a ``Gradients`` source of this test's."""
+    net, stream = _setup(kind, 11)
+    truncate = 3 if kind != "mlp" else None
+    plan = make_plan(net, xpnn.Adam(0.01), truncate=truncate, **SETTINGS)
+    source = Gradients(client, net, stream, plan.truncate)
     try:
         run(plan, net, stream, starting_state(net, plan, None), source=source)
     finally:
         source.close()
+    return net, source
+
+
+@pytest.mark.parametrize("local_client", [2], indirect=True)
+def test_the_model_and_stream_go_to_each_worker_once_a_run(local_client, monkeypatch) -> None:
+    sent = []
+    ask = Gradients._ask
+
+    async def counted(self: Gradients, address: str, **message: object) -> object:
+        sent.append((address, message["action"]))
+        return await ask(self, address, **message)
+
+    monkeypatch.setattr(Gradients, "_ask", counted)
+    _net, source = _trained_on(local_client)
+    opened = sorted(a for a, action in sent if action == "open")
+    assert opened == source.workers  # once each, for 12 steps
+    assert sorted(a for a, action in sent if action == "close") == source.workers
+    assert len([a for a, action in sent if action == "step"]) == 12 * 2
+    sessions = local_client.run(_sessions)
+    assert all(n == 0 for n in sessions.values())  # closed: nothing left on the workers
+
+
+def _sessions(dask_worker: object) -> int:
+    from xpnn.parallel import session
+
+    return len(dask_worker.plugins[session.PLUGIN].sessions)
+
+
+def _forget_sessions(dask_worker: object) -> None:
+    from xpnn.parallel import session
+
+    dask_worker.plugins[session.PLUGIN].sessions.clear()
+
+
+@pytest.mark.parametrize("local_client", [1], indirect=True)
+def test_a_worker_that_lost_its_session_is_sent_it_again(local_client) -> None:
+    """A worker restarted at the same address has no session: it is opened again."""
+    net, stream = _setup("mlp", 4)
+    source = Gradients(local_client, net, stream, None)
+    try:
+        local_client.run(_forget_sessions)
+        loss, _grads = source(net.params, 3)
+    finally:
+        source.close()
+    x, d = stream.batch_rows(3, 0, 4)
+    assert loss == float(net.loss(net.asarray(x), net.asarray(d)))
+
+
+@pytest.mark.parametrize("local_client", [2], indirect=True)
+def test_a_worker_that_cannot_be_reached_hands_its_shard_to_another(
+    local_client, monkeypatch
+) -> None:
+    """Shard 0's worker fails every call from the third step on: its shard is redone on
+    the other worker (the session opened there once), with the same numbers."""
+    ask = Gradients._ask
+    steps = []
+
+    async def failing(self: Gradients, address: str, **message: object) -> object:
+        if message["action"] == "step" and address == self.workers[0]:
+            steps.append(address)
+        if len(steps) > 2 and address == steps[0]:
+            raise distributed.comm.CommClosedError("gone")
+        return await ask(self, address, **message)
+
+    async def others(self: Gradients, s: int, dead: str) -> str:
+        return next(w for w in sorted(self.client.scheduler_info()["workers"]) if w != dead)
+
+    monkeypatch.setattr(Gradients, "_ask", failing)
+    monkeypatch.setattr(Gradients, "_survivor", others)
+    net, source = _trained_on(local_client)
+    assert source.workers[0] == source.workers[1] != steps[0]
     _assert_close(_run("gru", 11), net)
+
+
+def test_a_worker_of_two_threads_splits_its_shard_and_trains_as_one_process() -> None:
+    with (
+        distributed.LocalCluster(
+            n_workers=1,
+            threads_per_worker=2,
+            processes=False,
+            dashboard_address="127.0.0.1:0",
+            silence_logs=logging.ERROR,
+        ) as local,
+        distributed.Client(local) as client,
+    ):
+        for kind in KINDS:
+            net, source = _trained_on(client, kind)
+            assert source.cuts == [[(0, 5), (5, 11)]]
+            _assert_close(_run(kind, 11), net)
+
+
+@pytest.mark.parametrize("local_client", [1], indirect=True)
+def test_the_reduce_keyword_is_deprecated_and_ignored(local_client) -> None:
+    net, stream = _setup("mlp", 4)
+    with pytest.warns(DeprecationWarning, match=r"reduce='tree'\) is deprecated and ignored"):
+        source = Gradients(local_client, net, stream, None, reduce="tree")
+    source.close()
 
 
 @pytest.mark.parametrize("local_client", [2], indirect=True)

@@ -111,7 +111,7 @@ def _add_run_independent(p: argparse.ArgumentParser) -> None:
     """The options of every training run that are not its settings: where its output
     goes and where it runs."""
     where = p.add_argument_group(
-        "data-parallel training on dask.distributed (one task per worker per step; "
+        "data-parallel training on dask.distributed (each worker asked for its shard a step; "
         "the same numbers as one process)"
     )
     cluster = where.add_mutually_exclusive_group()

@@ -1,16 +1,20 @@
-"""A gradient source on dask.distributed: one task a worker a step.
+"""A gradient source on dask.distributed: one shard a worker a step, asked of the
+worker directly.
 
 ``xpnn.train(..., parallel=client)`` trains with ``Gradients(client, model, stream,
 truncate)``: called as ``loss, grads = gradients(params, i)``, it cuts iteration ``i``'s
-batch into one shard of rows per worker (``shard_bounds``), sends every worker, pinned
-to its shard (``workers=``, loosely, so that a dead worker's task reruns elsewhere), the
-parameters and the iteration; the task makes its rows of the batch from the stream
-(``stream.batch_rows``), runs the model's unchanged ``core.value_and_grad`` on its
-backend, and returns its loss and gradients as host arrays. The client sums them in
-shard order, each weighted by its share of the rows (the loss is a batch mean, so this
-is the whole batch's gradient). Only parameters, gradients and the loss cross the
-network per step; the model and the stream (a ``SampleStream``'s arrays included) go to
-every worker once.
+batch into one shard of rows per worker (``shard_bounds``) and asks every worker at once,
+over dask's own connections and not through the scheduler (``xpnn.parallel.session``),
+for its shard's mean loss and gradients: the worker makes its rows of the batch from the
+stream (``stream.batch_rows``), runs the model's unchanged ``core.value_and_grad`` on its
+backend, in as many parts as it has threads, and answers with host arrays. The client
+sums them in shard order, each weighted by its share of the rows (the loss is a batch
+mean, so this is the whole batch's gradient). The model and the stream (a
+``SampleStream``'s arrays included) go to each worker once, when the source opens its
+session there; per step only parameters, gradients and the loss cross the network.
+
+A worker that stops answering loses nothing: its shard is asked of a running worker
+(the session opened there first), which makes the same rows and so the same numbers.
 
 Everything else of a run (clipping, the optimiser, readings, divergence handling,
 callbacks, checkpoints) is the training loop's (``xpnn.training.loop``): this module
@@ -19,71 +23,26 @@ knows nothing of it.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import math
+import time
+import uuid
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
-from xpnn.backends import Array, float_errors_ignored, to_numpy
-from xpnn.errors import XpnnTypeError, XpnnValueError, check_choice
+from xpnn.backends import Array, to_numpy
+from xpnn.errors import XpnnTypeError, XpnnValueError
+
+WORKER_WAIT = 60.0
+"""Seconds a shard whose worker stopped answering waits for a running worker."""
 
 
 def shard_bounds(batch_size: int, shards: int) -> list[tuple[int, int]]:
     """The rows ``[lo, hi)`` of each of ``shards`` shards of a batch: as even as can be,
     the larger shards last."""
     return [(s * batch_size // shards, (s + 1) * batch_size // shards) for s in range(shards)]
-
-
-class Shard:
-    """What every worker holds for a run: the model's class, configuration, backend and
-    dtype, the stream and the truncation. The worker's model is made on first use and
-    not sent back."""
-
-    def __init__(self, model: Any, stream: Any, truncate: int | None) -> None:
-        host = {k: to_numpy(v) for k, v in model.params.items()}
-        self.kind, self.config, self.backend = type(model), model.config, model.backend
-        self.dtype = next(iter(host.values())).dtype.name
-        self.first, self.stream, self.truncate = host, stream, truncate
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "model"}
-
-    def grads(
-        self, params: Mapping[str, Any], i: int, lo: int, hi: int
-    ) -> tuple[float, dict[str, Any]]:
-        """Rows ``lo .. hi - 1`` of iteration ``i``: their mean loss and its gradients
-        (host arrays), with ``params`` (host arrays). NumPy's overflow warnings are
-        silenced, as the command line does for a run: the loop's readings catch a
-        non-finite loss."""
-        if "model" not in self.__dict__:
-            self.model = self.kind.from_config(
-                self.config, self.first, backend=self.backend, dtype=self.dtype
-            )
-        model = self.model
-        x, d = self.stream.batch_rows(i, lo, hi)
-        x, d = model.asarray(x, name="x"), model.core.targets(model.asarray(d, name="d"))
-        on = {k: model.asarray(v, name=k) for k, v in params.items()}
-        with float_errors_ignored():  # a diverging run ends in TrainingDiverged, as ever
-            loss, grads = model.core.value_and_grad(on, x, d, self.truncate)
-            return float(loss), {k: to_numpy(g) for k, g in grads.items()}
-
-
-def _shard_grads(
-    shard: Shard, params: Mapping[str, Any], i: int, lo: int, hi: int
-) -> tuple[float, dict[str, Any]]:
-    return shard.grads(params, i, lo, hi)
-
-
-def _weighted_shard_grads(
-    shard: Shard, params: Mapping[str, Any], i: int, lo: int, hi: int, weight: float
-) -> tuple[float, dict[str, Any]]:
-    loss, grads = shard.grads(params, i, lo, hi)
-    return weight * loss, {k: g * weight for k, g in grads.items()}
-
-
-def _add(
-    a: tuple[float, dict[str, Any]], b: tuple[float, dict[str, Any]]
-) -> tuple[float, dict[str, Any]]:
-    return a[0] + b[0], {k: a[1][k] + b[1][k] for k in a[1]}
 
 
 class Gradients:
@@ -100,11 +59,9 @@ class Gradients:
     stream : a ``datasets`` stream with ``batch_rows``
     truncate : int or None
         Truncated BPTT block length (checked by the caller).
-    reduce : {"client", "tree"}
-        ``"client"`` sums the shards' gradients on the client, in shard order;
-        ``"tree"`` sums them pairwise on the workers, in a fixed binary tree, so the
-        client receives one gradient a step instead of one a worker, at the price of one
-        more task round trip per tree level: for gradients large beside the client's link.
+    reduce : str, optional
+        Deprecated and ignored (with a ``DeprecationWarning``): the shards' gradients are
+        always summed on the client, in shard order.
 
     Raises
     ------
@@ -116,75 +73,60 @@ class Gradients:
     """
 
     def __init__(
-        self, client: Any, model: Any, stream: Any, truncate: int | None, reduce: str = "client"
+        self, client: Any, model: Any, stream: Any, truncate: int | None, reduce: Any = None
     ) -> None:
+        if reduce is not None:
+            warnings.warn(
+                f"Gradients(reduce={reduce!r}) is deprecated and ignored: each worker is "
+                "asked directly and the client sums the shards in shard order",
+                DeprecationWarning,
+                stacklevel=2,
+            )
         self.client = check_client(client)
-        self.reduce = check_choice(reduce, "reduce", ("client", "tree"))
         if model.backend == "dask":
             msg = (
                 'parallel training runs each worker\'s rows on its own backend; use backend="numpy"'
             )
             raise XpnnValueError(msg, argument="parallel")
-        self.workers = running_workers(self.client)
-        if stream.batch_size < len(self.workers):
+        threads = running_workers(self.client)
+        if stream.batch_size < len(threads):
             msg = (
                 f"batch_size={stream.batch_size} is smaller than the number of workers "
-                f"({len(self.workers)}): every worker needs a row"
+                f"({len(threads)}): every worker needs a row"
             )
             raise XpnnValueError(msg, argument="batch_size")
+        from xpnn.parallel import session
+
+        self.session = session
         self.model = model
+        self.workers = sorted(threads)
         self.bounds = shard_bounds(stream.batch_size, len(self.workers))
-        self.shard = client.scatter(Shard(model, stream, truncate), broadcast=True, hash=False)
+        # a shard's parts (one a thread of its worker) are fixed for the run, so that a
+        # shard redone on another worker sums the same parts
+        self.cuts = [
+            [(lo + a, lo + b) for a, b in shard_bounds(hi - lo, min(threads[w], hi - lo))]
+            for w, (lo, hi) in zip(self.workers, self.bounds, strict=True)
+        ]
+        self.shard = session.Shard(model, stream, truncate)
+        self.id = f"xpnn-{uuid.uuid4().hex}"
+        self.opened: set[str] = set()
+        self.client.register_plugin(session.SessionPlugin(), name=session.PLUGIN)
+        try:
+            self.client.sync(self._open_all)
+        except BaseException:  # a source that never was: its sessions closed, not left
+            self.close()
+            raise
 
     def __call__(self, params: Mapping[str, Array], i: int) -> tuple[float, dict[str, Array]]:
-        """Iteration ``i``'s batch loss and gradients (arrays of the model), from one task
-        a shard, shard ``s`` pinned to worker ``workers[s]`` (loosely: a dead worker's
-        task reruns elsewhere), each weighted by its share of the rows."""
+        """Iteration ``i``'s batch loss and gradients (arrays of the model): every
+        shard's asked of its worker at once, summed in shard order, each weighted by its
+        share of the rows."""
         host = {k: to_numpy(v) for k, v in params.items()}
+        results = self.client.sync(self._step, host, i)
         batch = self.bounds[-1][1]
         weights = [(hi - lo) / batch for lo, hi in self.bounds]
-        where = [[w] for w in self.workers]
-        tag = f"{self.shard.key}-{i}"
-        tree = self.reduce == "tree"
-        level = [
-            self.client.submit(
-                _weighted_shard_grads if tree else _shard_grads,
-                self.shard,
-                host,
-                i,
-                lo,
-                hi,
-                *([w] if tree else []),
-                key=f"xpnn-grads-{tag}-{s}",
-                workers=where[s],
-                allow_other_workers=True,
-                pure=False,
-            )
-            for s, ((lo, hi), w) in enumerate(zip(self.bounds, weights, strict=True))
-        ]
-        if not tree:
-            results = self.client.gather(level)
-            value = math.fsum(w * loss for w, (loss, _g) in zip(weights, results, strict=True))
-            return value, self._weighted_sum(weights, [g for _loss, g in results])
-        depth = 0
-        while len(level) > 1:  # pairs (0, 1), (2, 3), ...; an odd last one goes up alone
-            depth += 1
-            pairs = [level[k : k + 2] for k in range(0, len(level), 2)]
-            level = [
-                pair[0]
-                if len(pair) == 1
-                else self.client.submit(
-                    _add,
-                    *pair,
-                    key=f"xpnn-sum-{tag}-{depth}-{k}",
-                    workers=where[k * 2**depth],  # the left operand's worker
-                    allow_other_workers=True,
-                    pure=False,
-                )
-                for k, pair in enumerate(pairs)
-            ]
-        value, grads = level[0].result()
-        return value, {k: self.model.asarray(g, name=k) for k, g in grads.items()}
+        value = math.fsum(w * loss for w, (loss, _g) in zip(weights, results, strict=True))
+        return value, self._weighted_sum(weights, [g for _loss, g in results])
 
     def _weighted_sum(self, weights: list[float], grads: list[dict[str, Any]]) -> dict[str, Array]:
         """``sum(w * g)`` over the shards, in shard order, as arrays of the model."""
@@ -195,9 +137,80 @@ class Gradients:
                 total[key] = part if key not in total else total[key] + part
         return total
 
+    async def _ask(self, address: str, **message: Any) -> Any:
+        return await getattr(self.client.rpc(address), self.session.HANDLER)(
+            session=self.id, **message
+        )
+
+    async def _open(self, address: str) -> None:
+        if address not in self.opened:
+            await self._ask(address, action="open", shard=self.session.to_serialize(self.shard))
+            self.opened.add(address)
+
+    async def _open_all(self) -> None:
+        async def open_(_s: int, address: str) -> bool:
+            await self._open(address)
+            return True
+
+        await asyncio.gather(*(self._shard(s, open_) for s in range(len(self.workers))))
+
+    async def _step(self, host: dict[str, Any], i: int) -> list[tuple[float, dict[str, Any]]]:
+        params = self.session.to_serialize(host)
+
+        async def ask(s: int, address: str) -> tuple[float, dict[str, Any]] | None:
+            await self._open(address)
+            answer = await self._ask(address, action="step", params=params, i=i, cuts=self.cuts[s])
+            if answer is None:  # a worker restarted at the same address: open it again
+                self.opened.discard(address)
+                return None
+            return answer["loss"], answer["grads"]
+
+        return await asyncio.gather(*(self._shard(s, ask) for s in range(len(self.workers))))
+
+    async def _shard(self, s: int, ask: Any) -> Any:
+        """``ask(s, address)`` of shard ``s``'s worker until it answers (not None); a
+        worker that cannot be reached hands the shard to a running worker, for good."""
+        while True:
+            address = self.workers[s]
+            try:
+                answer = await ask(s, address)
+            except OSError:  # the connection failed or was lost: dask's CommClosedError too
+                self.opened.discard(address)
+                self.workers[s] = await self._survivor(s, address)
+                continue
+            if answer is not None:
+                return answer
+
+    async def _survivor(self, s: int, dead: str) -> str:
+        """A running worker other than ``dead`` for shard ``s`` (waiting up to
+        ``WORKER_WAIT`` seconds for one)."""
+        deadline = time.monotonic() + WORKER_WAIT
+        while True:
+            info = await self.client.scheduler.identity(n_workers=-1)
+            alive = sorted(set(info.get("workers", {})) - {dead})
+            if alive:
+                return alive[s % len(alive)]
+            if time.monotonic() > deadline:
+                msg = (
+                    f"parallel: worker {dead} stopped answering and no other worker "
+                    f"joined within {WORKER_WAIT:g} s"
+                )
+                raise XpnnValueError(msg, argument="parallel")
+            await asyncio.sleep(0.1)
+
     def close(self) -> None:
-        """Release the workers' copies of the model and the stream."""
-        self.client.cancel([self.shard])
+        """Drop the workers' sessions (the model and the stream); a worker that is gone
+        is left alone."""
+        if self.client.status == "running":
+            self.client.sync(self._close_all)
+
+    async def _close_all(self) -> None:
+        async def close(address: str) -> None:
+            with contextlib.suppress(OSError):
+                await self._ask(address, action="close")
+
+        await asyncio.gather(*(close(a) for a in sorted(self.opened)))
+        self.opened.clear()
 
 
 def check_client(client: Any) -> Any:
@@ -212,8 +225,9 @@ def check_client(client: Any) -> Any:
     return client
 
 
-def running_workers(client: Any) -> list[str]:
-    """The addresses of ``client``'s workers, sorted (all of them, not dask's first 5).
+def running_workers(client: Any) -> dict[str, int]:
+    """The addresses of ``client``'s workers (all of them, not dask's first 5) and each
+    one's number of threads.
 
     Raises
     ------
@@ -229,7 +243,7 @@ def running_workers(client: Any) -> list[str]:
     except (OSError, TimeoutError) as exc:
         msg = f"parallel: the dask scheduler does not answer ({type(exc).__name__}: {exc})"
         raise XpnnValueError(msg, argument="parallel") from None
-    workers = sorted(info.get("workers", {}))
+    workers = {w: about.get("nthreads", 1) for w, about in info.get("workers", {}).items()}
     if not workers:
         msg = (
             "parallel: the dask cluster has no workers (or was closed); start workers, or "

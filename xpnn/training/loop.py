@@ -7,7 +7,7 @@ part) and applies the update part (clip, then the optimiser; ``xpnn.training.ste
   step, compiled where the backend compiles (on JAX, all the iterations between two
   readings in one call); the stream's data moves to the device a chunk of iterations at
   a time, not batch by batch;
-* a source that computes gradients elsewhere, ``xpnn.parallel.Gradients`` (one task a
+* a source that computes gradients elsewhere, ``xpnn.parallel.Gradients`` (one shard a
   worker on dask.distributed): ``loss, grads = source(params, i)``, then the update.
 
 ``train`` is the Python boundary: it checks everything once, before the first update,
@@ -115,7 +115,7 @@ def train(
         Dask only: batch rows per chunk (default: the batch in equal pieces of at most
         16384 rows, so every batch is whole chunks); other backends ignore it.
     parallel : distributed.Client, optional
-        Train data-parallel on the client's workers, one task per worker per step
+        Train data-parallel on the client's workers, one shard per worker per step
         (``xpnn.parallel.Gradients``): the same run, to rounding. The workers' steps run
         uncompiled (``compile="on"`` is refused).
     start, state, history
