@@ -16,9 +16,10 @@ biases, lr 0.1, always float64, against ``torch.nn.RNN``, as in
 
 at batch 1, 64 and 1024, then prints the tables and the targets: at batch 1024 the
 fastest xpnn path at least 2x faster than the PyTorch module (3x for the RNN). Last comes
-the roofline (``roofline``): each cell's flops and bytes per sequence, this machine's
-one-thread matmul and copy rates, measured in the same run, and how far each path at
-batch 1024 is from the bound they set. Every implementation
+the roofline (``roofline``): each cell's floor per sequence on one thread (its matmuls
+timed at their own shapes, plus its bytes and transcendentals at this machine's copy and
+``tanh`` rates, measured in the same run) and how many times the floor each path takes at
+batch 1024 (the target: 2x or less). Every implementation
 cycles over the same 4 batches, already on its device. Timing as in ``_timing.py``:
 warm-up, calibrated runs of about ``--seconds``, interleaved round-robin, medians; one
 BLAS/OpenMP thread unless ``--threads`` says otherwise. Speed is only measured here; no
@@ -40,7 +41,7 @@ from typing import Any
 import numpy as np
 from _runners import PoolLoop, TorchModuleRNN, XpnnModel
 from _timing import Case, machine_line, measure, pin_threads
-from roofline import Shape, measure_peak, roofline_rows
+from roofline import Shape, matmul_seconds, measure_peak, roofline_rows
 
 import xpnn
 from xpnn import datasets
@@ -182,8 +183,8 @@ def print_tables(cases: list[Case], batches: list[int], args: argparse.Namespace
 
 
 def print_roofline(cases: list[Case], batches: list[int], args: argparse.Namespace) -> None:
-    """Each cell's flops and bytes per sequence, the measured peaks, and each path's
-    distance from the bound at the largest batch timed."""
+    """Each cell's floor at the largest batch timed (``roofline``), and each path's
+    distance from it."""
     batch = max(batches)
     dtypes = {shape_of(cell, args.dtype).dtype for cell in args.cells.split(",")}
     peaks = {dt: measure_peak(dt, args.seconds) for dt in sorted(dtypes)}
@@ -191,14 +192,15 @@ def print_roofline(cases: list[Case], batches: list[int], args: argparse.Namespa
     for dt, peak in peaks.items():
         print(f"- {dt}: {peak.describe()}")
     print(
-        "\n| cell | dtype | flop/seq | bytes/seq | bound µs/seq | implementation | µs/seq "
-        "| GFLOP/s | of matmul peak | of the bound |"
+        "\n| cell | dtype | flop/seq | its matmuls' GFLOP/s | floor µs/seq | implementation "
+        "| µs/seq | GFLOP/s | x the floor |"
     )
-    print("| --- | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |")
+    print("| --- | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: |")
     for cell in args.cells.split(","):
         shape = shape_of(cell, args.dtype)
+        matmuls = matmul_seconds(shape, batch, args.seconds)
         timed = [(c.name, c.median) for c in cases if c.batch == batch and c.name.startswith(cell)]
-        print("\n".join(roofline_rows(shape, batch, peaks[shape.dtype], timed)))
+        print("\n".join(roofline_rows(shape, batch, peaks[shape.dtype], matmuls, timed)))
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

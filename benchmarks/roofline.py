@@ -26,10 +26,15 @@ Per sequence (one row of a batch of ``B``), for a cell with ``G`` gates (1, 4, 3
   and write over the batch (``4 P / B``), times the dtype's size.
 
 Measured rates, one thread, in the run that uses them: a NumPy matmul of two ``N x N``
-matrices (``2 N^3`` flop), a copy of a large array (bytes read plus written), and
-NumPy's ``tanh`` over a large array (NumPy evaluates it one element at a time where the
-CPU lacks AVX-512). Each is a lower bound on the time; the bound is the largest of the
-three, and a path's fraction is bound / its time (1 would be at the roofline).
+matrices (``2 N^3`` flop: the machine's peak), each matmul of the step at its own shape
+(``Shape.matmuls``: thin shapes such as ``(1024, 32) @ (32, 128)`` run well below the
+peak), a copy of a large array (bytes read plus written), and NumPy's ``tanh`` over a
+large array (NumPy evaluates it one element at a time where the CPU lacks AVX-512).
+
+The **floor** of a sequence is the sum of the three on one thread, which does one thing
+at a time: the step's matmuls at their shapes' measured rates, plus its bytes at the
+copy rate, plus its transcendentals at the ``tanh`` rate. A path's distance from it is its
+time / the floor (1x would be at the floor).
 """
 
 from __future__ import annotations
@@ -79,6 +84,22 @@ class Shape:
         backward = 2 * t * i * gh + 4 * t * h * gh + 4 * self.out_steps * h * o
         return forward + backward + 2 * self.params / batch
 
+    def matmuls(self, batch: int) -> list[tuple[int, int, int, int]]:
+        """``(count, m, k, n)`` of each matmul a step of ``batch`` sequences does, an
+        ``(m, k) @ (k, n)`` each: their ``2 m k n`` flop are ``flops`` but the update."""
+        t, i, h, o = self.steps, self.inputs, self.hidden, self.outputs
+        gh, rows, out_rows = GATES[self.cell] * h, self.steps * batch, self.out_steps * batch
+        return [
+            (1, rows, i, gh),  # the input projections of all steps
+            (t, batch, h, gh),  # h_prev @ W, a step
+            (1, out_rows, h, o),  # the output layer
+            (1, i, rows, gh),  # dW_in
+            (1, h, rows, gh),  # dW
+            (t, batch, gh, h),  # the gradient to h_prev, a step
+            (1, h, out_rows, o),  # dW_out
+            (1, out_rows, o, h),  # the gradient to h from the output
+        ]
+
     def transcendentals(self) -> int:
         """``tanh``/``exp`` evaluations per sequence."""
         out = self.outputs * self.out_steps if self.sigmoid_output else 0
@@ -94,7 +115,7 @@ class Shape:
 class Peak:
     """This machine's one-thread rates for one dtype."""
 
-    flops: float  # matmul flop/s
+    flops: float  # matmul flop/s, square N x N (the peak)
     bandwidth: float  # copy bytes/s
     tanh: float  # tanh evaluations/s
 
@@ -104,12 +125,14 @@ class Peak:
             f"tanh {self.tanh / 1e6:.0f} M/s"
         )
 
-    def bound(self, shape: Shape, batch: int) -> float:
-        """Seconds per sequence at the roofline: the slowest of the three lower bounds."""
-        return max(
-            shape.flops(batch) / self.flops,
-            shape.bytes(batch) / self.bandwidth,
-            shape.transcendentals() / self.tanh,
+    def floor(self, shape: Shape, batch: int, matmul_seconds: float) -> float:
+        """Seconds per sequence on one thread: ``matmul_seconds`` (the step's matmuls at
+        their own shapes, per sequence) plus the bytes at the copy rate plus the
+        transcendentals at the ``tanh`` rate."""
+        return (
+            matmul_seconds
+            + shape.bytes(batch) / self.bandwidth
+            + shape.transcendentals() / self.tanh
         )
 
 
@@ -140,20 +163,32 @@ def measure_peak(dtype: str, seconds: float, n: int = 512, mib: int = 64) -> Pea
     return Peak(flops, bandwidth, tanh)
 
 
+def matmul_seconds(shape: Shape, batch: int, seconds: float) -> float:
+    """Seconds per sequence of the step's matmuls (``Shape.matmuls``), each timed at its
+    own shape in NumPy in ``shape.dtype`` (the fastest of a few calls), on this thread."""
+    rng = np.random.default_rng(0)
+    total = 0.0
+    for count, m, k, n in shape.matmuls(batch):
+        a = rng.standard_normal((m, k)).astype(shape.dtype)
+        b = rng.standard_normal((k, n)).astype(shape.dtype)
+        total += count / _best_rate(1.0, lambda a=a, b=b: a @ b, seconds / 8)
+    return total / batch
+
+
 def roofline_rows(
-    shape: Shape, batch: int, peak: Peak, timed: list[tuple[str, float]]
+    shape: Shape, batch: int, peak: Peak, matmul_s: float, timed: list[tuple[str, float]]
 ) -> list[str]:
-    """Markdown rows: one per ``(implementation, µs per sequence)`` in ``timed``."""
-    bound_us = peak.bound(shape, batch) * 1e6
-    flops, moved = shape.flops(batch), shape.bytes(batch)
-    head = f"| {shape.cell} | {shape.dtype} | {flops:.3g} | {moved:.3g} | {bound_us:.3g} |"
+    """Markdown rows: one per ``(implementation, µs per sequence)`` in ``timed``, with the
+    floor from ``matmul_s`` (``matmul_seconds``)."""
+    floor_us = peak.floor(shape, batch, matmul_s) * 1e6
+    flops = shape.flops(batch)
+    head = (
+        f"| {shape.cell} | {shape.dtype} | {flops:.3g} | {flops / matmul_s / 1e9:.1f} "
+        f"| {floor_us:.3g} |"
+    )
     if not timed:
-        return [f"{head} (none timed) | — | — | — | — |"]
-    rows = []
-    for name, us in timed:
-        rate = flops / (us * 1e-6)
-        rows.append(
-            f"{head} {name} | {us:.3g} | {rate / 1e9:.2f} | {rate / peak.flops:.1%} "
-            f"| {bound_us / us:.1%} |"
-        )
-    return rows
+        return [f"{head} (none timed) | — | — | — |"]
+    return [
+        f"{head} {name} | {us:.3g} | {flops / (us * 1e-6) / 1e9:.2f} | {us / floor_us:.1f}x |"
+        for name, us in timed
+    ]

@@ -64,12 +64,21 @@ def test_counts_of_the_adding_problem_lstm(bench) -> None:
     assert shape.transcendentals() == 16 * 5 * 32  # four gates and tanh(c); identity output
 
 
-def test_the_bound_is_the_slowest_of_the_three(bench) -> None:
+def test_the_matmuls_are_the_counted_flops_but_the_update(bench) -> None:
+    _, roofline = bench
+    for shape in (
+        roofline.Shape("rnn", 8, 2, 16, 1, many_to_one=False, dtype="float64"),
+        roofline.Shape("gru", 16, 2, 32, 1, many_to_one=True, dtype="float32", bias=True),
+    ):
+        counted = sum(c * 2 * m * k * n for c, m, k, n in shape.matmuls(64)) / 64
+        assert counted == pytest.approx(shape.flops(64) - 2 * shape.params / 64, rel=1e-15)
+
+
+def test_the_floor_is_the_sum_of_the_three(bench) -> None:
     _, roofline = bench
     shape = roofline.Shape("rnn", 8, 2, 16, 1, many_to_one=False, dtype="float64")
-    slow_tanh = roofline.Peak(flops=1e12, bandwidth=1e12, tanh=1.0)
-    assert slow_tanh.bound(shape, 1024) == shape.transcendentals()
-    slow_flops = roofline.Peak(flops=1.0, bandwidth=1e12, tanh=1e12)
-    assert slow_flops.bound(shape, 1024) == shape.flops(1024)
-    rows = roofline.roofline_rows(shape, 1024, slow_flops, [("x", shape.flops(1024) * 2e6)])
-    assert rows[0].endswith("| 50.0% |")
+    rates = roofline.Peak(flops=1e12, bandwidth=2.0, tanh=4.0)
+    floor = rates.floor(shape, 1024, matmul_seconds=3.0)
+    assert floor == 3.0 + shape.bytes(1024) / 2.0 + shape.transcendentals() / 4.0
+    rows = roofline.roofline_rows(shape, 1024, rates, 3.0, [("x", floor * 2e6)])
+    assert rows[0].endswith("| 2.0x |")
