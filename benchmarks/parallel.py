@@ -1,7 +1,8 @@
 """Data-parallel training (``xpnn.parallel``) against one process.
 
 Every table times its cases interleaved round-robin (``--repeats`` rounds, the median
-kept), with the 1-minute load average beside every figure: on a loaded machine the
+kept), with this process's CPU time a step (the client's, and a local cluster's
+scheduler's) and the 1-minute load average beside every figure: on a loaded machine the
 ratios mean little. A case is ``--iters`` steps after one untimed step (which opens the
 workers' sessions and builds their models):
 
@@ -56,6 +57,10 @@ from xpnn.training.step import make_step, make_update  # noqa: E402
 SECTIONS = ("overhead", "rnn", "mlp", "wide", "threads", "settings")
 
 
+Run = Callable[[], tuple[float, float]]
+"""A case: one timed run, its wall seconds and this process's CPU seconds a step."""
+
+
 def _load() -> str:
     return f"load {os.getloadavg()[0]:.2f}"
 
@@ -78,7 +83,7 @@ def _problem(kind: str, batch: int) -> tuple[Any, Any]:
     return net, datasets.SampleStream(x, d, batch, seed=0)
 
 
-def _one_process(kind: str, batch: int, iters: int) -> Callable[[], float]:
+def _one_process(kind: str, batch: int, iters: int) -> Run:
     """Seconds a step in one process, on one batch made beforehand."""
     net, stream = _problem(kind, batch)
     x, d = stream.batch_rows(0, 0, batch)
@@ -87,13 +92,13 @@ def _one_process(kind: str, batch: int, iters: int) -> Callable[[], float]:
     step = make_step(net, optimizer, compile="off")
     params, state, _loss = step(net.params, optimizer.init(net.params), x, d)  # warm
 
-    def run() -> float:
+    def run() -> tuple[float, float]:
         nonlocal params, state
-        began = time.perf_counter()
+        began, cpu = time.perf_counter(), time.process_time()
         for _ in range(iters):
             params, state, loss = step(params, state, x, d)
         float(loss)
-        return (time.perf_counter() - began) / iters
+        return (time.perf_counter() - began) / iters, (time.process_time() - cpu) / iters
 
     return run
 
@@ -135,7 +140,7 @@ def _shard_grads(shard: Any, params: dict, i: int, lo: int, hi: int) -> tuple[fl
 
 def _parallel(
     kind: str, batch: int, iters: int, client: Any, stack: contextlib.ExitStack, tasks: bool
-) -> Callable[[], float]:
+) -> Run:
     """Seconds a step on ``client``'s workers: ``Gradients`` (or, ``tasks``, one
     ``client.submit`` task a shard) and the update on the client; the source is opened
     here, and closed with ``stack``."""
@@ -155,34 +160,41 @@ def _parallel(
 
     step()  # opens the sessions, builds the workers' models
 
-    def run() -> float:
-        began = time.perf_counter()
+    def run() -> tuple[float, float]:
+        began, cpu = time.perf_counter(), time.process_time()
         for _ in range(iters):
             step()
-        return (time.perf_counter() - began) / iters
+        return (time.perf_counter() - began) / iters, (time.process_time() - cpu) / iters
 
     return run
 
 
-def _interleaved(cases: dict[str, Callable[[], float]], repeats: int) -> dict[str, tuple]:
-    """Median seconds of each case over ``repeats`` round-robin rounds, with the load
-    average at its last run."""
-    samples: dict[str, list[float]] = {name: [] for name in cases}
+def _interleaved(cases: dict[str, Run], repeats: int) -> dict[str, tuple]:
+    """Median wall and CPU seconds of each case over ``repeats`` round-robin rounds, with
+    the load average at its last run."""
+    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in cases}
     loads: dict[str, str] = {}
     for _ in range(repeats):
         for name, run in cases.items():
             samples[name].append(run())
             loads[name] = _load()
-    return {name: (statistics.median(s), loads[name]) for name, s in samples.items()}
+    return {
+        name: (statistics.median(w for w, _ in s), statistics.median(c for _, c in s), loads[name])
+        for name, s in samples.items()
+    }
 
 
 def _table(title: str, result: dict[str, tuple], base: str | None) -> None:
-    """``result``'s ms a step, and each one's speed-up over ``base``'s."""
+    """``result``'s ms a step, each one's speed-up over ``base``'s, and the CPU ms a step
+    of this process (the client, and a local cluster's scheduler)."""
     print(f"\n{title}")
     reference = result[base][0] if base else None
-    for name, (seconds, load) in result.items():
+    for name, (seconds, cpu, load) in result.items():
         ratio = f"  {reference / seconds:5.2f}x" if reference else ""
-        print(f"  {name:28s} {1000 * seconds:9.2f} ms{ratio}  ({load})")
+        print(
+            f"  {name:28s} {1000 * seconds:9.2f} ms{ratio}  "
+            f"(client CPU {1000 * cpu:7.2f} ms; {load})"
+        )
 
 
 def _worker_cpu(shard: Any, params: dict, rows: int, n: int) -> float:
@@ -280,7 +292,7 @@ def main(argv: list[str] | None = None) -> None:
             }
 
         if "overhead" in sections:
-            cases: dict[str, Callable[[], float]] = {}
+            cases: dict[str, Run] = {}
             for n in (1, 2):
                 cases[f"one process, batch {n}"] = _one_process("mlp", n, overhead_iters)
                 for tasks in (False, True):
