@@ -284,6 +284,20 @@ def test_a_weight_scale_that_is_not_positive_and_finite():
         refused(lambda: _rnn(weight_init_std=v), XpnnValueError, "weight_init_std", case=v)
 
 
+def test_the_identity_start_is_the_simple_rnns_with_a_positive_finite_scale():
+    for cell in ("lstm", "gru"):  # the paper defines no identity start for a gated cell
+        refused(lambda: _rnn(cell=cell, init="identity"), XpnnValueError, "init", case=cell)
+    for v in [v for v in NOT_POSITIVE if v is not None]:  # None: the default scale, 1
+        refused(
+            lambda: _rnn(hidden="relu", init="identity", init_scale=v),
+            XpnnValueError,
+            "init_scale",
+            case=v,
+        )
+    for init in ("std", "xavier", "he"):  # a scale means nothing without the identity
+        refused(lambda: _rnn(init=init, init_scale=1.0), XpnnValueError, "init_scale", case=init)
+
+
 def test_a_seed_that_is_not_a_non_negative_integer():
     x, d = np.ones((4, 2)), np.ones((4, 1))
     for seed in (-1, 1.5, "0", [[-1]], [1, -2], LONG):
@@ -429,21 +443,9 @@ def test_a_sparse_torch_tensor(backend):
 # -- the arrays handed to a model's methods ---------------------------------------------------
 
 
-def _mlp_calls(net: Any) -> dict[str, Callable]:
-    """``call(x, d)`` for every public entry point that takes an MLP batch."""
-    return {
-        "forward": lambda x, d: net.forward(x),
-        "predict": lambda x, d: net.predict(x),
-        "loss": lambda x, d: net.loss(x, d),
-        "loss_and_grad": lambda x, d: net.loss_and_grad(x, d),
-        "backward": lambda x, d: net.backward(net.forward(_xd(net)[0])[1], d),
-        "gradient_check": lambda x, d: xpnn.gradient_check(net, x, d),
-        "step": lambda x, d: _step_call(net, x=x, d=d)(),
-    }
-
-
-def _rnn_calls(net: Any) -> dict[str, Callable]:
-    """``call(xs, ds)`` for every public entry point that takes an RNN batch."""
+def _calls(net: Any) -> dict[str, Callable]:
+    """``call(x, d)`` for every public entry point that takes a batch (an MLP's ``(B, I)``,
+    an RNN's ``(T, B, I)``)."""
     return {
         "forward": lambda x, d: net.forward(x),
         "predict": lambda x, d: net.predict(x),
@@ -460,7 +462,7 @@ def _walk_x(
 ) -> None:
     """Each bad input through every entry point that takes one (not ``backward``; not the
     step where the fault is in the ``values``: the step checks metadata only)."""
-    calls = _rnn_calls(net) if isinstance(net, xpnn.RNN) else _mlp_calls(net)
+    calls = _calls(net)
     d = _xd(net)[1]
     skip = {"backward", "step"} if values else {"backward"}
     for x in bad:
@@ -474,7 +476,7 @@ def _walk_d(
 ) -> None:
     """Each bad target through every entry point that takes one (not the step where the
     fault is in the ``values``, class labels included: the step takes floating rows)."""
-    calls = _rnn_calls(net) if isinstance(net, xpnn.RNN) else _mlp_calls(net)
+    calls = _calls(net)
     x = _xd(net)[0]
     skip = {"forward", "predict", "step"} if values else {"forward", "predict"}
     for d in bad:

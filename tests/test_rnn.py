@@ -191,3 +191,41 @@ def test_notebook_draw_order_matches_the_notebook():
     net = xpnn.RNN(2, 16, 1, seed=0)
     for key, value in {"W_in": w_in, "W_out": w_out, "W": w}.items():
         np.testing.assert_array_equal(net.params[key], value)
+
+
+# -- the identity start (the IRNN, Le, Jaitly and Hinton 2015) ------------------------------
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("truncate", [None, 2])
+def test_gradient_check_of_the_identity_start(backend, device, truncate):
+    """The IRNN (ReLU state from W = I) on the adding problem's layout: many-to-one,
+    identity output, squared error, biases; full and truncated BPTT."""
+    net = xpnn.RNN(
+        I, H, 1, hidden="relu", output="identity", loss="mse", bias=True, many_to_one=True,
+        init="identity", init_scale=0.9, weight_init_std=0.5, seed=1, backend=backend,
+        device=device,
+    )  # fmt: skip
+    with_random_biases(net, seed=3)
+    xs, ds = random_sequences("identity", True, 2, (T, B, I, 1))
+    errors = xpnn.gradient_check(net, net.asarray(xs), net.asarray(ds), truncate=truncate, h=1e-3)
+    assert set(errors) == set(net.params)
+    assert max(errors.values()) <= 1e-7, errors
+
+
+def test_the_identity_start_draws_the_notebooks_weights_and_scales_the_identity():
+    """W = init_scale * I exactly; W_in and W_out are the notebook's draws (W_in, W_out,
+    then W from one generator, times weight_init_std), the draw of W spent all the same so
+    that the others do not depend on the start; the biases start at zero."""
+    rng = np.random.default_rng(7)
+    w_in, w_out = rng.standard_normal((2, 5)) * 0.001, rng.standard_normal((5, 1)) * 0.001
+    net = xpnn.RNN(
+        2, 5, 1, hidden="relu", output="identity", bias=True, many_to_one=True,
+        init="identity", init_scale=0.5, weight_init_std=0.001, seed=7,
+    )  # fmt: skip
+    np.testing.assert_array_equal(net.params["W"], 0.5 * np.eye(5))
+    np.testing.assert_array_equal(net.params["W_in"], w_in)
+    np.testing.assert_array_equal(net.params["W_out"], w_out)
+    for key in ("b", "b_out"):
+        np.testing.assert_array_equal(net.params[key], np.zeros_like(net.params[key]))
+    assert xpnn.RNN(2, 5, 1, hidden="relu", init="identity").init_scale == 1.0

@@ -4,9 +4,12 @@ runs are the settings' own."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
+import xpnn
 from xpnn.course import notebooks
+from xpnn.course.networks import ADDING_MODELS, adding_network
 from xpnn.course.registry import RUNS
 from xpnn.course.settings import (
     AddingProblem,
@@ -94,3 +97,32 @@ def test_the_registry_runs_take_the_plan_their_callers_resolved(monkeypatch):
     monkeypatch.setattr(Regression, "resolve", lambda *_: pytest.fail("resolved again"))
     result = RUNS["regression"].run(plan, echo=None)
     assert result.train.step == 3
+
+
+PAPER_NETWORKS = {
+    "lstm": {"cell": "lstm", "init": "xavier"},
+    "gru": {"cell": "gru", "init": "xavier"},
+    "rnn-tanh": {"cell": "rnn", "hidden": "tanh", "init": "xavier"},
+    "rnn-relu": {"cell": "rnn", "hidden": "relu", "init": "std", "weight_init_std": 1.0},
+    "irnn": {"cell": "rnn", "hidden": "relu", "init": "identity", "weight_init_std": 0.001},
+}
+"""Le, Jaitly and Hinton's (2015) adding-problem networks, and the GRU, as docs/paper-irnn.md
+states them: Xavier for the gated cells and the tanh RNN, the course's randn for the ReLU
+RNN, the identity with N(0, 0.001**2) input and output weights for the IRNN."""
+
+
+@pytest.mark.parametrize("model", list(PAPER_NETWORKS))
+def test_the_adding_problems_models_are_the_papers_networks(model):
+    assert set(ADDING_MODELS) == set(PAPER_NETWORKS)
+    net = adding_network(model=model, hidden_size=5, seed=3)
+    paper = xpnn.RNN(
+        2, 5, 1, output="identity", loss="mse", bias=True, many_to_one=True, seed=3,
+        **PAPER_NETWORKS[model],
+    )  # fmt: skip
+    assert (net.cell.name, net.hidden, net.init) == (paper.cell.name, paper.hidden, paper.init)
+    for key, value in paper.params.items():
+        np.testing.assert_array_equal(net.params[key], value)
+    if model == "irnn":
+        np.testing.assert_array_equal(net.params["W"], np.eye(5))
+        scaled = adding_network(model=model, hidden_size=5, init_scale=0.5)
+        np.testing.assert_array_equal(scaled.params["W"], 0.5 * np.eye(5))

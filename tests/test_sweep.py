@@ -32,6 +32,7 @@ from xpnn.cli.sweep.report import (
     ConfigSummary,
     conclusion,
     figure,
+    median_curve,
     summarize,
     table,
     title,
@@ -407,6 +408,35 @@ def test_runs_without_exact_answers_are_ranked_by_their_own_measure(
     ):
         figure(drawn, tmp_path / name, title="t")
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_adding_problems_test_curve_is_kept_summarised_and_drawn(tmp_path: Path, capsys):
+    """--eval-every: the test MSE every N iterations and at the end, in the sweep row as in
+    the train command's JSON; the summary keeps each seed's curve, the median is taken
+    where the curves reach, and the figure draws them (the IRNN paper's figure)."""
+    argv = ["adding-problem", "--model", "irnn", "--steps", "5", "--hidden-size", "4"]
+    argv += ["--batch-size", "4", "--iters", "20", "--log-every", "5", "--eval-every", "10"]
+    argv += ["--n-test", "20"]
+    row = tasks.run_one(parse_options(RUNS[argv[0]].settings, argv[1:]))
+    assert [i for i, _ in row["curve"]] == [0, 10, 20]  # readings 0, 10; the end, 20
+    assert row["curve"][-1][1] == row["metrics"]["test_mse"]
+    assert row["curve"] == _train_json(["train", *argv, "--quiet"], capsys)["curve"]
+    config = {"model": "irnn"}
+    stopped = [[0, 3.0], [10, 1.0]]  # a diverged seed's curve ends at its last reading
+    rows = [
+        {"config": config, "seed": 0, **row},
+        {"config": config, "seed": 1, **row, "curve": stopped},
+    ]
+    (summary,) = summarize([config], rows)
+    assert len(summary.curves) == 2
+    first, tenth, last = (point for _i, point in row["curve"])
+    assert median_curve(summary.curves) == [
+        (0, (first + 3.0) / 2),
+        (10, (tenth + 1.0) / 2),
+        (20, last),
+    ]
+    figure([summary], tmp_path / "curve.png", title="t")
+    assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 # -- on a real LocalCluster of two worker processes ----------------------------------------
