@@ -7,7 +7,8 @@ ratios mean little. A case is ``--iters`` steps after one untimed step (which op
 workers' sessions and builds their models):
 
 * one process: ``make_step``'s step on a batch made beforehand (what ``train`` runs an
-  iteration once its chunk of data is drawn), NumPy, one BLAS thread;
+  iteration once its chunk of data is drawn), NumPy, one BLAS thread, with the workers'
+  malloc thresholds (set with glibc's ``mallopt``: the same allocator as the workers);
 * N workers: a ``Gradients`` step (each worker making its rows, asked directly) and the
   update on the client, what ``train(..., parallel=client)`` runs an iteration.
 
@@ -24,6 +25,10 @@ The sections (``--sections``, or ``--all``):
   of random inputs and classes: one process, 1 and 2 workers;
 * ``threads``: the RNN at batch 65536 (``--threads-batch``) on one worker of K threads
   (``--threads-per-worker``, 2; its shard cut in K parts) against K workers of one thread;
+* ``fanout``: the client's CPU time a step against the number of workers (``--fanout``,
+  1, 2, 4, 8; one row a worker, MLP 2-32-1), less what this process spends idle for as
+  long (the clusters' timers): its slope is what each more worker costs the client a
+  step, which the paper projection in ``docs/distributed.md`` uses;
 * ``settings`` (also ``--settings``): worker CPU seconds a step with dask's
   ``MALLOC_TRIM_THRESHOLD_=65536`` and with ``cluster.worker_environment``'s thresholds.
 
@@ -40,6 +45,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
+import ctypes  # noqa: E402
 import math  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
@@ -54,11 +60,27 @@ from xpnn.parallel import cluster  # noqa: E402
 from xpnn.parallel.gradients import Gradients, shard_bounds  # noqa: E402
 from xpnn.training.step import make_step, make_update  # noqa: E402
 
-SECTIONS = ("overhead", "rnn", "mlp", "wide", "threads", "settings")
+SECTIONS = ("overhead", "rnn", "mlp", "wide", "threads", "fanout", "settings")
 
 
 Run = Callable[[], tuple[float, float]]
 """A case: one timed run, its wall seconds and this process's CPU seconds a step."""
+
+
+def _malloc_as_the_workers() -> str:
+    """This process's glibc malloc thresholds set to the workers'
+    (``cluster.worker_environment``), so that one process and the workers run under the
+    same allocator settings; says what was done."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return "not glibc: one process keeps its allocator's defaults"
+    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's malloc.h
+    done = libc.mallopt(m_mmap_threshold, cluster.MMAP_THRESHOLD) == 1
+    done &= libc.mallopt(m_trim_threshold, 2 * cluster.MMAP_THRESHOLD) == 1
+    if not done:
+        return "mallopt refused: one process keeps glibc's defaults"
+    return "one process runs with the workers' malloc thresholds (mallopt)"
 
 
 def _load() -> str:
@@ -197,6 +219,52 @@ def _table(title: str, result: dict[str, tuple], base: str | None) -> None:
         )
 
 
+def _idle_cpu_rate(seconds: float = 0.5) -> float:
+    """CPU seconds this process spends a wall second while nothing is asked of it."""
+    began, cpu = time.perf_counter(), time.process_time()
+    time.sleep(seconds)
+    return (time.process_time() - cpu) / (time.perf_counter() - began)
+
+
+def _fanout(counts: list[int], iters: int, repeats: int) -> None:
+    """The client's CPU time a step with each number of workers in ``counts`` (a cluster
+    of its own each, one at a time; one row a worker), less the idle rate, and the
+    least-squares slope: the client's CPU for each more worker."""
+    print("\nfan-out: a step of one row a worker (MLP 2-32-1), the client's CPU less its idle rate")
+    client_ms: dict[int, float] = {}
+    for n in counts:
+        with cluster.connect(workers=n) as client:
+            net, stream = _problem("mlp", n)
+            source = Gradients(client, net, stream, None)
+            try:
+                source(net.params, 0)  # builds the workers' models
+                walls, cpus = [], []
+                for r in range(repeats):
+                    idle = _idle_cpu_rate()
+                    began, cpu = time.perf_counter(), time.process_time()
+                    for i in range(iters):
+                        source(net.params, 1 + r * iters + i)
+                    wall = time.perf_counter() - began
+                    walls.append(wall / iters)
+                    cpus.append((time.process_time() - cpu - idle * wall) / iters)
+            finally:
+                source.close()
+        client_ms[n] = 1000 * statistics.median(cpus)
+        print(
+            f"  {n:3d} worker{'s' * (n > 1)}: {1000 * statistics.median(walls):7.2f} ms a step, "
+            f"client CPU {client_ms[n]:6.3f} ms ({_load()})"
+        )
+    if len(client_ms) > 1:
+        xs, ys = list(client_ms), list(client_ms.values())
+        mean_x, mean_y = statistics.fmean(xs), statistics.fmean(ys)
+        slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / sum(
+            (x - mean_x) ** 2 for x in xs
+        )
+        print(
+            f"  the client's CPU a step: {mean_y - slope * mean_x:.3f} ms + {slope:.3f} ms a worker"
+        )
+
+
 def _worker_cpu(shard: Any, params: dict, rows: int, n: int) -> float:
     """Worker CPU seconds a step of ``rows`` rows (``time.process_time``), ``n`` steps."""
     shard.grads(params, 0, 0, rows)
@@ -258,6 +326,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--wide", type=int, default=65536, help="wide MLP batch size")
     parser.add_argument("--threads-batch", type=int, default=65536, help="RNN batch, threads")
     parser.add_argument("--threads-per-worker", type=int, default=2, help="K, threads")
+    parser.add_argument("--fanout", default="1,2,4,8", help="worker counts, fan-out")
     parser.add_argument("--settings", action="store_true", help="also the worker settings")
     parser.add_argument("--iters", type=int, default=10, help="timed steps a run")
     parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds")
@@ -275,7 +344,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.quick:
         rnn, mlp, wide, threads = [256, 512], [2048], 256, 256
         args.iters, args.repeats, overhead_iters = 3, 2, 20
-    print(f"{os.cpu_count()} CPUs, {_load()} at the start")
+    print(f"{os.cpu_count()} CPUs, {_load()} at the start; {_malloc_as_the_workers()}")
     with contextlib.ExitStack() as stack:
         clients = {
             (n, t): stack.enter_context(cluster.connect(workers=n, threads_per_worker=t))
@@ -328,6 +397,9 @@ def main(argv: list[str] | None = None) -> None:
             cases |= workers("rnn", threads, ((k, 1), (1, k)))
             result = _interleaved(cases, args.repeats)
             _table(f"RNN 2-16-1, batch {threads}: threads or workers", result, "one process")
+    if "fanout" in sections:
+        counts = [1, 2] if args.quick else [int(n) for n in args.fanout.split(",") if n]
+        _fanout(counts, overhead_iters, args.repeats)
     if "settings" in sections:
         _settings([256] if args.quick else [8192, 16384], args.iters, args.repeats)
 

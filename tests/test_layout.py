@@ -2,7 +2,7 @@
 its own layer (its folder, or itself for a one-file layer) and the layers below it, the
 modules import one another without a cycle, and no module outside ``xpnn/nn/`` reaches
 another object's private members (it calls the public, unchecked core of
-``xpnn.nn.core`` instead).
+``xpnn.nn.core`` instead); and the package's public face, ``help(xpnn)``.
 
 The layers, bottom up (``docs/architecture.md``, ``DESIGN.md``)::
 
@@ -236,3 +236,18 @@ def test_the_scanners_can_fail():
     assert _imported(relative, "xpnn.nn", package=True) == ["xpnn.training.loop", "xpnn.nn.cells"]
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
     assert _cycle({"a": {"b"}, "b": set()}) == []
+
+
+def test_the_public_face_is_a_quickstart_and_the_public_names():
+    """``help(xpnn)``: the package docstring's quickstart, then the names of ``__all__``
+    (each importable, none private); the loop's, the plan's and the workers' internals
+    stay out of it."""
+    import pydoc
+
+    import xpnn
+
+    assert "Quickstart::" in xpnn.__doc__
+    assert all(hasattr(xpnn, name) and not name.startswith("_") for name in xpnn.__all__)
+    shown = pydoc.render_doc(xpnn, renderer=pydoc.plaintext)
+    for internal in ("make_plan", "RunPlan", "starting_state", "check_positive", "Shard"):
+        assert internal not in shown, internal
