@@ -7,8 +7,9 @@ ratios mean little. A case is ``--iters`` steps after one untimed step (which op
 workers' sessions and builds their models):
 
 * one process: ``make_step``'s step on a batch made beforehand (what ``train`` runs an
-  iteration once its chunk of data is drawn), NumPy, one BLAS thread, with the workers'
-  malloc thresholds (set with glibc's ``mallopt``: the same allocator as the workers);
+  iteration once its chunk of data is drawn), NumPy, one BLAS thread, in a process of
+  its own with the workers' malloc thresholds (glibc's ``mallopt``): the same allocator
+  as the workers, and no cluster's timers beside it;
 * N workers: a ``Gradients`` step (each worker making its rows, asked directly) and the
   update on the client, what ``train(..., parallel=client)`` runs an iteration.
 
@@ -47,6 +48,7 @@ import argparse  # noqa: E402
 import contextlib  # noqa: E402
 import ctypes  # noqa: E402
 import math  # noqa: E402
+import multiprocessing  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
@@ -105,8 +107,8 @@ def _problem(kind: str, batch: int) -> tuple[Any, Any]:
     return net, datasets.SampleStream(x, d, batch, seed=0)
 
 
-def _one_process(kind: str, batch: int, iters: int) -> Run:
-    """Seconds a step in one process, on one batch made beforehand."""
+def _one_process_here(kind: str, batch: int, iters: int) -> Run:
+    """Seconds a step in this process, on one batch made beforehand."""
     net, stream = _problem(kind, batch)
     x, d = stream.batch_rows(0, 0, batch)
     x, d = net.asarray(x), net.asarray(d)
@@ -121,6 +123,38 @@ def _one_process(kind: str, batch: int, iters: int) -> Run:
             params, state, loss = step(params, state, x, d)
         float(loss)
         return (time.perf_counter() - began) / iters, (time.process_time() - cpu) / iters
+
+    return run
+
+
+def _one_process_child(conn: Any, kind: str, batch: int, iters: int) -> None:
+    """The one-process case's own process: a timed run each time it is asked."""
+    _malloc_as_the_workers()
+    run = _one_process_here(kind, batch, iters)
+    while conn.recv():
+        conn.send(run())
+
+
+def _one_process(kind: str, batch: int, iters: int, stack: contextlib.ExitStack) -> Run:
+    """Seconds a step in one process: a process of its own (spawned), with the workers'
+    malloc thresholds and without this process's clusters and their timers beside it;
+    stopped with ``stack``."""
+    context = multiprocessing.get_context("spawn")
+    ours, theirs = context.Pipe()
+    child = context.Process(
+        target=_one_process_child, args=(theirs, kind, batch, iters), daemon=True
+    )
+    child.start()
+
+    def stop() -> None:
+        ours.send(False)
+        child.join(30)
+
+    stack.callback(stop)
+
+    def run() -> tuple[float, float]:
+        ours.send(True)
+        return ours.recv()
 
     return run
 
@@ -344,7 +378,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.quick:
         rnn, mlp, wide, threads = [256, 512], [2048], 256, 256
         args.iters, args.repeats, overhead_iters = 3, 2, 20
-    print(f"{os.cpu_count()} CPUs, {_load()} at the start; {_malloc_as_the_workers()}")
+    print(f"{os.cpu_count()} CPUs, {_load()} at the start")
     with contextlib.ExitStack() as stack:
         clients = {
             (n, t): stack.enter_context(cluster.connect(workers=n, threads_per_worker=t))
@@ -363,7 +397,7 @@ def main(argv: list[str] | None = None) -> None:
         if "overhead" in sections:
             cases: dict[str, Run] = {}
             for n in (1, 2):
-                cases[f"one process, batch {n}"] = _one_process("mlp", n, overhead_iters)
+                cases[f"one process, batch {n}"] = _one_process("mlp", n, overhead_iters, stack)
                 for tasks in (False, True):
                     name = f"{n} worker(s), {'tasks' if tasks else 'direct'}"
                     cases[name] = _parallel(
@@ -377,23 +411,23 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"  {n} worker(s): tasks / direct = {tasks / direct:.1f}x ({_load()})")
         if "rnn" in sections:
             for batch in rnn:
-                cases = {"one process": _one_process("rnn", batch, args.iters)}
+                cases = {"one process": _one_process("rnn", batch, args.iters, stack)}
                 cases |= workers("rnn", batch)
                 result = _interleaved(cases, args.repeats)
                 _table(f"RNN 2-16-1, binary addition, batch {batch}", result, "one process")
         if "mlp" in sections:
             for rows in mlp:
-                cases = {"one process": _one_process("mlp", rows, args.iters)}
+                cases = {"one process": _one_process("mlp", rows, args.iters, stack)}
                 cases |= workers("mlp", rows)
                 result = _interleaved(cases, args.repeats)
                 _table(f"MLP 2-32-1, linear, full batch of {rows} rows", result, "one process")
         if "wide" in sections:
-            cases = {"one process": _one_process("wide", wide, args.iters)}
+            cases = {"one process": _one_process("wide", wide, args.iters, stack)}
             cases |= workers("wide", wide)
             result = _interleaved(cases, args.repeats)
             _table(f"MLP 64-256-256-10, softmax, batch {wide}", result, "one process")
         if "threads" in sections:
-            cases = {"one process": _one_process("rnn", threads, args.iters)}
+            cases = {"one process": _one_process("rnn", threads, args.iters, stack)}
             cases |= workers("rnn", threads, ((k, 1), (1, k)))
             result = _interleaved(cases, args.repeats)
             _table(f"RNN 2-16-1, batch {threads}: threads or workers", result, "one process")
