@@ -93,7 +93,6 @@ def forward(
     on ``device``)."""
     # Operators (``@``, ``.T``) rather than ``xp.matmul``: the same standard operation,
     # without a wrapper's Python call, which at batch 1 costs more than the arithmetic.
-    steps, batch, _ = xs.shape
     ux = xs @ params["W_in"]  # every step's input projection: (T, B, I) @ (I, G*H)
     if "b" in params:
         ux = ux + params["b"]
@@ -104,11 +103,8 @@ def forward(
     _, (states, caches) = scan(step, zeros if h0 is None else h0, ux)
     hs = states[0] if cell.paired_state else states
     w_out = params["W_out"]
-    if many_to_one:
-        v = hs[-1, ...] @ w_out
-    else:  # the output layer over all T * B rows at once
-        rows = xp.reshape(hs, (steps * batch, hs.shape[2]))
-        v = xp.reshape(rows @ w_out, (steps, batch, w_out.shape[1]))
+    # the output layer: (B, H) @ (H, O), or every step's (T, B, H) @ (H, O) in one call
+    v = (hs[-1, ...] if many_to_one else hs) @ w_out
     if "b_out" in params:
         v = v + params["b_out"]
     y = out.forward(v, xp)
@@ -141,9 +137,9 @@ def backward(
         grads["W_out"] = cache.hs[-1, ...].T @ delta_out
         dh_last = delta_out @ w_out.T
     else:
+        dh_out = delta_out @ w_out.T  # (T, B, O) @ (O, H)
         delta_out = xp.reshape(delta_out, (rows, w_out.shape[1]))
         grads["W_out"] = h_rows.T @ delta_out
-        dh_out = xp.reshape(delta_out @ w_out.T, cache.hs.shape)
     if "b_out" in params:
         grads["b_out"] = xp.sum(delta_out, axis=0)
 
