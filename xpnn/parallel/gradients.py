@@ -130,6 +130,7 @@ class Gradients:
         self.session = session
         self.model = model
         self.workers = sorted(threads)
+        # the shards of each host where there are several; None: each worker asked directly
         self.groups = host_groups(self.workers)
         self.bounds = shard_bounds(stream.batch_size, len(self.workers))
         # a shard's parts (one a thread of its worker) are fixed for the run, so that a

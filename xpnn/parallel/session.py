@@ -162,11 +162,11 @@ class SessionPlugin(WorkerPlugin):
             return loop.run_in_executor(executor, fn, *args)
 
         if action == "group":
-            return await self.group(held, session, params, i, group, run)
+            return await self.sum_group(held, session, params, i, group, run)
         loss, grads = await held.parts_grads(params, i, [tuple(c) for c in cuts], run)
         return {"loss": loss, "grads": to_serialize(grads)}
 
-    async def group(
+    async def sum_group(
         self,
         held: Shard,
         session: str,
