@@ -29,7 +29,11 @@ The sections (``--sections``, or ``--all``):
 * ``fanout``: the client's CPU time a step against the number of workers (``--fanout``,
   1, 2, 4, 8; one row a worker, MLP 2-32-1), less what this process spends idle for as
   long (the clusters' timers): its slope is what each more worker costs the client a
-  step, which the paper projection in ``docs/distributed.md`` uses;
+  step, which the paper projection in ``docs/distributed.md`` uses; then the largest
+  count's workers split into pseudo-hosts (``--fanout-hosts``, 2 and 4: consecutive
+  workers, ``gradients.host_of`` replaced while each source is made), so that each step
+  asks one leader a pseudo-host, against the same workers asked directly, interleaved:
+  the client's CPU a step with groups;
 * ``settings`` (also ``--settings``): worker CPU seconds a step with dask's
   ``MALLOC_TRIM_THRESHOLD_=65536`` and with ``cluster.worker_environment``'s thresholds.
 
@@ -51,14 +55,14 @@ import math  # noqa: E402
 import multiprocessing  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 
 import xpnn  # noqa: E402
 from xpnn import datasets  # noqa: E402
-from xpnn.parallel import cluster  # noqa: E402
+from xpnn.parallel import cluster, gradients  # noqa: E402
 from xpnn.parallel.gradients import Gradients, shard_bounds  # noqa: E402
 from xpnn.training.step import make_step, make_update  # noqa: E402
 
@@ -260,6 +264,17 @@ def _idle_cpu_rate(seconds: float = 0.5) -> float:
     return (time.process_time() - cpu) / (time.perf_counter() - began)
 
 
+def _client_cpu(source: Gradients, start: int, iters: int) -> tuple[float, float]:
+    """Wall seconds and the client's CPU seconds (less its idle rate) a step of
+    ``source``, ``iters`` steps from iteration ``start``."""
+    idle = _idle_cpu_rate()
+    began, cpu = time.perf_counter(), time.process_time()
+    for i in range(iters):
+        source(source.model.params, start + i)
+    wall = time.perf_counter() - began
+    return wall / iters, (time.process_time() - cpu - idle * wall) / iters
+
+
 def _fanout(counts: list[int], iters: int, repeats: int) -> None:
     """The client's CPU time a step with each number of workers in ``counts`` (a cluster
     of its own each, one at a time; one row a worker), less the idle rate, and the
@@ -272,21 +287,13 @@ def _fanout(counts: list[int], iters: int, repeats: int) -> None:
             source = Gradients(client, net, stream, None)
             try:
                 source(net.params, 0)  # builds the workers' models
-                walls, cpus = [], []
-                for r in range(repeats):
-                    idle = _idle_cpu_rate()
-                    began, cpu = time.perf_counter(), time.process_time()
-                    for i in range(iters):
-                        source(net.params, 1 + r * iters + i)
-                    wall = time.perf_counter() - began
-                    walls.append(wall / iters)
-                    cpus.append((time.process_time() - cpu - idle * wall) / iters)
+                runs = [_client_cpu(source, 1 + r * iters, iters) for r in range(repeats)]
             finally:
                 source.close()
-        client_ms[n] = 1000 * statistics.median(cpus)
+        client_ms[n] = 1000 * statistics.median(c for _, c in runs)
         print(
-            f"  {n:3d} worker{'s' * (n > 1)}: {1000 * statistics.median(walls):7.2f} ms a step, "
-            f"client CPU {client_ms[n]:6.3f} ms ({_load()})"
+            f"  {n:3d} worker{'s' * (n > 1)}: {1000 * statistics.median(w for w, _ in runs):7.2f} "
+            f"ms a step, client CPU {client_ms[n]:6.3f} ms ({_load()})"
         )
     if len(client_ms) > 1:
         xs, ys = list(client_ms), list(client_ms.values())
@@ -297,6 +304,53 @@ def _fanout(counts: list[int], iters: int, repeats: int) -> None:
         print(
             f"  the client's CPU a step: {mean_y - slope * mean_x:.3f} ms + {slope:.3f} ms a worker"
         )
+
+
+@contextlib.contextmanager
+def _pseudo_hosts(workers: list[str], hosts: int) -> Iterator[None]:
+    """``workers`` (in order) on ``hosts`` pseudo-hosts of consecutive workers, as
+    ``gradients.host_of`` sees them, inside the block."""
+    named = {w: f"host-{k * hosts // len(workers)}" for k, w in enumerate(workers)}
+    real = gradients.host_of
+    gradients.host_of = lambda address: named.get(address, address)
+    try:
+        yield
+    finally:
+        gradients.host_of = real
+
+
+def _grouped_fanout(n: int, splits: list[int], iters: int, repeats: int) -> None:
+    """The client's CPU time a step (less the idle rate) on ``n`` workers asked directly
+    (one host) and split into each number of pseudo-hosts in ``splits`` (one leader
+    each), one row a worker, one cluster, the cases interleaved."""
+    print(
+        f"\nfan-out with groups: {n} workers, one row a worker (MLP 2-32-1), asked directly or "
+        "through one leader a pseudo-host; the client's CPU less its idle rate"
+    )
+    with cluster.connect(workers=n) as client, contextlib.ExitStack() as stack:
+        workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
+        sources: dict[str, Gradients] = {}
+        for hosts in [1, *splits]:
+            net, stream = _problem("mlp", n)
+            with _pseudo_hosts(workers, hosts):
+                source = Gradients(client, net, stream, None)
+            stack.callback(source.close)
+            source(net.params, 0)  # builds the workers' models
+            name = "1 host, direct" if hosts == 1 else f"{hosts} pseudo-hosts of ~{n // hosts}"
+            sources[name] = source
+        runs: dict[str, list[tuple[float, float]]] = {name: [] for name in sources}
+        loads: dict[str, str] = {}
+        for r in range(repeats):
+            for name, source in sources.items():
+                runs[name].append(_client_cpu(source, 1 + r * iters, iters))
+                loads[name] = _load()
+        direct = statistics.median(c for _, c in runs["1 host, direct"])
+        for name, samples in runs.items():
+            cpu = statistics.median(c for _, c in samples)
+            print(
+                f"  {name:24s} {1000 * statistics.median(w for w, _ in samples):7.2f} ms a step, "
+                f"client CPU {1000 * cpu:6.3f} ms, {cpu / direct:4.2f} of direct ({loads[name]})"
+            )
 
 
 def _worker_cpu(shard: Any, params: dict, rows: int, n: int) -> float:
@@ -361,6 +415,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads-batch", type=int, default=65536, help="RNN batch, threads")
     parser.add_argument("--threads-per-worker", type=int, default=2, help="K, threads")
     parser.add_argument("--fanout", default="1,2,4,8", help="worker counts, fan-out")
+    parser.add_argument(
+        "--fanout-hosts", default="2,4", help="pseudo-host counts of the largest fan-out"
+    )
     parser.add_argument("--settings", action="store_true", help="also the worker settings")
     parser.add_argument("--iters", type=int, default=10, help="timed steps a run")
     parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds")
@@ -434,6 +491,8 @@ def main(argv: list[str] | None = None) -> None:
     if "fanout" in sections:
         counts = [1, 2] if args.quick else [int(n) for n in args.fanout.split(",") if n]
         _fanout(counts, overhead_iters, args.repeats)
+        n, splits = (4, [2]) if args.quick else (max(counts), args.fanout_hosts.split(","))
+        _grouped_fanout(n, [int(h) for h in splits if h], overhead_iters, args.repeats)
     if "settings" in sections:
         _settings([256] if args.quick else [8192, 16384], args.iters, args.repeats)
 

@@ -3,7 +3,9 @@ before any task (unreachable, silent and non-dask schedulers included), and, on 
 LocalCluster of worker processes on 127.0.0.1 (the ``distributed`` nox session), runs
 equal to one process (to 1e-12 in float64): every model with Adam, clipping and
 truncation, on 1 to 3 workers, a killed worker's shard redone, a resume on another number
-of workers; and what the command line says of its cluster."""
+of workers, workers of several (pseudo-)hosts reduced by one leader a host, a killed or
+unreachable leader's and a killed peer's shards redone; and what the command line says of
+its cluster."""
 
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ import xpnn
 from xpnn import checkpoint, cli, datasets
 from xpnn.backends import float_errors_ignored
 from xpnn.errors import XpnnTypeError, XpnnValueError
-from xpnn.parallel import cluster
+from xpnn.parallel import cluster, gradients
 from xpnn.parallel.gradients import Gradients, shard_bounds
 from xpnn.training.loop import run, starting_state, train
 from xpnn.training.plan import make_plan
@@ -248,21 +250,41 @@ def _trained_on(client: object, kind: str = "gru") -> tuple[object, Gradients]:
     return net, source
 
 
-@pytest.mark.parametrize("local_client", [2], indirect=True)
-def test_the_model_and_stream_go_to_each_worker_once_a_run(local_client, monkeypatch) -> None:
+def _sent(monkeypatch) -> list[tuple[str, str, object]]:
+    """Every message of the client's to a worker from now on: the address, the action and
+    the answer."""
     sent = []
     ask = Gradients._ask
 
     async def counted(self: Gradients, address: str, **message: object) -> object:
-        sent.append((address, message["action"]))
-        return await ask(self, address, **message)
+        answer = await ask(self, address, **message)
+        sent.append((address, message["action"], answer))
+        return answer
 
     monkeypatch.setattr(Gradients, "_ask", counted)
+    return sent
+
+
+def _pseudo_hosts(monkeypatch, client: object, hosts: str) -> list[str]:
+    """``client``'s workers (in address order, returned) put on the pseudo-hosts
+    ``hosts`` (one letter a worker); a worker that joins later is a host of its own."""
+    workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
+    named = dict(zip(workers, hosts, strict=True))
+    monkeypatch.setattr(gradients, "host_of", lambda address: named.get(address, address))
+    return workers
+
+
+@pytest.mark.parametrize("local_client", [2], indirect=True)
+def test_the_model_and_stream_go_to_each_worker_once_a_run(local_client, monkeypatch) -> None:
+    """... and on one host every worker is asked directly, with no leader."""
+    sent = _sent(monkeypatch)
     _net, source = _trained_on(local_client)
-    opened = sorted(a for a, action in sent if action == "open")
+    opened = sorted(a for a, action, _ in sent if action == "open")
     assert opened == source.workers  # once each, for 12 steps
-    assert sorted(a for a, action in sent if action == "close") == source.workers
-    assert len([a for a, action in sent if action == "step"]) == 12 * 2
+    assert sorted(a for a, action, _ in sent if action == "close") == source.workers
+    assert len([a for a, action, _ in sent if action == "step"]) == 12 * 2
+    assert source.groups is None
+    assert not [a for a, action, _ in sent if action == "group"]
     sessions = local_client.run(_sessions)
     assert all(n == 0 for n in sessions.values())  # closed: nothing left on the workers
 
@@ -316,6 +338,51 @@ def test_a_worker_that_cannot_be_reached_hands_its_shard_to_another(
     monkeypatch.setattr(Gradients, "_survivor", others)
     net, source = _trained_on(local_client)
     assert source.workers[0] == source.workers[1] != steps[0]
+    _assert_close(_run("gru", 11), net)
+
+
+@pytest.mark.parametrize("local_client", [3], indirect=True)
+def test_workers_of_two_hosts_train_as_one_process_through_one_leader_a_host(
+    local_client, monkeypatch
+) -> None:
+    """Workers 0 and 2 on one pseudo-host, worker 1 on another: each step the client asks
+    two leaders (worker 0 for shards 0 and 2, worker 1 for its own) and no worker
+    directly, and the run equals one process."""
+    workers = _pseudo_hosts(monkeypatch, local_client, "aba")
+    for kind in ("mlp", "rnn"):
+        sent = _sent(monkeypatch)
+        net, source = _trained_on(local_client, kind)
+        assert source.groups == [[0, 2], [1]]
+        leaders = sorted(a for a, action, _ in sent if action == "group")
+        assert leaders == sorted([workers[0], workers[1]] * 12)
+        assert not [a for a, action, _ in sent if action == "step"]
+        _assert_close(_run(kind, 11), net)
+
+
+@pytest.mark.parametrize("local_client", [3], indirect=True)
+def test_an_unreachable_leaders_group_is_redone_shard_by_shard(local_client, monkeypatch) -> None:
+    """The first group's leader fails every call from the third step on: that step its
+    group's shards are asked directly (its own of another worker), later steps group the
+    workers of then, and the run equals one process."""
+    workers = _pseudo_hosts(monkeypatch, local_client, "aba")
+    ask = Gradients._ask
+    steps = []
+
+    async def failing(self: Gradients, address: str, **message: object) -> object:
+        if message["action"] == "group" and address == workers[0]:
+            steps.append(address)
+        if len(steps) > 2 and address == workers[0]:
+            raise distributed.comm.CommClosedError("gone")
+        return await ask(self, address, **message)
+
+    async def others(self: Gradients, s: int, dead: str) -> str:
+        return next(w for w in workers if w != dead)
+
+    monkeypatch.setattr(Gradients, "_ask", failing)
+    monkeypatch.setattr(Gradients, "_survivor", others)
+    net, source = _trained_on(local_client)
+    assert source.workers == [workers[1], workers[1], workers[2]]
+    assert source.groups == [[0, 1], [2]]  # worker 1 leads its two shards
     _assert_close(_run("gru", 11), net)
 
 
@@ -427,6 +494,32 @@ def test_a_killed_workers_shard_is_redone_with_the_same_numbers() -> None:
         assert victim not in client.run(os.getpid).values()  # it did die
     for key in quiet.params:
         np.testing.assert_array_equal(killed.params[key], quiet.params[key])
+
+
+@DISTRIBUTED
+def test_a_killed_peers_shard_is_redone_and_the_run_equals_one_process(monkeypatch) -> None:
+    """Workers 0 and 1 on one pseudo-host (worker 0 leads), worker 2 on another; worker 1
+    is SIGKILLed mid-run: its leader names it lost rather than failing, the client redoes
+    the group shard by shard, and the run equals one process."""
+    with cluster.connect(workers=3) as client:
+        workers = _pseudo_hosts(monkeypatch, client, "aab")
+        sent = _sent(monkeypatch)
+        pids = client.run(os.getpid)
+        victim = pids[workers[1]]
+
+        def kill(state: xpnn.TrainState) -> None:
+            if state.step == 4:
+                os.kill(victim, signal.SIGKILL)
+
+        killed = _run("lstm", 10, client, on_step=kill)
+        assert victim not in client.run(os.getpid).values()  # it did die
+    lost = [
+        list(answer["lost"])
+        for _a, action, answer in sent
+        if action == "group" and "lost" in answer
+    ]
+    assert lost == [[workers[1]]]
+    _assert_close(_run("lstm", 10), killed)
 
 
 # -- the command line: xpnn train RUN --workers N | --scheduler ADDRESS ----------------------

@@ -13,8 +13,18 @@ mean, so this is the whole batch's gradient). The model and the stream (a
 ``SampleStream``'s arrays included) go to each worker once, when the source opens its
 session there; per step only parameters, gradients and the loss cross the network.
 
+Where the workers span more than one host (``host_of``), the client asks one worker a
+host, the group's leader, for the whole group (``host_groups``): the leader asks its
+peers on the host directly, computes its own shard meanwhile, and answers with the
+group's sum (in shard order, each shard weighted by its share of the group's rows) and
+its rows; the client sums the groups in order, weighted the same way. The client's work
+a step then grows with the hosts, not the workers. On one host every worker is asked
+directly: there a leader would only add a hop.
+
 A worker that stops answering loses nothing: its shard is asked of a running worker
 (the session opened there first), which makes the same rows and so the same numbers.
+A group whose leader stops answering, or whose leader names peers that failed it, has
+each of its shards asked directly that step; later steps group the workers of then.
 
 Everything else of a run (clipping, the optimiser, readings, divergence handling,
 callbacks, checkpoints) is the training loop's (``xpnn.training.loop``): this module
@@ -37,6 +47,26 @@ from xpnn.errors import XpnnTypeError, XpnnValueError
 
 WORKER_WAIT = 60.0
 """Seconds a shard whose worker stopped answering waits for a running worker."""
+
+
+Answer = tuple[float, dict[str, Any], int]
+"""A shard's or a group's mean loss, its gradients (host arrays) and its rows."""
+
+
+def host_of(address: str) -> str:
+    """The host of a worker's address (``tcp://10.0.0.5:40123``: ``10.0.0.5``)."""
+    from distributed.comm import get_address_host
+
+    return get_address_host(address)
+
+
+def host_groups(workers: list[str]) -> list[list[int]] | None:
+    """The shards (indices of ``workers``) of each host, in shard order, the groups in
+    order of their first shard; None where every worker is on one host."""
+    groups: dict[str, list[int]] = {}
+    for s, address in enumerate(workers):
+        groups.setdefault(host_of(address), []).append(s)
+    return list(groups.values()) if len(groups) > 1 else None
 
 
 def shard_bounds(batch_size: int, shards: int) -> list[tuple[int, int]]:
@@ -100,6 +130,8 @@ class Gradients:
         self.session = session
         self.model = model
         self.workers = sorted(threads)
+        # the shards of each host where there are several; None: each worker asked directly
+        self.groups = host_groups(self.workers)
         self.bounds = shard_bounds(stream.batch_size, len(self.workers))
         # a shard's parts (one a thread of its worker) are fixed for the run, so that a
         # shard redone on another worker sums the same parts
@@ -119,14 +151,14 @@ class Gradients:
 
     def __call__(self, params: Mapping[str, Array], i: int) -> tuple[float, dict[str, Array]]:
         """Iteration ``i``'s batch loss and gradients (arrays of the model): every
-        shard's asked of its worker at once, summed in shard order, each weighted by its
-        share of the rows."""
+        shard's (or every host's group's) asked at once, summed in order, each weighted
+        by its share of the rows."""
         host = {k: to_numpy(v) for k, v in params.items()}
         results = self.client.sync(self._step, host, i)
         batch = self.bounds[-1][1]
-        weights = [(hi - lo) / batch for lo, hi in self.bounds]
-        value = math.fsum(w * loss for w, (loss, _g) in zip(weights, results, strict=True))
-        return value, self._weighted_sum(weights, [g for _loss, g in results])
+        weights = [rows / batch for _loss, _g, rows in results]
+        value = math.fsum(w * loss for w, (loss, _g, _r) in zip(weights, results, strict=True))
+        return value, self._weighted_sum(weights, [g for _loss, g, _rows in results])
 
     def _weighted_sum(self, weights: list[float], grads: list[dict[str, Any]]) -> dict[str, Array]:
         """``sum(w * g)`` over the shards, in shard order, as arrays of the model."""
@@ -154,18 +186,49 @@ class Gradients:
 
         await asyncio.gather(*(self._shard(s, open_) for s in range(len(self.workers))))
 
-    async def _step(self, host: dict[str, Any], i: int) -> list[tuple[float, dict[str, Any]]]:
+    async def _step(self, host: dict[str, Any], i: int) -> list[Answer]:
+        """Every shard's answer (or every group's), in shard order (group order)."""
         params = self.session.to_serialize(host)
+        workers = list(self.workers)
+        if self.groups is None:
+            shards = range(len(workers))
+            results = await asyncio.gather(*(self._direct(s, params, i) for s in shards))
+        else:
+            parts = await asyncio.gather(*(self._group(g, params, i) for g in self.groups))
+            results = [answer for part in parts for answer in part]
+        if self.workers != workers:  # a worker was replaced: group the workers of now
+            self.groups = host_groups(self.workers)
+        return results
 
-        async def ask(s: int, address: str) -> tuple[float, dict[str, Any]] | None:
+    async def _direct(self, s: int, params: Any, i: int) -> Answer:
+        """Shard ``s``'s answer, asked of its worker (or of a running one, ``_shard``)."""
+
+        async def ask(s: int, address: str) -> Answer | None:
             await self._open(address)
             answer = await self._ask(address, action="step", params=params, i=i, cuts=self.cuts[s])
             if answer is None:  # a worker restarted at the same address: open it again
                 self.opened.discard(address)
                 return None
-            return answer["loss"], answer["grads"]
+            lo, hi = self.bounds[s]
+            return answer["loss"], answer["grads"], hi - lo
 
-        return await asyncio.gather(*(self._shard(s, ask) for s in range(len(self.workers))))
+        return await self._shard(s, ask)
+
+    async def _group(self, shards: list[int], params: Any, i: int) -> list[Answer]:
+        """The group's one answer, asked of its leader (its first shard's worker), which
+        asks the group's other workers itself (their sessions opened here first); where
+        the leader cannot be reached, has no session or names peers that failed it,
+        each of the group's shards' answers, asked directly (``_direct``)."""
+        members = [self.workers[s] for s in shards]
+        group = [(a, self.cuts[s]) for a, s in zip(members, shards, strict=True)]
+        try:
+            await asyncio.gather(*(self._open(a) for a in dict.fromkeys(members)))
+            answer = await self._ask(members[0], action="group", params=params, i=i, group=group)
+        except OSError:  # the leader (or a peer, opening) is gone: each shard asked directly
+            answer = None
+        if answer is None or "lost" in answer:
+            return await asyncio.gather(*(self._direct(s, params, i) for s in shards))
+        return [(answer["loss"], answer["grads"], answer["rows"])]
 
     async def _shard(self, s: int, ask: Any) -> Any:
         """``ask(s, address)`` of shard ``s``'s worker until it answers (not None); a

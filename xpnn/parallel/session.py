@@ -5,7 +5,11 @@ own connections, not through the scheduler: ``SessionPlugin``, registered once o
 cluster (and so on every worker that joins it later), adds the ``xpnn_gradients``
 operation to each worker. A run opens a session on each worker it uses (the ``Shard``:
 model class, configuration, backend and dtype, stream, truncation; sent once), then
-asks it for one shard's loss and gradients a step, and closes it at the end.
+asks it for one shard's loss and gradients a step, and closes it at the end. Where the
+workers span several hosts, one worker a host (the group's leader) is asked for its
+host's shards instead: it asks its peers for theirs directly, worker to worker, computes
+its own meanwhile, and answers with their sum (or with the peers that failed it, whose
+shards the client then asks of each worker itself).
 
 It imports dask.distributed: ``Gradients`` imports it once it has a client.
 
@@ -87,21 +91,30 @@ class Shard:
         """An awaitable of ``grads`` of the rows of the ranges ``cuts`` (``[lo, hi)``
         each, one after another), each range computed by ``run(fn, *args)`` (a thread's
         awaitable), summed in range order, each weighted by its share of the rows."""
-        (lo, _), (_, hi) = cuts[0], cuts[-1]
         if len(cuts) == 1:
+            ((lo, hi),) = cuts
             return run(self.grads, params, i, lo, hi)
 
         async def summed() -> tuple[float, dict[str, Any]]:
             results = await asyncio.gather(*(run(self.grads, params, i, a, b) for a, b in cuts))
-            weights = [(b - a) / (hi - lo) for a, b in cuts]
-            loss = math.fsum(w * part for w, (part, _g) in zip(weights, results, strict=True))
-            total: dict[str, Any] = {}
-            for w, (_loss, g) in zip(weights, results, strict=True):
-                for key, value in g.items():
-                    total[key] = value * w if key not in total else total[key] + value * w
-            return loss, total
+            return weighted_sum(results, [b - a for a, b in cuts])
 
         return summed()
+
+
+def weighted_sum(
+    results: list[tuple[float, dict[str, Any]]], rows: list[int]
+) -> tuple[float, dict[str, Any]]:
+    """The mean loss and gradients (host arrays) of parts of ``rows`` rows each, from
+    each part's ``results``: summed in order, each weighted by its share of the rows."""
+    whole = sum(rows)
+    weights = [r / whole for r in rows]
+    loss = math.fsum(w * part for w, (part, _g) in zip(weights, results, strict=True))
+    total: dict[str, Any] = {}
+    for w, (_loss, g) in zip(weights, results, strict=True):
+        for key, value in g.items():
+            total[key] = value * w if key not in total else total[key] + value * w
+    return loss, total
 
 
 class SessionPlugin(WorkerPlugin):
@@ -126,10 +139,13 @@ class SessionPlugin(WorkerPlugin):
         params: Mapping[str, Any] | None = None,
         i: int = 0,
         cuts: list[tuple[int, int]] | None = None,
+        group: list[tuple[str, list[tuple[int, int]]]] | None = None,
     ) -> dict[str, Any] | None:
         """``open`` keeps ``shard``; ``step`` answers ``{"loss", "grads"}`` for the rows
         of the ranges ``cuts`` of iteration ``i`` with ``params`` (None: no such session,
-        open it again); ``close`` drops the session."""
+        open it again); ``group`` answers ``{"loss", "grads", "rows"}`` for the shards
+        of ``group`` (each a worker's address and its ``cuts``), or ``{"lost": [the
+        addresses that failed]}``; ``close`` drops the session."""
         if action == "open":
             self.sessions[session] = shard
             return {}
@@ -145,5 +161,42 @@ class SessionPlugin(WorkerPlugin):
         def run(fn: Any, *args: Any) -> Any:
             return loop.run_in_executor(executor, fn, *args)
 
+        if action == "group":
+            return await self.sum_group(held, session, params, i, group, run)
         loss, grads = await held.parts_grads(params, i, [tuple(c) for c in cuts], run)
         return {"loss": loss, "grads": to_serialize(grads)}
+
+    async def sum_group(
+        self,
+        held: Shard,
+        session: str,
+        params: Mapping[str, Any],
+        i: int,
+        group: list[tuple[str, list[tuple[int, int]]]],
+        run: Any,
+    ) -> dict[str, Any]:
+        """The shards of ``group``, in order: this worker's computed here, the others'
+        asked of their workers at once (their sessions opened by the client), summed
+        each weighted by its share of the group's rows. A peer that cannot be reached
+        or has no session is not this worker's failure: it is named in ``lost``."""
+        shipped = to_serialize(params)
+
+        async def one(address: str, cuts: list[tuple[int, int]]) -> Any:
+            if address == self.worker.address:
+                return await held.parts_grads(params, i, cuts, run)
+            try:
+                answer = await getattr(self.worker.rpc(address), HANDLER)(
+                    action="step", session=session, params=shipped, i=i, cuts=cuts
+                )
+            except OSError:  # dask's CommClosedError too
+                return None
+            return None if answer is None else (answer["loss"], answer["grads"])
+
+        members = [(address, [tuple(c) for c in cuts]) for address, cuts in group]
+        results = await asyncio.gather(*(one(a, cuts) for a, cuts in members))
+        lost = [a for (a, _c), r in zip(members, results, strict=True) if r is None]
+        if lost:
+            return {"lost": lost}
+        rows = [cuts[-1][1] - cuts[0][0] for _a, cuts in members]
+        loss, grads = weighted_sum(results, rows)
+        return {"loss": loss, "grads": to_serialize(grads), "rows": sum(rows)}
