@@ -8,8 +8,8 @@ workers' sessions and builds their models):
 
 * one process: ``make_step``'s step on a batch made beforehand (what ``train`` runs an
   iteration once its chunk of data is drawn), NumPy, one BLAS thread, in a process of
-  its own with the workers' malloc thresholds (glibc's ``mallopt``): the same allocator
-  as the workers, and no cluster's timers beside it;
+  its own started with the workers' environment (``cluster.worker_environment``: their
+  malloc thresholds, one BLAS thread), and no cluster's timers beside it;
 * N workers: a ``Gradients`` step (each worker making its rows, asked directly) and the
   update on the client, what ``train(..., parallel=client)`` runs an iteration.
 
@@ -50,7 +50,6 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
-import ctypes  # noqa: E402
 import math  # noqa: E402
 import multiprocessing  # noqa: E402
 import statistics  # noqa: E402
@@ -71,22 +70,6 @@ SECTIONS = ("overhead", "rnn", "mlp", "wide", "threads", "fanout", "settings")
 
 Run = Callable[[], tuple[float, float]]
 """A case: one timed run, its wall seconds and this process's CPU seconds a step."""
-
-
-def _malloc_as_the_workers() -> str:
-    """This process's glibc malloc thresholds set to the workers'
-    (``cluster.worker_environment``), so that one process and the workers run under the
-    same allocator settings; says what was done."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return "not glibc: one process keeps its allocator's defaults"
-    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's malloc.h
-    done = libc.mallopt(m_mmap_threshold, cluster.MMAP_THRESHOLD) == 1
-    done &= libc.mallopt(m_trim_threshold, 2 * cluster.MMAP_THRESHOLD) == 1
-    if not done:
-        return "mallopt refused: one process keeps glibc's defaults"
-    return "one process runs with the workers' malloc thresholds (mallopt)"
 
 
 def _load() -> str:
@@ -131,9 +114,23 @@ def _one_process_here(kind: str, batch: int, iters: int) -> Run:
     return run
 
 
+@contextlib.contextmanager
+def _environment(variables: dict[str, str]) -> Iterator[None]:
+    """``variables`` in this process's environment for the time of the block."""
+    saved = {k: os.environ.get(k) for k in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k)
+            else:
+                os.environ[k] = v
+
+
 def _one_process_child(conn: Any, kind: str, batch: int, iters: int) -> None:
     """The one-process case's own process: a timed run each time it is asked."""
-    _malloc_as_the_workers()
     run = _one_process_here(kind, batch, iters)
     while conn.recv():
         conn.send(run())
@@ -148,7 +145,8 @@ def _one_process(kind: str, batch: int, iters: int, stack: contextlib.ExitStack)
     child = context.Process(
         target=_one_process_child, args=(theirs, kind, batch, iters), daemon=True
     )
-    child.start()
+    with _environment(cluster.worker_environment(1)):  # read by glibc as the child starts
+        child.start()
 
     def stop() -> None:
         ours.send(False)

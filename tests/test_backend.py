@@ -1,7 +1,7 @@
 """The backend layer: which backends are usable here, device and dtype names, host copies.
 
 The refusals (an unknown or uninstalled backend, CuPy without a GPU, a device a backend
-lacks) are tests/test_validation.py's and tests/test_devices.py's."""
+lacks) are tests/test_errors.py's and tests/test_devices.py's."""
 
 from __future__ import annotations
 
