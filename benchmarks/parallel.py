@@ -464,28 +464,23 @@ def main(argv: list[str] | None = None) -> None:
                 direct = result[f"{n} worker(s), direct"][0]
                 tasks = result[f"{n} worker(s), tasks"][0]
                 print(f"  {n} worker(s): tasks / direct = {tasks / direct:.1f}x ({_load()})")
+
+        def against_one_process(kind: str, batch: int, title: str, **counts: Any) -> None:
+            cases = {"one process": _one_process(kind, batch, args.iters, stack)}
+            cases |= workers(kind, batch, **counts)
+            _table(title, _interleaved(cases, args.repeats), "one process")
+
         if "rnn" in sections:
             for batch in rnn:
-                cases = {"one process": _one_process("rnn", batch, args.iters, stack)}
-                cases |= workers("rnn", batch)
-                result = _interleaved(cases, args.repeats)
-                _table(f"RNN 2-16-1, binary addition, batch {batch}", result, "one process")
+                against_one_process("rnn", batch, f"RNN 2-16-1, binary addition, batch {batch}")
         if "mlp" in sections:
             for rows in mlp:
-                cases = {"one process": _one_process("mlp", rows, args.iters, stack)}
-                cases |= workers("mlp", rows)
-                result = _interleaved(cases, args.repeats)
-                _table(f"MLP 2-32-1, linear, full batch of {rows} rows", result, "one process")
+                against_one_process("mlp", rows, f"MLP 2-32-1, linear, full batch of {rows} rows")
         if "wide" in sections:
-            cases = {"one process": _one_process("wide", wide, args.iters, stack)}
-            cases |= workers("wide", wide)
-            result = _interleaved(cases, args.repeats)
-            _table(f"MLP 64-256-256-10, softmax, batch {wide}", result, "one process")
+            against_one_process("wide", wide, f"MLP 64-256-256-10, softmax, batch {wide}")
         if "threads" in sections:
-            cases = {"one process": _one_process("rnn", threads, args.iters, stack)}
-            cases |= workers("rnn", threads, ((k, 1), (1, k)))
-            result = _interleaved(cases, args.repeats)
-            _table(f"RNN 2-16-1, batch {threads}: threads or workers", result, "one process")
+            title = f"RNN 2-16-1, batch {threads}: threads or workers"
+            against_one_process("rnn", threads, title, counts=((k, 1), (1, k)))
     if "fanout" in sections:
         counts = [1, 2] if args.quick else [int(n) for n in args.fanout.split(",") if n]
         _fanout(counts, overhead_iters, args.repeats)
