@@ -15,9 +15,8 @@ from xpnn.checkpoint import load, save
 
 import xpnn
 from xpnn import checkpoint
-from xpnn.backends import BACKENDS, backend_info
+from xpnn.backends import BACKENDS, backend_info, npz
 from xpnn.errors import CheckpointError, XpnnValueError
-from xpnn.io import npz
 from xpnn.optim import SGD, Adam, Momentum
 
 USABLE = [name for name in BACKENDS if backend_info(name).usable]

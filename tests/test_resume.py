@@ -22,10 +22,11 @@ from xpnn.checkpoint import load
 
 import xpnn
 from xpnn import cli
+from xpnn.backends import npz
 from xpnn.course import notebooks
 from xpnn.course.settings import BinaryAddition, Regression, Sine
 from xpnn.errors import CheckpointError, TrainingDiverged
-from xpnn.io import lock, npz
+from xpnn.io import lock
 from xpnn.training import loop
 from xpnn.training.resume import Checkpointer
 

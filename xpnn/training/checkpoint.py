@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import numbers
 import os
 import zipfile
 from collections.abc import Mapping, Sequence
@@ -37,9 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from xpnn.backends import Array, to_numpy
+from xpnn.backends import Array, npz, to_numpy
 from xpnn.errors import (
     BackendUnavailable,
     CheckpointError,
@@ -53,7 +52,6 @@ from xpnn.errors import (
     is_real,
     shown,
 )
-from xpnn.io import npz
 from xpnn.io.atomic import write_atomic
 from xpnn.nn import MODELS
 from xpnn.nn.init import RECURRENT_INITS
@@ -169,10 +167,10 @@ def _behind(history: Sequence[Sequence[Any]], step: int) -> str | None:
     return f"its step {step} is behind its history, which has a reading at iteration {last}"
 
 
-def _digest(meta_text: str, arrays: Mapping[str, np.ndarray]) -> str:
+def _digest(meta_text: str, arrays: Mapping[str, Any]) -> str:
     sha = hashlib.sha256(meta_text.encode("utf-8"))
     for key in sorted(arrays):
-        a = np.ascontiguousarray(arrays[key])
+        a = arrays[key]  # a host array: ``tobytes`` is its values in C order
         sha.update(f"\n{key}:{a.dtype.str}:{a.shape}\n".encode())
         sha.update(a.tobytes())
     return sha.hexdigest()
@@ -209,14 +207,14 @@ def save(
     if not isinstance(model, tuple(MODELS.values())):
         msg = f"model must be an xpnn MLP or RNN, got {type(model).__name__}"
         raise XpnnTypeError(msg, argument="model")
-    if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
+    if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
         msg = f"step must be a non-negative integer, got {shown(step)}"
         raise XpnnValueError(msg)
     params = model.params if params is None else params
     if not isinstance(params, Mapping) or set(params) != set(model.params):
         msg = f"params must be a dict with the model's keys {sorted(model.params)}"
         raise XpnnValueError(msg)
-    arrays = {PARAM + key: np.ascontiguousarray(to_numpy(p)) for key, p in params.items()}
+    arrays = {PARAM + key: to_numpy(p) for key, p in params.items()}
     for key, shape in model.param_shapes.items():
         if arrays[PARAM + key].shape != shape:
             msg = f"params[{key!r}] has shape {arrays[PARAM + key].shape}, the model's {shape}"
@@ -227,8 +225,8 @@ def save(
         state = optimizer.init(params) if state is None else state
         optimizer.check_state(params, state)  # keys, shapes, dtypes; values below
         for key, value in state.items():
-            arrays[OPTIM + key] = np.array(to_numpy(value), order="C")  # 0-d stays 0-d
-    bad = sorted(key for key, a in arrays.items() if not np.all(np.isfinite(a)))
+            arrays[OPTIM + key] = to_numpy(value)  # 0-d stays 0-d
+    bad = sorted(key for key, a in arrays.items() if not npz.all_finite(a))
     if bad:  # the one finiteness check of a save; load's is the ``params`` setter's
         msg = f"refusing to save a checkpoint with non-finite {bad} to {path}"
         raise NonFiniteParameters(msg)
@@ -255,8 +253,8 @@ def save(
         raise XpnnValueError(msg) from None
     contents = {
         **arrays,
-        "meta": np.array(meta_text),
-        "sha256": np.array(_digest(meta_text, arrays)),
+        "meta": meta_text,
+        "sha256": _digest(meta_text, arrays),
     }
     try:
         write_atomic(path, lambda file: npz.write(file, contents), what="the checkpoint")
@@ -482,7 +480,7 @@ def load(
     config = meta["model"]
     params = {k[len(PARAM) :]: a for k, a in arrays.items() if k.startswith(PARAM)}
     host_state = {k[len(OPTIM) :]: a for k, a in arrays.items() if k.startswith(OPTIM)}
-    bad = sorted(k for k, a in host_state.items() if not np.all(np.isfinite(a)))
+    bad = sorted(k for k, a in host_state.items() if not npz.all_finite(a))
     if bad:
         raise npz.fail(path, f"optimizer state {bad} holds NaN or infinity")
     if meta["optimizer"] is not None:

@@ -1,7 +1,8 @@
 """The hardened ``.npz`` reader: an archive's directory and every member's ``.npy`` header
 are checked before anything is inflated or trusted, so a hostile file (a zip bomb, a
 pickle, a member longer than its header says) costs no more memory than its own size.
-Writes go through ``np.savez`` into an atomic file (``xpnn.io.atomic``).
+Writes go through ``np.savez`` into an atomic file (``xpnn.io.atomic``). The archive is
+NumPy's own format, so it lives here, beside the host side of the backends (``host``).
 
 It knows nothing of models: ``xpnn.training.checkpoint`` gives the arrays their meaning.
 """
@@ -120,6 +121,12 @@ def depth(value: Any) -> int:
     return deepest
 
 
-def write(file: Any, contents: Mapping[str, np.ndarray]) -> None:
-    """``contents`` as an uncompressed ``.npz`` archive into the open binary ``file``."""
+def write(file: Any, contents: Mapping[str, Any]) -> None:
+    """``contents`` (host arrays; a ``str`` becomes a 0-d unicode array) as an
+    uncompressed ``.npz`` archive into the open binary ``file``."""
     np.savez(file, **contents)
+
+
+def all_finite(array: Any) -> bool:
+    """Whether every value of the host array ``array`` is finite."""
+    return bool(np.isfinite(array).all())
