@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import time
 import uuid
 import warnings
@@ -155,19 +154,9 @@ class Gradients:
         by its share of the rows."""
         host = {k: to_numpy(v) for k, v in params.items()}
         results = self.client.sync(self._step, host, i)
-        batch = self.bounds[-1][1]
-        weights = [rows / batch for _loss, _g, rows in results]
-        value = math.fsum(w * loss for w, (loss, _g, _r) in zip(weights, results, strict=True))
-        return value, self._weighted_sum(weights, [g for _loss, g, _rows in results])
-
-    def _weighted_sum(self, weights: list[float], grads: list[dict[str, Any]]) -> dict[str, Array]:
-        """``sum(w * g)`` over the shards, in shard order, as arrays of the model."""
-        total: dict[str, Array] = {}
-        for w, g in zip(weights, grads, strict=True):
-            for key, value in g.items():
-                part = self.model.asarray(value, name=key) * w
-                total[key] = part if key not in total else total[key] + part
-        return total
+        parts = [(loss, grads) for loss, grads, _rows in results]
+        value, total = self.session.weighted_sum(parts, [rows for _l, _g, rows in results])
+        return value, {k: self.model.asarray(g, name=k) for k, g in total.items()}
 
     async def _ask(self, address: str, **message: Any) -> Any:
         return await getattr(self.client.rpc(address), self.session.HANDLER)(
